@@ -1,0 +1,38 @@
+"""Shared test fixtures. Tests that need ../shared skip with a reason when it is absent."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample"
+SHARED = Path(os.environ.get("KATIB_DIGITS_SHARED", REPO.parent / "shared"))
+SHARED_DATA = SHARED / "data" / "digit-recognizer"
+SHARED_KATIB = SHARED / "katib"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # Parsed-CSV cache in a per-session temp dir, never in the user's home.
+    monkeypatch.setenv("KATIB_DIGITS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def shared_katib() -> Path:
+    if not (SHARED_KATIB / "SEMANTICS.md").exists():
+        pytest.skip(f"needs Katib reference files at {SHARED_KATIB} (../shared is absent in a plain clone)")
+    return SHARED_KATIB
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "train.csv.gz").exists():
+        pytest.skip(f"needs the competition data at {SHARED_DATA} (../shared is absent in a plain clone)")
+    return SHARED_DATA

@@ -1,0 +1,5 @@
+import sys
+
+from trial.cli import main
+
+sys.exit(main())

@@ -1,0 +1,125 @@
+"""Train the CNN on in-memory arrays and report each epoch the way Katib reads it."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from trial.model import build_model, make_optimizer  # noqa: E402
+
+METRIC_NAMES = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int):
+    """Shuffle once with `seed`, then hold out the last `val_fraction` of rows."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_val = int(round(len(x) * val_fraction))
+    if val_fraction > 0 and n_val == 0:
+        raise ValueError(f"--val-fraction {val_fraction} of {len(x)} rows leaves no validation rows")
+    if len(x) - n_val < 1:
+        raise ValueError(f"{len(x)} rows leave nothing to train on after the validation split")
+    train_idx, val_idx = order[: len(x) - n_val], order[len(x) - n_val:]
+    return (x[train_idx], y[train_idx]), ((x[val_idx], y[val_idx]) if n_val else None)
+
+
+def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b)).prefetch(tf.data.AUTOTUNE)
+
+
+def format_metrics(epoch: int, logs: dict) -> str:
+    """`epoch=3 loss=0.051200 accuracy=0.984100 ...`: Katib's default StdOut filter reads it."""
+    pairs = [f"epoch={epoch}"] + [f"{name}={logs[name]:.6f}" for name in METRIC_NAMES if name in logs]
+    return " ".join(pairs)
+
+
+class KatibReporter(keras.callbacks.Callback):
+    """Prints one metric line per epoch to stdout (and a metrics file, and Katib's
+    Push collector inside a Katib pod); stops on a NaN loss."""
+
+    def __init__(self, metrics_file: Path | None):
+        super().__init__()
+        self.metrics_file = metrics_file
+        self.diverged_at: int | None = None
+        self.push = os.environ.get("KATIB_TRIAL_NAME") is not None
+        if metrics_file:
+            metrics_file.parent.mkdir(parents=True, exist_ok=True)
+            metrics_file.write_text("")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items() if k in METRIC_NAMES}
+        if not all(math.isfinite(v) for v in logs.values()):
+            self.diverged_at = epoch + 1
+            self.model.stop_training = True
+            return
+        line = format_metrics(epoch + 1, logs)
+        print(line, flush=True)
+        if self.metrics_file:
+            with self.metrics_file.open("a") as fh:
+                fh.write(line + "\n")
+        if self.push:
+            self._push(logs)
+
+    def _push(self, logs: dict) -> None:
+        try:
+            from kubeflow.katib import report_metrics
+
+            report_metrics({k: str(v) for k, v in logs.items()})
+        except Exception as exc:  # noqa: BLE001 - stdout stays the source of truth
+            print(f"trial: warning: Push collector failed ({exc}); metrics are still on stdout", file=sys.stderr)
+            self.push = False
+
+
+def train(args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> dict:
+    """Fit the model the flags describe; returns the Keras history (one list per metric)."""
+    keras.utils.set_random_seed(args.seed)
+    (x_train, y_train), val = split(x, y, args.val_fraction, args.seed)
+    print(f"trial: {len(x_train)} training rows, {len(val[0]) if val else 0} validation rows from {args.data}",
+          file=sys.stderr)
+
+    model = build_model(args.conv_filters, args.dense_units, args.dropout, args.augment, args.seed)
+    model.compile(optimizer=make_optimizer(args.optimizer, args.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    reporter = KatibReporter(args.metrics_file)
+    decay = keras.callbacks.LearningRateScheduler(lambda epoch: args.learning_rate * args.lr_decay**epoch)
+    started = time.perf_counter()
+    history = model.fit(
+        dataset(x_train, y_train, args.batch_size, shuffle_seed=args.seed),
+        validation_data=dataset(*val, args.batch_size, shuffle_seed=None) if val else None,
+        epochs=args.epochs, verbose=0, shuffle=False, callbacks=[decay, reporter],
+    )
+    elapsed = time.perf_counter() - started
+    if reporter.diverged_at is not None:
+        raise TrainingDiverged(f"loss became NaN or infinite at epoch {reporter.diverged_at} "
+                               f"(learning rate {args.learning_rate:g} with {args.optimizer} is probably too high)")
+    epochs_run = len(history.history.get("loss", []))
+    print(f"trial: trained {epochs_run} epochs in {elapsed:.1f} s "
+          f"({epochs_run * len(x_train) / elapsed:.0f} images/s)", file=sys.stderr)
+    if args.model_out:
+        save(model, args, history.history, args.model_out)
+    return history.history
+
+
+def save(model: keras.Model, args: argparse.Namespace, history: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model.keras")
+    hparams = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    (out / "hparams.json").write_text(json.dumps(hparams, indent=2))
+    (out / "history.json").write_text(json.dumps({k: [float(v) for v in vs] for k, vs in history.items()}, indent=2))
