@@ -1,0 +1,368 @@
+"""Run an Experiment on a real Katib through the Kubernetes API.
+
+Create it under a fresh name, poll it until it ends or the time is up, fail
+loudly when it fails (the retired v1 katib-launcher exited 0 on failure) and
+return the final object exactly as `kubectl get experiment -o json` shows it,
+so `status.currentOptimalTrial` reads the same as after a local run.
+
+Why the plain `CustomObjectsApi` and not kubeflow-katib's `KatibClient`: the
+SDK's create/get wrap every `ApiException` into a RuntimeError/TimeoutError,
+which loses the HTTP status we need to tell 403 from 409 from 5xx; its wait
+raises without the Experiment's conditions; and its objects are the SDK's
+models, not the JSON a `kubectl get -o json` gives. The custom-objects API
+returns that JSON as plain dicts and lets us list, in one table, every call
+we make (API_CALLS), from which the RBAC Role in deploy/ is checked.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import string
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pipeline.errors import UserError
+
+GROUP = "kubeflow.org"
+VERSION = "v1beta1"
+MAX_NAME_LEN = 40  # Katib's validating webhook rejects longer Experiment names
+SUFFIX_LEN = 5  # like the API server's generateName
+RUN_ID_LABEL = "katib-digits/run-id"  # lets a retried create recognise its own object
+EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"  # Katib labels each Trial with it
+REQUEST_TIMEOUT_S = 30  # one HTTP request; a hung API server must not hang the step
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    method: str  # CustomObjectsApi method
+    verb: str  # Kubernetes RBAC verb it needs
+    plural: str  # resource in the kubeflow.org group
+
+
+# Every Kubernetes API call this module makes, and the only path to them (see
+# _call). deploy/rbac.yaml's Role is tested against required_rbac().
+API_CALLS: dict[str, ApiCall] = {
+    "create_experiment": ApiCall("create_namespaced_custom_object", "create", "experiments"),
+    "get_experiment": ApiCall("get_namespaced_custom_object", "get", "experiments"),
+    "delete_experiment": ApiCall("delete_namespaced_custom_object", "delete", "experiments"),
+    "list_trials": ApiCall("list_namespaced_custom_object", "list", "trials"),
+}
+
+
+def required_rbac() -> dict[str, set[str]]:
+    """{resource plural: RBAC verbs} that run_on_katib needs in its namespace."""
+    needed: dict[str, set[str]] = {}
+    for call in API_CALLS.values():
+        needed.setdefault(call.plural, set()).add(call.verb)
+    return needed
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries for 5xx, 429 and connection errors; never for other 4xx."""
+
+    attempts: int = 5
+    backoff_s: float = 1.0  # doubles after each failure
+    max_backoff_s: float = 16.0
+
+
+# --- errors ------------------------------------------------------------------
+
+
+class KatibError(UserError):
+    """Anything that stops a Katib run; the message names the Experiment."""
+
+
+class KatibApiError(KatibError):
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class KatibExperimentFailed(KatibError):
+    """The Experiment ended Failed (or vanished); carries its last conditions."""
+
+    def __init__(self, message: str, experiment: dict[str, Any] | None):
+        super().__init__(message)
+        self.experiment = experiment
+        self.conditions = conditions(experiment)
+
+
+class KatibTimeout(KatibError):
+    """Still not finished when the time was up; carries its last conditions."""
+
+    def __init__(self, message: str, experiment: dict[str, Any] | None):
+        super().__init__(message)
+        self.experiment = experiment
+        self.conditions = conditions(experiment)
+
+
+# --- reading an Experiment object ----------------------------------------------
+
+
+def conditions(obj: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return list(((obj or {}).get("status") or {}).get("conditions") or [])
+
+
+def condition_is_true(obj: dict[str, Any] | None, kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True" for c in conditions(obj))
+
+
+def describe_conditions(obj: dict[str, Any] | None) -> str:
+    conds = conditions(obj)
+    if not conds:
+        return "no conditions yet (is the Katib controller running?)"
+    return "; ".join(
+        f"{c.get('type')}={c.get('status')} ({c.get('reason', '')}: {c.get('message', '')})" for c in conds
+    )
+
+
+def optimal_trial(obj: dict[str, Any]) -> dict[str, Any]:
+    """status.currentOptimalTrial of an Experiment object, or KatibError when no
+    trial has reported the objective metric yet."""
+    name = (obj.get("metadata") or {}).get("name", "<unnamed>")
+    best = copy.deepcopy(((obj.get("status") or {}).get("currentOptimalTrial")) or {})
+    if not best.get("bestTrialName") or not best.get("parameterAssignments"):
+        raise KatibError(
+            f"Experiment {name}: status.currentOptimalTrial is empty: no trial reported the objective metric "
+            f"({describe_conditions(obj)})"
+        )
+    return best
+
+
+def unique_name(base: str) -> str:
+    """`base` plus a random suffix, within Katib's 40-character limit."""
+    alphabet = string.ascii_lowercase + string.digits
+    suffix = "".join(secrets.choice(alphabet) for _ in range(SUFFIX_LEN))
+    stem = base.lower()[: MAX_NAME_LEN - SUFFIX_LEN - 1].rstrip("-")
+    if not stem or not stem[0].isalpha():
+        stem = ("x" + stem)[: MAX_NAME_LEN - SUFFIX_LEN - 1].rstrip("-")
+    return f"{stem}-{suffix}"
+
+
+# --- API calls, errors and retries ---------------------------------------------
+
+
+def _status_message(exc: Exception) -> str:
+    # The API server answers errors with a v1 Status whose `message` says why.
+    body = getattr(exc, "body", None)
+    try:
+        return json.loads(body).get("message") or str(body)
+    except (TypeError, ValueError, AttributeError):
+        return (str(body) if body else "") or getattr(exc, "reason", "") or str(exc)
+
+
+def _retryable(exc: Exception) -> bool:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    if isinstance(exc, ApiException):
+        return exc.status == 429 or (exc.status or 0) >= 500
+    return isinstance(exc, (Urllib3Error, ConnectionError, TimeoutError))
+
+
+def _call(api: Any, op: str, retry: RetryPolicy, sleep: Callable[[float], None], **kwargs: Any) -> Any:
+    """One entry of API_CALLS, retried with backoff on 5xx/429/connection errors."""
+    call = API_CALLS[op]
+    method = getattr(api, call.method)
+    delay = retry.backoff_s
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            return method(GROUP, VERSION, plural=call.plural, _request_timeout=REQUEST_TIMEOUT_S, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - classified right below
+            if not _retryable(exc) or attempt == retry.attempts:
+                raise
+            sleep(delay)
+            delay = min(delay * 2, retry.max_backoff_s)
+    raise AssertionError("unreachable")
+
+
+def _api_error(exc: Exception, op: str, namespace: str, name: str | None) -> KatibApiError:
+    """A one-line, actionable message for an API failure."""
+    from kubernetes.client.exceptions import ApiException
+
+    call = API_CALLS[op]
+    what = f"{call.verb} {call.plural}.{GROUP}" + (f" {name!r}" if name else "") + f" in namespace {namespace!r}"
+    if not isinstance(exc, ApiException):
+        return KatibApiError(f"cannot reach the Kubernetes API to {what}: {exc}")
+    status, detail = exc.status, _status_message(exc)
+    if status in (401, 403):
+        hint = (
+            f"the service account needs RBAC verb {call.verb!r} on {call.plural}.{GROUP} in {namespace!r}: "
+            "apply deploy/rbac.yaml and run the step with that service account"
+        )
+        return KatibApiError(f"forbidden to {what} (HTTP {status}): {detail}; {hint}", status)
+    if status == 404 and op == "create_experiment":
+        return KatibApiError(
+            f"cannot {what} (HTTP 404): {detail}; is Katib installed (CRD experiments.{GROUP}) "
+            f"and does namespace {namespace!r} exist?",
+            status,
+        )
+    if status in (400, 422) and op == "create_experiment":
+        return KatibApiError(f"Katib rejected the Experiment {name!r} (HTTP {status}): {detail}", status)
+    return KatibApiError(f"failed to {what} (HTTP {status}): {detail}", status)
+
+
+def default_api() -> Any:
+    """CustomObjectsApi from the pod's service account, else the user's kubeconfig."""
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError) as exc:
+            raise KatibApiError(
+                f"no Kubernetes credentials: not running in a pod and no usable kubeconfig "
+                f"($KUBECONFIG or ~/.kube/config): {exc}"
+            ) from None
+    return client.CustomObjectsApi()
+
+
+# --- the run -------------------------------------------------------------------
+
+
+def _prepare(experiment: dict[str, Any], namespace: str, name: str, run_id: str) -> dict[str, Any]:
+    body = copy.deepcopy(experiment)
+    body.pop("status", None)
+    meta = body.setdefault("metadata", {})
+    for server_owned in ("generateName", "resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
+        meta.pop(server_owned, None)
+    meta["name"] = name
+    meta["namespace"] = namespace
+    meta.setdefault("labels", {})[RUN_ID_LABEL] = run_id
+    return body
+
+
+@dataclass
+class _Session:
+    """One namespace on one API server, with the retry policy applied to each call."""
+
+    api: Any
+    namespace: str
+    retry: RetryPolicy
+    sleep: Callable[[float], None]
+
+    def call(self, op: str, name: str | None = None, **kwargs: Any) -> Any:
+        if name is not None:
+            kwargs["name"] = name
+        return _call(self.api, op, self.retry, self.sleep, namespace=self.namespace, **kwargs)
+
+    def create(self, experiment: dict[str, Any]) -> dict[str, Any]:
+        meta = experiment.get("metadata") or {}
+        base = meta.get("name") or meta.get("generateName") or "experiment"
+        run_id = uuid.uuid4().hex
+        for _ in range(3):  # three random names all taken: something else is wrong
+            name = unique_name(base)
+            body = _prepare(experiment, self.namespace, name, run_id)
+            try:
+                return self.call("create_experiment", body=body)
+            except Exception as exc:  # noqa: BLE001
+                if getattr(exc, "status", None) != 409:
+                    raise _api_error(exc, "create_experiment", self.namespace, name) from exc
+            # 409: a create retried after a lost response may have made it already.
+            try:
+                existing = self.call("get_experiment", name)
+            except Exception as exc:  # noqa: BLE001
+                raise _api_error(exc, "get_experiment", self.namespace, name) from exc
+            if ((existing.get("metadata") or {}).get("labels") or {}).get(RUN_ID_LABEL) == run_id:
+                return existing
+        raise KatibApiError(
+            f"cannot create Experiment from {base!r} in namespace {self.namespace!r}: "
+            "the name was taken 3 times (HTTP 409); delete old Experiments or rename it",
+            409,
+        )
+
+    def failed_trials(self, name: str) -> str:
+        """Why its trials failed, for the error message; never masks the failure itself."""
+        try:
+            trials = self.call("list_trials", label_selector=f"{EXPERIMENT_LABEL}={name}")
+        except Exception as exc:  # noqa: BLE001
+            return f"(trials not readable: {_status_message(exc)})"
+        lines = []
+        for trial in trials.get("items") or []:
+            last = (conditions(trial) or [{}])[-1]
+            if last.get("type") in ("Failed", "MetricsUnavailable") and last.get("status") == "True":
+                lines.append(f"{trial['metadata']['name']}: {last.get('reason', '')}: {last.get('message', '')}")
+        return ("failed trials: " + "; ".join(lines)) if lines else ""
+
+    def delete(self, name: str) -> None:
+        try:
+            self.call("delete_experiment", name)
+        except Exception as exc:  # noqa: BLE001
+            if getattr(exc, "status", None) != 404:  # already gone is what we wanted
+                raise _api_error(exc, "delete_experiment", self.namespace, name) from exc
+
+    def wait(self, created: dict[str, Any], deadline: float, timeout_s: int, poll_s: float,
+             clock: Callable[[], float], keep_hint: bool) -> dict[str, Any]:
+        name, ns, last = created["metadata"]["name"], self.namespace, created
+        while True:
+            try:
+                last = self.call("get_experiment", name)
+            except Exception as exc:  # noqa: BLE001
+                if getattr(exc, "status", None) == 404:
+                    raise KatibExperimentFailed(
+                        f"Experiment {ns}/{name} was deleted while we waited for it; "
+                        f"last conditions: {describe_conditions(last)}",
+                        last,
+                    ) from None
+                raise _api_error(exc, "get_experiment", ns, name) from exc
+            if condition_is_true(last, "Succeeded"):
+                return last
+            if condition_is_true(last, "Failed"):
+                trials = self.failed_trials(name)
+                raise KatibExperimentFailed(
+                    f"Experiment {ns}/{name} failed: {describe_conditions(last)}" + (f"; {trials}" if trials else ""),
+                    last,
+                )
+            remaining = deadline - clock()
+            if remaining <= 0:
+                hint = f"; it is still there: kubectl delete experiment {name} -n {ns}" if keep_hint else ""
+                raise KatibTimeout(
+                    f"Experiment {ns}/{name} did not finish within {timeout_s}s; "
+                    f"last conditions: {describe_conditions(last)}{hint}",
+                    last,
+                )
+            self.sleep(min(poll_s, remaining))
+
+
+def run_on_katib(
+    experiment: dict[str, Any],
+    namespace: str,
+    timeout_s: int = 3600,
+    delete_after: bool = False,
+    poll_s: float = 15,
+    api: Any = None,
+    *,
+    retry: RetryPolicy | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Create `experiment` in `namespace` under a fresh name, wait until it ends,
+    return the final Experiment object (`kubectl get experiment -o json`).
+
+    Raises KatibExperimentFailed (Failed condition, or deleted meanwhile),
+    KatibTimeout (not finished within timeout_s; left running unless
+    delete_after) and KatibApiError (403/404/409/4xx at once, 5xx and
+    connection errors after retries). All are UserError: one line in the CLI.
+    """
+    session = _Session(api if api is not None else default_api(), namespace, retry or RetryPolicy(), sleep)
+    deadline = clock() + timeout_s
+    created = session.create(experiment)
+    name = created["metadata"]["name"]
+    try:
+        result = session.wait(created, deadline, timeout_s, poll_s, clock, keep_hint=not delete_after)
+    except KatibError as exc:
+        if delete_after:
+            try:
+                session.delete(name)
+            except KatibError as delete_exc:  # keep the first error; say both
+                exc.args = (f"{exc}; deleting it failed too: {delete_exc}",)
+        raise
+    if delete_after:
+        session.delete(name)
+    return result

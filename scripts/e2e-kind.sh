@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# End-to-end on a throwaway kind cluster: Katib v0.19.0 standalone, our image,
+# the manifests in deploy/, one shipped Experiment with a small budget, then
+# retrain + predict with its result. Optionally also the Katib backend
+# (pipeline/katib_backend.py) and the KFP pipeline on KFP standalone.
+#
+# Needs: docker, kind, kubectl, network, and the project set up (`make setup`).
+# The project's tests only check this script with `bash -n` and shellcheck; it
+# has not been run where the project is developed (no Docker engine there).
+#
+# Settings (environment):
+#   EXPERIMENT=experiments/tpe.yaml  the Experiment to run
+#   MAX_TRIALS=2 TRIAL_ROWS=600 TRIAL_EPOCHS=1  the small budget patched into a copy of it
+#   TIMEOUT=1800                 seconds to wait for the Experiment (and for each other wait)
+#   RUN_BACKEND=1                also run the same Experiment through pipeline/katib_backend.py
+#   WITH_KFP=0                   1: install KFP standalone ($KFP_VERSION) and run the pipeline there
+#   KEEP_CLUSTER=0               1: leave the cluster up at the end
+#   CLUSTER=katib-digits-e2e IMAGE=katib-digits:0.1.0 KATIB_VERSION=v0.19.0 KFP_VERSION=2.14.0
+set -euo pipefail
+
+CLUSTER="${CLUSTER:-katib-digits-e2e}"
+IMAGE="${IMAGE:-katib-digits:0.1.0}"  # the name experiments/ and the pipeline use
+KATIB_VERSION="${KATIB_VERSION:-v0.19.0}"
+KFP_VERSION="${KFP_VERSION:-2.14.0}"
+EXPERIMENT="${EXPERIMENT:-experiments/tpe.yaml}"
+MAX_TRIALS="${MAX_TRIALS:-2}"
+TRIAL_ROWS="${TRIAL_ROWS:-600}"
+TRIAL_EPOCHS="${TRIAL_EPOCHS:-1}"
+TIMEOUT="${TIMEOUT:-1800}"
+RUN_BACKEND="${RUN_BACKEND:-1}"
+WITH_KFP="${WITH_KFP:-0}"
+KEEP_CLUSTER="${KEEP_CLUSTER:-0}"
+NS=katib-digits
+SA=katib-digits-tuner
+
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv/bin/python}"
+CLI="${KATIB_DIGITS:-.venv/bin/katib-digits}"
+WORK="$(mktemp -d)"
+PF_PID=""
+
+log() { printf '\n== %s\n' "$*"; }
+
+cleanup() {
+  local rc=$?
+  if [[ $rc -ne 0 ]]; then
+    log "FAILED (exit $rc): cluster state"
+    kubectl -n "$NS" get experiments,trials,suggestions,pods -o wide || true
+    kubectl -n "$NS" describe experiments || true
+  fi
+  if [[ -n "$PF_PID" ]]; then kill "$PF_PID" 2>/dev/null || true; fi
+  if [[ "$KEEP_CLUSTER" != 1 ]]; then kind delete cluster --name "$CLUSTER" || true; fi
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+
+for tool in docker kind kubectl; do
+  command -v "$tool" >/dev/null || { echo "e2e-kind.sh: needs $tool on PATH" >&2; exit 2; }
+done
+[[ -x "$PY" && -x "$CLI" ]] || { echo "e2e-kind.sh: run 'make setup' first (needs $PY and $CLI)" >&2; exit 2; }
+[[ -f "$EXPERIMENT" ]] || { echo "e2e-kind.sh: $EXPERIMENT not found" >&2; exit 2; }
+
+log "kind cluster $CLUSTER"
+kind create cluster --name "$CLUSTER" --wait 120s
+
+log "Katib $KATIB_VERSION (standalone)"
+kubectl apply -k "github.com/kubeflow/katib.git/manifests/v1beta1/installs/katib-standalone?ref=${KATIB_VERSION}"
+kubectl -n kubeflow wait --for=condition=Available deployment --all --timeout="${TIMEOUT}s"
+
+log "image $IMAGE"
+docker build -t "$IMAGE" .
+kind load docker-image "$IMAGE" --name "$CLUSTER"
+
+log "namespace, RBAC, data volume"
+kubectl apply -f deploy/namespace.yaml
+kubectl apply -f deploy/rbac.yaml -f deploy/data-pvc.yaml
+sed "s|image: katib-digits:0.1.0|image: ${IMAGE}|" deploy/data-sample-job.yaml | kubectl apply -f -
+kubectl -n "$NS" wait --for=condition=Complete job/digit-recognizer-data-sample --timeout="${TIMEOUT}s"
+
+log "the service account may make every call the Katib backend makes"
+"$PY" -c 'from pipeline.katib_backend import required_rbac
+for plural, verbs in sorted(required_rbac().items()):
+    for verb in sorted(verbs):
+        print(verb, plural)' > "$WORK/verbs"
+while read -r verb plural; do
+  kubectl auth can-i "$verb" "${plural}.kubeflow.org" -n "$NS" --as="system:serviceaccount:kubeflow:${SA}"
+done < "$WORK/verbs"
+
+log "a small-budget copy of $EXPERIMENT"
+# Budget, namespace, image and trial size patched into a copy; the trial's
+# argparse keeps the last value of a repeated flag, so appending overrides.
+"$PY" - "$EXPERIMENT" "$WORK/experiment.yaml" "$NS" "$IMAGE" "$MAX_TRIALS" "$TRIAL_ROWS" "$TRIAL_EPOCHS" <<'PY'
+import sys
+import yaml
+
+src, dst, ns, image, trials, rows, epochs = sys.argv[1:]
+exp = yaml.safe_load(open(src))
+exp["metadata"]["namespace"] = ns
+spec = exp["spec"]
+spec["maxTrialCount"] = int(trials)
+spec["parallelTrialCount"] = min(int(trials), spec.get("parallelTrialCount", 3))
+spec["maxFailedTrialCount"] = min(int(trials), spec.get("maxFailedTrialCount", 1))
+pod = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+extra = [f"--max-rows={rows}", f"--epochs={epochs}"]
+for container in pod["containers"]:
+    container["image"] = image
+    container["imagePullPolicy"] = "IfNotPresent"
+    if container["name"] == spec["trialTemplate"]["primaryContainerName"]:
+        # Small requests so a few trials fit on one kind node of a CI runner.
+        container.setdefault("resources", {})["requests"] = {"cpu": "500m", "memory": "1Gi"}
+        key = "args" if container.get("args") else "command"
+        words = container[key]
+        if words[:1] in (["sh"], ["bash"]) or words[1:2] == ["-c"]:
+            words[-1] = f"{words[-1]} {' '.join(extra)}"
+        else:
+            words.extend(extra)
+yaml.safe_dump(exp, open(dst, "w"), sort_keys=False)
+PY
+"$CLI" lint "$WORK/experiment.yaml"
+NAME="$("$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["metadata"]["name"])' "$WORK/experiment.yaml")"
+
+log "kubectl apply Experiment $NAME and wait"
+kubectl apply -f "$WORK/experiment.yaml"
+deadline=$((SECONDS + TIMEOUT))
+while :; do
+  true_conditions="$(kubectl -n "$NS" get experiment "$NAME" \
+    -o jsonpath='{range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}')"
+  case " $true_conditions " in
+    *" Succeeded "*) break ;;
+    *" Failed "*) echo "Experiment $NAME failed" >&2; exit 1 ;;
+  esac
+  if ((SECONDS >= deadline)); then echo "Experiment $NAME: no result within ${TIMEOUT}s" >&2; exit 1; fi
+  kubectl -n "$NS" get trials -l "katib.kubeflow.org/experiment=${NAME}" --no-headers || true
+  sleep 15
+done
+kubectl -n "$NS" get experiment "$NAME" -o json > "$WORK/experiment.json"
+kubectl -n "$NS" get experiment "$NAME" -o jsonpath='{.status.currentOptimalTrial}'
+echo
+
+log "retrain the best trial's parameters and predict"
+"$CLI" train --params "$WORK/experiment.json" --experiment "$WORK/experiment.yaml" \
+  --data data/sample --out "$WORK/model" --epochs 1
+"$CLI" predict --model "$WORK/model" --data data/sample --out "$WORK/submission.csv"
+rows="$(wc -l < "$WORK/submission.csv")"
+[[ "$rows" -gt 1 ]] || { echo "submission.csv has no rows" >&2; exit 1; }
+echo "submission.csv: $((rows - 1)) predictions"
+
+if [[ "$RUN_BACKEND" == 1 ]]; then
+  log "the same Experiment through pipeline/katib_backend.py (create, wait, delete)"
+  "$PY" - "$WORK/experiment.yaml" "$NS" "$TIMEOUT" <<'PY'
+import json
+import sys
+
+from pipeline.katib_backend import optimal_trial, run_on_katib
+from pipeline.spec import load_experiment
+
+path, ns, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3])
+final = run_on_katib(load_experiment(path), ns, timeout_s=timeout, delete_after=True, poll_s=10)
+print(final["metadata"]["name"], json.dumps(optimal_trial(final)))
+PY
+fi
+
+if [[ "$WITH_KFP" == 1 ]]; then
+  log "KFP $KFP_VERSION (standalone) and the pipeline"
+  kubectl apply -k "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=${KFP_VERSION}"
+  kubectl wait --for=condition=established --timeout=120s crd/applications.app.k8s.io
+  kubectl apply -k "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=${KFP_VERSION}"
+  kubectl -n kubeflow wait --for=condition=Available deployment --all --timeout="${TIMEOUT}s"
+  kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80 >/dev/null 2>&1 &
+  PF_PID=$!
+  sleep 5
+  "$CLI" pipeline compile -o "$WORK/pipeline.yaml" --image "$IMAGE"
+  url="$("$CLI" pipeline run --host http://localhost:8080 --namespace "$NS" --service-account "$SA" \
+    --image "$IMAGE" --max-trials "$MAX_TRIALS" --timeout "$TIMEOUT" | tail -n 1)"
+  echo "run: $url"
+  "$PY" - "${url##*/}" "$TIMEOUT" <<'PY'
+import sys
+
+import kfp
+
+run = kfp.Client(host="http://localhost:8080").wait_for_run_completion(sys.argv[1], timeout=int(sys.argv[2]))
+print("pipeline run state:", run.state)
+sys.exit(0 if run.state == "SUCCEEDED" else 1)
+PY
+fi
+
+log "e2e passed"

