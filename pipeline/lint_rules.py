@@ -1,0 +1,419 @@
+"""Katib's admission rules (the validating webhook, `validator.go` in v0.19.0),
+applied to the defaulted spec as the webhook sees it, plus the mistakes Katib
+lets through, reported as warnings "stricter than Katib".
+
+Each `check_*` takes the defaulted Experiment and returns Findings whose paths
+name the field (`spec.parameters[2].feasibleSpace.min`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from pipeline.lint_schema import check_job, katib_config
+from pipeline.lint_types import Findings, as_dict, as_int, as_list
+
+KATIB_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")  # Katib matches only a prefix of the name
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+PARAMETER_TYPES = ("double", "int", "discrete", "categorical", "unknown")
+DISTRIBUTIONS = ("uniform", "logUniform", "normal", "logNormal", "unknown")
+RESUME_POLICIES = ("", "Never", "LongRunning", "FromVolume")
+META_KEYS = ("Name", "Namespace", "Kind", "APIVersion", "Annotations", "Labels")
+PLACEHOLDER = re.compile(r"\$\{trialParameters\..+?\}")
+META_REF = re.compile(r"\$\{trialSpec\.(.+?)\}")
+AUTO_INJECT_COLLECTORS = ("StdOut", "TensorFlowEvent", "File", "PrometheusMetric")
+TWO_GROUPS = re.compile(r".*\(.*\).*\(.*\).*")
+DEFAULT_METRIC_NAME = re.compile(r"[\w|-]+")  # what the default StdOut/File filter captures as a name
+
+
+def check_name(exp: dict[str, Any]) -> Findings:
+    found = Findings()
+    name = as_dict(exp.get("metadata")).get("name")
+    if not isinstance(name, str) or not name:
+        found.error("metadata.name", "required: Katib needs a name (lower case, at most 40 characters)")
+    elif not KATIB_NAME.match(name) or len(name) > 40:
+        found.error("metadata.name", f"{name!r}: must start with a lower-case letter and be at most 40 characters "
+                                     "(regex '^[a-z]([-a-z0-9]*[a-z0-9])?')")
+    elif not DNS_SUBDOMAIN.fullmatch(name):
+        found.error("metadata.name", f"{name!r}: not a valid Kubernetes name (lower-case letters, digits, '-', '.')")
+    elif not KATIB_NAME.fullmatch(name):
+        found.warning("metadata.name", f"{name!r}: Katib checks only how the name starts, but its suggestion "
+                                       "Service and trial names need letters, digits and '-' only")
+    return found
+
+
+def check_counts(exp: dict[str, Any]) -> Findings:
+    found = Findings()
+    spec = as_dict(exp.get("spec"))
+    max_trials = as_int(spec.get("maxTrialCount"))
+    parallel = as_int(spec.get("parallelTrialCount"))
+    max_failed = as_int(spec.get("maxFailedTrialCount"))
+    if max_failed is not None and max_failed < 0:
+        found.error("spec.maxFailedTrialCount", f"{max_failed}: should not be less than 0")
+    if max_trials is not None and max_trials <= 0:
+        found.error("spec.maxTrialCount", f"{max_trials}: must be greater than 0")
+    if parallel is not None and parallel <= 0:
+        found.error("spec.parallelTrialCount", f"{parallel}: must be greater than 0")
+    if max_failed is not None and max_trials is not None and max_failed > max_trials:
+        found.error("spec.maxFailedTrialCount", f"{max_failed}: should be less than or equal to "
+                                                f"spec.maxTrialCount ({max_trials})")
+    if parallel is not None and max_trials is not None and parallel > max_trials:
+        found.error("spec.parallelTrialCount", f"{parallel}: should be less than or equal to "
+                                               f"spec.maxTrialCount ({max_trials})")
+    if spec.get("maxTrialCount") is None:
+        found.warning("spec.maxTrialCount", "not set: the Experiment runs until the goal is reached or the "
+                                            "algorithm runs out of suggestions (random search never does)")
+    return found
+
+
+def check_objective(exp: dict[str, Any]) -> Findings:
+    found = Findings()
+    objective = as_dict(exp.get("spec")).get("objective")
+    if objective is None:
+        found.error("spec.objective", "required: must be specified")
+        return found
+    objective = as_dict(objective)
+    if objective.get("type") not in ("minimize", "maximize"):
+        found.error("spec.objective.type", f"{objective.get('type')!r}: must be minimize or maximize")
+    name = objective.get("objectiveMetricName")
+    if not name:
+        found.error("spec.objective.objectiveMetricName", "required: must be specified")
+    additional = as_list(objective.get("additionalMetricNames"))
+    if name and name in additional:
+        found.error("spec.objective.additionalMetricNames", f"should not contain the objective metric {name!r}")
+    for i, metric in enumerate(additional):
+        if metric in additional[:i]:
+            found.warning(f"spec.objective.additionalMetricNames[{i}]", f"{metric!r} is listed twice")
+    metrics = {name, *additional}
+    for i, strategy in enumerate(as_list(objective.get("metricStrategies"))):
+        strategy = as_dict(strategy)
+        if strategy.get("value") not in ("min", "max", "latest"):
+            found.warning(f"spec.objective.metricStrategies[{i}].value",
+                          f"{strategy.get('value')!r}: not one of min, max, latest")
+        if strategy.get("name") not in metrics:
+            found.warning(f"spec.objective.metricStrategies[{i}].name",
+                          f"{strategy.get('name')!r} is neither the objective nor an additional metric")
+    return found
+
+
+def check_algorithm(exp: dict[str, Any]) -> Findings:
+    found = Findings()
+    spec = as_dict(exp.get("spec"))
+    config = katib_config()
+    algorithm = spec.get("algorithm")
+    if algorithm is None:
+        found.error("spec.algorithm", "required: must be specified")
+    else:
+        name = as_dict(algorithm).get("algorithmName")
+        if not name:
+            found.error("spec.algorithm.algorithmName", "required: must be specified")
+        elif name not in config["suggestions"]:
+            found.error("spec.algorithm.algorithmName",
+                        f"{name!r} is not enabled in Katib's standalone katib-config "
+                        f"(enabled: {', '.join(sorted(config['suggestions']))})")
+    early = spec.get("earlyStopping")
+    if early is not None:
+        name = as_dict(early).get("algorithmName")
+        if not name:
+            found.error("spec.earlyStopping.algorithmName", "required: must be specified")
+        elif name not in config["earlyStoppings"]:
+            found.error("spec.earlyStopping.algorithmName",
+                        f"{name!r} is not enabled in Katib's standalone katib-config "
+                        f"(enabled: {', '.join(sorted(config['earlyStoppings']))})")
+    policy = spec.get("resumePolicy") or ""
+    if policy not in RESUME_POLICIES:
+        found.error("spec.resumePolicy", f"{policy!r}: invalid ResumePolicyType (Never, LongRunning, FromVolume)")
+    return found
+
+
+def _number(text: Any, integer: bool) -> float | int | None:
+    try:
+        return int(text) if integer else float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_parameters(exp: dict[str, Any]) -> Findings:
+    found = Findings()
+    spec = as_dict(exp.get("spec"))
+    params = as_list(spec.get("parameters"))
+    if not params and spec.get("nasConfig") is None:
+        found.error("spec.parameters", "spec.parameters or spec.nasConfig must be specified")
+    if params and spec.get("nasConfig") is not None:
+        found.error("spec", "only one of spec.parameters and spec.nasConfig can be specified")
+    seen: set[str] = set()
+    for i, param in enumerate(params):
+        param, path = as_dict(param), f"spec.parameters[{i}]"
+        name, ptype = param.get("name"), param.get("parameterType")
+        if not name:
+            found.warning(f"{path}.name", "empty: no trial parameter can reference it")
+        elif name in seen:
+            found.warning(f"{path}.name", f"{name!r} is defined twice; the suggestion services keep one")
+        seen.add(name)
+        space = as_dict(param.get("feasibleSpace"))
+        spath = f"{path}.feasibleSpace"
+        if ptype not in PARAMETER_TYPES:
+            found.error(f"{path}.parameterType", f"{ptype!r} is not supported (double, int, discrete, categorical)")
+        elif ptype == "unknown":
+            found.warning(f"{path}.parameterType", "'unknown': no suggestion service can sample it")
+        dist = space.get("distribution")
+        if dist and dist not in DISTRIBUTIONS:
+            found.error(f"{spath}.distribution", f"{dist!r} is not supported (uniform, logUniform, normal, logNormal)")
+        if space == {}:  # only possible before defaulting; kept for faithfulness
+            found.error(spath, "feasibleSpace must be specified")
+            continue
+        if ptype in ("int", "double"):
+            if space.get("list"):
+                found.error(f"{spath}.list", f"feasibleSpace.list is not supported for parameterType {ptype}")
+            if not space.get("max") or not space.get("min"):
+                found.error(f"{spath}.max", f"feasibleSpace.max or feasibleSpace.min must be specified for "
+                                            f"parameterType {ptype}")
+            _check_range(found, space, spath, ptype)
+        elif ptype in ("categorical", "discrete"):
+            if space.get("max") or space.get("min") or space.get("step"):
+                found.error(spath, f"feasibleSpace .max, .min and .step is not supported for parameterType {ptype}")
+            values = as_list(space.get("list"))
+            if not values:
+                found.warning(f"{spath}.list", f"empty: a {ptype} parameter needs at least one value")
+            for j, value in enumerate(values):
+                if value in values[:j]:
+                    found.warning(f"{spath}.list[{j}]", f"{value!r} is listed twice")
+                if ptype == "discrete" and _number(value, False) is None:
+                    found.warning(f"{spath}.list[{j}]", f"{value!r}: discrete values are numbers; use categorical")
+    return found
+
+
+def _check_range(found: Findings, space: dict[str, Any], spath: str, ptype: str) -> None:
+    integer = ptype == "int"
+    bounds = {}
+    for key in ("min", "max", "step"):
+        text = space.get(key)
+        if text in (None, ""):
+            continue
+        value = _number(text, integer)
+        if value is None or (not integer and math.isnan(value)):
+            kind = "an integer" if integer else "a number"
+            found.error(f"{spath}.{key}", f"{text!r} is not {kind}: the suggestion services cannot parse it")
+        else:
+            bounds[key] = value
+    if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
+        found.warning(f"{spath}.min", f"min {space['min']} is greater than max {space['max']}")
+    if "step" in bounds and bounds["step"] <= 0:
+        found.error(f"{spath}.step", f"{space['step']!r}: step must be positive; the suggestion services fail")
+
+
+def trial_template_text(template: dict[str, Any]) -> str:
+    """The trial spec as Katib's webhook searches it: its JSON (Go sorts the keys)."""
+    return json.dumps(template.get("trialSpec"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def is_meta_key(reference: str) -> bool:
+    m = META_REF.search(reference)
+    if not m:
+        return False
+    key = m.group(1)
+    if key in META_KEYS:
+        return True
+    sub = re.search(r"(.+)\[(.+)]", key)
+    return bool(sub) and sub.group(1) in META_KEYS
+
+
+def check_trial_template(exp: dict[str, Any]) -> Findings:
+    found = Findings()
+    spec = as_dict(exp.get("spec"))
+    template = spec.get("trialTemplate")
+    path = "spec.trialTemplate"
+    if template is None:
+        found.error(path, "required: must be specified")
+        return found
+    template = as_dict(template)
+    if not template.get("primaryContainerName"):
+        found.error(f"{path}.primaryContainerName", "required: must be specified")
+    if not template.get("successCondition") or not template.get("failureCondition"):
+        found.error(path, "successCondition and failureCondition must be specified (Katib fills them in only "
+                          "for Job, TFJob, PyTorchJob, XGBoostJob, MPIJob and TrainJob)")
+    if template.get("trialParameters") is None:
+        found.error(f"{path}.trialParameters", "required: must be specified")
+        return found
+    trial_spec, config_map = template.get("trialSpec"), template.get("configMap")
+    if trial_spec is None and config_map is None:
+        found.error(path, "spec.trialTemplate.trialSpec or spec.trialTemplate.configMap must be specified")
+        return found
+    if trial_spec is not None and config_map is not None:
+        found.error(path, "only one of spec.trialTemplate.trialSpec or spec.trialTemplate.configMap can be specified")
+        return found
+    if config_map is not None:
+        cm = as_dict(config_map)
+        if not (cm.get("configMapName") and cm.get("configMapNamespace") and cm.get("templatePath")):
+            found.error(f"{path}.configMap", "configMapName, configMapNamespace and templatePath must be specified")
+        else:
+            found.note(f"{path}.configMap", "the trial template lives in a ConfigMap on the cluster: "
+                                            "its placeholders and Job fields are not checked offline")
+        return found
+    if not isinstance(trial_spec, dict):
+        return found  # the field-type check reports it
+
+    text = trial_template_text(template)
+    param_names = {as_dict(p).get("name") for p in as_list(spec.get("parameters"))}
+    names: set[str] = set()
+    refs: set[str] = set()
+    tp_path = f"{path}.trialParameters"
+    for i, tp in enumerate(as_list(template.get("trialParameters"))):
+        tp = as_dict(tp)
+        name, ref = tp.get("name"), tp.get("reference")
+        if not name or not ref or "{" in str(name) or "}" in str(name):
+            found.error(f"{tp_path}[{i}]", "name and reference must be specified and name must not contain "
+                                           "'{' or '}'")
+            continue
+        if name in names:
+            found.error(f"{tp_path}[{i}].name", f"parameter name {name!r} can't be duplicated")
+            continue
+        if ref in refs:
+            found.error(f"{tp_path}[{i}].reference", f"parameter reference {ref!r} can't be duplicated")
+            continue
+        names.add(name)
+        refs.add(ref)
+        if param_names and not is_meta_key(ref) and ref not in param_names:
+            found.error(f"{tp_path}[{i}].reference", f"{ref!r} does not exist in spec.parameters "
+                                                     f"({', '.join(sorted(map(str, param_names - {None})))})")
+        placeholder = "${trialParameters.%s}" % name
+        if placeholder not in text:
+            found.error(f"{tp_path}[{i}].name", f"{name!r} is not used in spec.trialTemplate.trialSpec "
+                                                f"(write {placeholder} where the value goes)")
+        text = text.replace(placeholder, "test-value")
+    left = PLACEHOLDER.findall(text)
+    if left:
+        found.error(f"{path}.trialSpec", f"{', '.join(sorted(set(left)))}: not defined in "
+                                         "spec.trialTemplate.trialParameters")
+    for i, param in enumerate(as_list(spec.get("parameters"))):
+        name = as_dict(param).get("name")
+        if name and name not in refs:
+            found.warning(f"spec.parameters[{i}].name", f"{name!r} is searched but no trialParameter references "
+                                                        "it, so the trial never sees its value")
+
+    job = json.loads(text)
+    metadata = as_dict(job.get("metadata"))
+    if metadata.get("name") or metadata.get("namespace"):
+        found.error(f"{path}.trialSpec.metadata", "metadata.name and metadata.namespace in spec.trialTemplate "
+                                                  "must be omitted")
+    api_version, kind = job.get("apiVersion"), job.get("kind")
+    if not api_version or not kind:
+        found.error(f"{path}.trialSpec", "apiVersion and kind in spec.trialTemplate must be specified")
+        return found
+    if api_version == "batch/v1" and kind == "Job":
+        found.extend(check_job(job, f"{path}.trialSpec"))
+    group, _, version = str(api_version).rpartition("/")
+    resource = f"{kind}.{version}.{group}" if group else f"{kind}.{version}"
+    if resource not in katib_config()["trialResources"]:
+        found.warning(f"{path}.trialSpec.kind", f"{resource}: Katib's controller does not watch this kind "
+                                                "(not in katib-config trialResources); trials would never finish")
+    primary = template.get("primaryContainerName")
+    if primary and primary not in _container_names(trial_spec):
+        found.warning(f"{path}.primaryContainerName", f"no container named {primary!r} in the trial template: "
+                                                      "Katib never collects its metrics")
+    return found
+
+
+def _container_names(obj: Any) -> set[str]:
+    """Names of every container anywhere in a trial spec (Job, TFJob replicas, ...)."""
+    names: set[str] = set()
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key in ("containers", "initContainers") and isinstance(value, list):
+                names.update(str(as_dict(c).get("name")) for c in value)
+            else:
+                names |= _container_names(value)
+    elif isinstance(obj, list):
+        for item in obj:
+            names |= _container_names(item)
+    return names
+
+
+def check_metrics_collector(exp: dict[str, Any]) -> Findings:
+    found = Findings()
+    spec = as_dict(exp.get("spec"))
+    path = "spec.metricsCollectorSpec"
+    mc = as_dict(spec.get("metricsCollectorSpec"))
+    kind = as_dict(mc.get("collector")).get("kind")
+    source = as_dict(mc.get("source"))
+    fs = as_dict(source.get("fileSystemPath"))
+    enabled = katib_config()["metricsCollectors"]
+    if kind in AUTO_INJECT_COLLECTORS and kind not in enabled:
+        found.error(f"{path}.collector.kind", f"{kind!r} is not enabled in Katib's standalone katib-config "
+                                              f"(enabled: {', '.join(enabled)})")
+    if kind == "File":
+        if fs.get("kind") != "File" or not str(fs.get("path", "")).startswith("/"):
+            found.error(f"{path}.source.fileSystemPath.path", "an absolute path of kind File is required")
+        if fs.get("format") not in ("TEXT", "JSON"):
+            found.error(f"{path}.source.fileSystemPath.format", "format of metrics file is required (TEXT or JSON)")
+        if fs.get("format") == "JSON" and source.get("filter") is not None:
+            found.error(f"{path}.source.filter", "filter must be nil when format of metrics file is JSON")
+    elif kind == "TensorFlowEvent":
+        if fs.get("kind") != "Directory" or not str(fs.get("path", "")).startswith("/"):
+            found.error(f"{path}.source.fileSystemPath.path", "an absolute directory path (kind Directory) where "
+                                                              "the TensorFlow event files are is required")
+        if fs.get("format"):
+            found.error(f"{path}.source.fileSystemPath.format", "must be empty")
+    elif kind == "PrometheusMetric":
+        http = as_dict(source.get("httpGet"))
+        port = http.get("port")
+        if _number(port, True) is None or int(port) <= 0:
+            found.error(f"{path}.source.httpGet.port", f"{port!r}: must be a positive integer")
+        if not str(http.get("path", "")).startswith("/"):
+            found.error(f"{path}.source.httpGet.path", f"{http.get('path')!r}: must start with '/'")
+    elif kind == "Custom":
+        if mc.get("collector", {}).get("customCollector") is None:
+            found.error(f"{path}.collector.customCollector", "required for metrics collector kind Custom")
+        if fs and (not str(fs.get("path", "")).startswith("/") or fs.get("kind") not in ("Directory", "File")):
+            found.error(f"{path}.source.fileSystemPath", "needs an absolute path and kind Directory or File")
+    elif kind not in ("StdOut", "Push"):
+        found.error(f"{path}.collector.kind", f"{kind!r}: invalid metrics collector kind (StdOut, File, "
+                                              "TensorFlowEvent, PrometheusMetric, Custom, Push)")
+    formats = as_list(as_dict(source.get("filter")).get("metricsFormat"))
+    for i, fmt in enumerate(formats):
+        where = f"{path}.source.filter.metricsFormat[{i}]"
+        try:
+            re.compile(str(fmt))
+        except re.error as exc:
+            found.error(where, f"invalid filter: {exc}")
+            continue
+        if not TWO_GROUPS.search(str(fmt)):
+            found.error(where, "two top subexpressions are required (metric name, then value)")
+    if kind in ("StdOut", "File") and fs.get("format", "TEXT") == "TEXT" and not formats:
+        objective = as_dict(spec.get("objective"))
+        metrics = [objective.get("objectiveMetricName"), *as_list(objective.get("additionalMetricNames"))]
+        for metric in metrics:
+            if isinstance(metric, str) and metric and not DEFAULT_METRIC_NAME.fullmatch(metric):
+                found.warning("spec.objective", f"metric {metric!r} can never match Katib's default filter "
+                                                "(names are letters, digits, '_', '|', '-')")
+    return found
+
+
+def check_early_stopping(exp: dict[str, Any]) -> Findings:
+    """medianstop's own settings check (`ValidateEarlyStoppingSettings`)."""
+    from pipeline.lint_types import settings_of
+
+    found = Findings()
+    early = as_dict(exp.get("spec")).get("earlyStopping")
+    if as_dict(early).get("algorithmName") != "medianstop":
+        return found
+    for i, name, value in settings_of(early):
+        where = f"spec.earlyStopping.algorithmSettings[{i}]"
+        number = _number(value, True)
+        if name == "min_trials_required":
+            if number is None or number <= 0:
+                found.error(f"{where}.value", f"min_trials_required must be an integer greater than zero, "
+                                              f"found {value!r}")
+        elif name == "start_step":
+            if number is None or number < 1:
+                found.error(f"{where}.value", f"start_step must be an integer >= 1, found {value!r}")
+        else:
+            found.error(f"{where}.name", f"unknown setting {name!r} for algorithm medianstop "
+                                         "(min_trials_required, start_step)")
+    return found
+
+
+ALL_CHECKS = (check_name, check_counts, check_objective, check_algorithm, check_parameters,
+              check_trial_template, check_metrics_collector, check_early_stopping)

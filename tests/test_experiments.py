@@ -1,0 +1,162 @@
+"""The shipped Experiments: they lint clean, share one trial template and one
+search space (except where the algorithm needs otherwise), and the command
+Katib renders from each parses with the trial's own argument parser."""
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+
+import pytest
+
+from pipeline.lint import lint_experiment
+from pipeline.lint_algorithms import grid_points, hyperband_min_parallel
+from pipeline.render import style_for_algorithm, trial_argv
+from pipeline.spec import load_experiment
+from tests.conftest import REPO
+from trial.cli import build_parser
+
+EXPERIMENTS = REPO / "experiments"
+ALGORITHMS = {"random": "random", "tpe": "tpe", "multivariate-tpe": "multivariate-tpe", "cmaes": "cmaes",
+              "bayesianoptimization": "bayesianoptimization", "grid": "grid", "sobol": "sobol",
+              "hyperband": "hyperband", "random-medianstop": "random"}
+FILES = sorted(ALGORITHMS)
+
+
+def load(stem):
+    return load_experiment(EXPERIMENTS / f"{stem}.yaml")
+
+
+def test_one_file_per_algorithm_and_nothing_else():
+    assert sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")) == FILES
+    readme = (EXPERIMENTS / "README.md").read_text()
+    for stem in FILES:
+        assert f"`{stem}.yaml`" in readme
+
+
+@pytest.mark.parametrize("stem", FILES)
+def test_lints_without_errors_or_warnings(stem):
+    problems = lint_experiment(load(stem), stem)
+    assert [p for p in problems if p.severity != "note"] == []
+
+
+@pytest.mark.parametrize("stem", FILES)
+def test_algorithm_name_and_objective(stem):
+    exp = load(stem)
+    spec = exp["spec"]
+    assert exp["metadata"]["name"] == f"digits-{stem}"
+    assert spec["algorithm"]["algorithmName"] == ALGORITHMS[stem]
+    assert spec["objective"] == load("random")["spec"]["objective"]
+    assert spec["objective"]["type"] == "maximize" and spec["objective"]["objectiveMetricName"] == "val_accuracy"
+    assert spec["objective"]["additionalMetricNames"] == ["loss", "accuracy", "val_loss"]
+    assert ("earlyStopping" in spec) == (stem == "random-medianstop")
+    assert spec["resumePolicy"] == "Never" and spec["maxFailedTrialCount"] == 3
+
+
+def _template_without_epochs(exp):
+    template = copy.deepcopy(exp["spec"]["trialTemplate"])
+    template["trialParameters"] = [tp for tp in template["trialParameters"] if tp["name"] != "epochs"]
+    command = template["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    command[:] = [w for w in command if not w.startswith("--epochs=")]
+    return template
+
+
+@pytest.mark.parametrize("stem", FILES)
+def test_shared_trial_template(stem):
+    """Every file has random.yaml's trial template; hyperband only swaps --epochs=8 for its resource."""
+    exp, base = load(stem), load("random")
+    assert exp["spec"]["metricsCollectorSpec"] == base["spec"]["metricsCollectorSpec"]
+    assert _template_without_epochs(exp) == _template_without_epochs(base)
+    command = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    epochs = "--epochs=${trialParameters.epochs}" if stem == "hyperband" else "--epochs=8"
+    assert epochs in command
+
+
+@pytest.mark.parametrize("stem", FILES)
+def test_shared_search_space(stem):
+    """Same parameters everywhere; grid narrows the spaces (same names and order), hyperband adds epochs."""
+    params, base = load(stem)["spec"]["parameters"], load("random")["spec"]["parameters"]
+    if stem == "hyperband":
+        assert params[:-1] == base and params[-1]["name"] == "epochs"
+    elif stem == "grid":
+        assert [p["name"] for p in params] == [p["name"] for p in base]
+    else:
+        assert params == base
+
+
+def test_trial_template_reads_the_pvc_with_resources():
+    template = load("random")["spec"]["trialTemplate"]
+    pod = template["trialSpec"]["spec"]["template"]["spec"]
+    (main,) = pod["containers"]
+    assert template["primaryContainerName"] == main["name"]
+    assert main["volumeMounts"] == [{"name": "data", "mountPath": "/data", "readOnly": True}]
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "digit-recognizer-data"
+    assert "--data=/data/train.csv.gz" in main["command"]
+    assert set(main["resources"]) == {"requests", "limits"}
+    assert main["command"][:3] == ["python", "-m", "trial"]
+
+
+def test_grid_is_small_and_exhaustive():
+    spec = load("grid")["spec"]
+    points = grid_points(load("grid"))
+    assert math.prod(len(v) for v in points.values()) == spec["maxTrialCount"] == 24
+
+
+def test_hyperband_parallelism_and_resource():
+    spec = load("hyperband")["spec"]
+    settings = {s["name"]: s["value"] for s in spec["algorithm"]["algorithmSettings"]}
+    assert settings["resource_name"] == "epochs"
+    assert spec["parallelTrialCount"] >= hyperband_min_parallel(float(settings["r_l"]), int(settings["eta"]))
+
+
+# --- the rendered command parses with the trial's parser ------------------------------------------
+
+def _samples(exp):
+    """A few assignments per file: each bound, a log-scale middle, and a tiny value that
+    Python would print with an exponent (1e-05) where a double allows it."""
+    if exp["spec"]["algorithm"]["algorithmName"] == "grid":
+        points = grid_points(exp)
+        return [dict(zip(points, combo)) for combo in itertools.islice(itertools.product(*points.values()), 0, None, 5)]
+    out = []
+    for pick in ("min", "max", "mid"):
+        values = {}
+        for p in exp["spec"]["parameters"]:
+            space = p["feasibleSpace"]
+            if p["parameterType"] in ("categorical", "discrete"):
+                values[p["name"]] = space["list"][0 if pick == "min" else -1]
+                continue
+            low, high = float(space["min"]), float(space["max"])
+            value = {"min": low, "max": high, "mid": math.sqrt(low * high)}[pick]
+            values[p["name"]] = int(round(value)) if p["parameterType"] == "int" else value
+        out.append(values)
+    out.append({**out[0], "learning-rate": 1e-05})  # str() gives '1e-05'; goptuna gives '0.00001'
+    return out
+
+
+@pytest.mark.parametrize("stem", FILES)
+def test_rendered_command_parses_with_the_trial_parser(stem):
+    exp = load(stem)
+    style = style_for_algorithm(exp["spec"]["algorithm"]["algorithmName"])
+    parser = build_parser()
+    for values in _samples(exp):
+        argv = trial_argv(exp, values, style, trial_name=f"digits-{stem}-abcdefgh")
+        assert argv[1:3] == ["-m", "trial"], argv
+        args = parser.parse_args(argv[3:])
+        assert str(args.data) == "/data/train.csv.gz"
+        assert args.learning_rate == pytest.approx(float(values["learning-rate"]))
+        assert args.optimizer == values["optimizer"]
+        assert args.batch_size == int(values["batch-size"])
+        assert args.conv_filters == int(values["conv-filters"])
+        assert args.dense_units == int(values["dense-units"])
+        assert args.dropout == pytest.approx(float(values["dropout"]))
+        assert args.augment == pytest.approx(float(values["augment"]))
+        assert args.lr_decay == pytest.approx(float(values["lr-decay"]))
+        assert args.epochs == (values["epochs"] if stem == "hyperband" else 8)
+
+
+def test_goptuna_renders_without_exponent():
+    exp = load("sobol")
+    values = _samples(exp)[-1]
+    argv = trial_argv(exp, values, style_for_algorithm("sobol"))
+    assert "--learning-rate=0.00001" in argv
+    assert "--learning-rate=1e-05" in trial_argv(load("tpe"), values, style_for_algorithm("tpe"))
