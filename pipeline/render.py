@@ -1,0 +1,154 @@
+"""Turn sampled values into the trial command, the way Katib does.
+
+Katib's suggestion services hand values to the controller as strings, and the
+controller does a plain string replace of `${trialParameters.NAME}` in the
+trial template's JSON. The metrics-collector webhook then joins the primary
+container's command and args with spaces and runs them under `sh -c`, so the
+arguments are word-split again. This module reproduces those three steps.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+import sys
+from decimal import Decimal
+from typing import Any
+
+from pipeline.errors import UserError
+
+PYTHON_STYLE = "python"    # str(value): 0.001, 1e-05, 13 (hyperopt, skopt, Optuna services)
+GOPTUNA_STYLE = "goptuna"  # strconv.FormatFloat(v, 'f', -1, 64): never an exponent (cmaes, sobol)
+
+_GOPTUNA_ALGORITHMS = {"cmaes", "sobol"}
+_PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]*)\}")
+_META = re.compile(r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|Labels\[(.+)\]|Annotations\[(.+)\])\}$")
+
+
+def style_for_algorithm(name: str) -> str:
+    """Which service renders the values of `algorithmName` (Go or Python)."""
+    return GOPTUNA_STYLE if name in _GOPTUNA_ALGORITHMS else PYTHON_STYLE
+
+
+def render_value(value: Any, style: str = PYTHON_STYLE) -> str:
+    """A sampled value as the string Katib substitutes into the template."""
+    if style not in (PYTHON_STYLE, GOPTUNA_STYLE):
+        raise ValueError(f"unknown render style {style!r}; expected {PYTHON_STYLE!r} or {GOPTUNA_STYLE!r}")
+    if isinstance(value, str):
+        return value  # categorical / discrete list entries appear verbatim
+    if isinstance(value, bool):
+        return str(value)
+    if hasattr(value, "item"):  # numpy scalars from hyperopt / skopt
+        value = value.item()
+    if isinstance(value, int):
+        return str(value)
+    value = float(value)
+    if style == PYTHON_STYLE:
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    # Shortest round-tripping digits (what Go's -1 precision means), positional.
+    text = format(Decimal(repr(value)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def substitute(obj: Any, values: dict[str, str]) -> Any:
+    """Plain string replace of `${trialParameters.NAME}` over `obj`'s JSON text.
+
+    Like Katib, the value is not escaped: a categorical value containing a
+    double quote breaks the template, and we say so.
+    """
+    text = json.dumps(obj)
+    for name, value in values.items():
+        text = text.replace("${trialParameters.%s}" % name, value)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"trial template is not valid JSON after substituting the parameter values ({exc}); "
+                        "a value containing '\"' or '\\' breaks it on Katib too") from None
+
+
+def parameter_values(exp: dict[str, Any], assignments: dict[str, Any], style: str,
+                     trial_name: str = "") -> dict[str, str]:
+    """trialParameter name -> rendered string, following each `reference`."""
+    template = exp["spec"]["trialTemplate"]
+    meta = exp.get("metadata") or {}
+    trial_spec = template.get("trialSpec") or {}
+    values: dict[str, str] = {}
+    for tp in template.get("trialParameters") or []:
+        ref = tp.get("reference", tp["name"])
+        if ref in assignments:
+            values[tp["name"]] = render_value(assignments[ref], style)
+            continue
+        m = _META.match(ref)
+        if not m:
+            raise UserError(f"spec.trialTemplate.trialParameters: {tp['name']!r} references {ref!r}, "
+                            "which is neither a parameter nor a ${trialSpec.*} key")
+        key = m.group(1)
+        tmeta = trial_spec.get("metadata") or {}
+        if key == "Name":
+            values[tp["name"]] = trial_name
+        elif key == "Namespace":
+            values[tp["name"]] = meta.get("namespace", "default")
+        elif key == "Kind":
+            values[tp["name"]] = trial_spec.get("kind", "")
+        elif key == "APIVersion":
+            values[tp["name"]] = trial_spec.get("apiVersion", "")
+        elif m.group(2) is not None:
+            values[tp["name"]] = (tmeta.get("labels") or {}).get(m.group(2), "")
+        else:
+            values[tp["name"]] = (tmeta.get("annotations") or {}).get(m.group(3), "")
+    return values
+
+
+def container_of(trial_spec: dict[str, Any], name: str) -> dict[str, Any]:
+    pod = trial_spec.get("spec", {}).get("template", {}).get("spec", {})
+    for container in pod.get("containers") or []:
+        if container.get("name") == name:
+            return container
+    raise UserError(f"spec.trialTemplate.primaryContainerName: no container named {name!r} in the trial template")
+
+
+def render_trial_spec(exp: dict[str, Any], assignments: dict[str, Any], style: str,
+                      trial_name: str = "") -> dict[str, Any]:
+    """The trial's Job manifest with every placeholder replaced."""
+    values = parameter_values(exp, assignments, style, trial_name)
+    return substitute(exp["spec"]["trialTemplate"]["trialSpec"], values)
+
+
+def shell_words(words: list[str]) -> list[str]:
+    """`words` joined by spaces and split again as `sh -c` would (no quoting by Katib)."""
+    if len(words) >= 2 and words[0] in ("sh", "bash") and words[1] == "-c":
+        words = words[2:]  # Katib keeps a leading `sh -c` and wraps the rest
+    joined = " ".join(words)
+    try:
+        return shlex.split(joined)
+    except ValueError as exc:
+        raise UserError(f"trial command does not survive Katib's `sh -c` wrapping ({exc}): {joined!r}") from None
+
+
+def trial_argv(exp: dict[str, Any], assignments: dict[str, Any], style: str = PYTHON_STYLE,
+               trial_name: str = "") -> list[str]:
+    """The argv one trial runs: primary container command + args, substituted,
+    joined and re-split like Katib's collector wrapper. A leading `python` or
+    `python3` becomes this interpreter (sys.executable)."""
+    spec = render_trial_spec(exp, assignments, style, trial_name)
+    container = container_of(spec, exp["spec"]["trialTemplate"]["primaryContainerName"])
+    words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
+    if not words:
+        raise UserError("spec.trialTemplate: the primary container has no command/args; the local dry-run "
+                        "cannot run an image's entrypoint")
+    argv = shell_words(words)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    return argv
+
+
+def placeholders(obj: Any) -> set[str]:
+    """Every `${trialParameters.X}` name left in `obj`."""
+    return set(_PLACEHOLDER.findall(json.dumps(obj)))
