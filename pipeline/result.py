@@ -1,0 +1,166 @@
+"""Read a tuned Experiment's result: Katib's `status.currentOptimalTrial`.
+
+One reader for every source: `kubectl get experiment -o json`, our local
+dry-run's experiment.json (the same shape), the pipeline's tune step, or a bare
+currentOptimalTrial object. Katib writes every value as a string; we keep the
+assignments as strings (they are substituted into the trial command verbatim)
+and parse only the objective value.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import UserError
+
+STRATEGY_FIELDS = {"max": "max", "min": "min", "latest": "latest"}
+
+
+@dataclass(frozen=True)
+class OptimalTrial:
+    """The best trial: its name, parameter assignments and observed metrics."""
+
+    name: str
+    assignments: dict[str, str]
+    # metric name -> {"min": "...", "max": "...", "latest": "..."} (Katib's strings)
+    metrics: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def to_katib(self) -> dict[str, Any]:
+        """Back to Katib's currentOptimalTrial JSON shape."""
+        return {
+            "bestTrialName": self.name,
+            "parameterAssignments": [{"name": k, "value": v} for k, v in self.assignments.items()],
+            "observation": {"metrics": [{"name": k, **v} for k, v in self.metrics.items()]},
+        }
+
+
+@dataclass(frozen=True)
+class TunedResult:
+    """What a result file holds: the Experiment (None for a bare optimal trial) and its best trial."""
+
+    experiment: dict[str, Any] | None
+    optimal: OptimalTrial
+    source: str
+
+
+def load_result(path: str | Path) -> TunedResult:
+    """Read a Katib-shaped result JSON file; every problem is a UserError naming the file and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a JSON file (experiment.json)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read: {exc}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
+    return parse_result(obj, source=str(path))
+
+
+def parse_result(obj: Any, source: str = "<result>") -> TunedResult:
+    """Accept a whole Experiment object (with status.currentOptimalTrial) or a bare currentOptimalTrial."""
+    if not isinstance(obj, dict):
+        raise UserError(f"{source}: expected a JSON object (a Katib Experiment or its currentOptimalTrial), "
+                        f"found {type(obj).__name__}")
+    if "parameterAssignments" in obj or "bestTrialName" in obj:
+        return TunedResult(None, parse_optimal_trial(obj, source, "currentOptimalTrial"), source)
+    if obj.get("kind") == "Experiment" or "spec" in obj or "status" in obj:
+        if not isinstance(obj.get("spec"), dict):
+            raise UserError(f"{source}: spec: required mapping is missing (a Katib Experiment has a spec)")
+        status = obj.get("status")
+        if not isinstance(status, dict):
+            raise UserError(f"{source}: status: missing; the Experiment has not run yet (no currentOptimalTrial)")
+        if "currentOptimalTrial" not in status:
+            raise UserError(f"{source}: status.currentOptimalTrial: missing; no trial of this Experiment has "
+                            f"succeeded yet")
+        optimal = parse_optimal_trial(status["currentOptimalTrial"], source, "status.currentOptimalTrial")
+        return TunedResult(obj, optimal, source)
+    raise UserError(f"{source}: neither a Katib Experiment (kind: Experiment) nor a currentOptimalTrial object "
+                    f"(bestTrialName, parameterAssignments)")
+
+
+def parse_optimal_trial(obj: Any, source: str, where: str) -> OptimalTrial:
+    if not isinstance(obj, dict):
+        raise UserError(f"{source}: {where}: expected an object, found {type(obj).__name__}")
+    assignments_raw = obj.get("parameterAssignments")
+    if not assignments_raw:
+        # Katib leaves this empty (null) until a trial succeeds with the objective metric.
+        raise UserError(f"{source}: {where}.parameterAssignments: empty; no trial has succeeded yet")
+    if not isinstance(assignments_raw, list):
+        raise UserError(f"{source}: {where}.parameterAssignments: expected a list of {{name, value}}")
+    assignments: dict[str, str] = {}
+    for i, item in enumerate(assignments_raw):
+        here = f"{where}.parameterAssignments[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or "value" not in item:
+            raise UserError(f"{source}: {here}: expected {{name: string, value: string}}, found {item!r}")
+        if item["name"] in assignments:
+            raise UserError(f"{source}: {here}.name: {item['name']!r} is assigned twice")
+        assignments[item["name"]] = str(item["value"])
+    metrics: dict[str, dict[str, str]] = {}
+    observation = obj.get("observation") or {}
+    if not isinstance(observation, dict):
+        raise UserError(f"{source}: {where}.observation: expected an object")
+    for i, m in enumerate(observation.get("metrics") or []):
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str):
+            raise UserError(f"{source}: {where}.observation.metrics[{i}]: expected {{name, min, max, latest}}")
+        metrics[m["name"]] = {k: str(m[k]) for k in ("min", "max", "latest") if k in m}
+    return OptimalTrial(str(obj.get("bestTrialName") or ""), assignments, metrics)
+
+
+def objective_spec(experiment: dict[str, Any], source: str = "<experiment>") -> tuple[str, str, str]:
+    """(metric name, "maximize"|"minimize", strategy "max"|"min"|"latest") of an Experiment's objective."""
+    objective = (experiment.get("spec") or {}).get("objective")
+    if not isinstance(objective, dict) or not objective.get("objectiveMetricName"):
+        raise UserError(f"{source}: spec.objective.objectiveMetricName: required")
+    kind = objective.get("type")
+    if kind not in ("maximize", "minimize"):
+        raise UserError(f"{source}: spec.objective.type: expected 'maximize' or 'minimize', found {kind!r}")
+    name = objective["objectiveMetricName"]
+    # Katib's webhook default: max when maximizing, min when minimizing.
+    strategy = "max" if kind == "maximize" else "min"
+    for s in objective.get("metricStrategies") or []:
+        if isinstance(s, dict) and s.get("name") == name and s.get("value") in STRATEGY_FIELDS:
+            strategy = s["value"]
+    return name, kind, strategy
+
+
+def objective_value(result: TunedResult, experiment: dict[str, Any] | None = None) -> float:
+    """The best trial's objective, read the way Katib compares trials (by the metric's strategy)."""
+    experiment = experiment if experiment is not None else result.experiment
+    if experiment is None:
+        raise UserError(f"{result.source}: a bare currentOptimalTrial has no objective spec; pass the Experiment YAML")
+    name, _, strategy = objective_spec(experiment, result.source)
+    observed = result.optimal.metrics.get(name)
+    if observed is None:
+        raise UserError(f"{result.source}: currentOptimalTrial.observation.metrics: no metric named {name!r} "
+                        f"(the objective); found {sorted(result.optimal.metrics) or 'none'}")
+    text = observed.get(STRATEGY_FIELDS[strategy])
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UserError(f"{result.source}: currentOptimalTrial.observation.metrics[{name}].{strategy}: "
+                        f"{text!r} is not a number") from None
+    if math.isnan(value):
+        raise UserError(f"{result.source}: currentOptimalTrial.observation.metrics[{name}].{strategy}: NaN")
+    return value
+
+
+def reaches(value: float, threshold: float | None, objective_type: str) -> bool:
+    """Whether an objective value is good enough to submit: >= for maximize, <= for minimize.
+
+    No threshold means always; inclusive like Katib's objective goal.
+    """
+    if threshold is None:
+        return True
+    if objective_type == "maximize":
+        return value >= threshold
+    if objective_type == "minimize":
+        return value <= threshold
+    raise ValueError(f"objective type must be 'maximize' or 'minimize', not {objective_type!r}")

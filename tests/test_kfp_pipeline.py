@@ -1,0 +1,291 @@
+"""The KFP pipeline: compiled IR (parsed as a PipelineSpec), run arguments, and whole local runs."""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import re
+import shutil
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipeline import steps
+from pipeline.cli import main as cli_main
+from pipeline.errors import UserError
+from pipeline.kfp_pipeline import (LOCAL_BUDGET, Budget, _failed_step, _Tee, compile_pipeline, pipeline_arguments,
+                                   run_local)
+from pipeline.retrain import check_submission
+from tests.conftest import REPO, SAMPLE
+
+IMAGE = "registry.example.com/katib-digits:1.2.3"
+LOCAL_EXPERIMENT = REPO / "experiments" / "random.yaml"
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory) -> pipeline_spec_pb2.PipelineSpec:
+    path = compile_pipeline(tmp_path_factory.mktemp("ir") / "pipeline.yaml", IMAGE)
+    return json_format.ParseDict(yaml.safe_load(path.read_text()), pipeline_spec_pb2.PipelineSpec())
+
+
+def executors(spec) -> dict:
+    return json_format.MessageToDict(spec.deployment_spec)["executors"]
+
+
+def test_compiled_ir_has_the_steps_in_order(spec):
+    root = spec.root.dag.tasks
+    assert set(root) == {"prepare", "tune", "submit-gate", "condition-1"}
+    assert list(root["tune"].dependent_tasks) == ["prepare"]
+    assert list(root["submit-gate"].dependent_tasks) == ["tune"]
+    inner = spec.components["comp-condition-1"].dag.tasks
+    assert set(inner) == {"retrain", "predict"}
+    assert list(inner["predict"].dependent_tasks) == ["retrain"]
+
+
+def test_the_if_gate_reads_the_gate_steps_output(spec):
+    condition = spec.root.dag.tasks["condition-1"].trigger_policy.condition
+    assert condition == "inputs.parameter_values['pipelinechannel--submit-gate-Output'] == true"
+
+
+def test_every_step_runs_our_image_without_installing_kfp(spec):
+    found = executors(spec)
+    assert set(found) == {f"exec-{n}" for n in ("prepare", "tune", "submit-gate", "retrain", "predict")}
+    for name, executor in found.items():
+        container = executor["container"]
+        assert container["image"] == IMAGE, name
+        assert not any("pip install" in part for part in container["command"]), name
+
+
+def test_pipeline_parameters_and_defaults(spec):
+    params = spec.root.input_definitions.parameters
+    assert set(params) == {"data_dir", "experiment", "backend", "max_trial_count", "parallel_trial_count",
+                           "trial_max_rows", "trial_epochs", "retrain_epochs", "retrain_val_fraction", "threshold",
+                           "namespace", "timeout_s", "delete_after"}
+    assert params["backend"].default_value.string_value == "katib"
+    assert params["experiment"].default_value.string_value == "experiments/random.yaml"
+    assert spec.pipeline_info.name == "katib-digits"
+
+
+def test_artifacts_are_typed(spec):
+    outputs = spec.components["comp-prepare"].output_definitions.artifacts
+    assert outputs["train_data"].artifact_type.schema_title == "system.Dataset"
+    tune_out = spec.components["comp-tune"].output_definitions
+    assert tune_out.artifacts["metrics"].artifact_type.schema_title == "system.Metrics"
+    assert set(tune_out.parameters) == {"objective", "objective_type", "optimal_trial"}
+    assert spec.components["comp-retrain"].output_definitions.artifacts["model"].artifact_type.schema_title \
+        == "system.Model"
+
+
+def test_compile_command_names_the_image(tmp_path, capsys):
+    out = tmp_path / "p.yaml"
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["pipeline", "compile", "-o", str(out), "--image", "me/digits:dev"])
+    assert exit_info.value.code == 0
+    assert "image: me/digits:dev" in out.read_text()
+
+
+def test_pipeline_arguments_cover_every_parameter(spec):
+    args = pipeline_arguments("/data", "experiments/tpe.yaml", "katib", Budget(max_trial_count=9), "team-a", 60)
+    assert set(args) == set(spec.root.input_definitions.parameters)
+    assert args["max_trial_count"] == 9 and args["namespace"] == "team-a" and args["backend"] == "katib"
+    with pytest.raises(UserError, match="backend: 'kubeflow' is not one of katib, optuna"):
+        pipeline_arguments("/data", "x.yaml", "kubeflow", Budget())
+
+
+def test_local_budget_is_tiny():
+    assert LOCAL_BUDGET.max_trial_count <= 4 and LOCAL_BUDGET.trial_epochs == 1 and LOCAL_BUDGET.trial_max_rows <= 500
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["pipeline", "run"], "pass exactly one of --local or --host URL"),
+    (["pipeline", "run", "--local", "--host", "http://kfp"], "pass exactly one of --local or --host URL"),
+    (["pipeline", "run", "--local", "--experiment", "nope.yaml"], "nope.yaml: file not found"),
+])
+def test_run_command_usage_errors_are_one_line(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([*argv, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("katib-digits: error: ") and err.endswith(message) and "\n" not in err
+
+
+def test_tee_keeps_the_last_step_error(capsys):
+    import sys
+
+    tee = _Tee(sys.stdout)
+    tee.write("    some log\n    katib-digits: error: data/x/train.csv: line 1 (header): bad\n    more")
+    tee.write(" log\n")
+    assert tee.error == "data/x/train.csv: line 1 (header): bad"
+    assert "more log" in capsys.readouterr().out
+
+
+def test_failed_step_is_read_from_kfp_local_message():
+    message = "Pipeline \x1b[95m'katib-digits'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m. " \
+              "Inner task failed: \x1b[96m'prepare'\x1b[0m."
+    assert _failed_step(message) == "prepare"
+
+
+# --- whole local runs (kfp.local, each step a subprocess) --------------------------------------
+
+
+def needs_local_backend():
+    if not LOCAL_EXPERIMENT.exists():
+        pytest.skip(f"{LOCAL_EXPERIMENT} not written yet")
+    pytest.importorskip("pipeline.dryrun")
+
+
+def bad_layout_data(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(SAMPLE / "test.csv.gz", data / "test.csv.gz")
+    with gzip.open(SAMPLE / "test.csv.gz", "rt") as src, open(data / "train.csv", "w") as dst:
+        dst.writelines(line for _, line in zip(range(5), src))  # a test file where train.csv should be
+    return data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case, step, message", [
+    ("missing", "prepare", r"data folder not found"),
+    ("bad-layout", "prepare", r"train.csv: line 1 \(header\): .*found a test-file header without 'label'"),
+])
+def test_bad_data_fails_at_prepare_with_one_line(tmp_path, capsys, case, step, message):
+    data = tmp_path / "nowhere" if case == "missing" else bad_layout_data(tmp_path)
+    needs_local_backend()
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["pipeline", "run", "--local", "--data", str(data), "--experiment", str(LOCAL_EXPERIMENT),
+                  "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"katib-digits: error: pipeline step {step}: ")
+    assert re.search(message, err)
+
+
+@pytest.mark.slow
+def test_invalid_experiment_fails_at_tune_with_the_linters_message(tmp_path, capsys):
+    needs_local_backend()
+    exp = yaml.safe_load(LOCAL_EXPERIMENT.read_text())
+    exp["spec"]["objective"]["type"] = "maximise"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(exp))
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["pipeline", "run", "--local", "--data", str(SAMPLE), "--experiment", str(bad),
+                  "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("katib-digits: error: pipeline step tune: ")
+    assert "spec.objective.type" in err
+
+
+@pytest.mark.slow
+def test_local_run_writes_submission_and_summary(tmp_path):
+    needs_local_backend()
+    out = tmp_path / "out"
+    budget = Budget(max_trial_count=2, parallel_trial_count=2, trial_max_rows=200, trial_epochs=1,
+                    retrain_epochs=1)
+    summary = run_local(SAMPLE, LOCAL_EXPERIMENT, out, budget)
+    check_submission(out / "submission.csv", 500, SAMPLE / "sample_submission.csv")
+    with open(out / "submission.csv") as fh:
+        assert len(list(csv.reader(fh))) == 501
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["submitted"] is True and saved["best_trial"] == summary["best_trial"]
+    assert saved["objective_metric"] and isinstance(saved["objective"], float)
+    assert saved["assignments"] and saved["retrain"]["epochs"] == 1
+    final = json.loads((out / "experiment.json").read_text())
+    assert final["status"]["currentOptimalTrial"]["bestTrialName"] == summary["best_trial"]
+    assert final["spec"]["maxTrialCount"] == 2 and final["status"]["trials"] == 2  # the budget override
+
+
+@pytest.mark.slow
+def test_gate_closed_means_no_submission(tmp_path):
+    needs_local_backend()
+    out = tmp_path / "out"
+    budget = Budget(max_trial_count=1, parallel_trial_count=1, trial_max_rows=60, trial_epochs=1,
+                    retrain_epochs=1, threshold=1.01)  # accuracy can never reach it
+    summary = run_local(SAMPLE, LOCAL_EXPERIMENT, out, budget)
+    assert summary["submitted"] is False and summary["reached"] is False
+    assert not (out / "submission.csv").exists()
+
+
+# --- the steps' library functions (pipeline.steps) ---------------------------------------------
+
+
+def random_experiment():
+    if not LOCAL_EXPERIMENT.exists():
+        pytest.skip(f"{LOCAL_EXPERIMENT} not written yet")
+    return yaml.safe_load(LOCAL_EXPERIMENT.read_text())
+
+
+def test_prepare_data_validates_and_copies(tmp_path):
+    info = steps.prepare_data(SAMPLE, tmp_path / "train", tmp_path / "test")
+    assert info["train_rows"] == 2000 and info["test_rows"] == 500
+    assert info["files"] == {"train": "train.csv.gz", "test": "test.csv.gz",
+                             "sample_submission": "sample_submission.csv"}
+    assert (tmp_path / "test" / "sample_submission.csv").is_file()
+
+
+@pytest.mark.parametrize("max_trials, parallel, expected", [
+    (0, 0, (24, 3, 3)),    # 0 keeps the YAML's
+    (2, 0, (2, 2, 2)),     # a smaller budget shrinks parallel and maxFailed (Katib rejects them above it)
+    (5, 1, (5, 1, 3)),
+])
+def test_apply_budget(max_trials, parallel, expected):
+    exp = random_experiment()
+    spec = steps.apply_budget(exp, max_trials, parallel)["spec"]
+    assert (spec["maxTrialCount"], spec["parallelTrialCount"], spec["maxFailedTrialCount"]) == expected
+    assert exp["spec"]["maxTrialCount"] == 24  # the input is not changed
+
+
+def test_append_trial_args_goes_to_the_primary_container():
+    exp = random_experiment()
+    args = steps.trial_budget_args(trial_max_rows=100, trial_epochs=2)
+    assert args == ["--max-rows=100", "--epochs=2"]
+    command = steps.append_trial_args(exp, args)["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"][
+        "spec"]["containers"][0]["command"]
+    assert command[:3] == ["python", "-m", "trial"] and command[-2:] == args
+    assert steps.trial_budget_args() == []
+
+
+def test_read_experiment_from_path_text_and_project_root(monkeypatch, tmp_path):
+    random_experiment()
+    exp, source = steps.read_experiment(str(LOCAL_EXPERIMENT))
+    assert source == str(LOCAL_EXPERIMENT) and exp["metadata"]["name"] == "digits-random"
+    monkeypatch.chdir(tmp_path)  # a relative path falls back to the project root
+    assert steps.read_experiment("experiments/random.yaml")[0] == exp
+    assert steps.read_experiment(LOCAL_EXPERIMENT.read_text()) == (exp, "<experiment text>")
+
+
+def test_read_experiment_reports_the_linters_first_error(tmp_path):
+    exp = random_experiment()
+    exp["spec"]["objective"]["type"] = "maximise"
+    exp["spec"]["maxTrialCount"] = -1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(exp))
+    with pytest.raises(UserError, match=r"bad.yaml: spec\.\S+: error: .*\(and \d+ more: katib-digits lint "):
+        steps.read_experiment(str(bad))
+
+
+def test_tune_rejects_an_unknown_backend(tmp_path):
+    with pytest.raises(UserError, match="backend: 'slurm' is not one of katib, optuna"):
+        steps.tune({"spec": {}}, "slurm", tmp_path)
+
+
+def test_require_succeeded():
+    failed = {"metadata": {"name": "e"}, "status": {"conditions": [
+        {"type": "Running", "status": "False"},
+        {"type": "Failed", "status": "True", "reason": "ExperimentMaxFailedTrialsReached", "message": "3 failed"}]}}
+    with pytest.raises(UserError, match=r"Experiment e Failed \(ExperimentMaxFailedTrialsReached\): 3 failed; logs"):
+        steps.require_succeeded(failed, "logs")
+    steps.require_succeeded({"status": {"conditions": [{"type": "Succeeded", "status": "True"}]}})
+
+
+@pytest.mark.parametrize("threshold, reached", [(0.0, True), (0.9, True), (0.95, False)])
+def test_summarize_tuning(threshold, reached):
+    final = {"kind": "Experiment", "spec": {"objective": {"type": "maximize", "objectiveMetricName": "val_accuracy"}},
+             "status": {"currentOptimalTrial": {"bestTrialName": "e-abc", "parameterAssignments": [
+                 {"name": "dropout", "value": "0.2"}], "observation": {"metrics": [
+                     {"name": "val_accuracy", "min": "0.5", "max": "0.9", "latest": "0.8"}]}}}}
+    summary = steps.summarize_tuning(final, threshold)
+    assert summary["objective"] == pytest.approx(0.9) and summary["reached"] is reached
+    assert summary["assignments"] == {"dropout": "0.2"} and summary["best_trial"] == "e-abc"
