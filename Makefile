@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/katib-digits pipeline run --local --data data/sample --out runs/make-run
+	$(BIN)/katib-digits pipeline run --local --data data/sample --out runs/make-run \
+		--max-trials 3 --trial-max-rows 1000 --trial-epochs 2 --retrain-epochs 5
 
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile

@@ -95,7 +95,8 @@ def with_defaults(exp: dict[str, Any]) -> dict[str, Any]:
     _default_metrics_collector(spec)
     # Katib's FeasibleSpace is a struct value: every parameter gets one, and a
     # distribution, whatever its type (categorical ones too).
-    for param in spec.get("parameters") or []:
+    parameters = spec.get("parameters")
+    for param in parameters if isinstance(parameters, list) else []:
         if isinstance(param, dict):
             space = param.setdefault("feasibleSpace", {})
             if isinstance(space, dict) and not space.get("distribution"):

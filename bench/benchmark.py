@@ -1,0 +1,237 @@
+"""Benchmarks for katib-digits: prints figures as a table and JSON (issue 7).
+
+    python bench/benchmark.py [--data DIR] [--only NAME ...] [--json-out FILE]
+
+Sections (all by default):
+  throughput  trial images/s vs a bare `model.fit` on in-memory arrays (same model)
+  flops       the machine's fp32 matmul rate vs the trial's effective FLOP rate
+  overhead    dry-run overhead per trial (N one-epoch trials via `katib-digits tune`)
+  efficiency  epochs to first reach a val_accuracy target: early stopping vs plain random
+  accuracy    the default model's val_accuracy on a 10% hold-out of train.csv (long: full data)
+Figures depend on the machine and its load; each section prints what it ran.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "digit-recognizer"
+METRIC = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_trial(argv: list[str], log: Path | None = None) -> dict:
+    """Run `python -m trial` as a subprocess; wall and CPU seconds, metric lines, images/s."""
+    cpu0, t0 = children_cpu_seconds(), time.perf_counter()
+    log = log or Path(os.devnull)
+    with log.open("w") as out, open(f"{log}.err" if log != Path(os.devnull) else os.devnull, "w") as err:
+        # Streamed to files so a long run can be watched (tail -f) while it trains.
+        returncode = subprocess.run([sys.executable, "-m", "trial", *argv], stdout=out, stderr=err, cwd=REPO).returncode
+    wall, cpu = time.perf_counter() - t0, children_cpu_seconds() - cpu0
+    stdout = log.read_text() if log != Path(os.devnull) else ""
+    stderr = Path(f"{log}.err").read_text() if log != Path(os.devnull) else ""
+    if returncode != 0:
+        raise SystemExit(f"trial failed ({returncode}): {stderr.strip().splitlines()[-1:]}")
+    epochs = [{m.group(1): float(m.group(2)) for m in METRIC.finditer(line)} for line in stdout.splitlines()]
+    rate = re.search(r"\(([\d.]+) images/s\)", stderr)
+    return {"wall_s": wall, "cpu_s": cpu, "epochs": epochs, "images_per_s": float(rate.group(1)) if rate else None}
+
+
+def bench_accuracy(data: Path, epochs: int, out: Path) -> dict:
+    argv = ["--data", str(data / "train.csv.gz"), "--val-fraction", "0.1", "--epochs", str(epochs), "--seed", "0",
+            "--model-out", str(out / "accuracy-model")]
+    result = run_trial(argv, log=out / "accuracy.log")
+    val = [e["val_accuracy"] for e in result["epochs"]]
+    first_996 = next((i + 1 for i, v in enumerate(val) if v >= 0.996), None)
+    return {
+        "command": "python -m trial " + " ".join(argv),
+        "epochs": epochs, "final_val_accuracy": val[-1], "best_val_accuracy": max(val),
+        "first_epoch_at_0.996": first_996, "wall_s": round(result["wall_s"], 1), "cpu_s": round(result["cpu_s"], 1),
+        "images_per_s": result["images_per_s"], "val_accuracy_per_epoch": val,
+    }
+
+
+def model_forward_flops(model) -> int:
+    """Multiply-adds x2 of the conv and dense layers for one image (the rest is noise)."""
+    import keras
+
+    flops = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            k_h, k_w = layer.kernel_size
+            flops += 2 * h * w * c_out * k_h * k_w * layer.input.shape[-1]
+        elif isinstance(layer, keras.layers.Dense):
+            flops += 2 * layer.input.shape[-1] * layer.units
+    return flops
+
+
+def bench_throughput(data: Path, rows: int, epochs: int, out: Path) -> dict:
+    """Our trial (CSV cache, tf.data, callbacks) vs a bare `model.fit` on in-memory arrays, same model."""
+    argv = ["--data", str(data / "train.csv.gz"), "--max-rows", str(rows), "--val-fraction", "0",
+            "--epochs", str(epochs), "--seed", "0"]
+    run_trial(argv[:4] + ["--epochs", "1", "--max-rows", "64"])  # fills the parsed-CSV cache
+    trial = run_trial(argv, log=out / "throughput.log")
+
+    import keras
+
+    from trial.data import load_train
+    from trial.model import build_model, make_optimizer
+
+    x, y = load_train(data / "train.csv.gz", max_rows=rows)
+    keras.utils.set_random_seed(0)
+    model = build_model()
+    model.compile(optimizer=make_optimizer("adam", 1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    t0 = time.perf_counter()
+    model.fit(x.astype("float32"), y, batch_size=64, epochs=epochs, verbose=0)
+    bare = rows * epochs / (time.perf_counter() - t0)
+    return {"rows": rows, "epochs": epochs, "trial_images_per_s": round(trial["images_per_s"], 1),
+            "bare_keras_images_per_s": round(bare, 1), "ratio_trial_vs_bare": round(trial["images_per_s"] / bare, 3),
+            "forward_mflops_per_image": round(model_forward_flops(model) / 1e6, 2)}
+
+
+def bench_flops(throughput: dict | None, n: int = 2048, repeats: int = 10) -> dict:
+    """fp32 matmul rate (TensorFlow, all cores) vs the trial's effective rate (3x forward FLOPs per trained image)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    tf.linalg.matmul(a, b).numpy()  # warm up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        c = tf.linalg.matmul(a, b)
+    c.numpy()
+    peak = 2 * n**3 * repeats / (time.perf_counter() - t0)
+    result = {"matmul_size": n, "matmul_gflops": round(peak / 1e9, 1)}
+    if throughput:
+        effective = throughput["trial_images_per_s"] * 3 * throughput["forward_mflops_per_image"] * 1e6
+        result.update({"trial_effective_gflops": round(effective / 1e9, 1), "ratio_trial_vs_matmul": round(effective / peak, 3)})
+    return result
+
+
+def _tune(experiment: str, data: Path, out: Path, trials: int, parallel: int, trial_args: list[str]) -> tuple[dict, float]:
+    from pipeline.dryrun import run_experiment
+
+    t0 = time.perf_counter()
+    result = run_experiment(REPO / "experiments" / experiment, out, {"/data": str(data)}, max_trial_count=trials,
+                            parallel_trial_count=parallel, trial_args=trial_args, progress=False)
+    return result, time.perf_counter() - t0
+
+
+def _trial_rows(out: Path) -> list[dict]:
+    import csv
+
+    with (out / "trials.csv").open() as fh:
+        return sorted(csv.DictReader(fh), key=lambda r: r["end"] or "~")
+
+
+def bench_overhead(data: Path, trials: int, rows: int, out: Path) -> dict:
+    """Dry-run wall time vs the trials' own durations vs the same commands run by hand, one at a time."""
+    from pipeline.render import style_for_algorithm, trial_argv
+
+    trial_args = ["--epochs=1", f"--max-rows={rows}"]
+    shutil.rmtree(out / "overhead", ignore_errors=True)
+    run_trial(["--data", str(data / "train.csv.gz"), "--epochs", "1", "--max-rows", "64"])  # warm the CSV cache
+    result, wall = _tune("random.yaml", data, out / "overhead", trials, 1, trial_args)
+    own = sum(float(r["duration_s"]) for r in _trial_rows(out / "overhead"))
+    spec = result["spec"]
+    t0 = time.perf_counter()
+    for row in _trial_rows(out / "overhead"):
+        assignments = {p["name"]: row[p["name"]] for p in spec["parameters"]}
+        argv = trial_argv(spec, assignments, style_for_algorithm(spec["algorithm"]["algorithmName"]))
+        argv = [a.replace("/data/", f"{data}/") for a in argv[3:]] + trial_args  # drop `python -m trial`
+        run_trial(argv)
+    by_hand = time.perf_counter() - t0
+    return {"trials": trials, "rows_per_trial": rows, "dry_run_wall_s": round(wall, 1),
+            "sum_trial_durations_s": round(own, 1), "by_hand_wall_s": round(by_hand, 1),
+            "overhead_vs_trial_durations": round(wall / own - 1, 3), "overhead_vs_by_hand": round(wall / by_hand - 1, 3)}
+
+
+def _epochs_to_target(out: Path, target: float) -> tuple[int | None, int]:
+    """Epochs spent (trials in completion order) until a report reaches `target`, and epochs in all."""
+    spent, reached = 0, None
+    for row in _trial_rows(out):
+        log = out / "trials" / row["name"] / "trial.log"
+        reports = [{m.group(1): float(m.group(2)) for m in METRIC.finditer(line)}
+                   for line in log.read_text().splitlines() if line.startswith("epoch=")] if log.exists() else []
+        for report in reports:
+            spent += 1
+            if reached is None and report.get("val_accuracy", 0) >= target:
+                reached = spent
+    return reached, spent
+
+
+def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: float, out: Path) -> dict:
+    """Same budget and seed: random search without early stopping vs with medianstop vs hyperband."""
+    result = {"trials": trials, "rows_per_trial": rows, "epochs_per_trial": epochs, "target_val_accuracy": target}
+    for name, experiment in [("random", "random.yaml"), ("medianstop", "random-medianstop.yaml"),
+                             ("hyperband", "hyperband.yaml")]:
+        folder = out / f"efficiency-{name}"
+        shutil.rmtree(folder, ignore_errors=True)
+        args = [f"--max-rows={rows}"] + ([] if name == "hyperband" else [f"--epochs={epochs}"])
+        _, wall = _tune(experiment, data, folder, trials, 1 if name != "hyperband" else 9, args)
+        reached, spent = _epochs_to_target(folder, target)
+        result[name] = {"epochs_to_target": reached, "epochs_total": spent, "wall_s": round(wall, 1)}
+    base = result["random"]["epochs_to_target"]
+    for name in ("medianstop", "hyperband"):
+        mine = result[name]["epochs_to_target"]
+        result[name]["speedup_vs_random"] = round(base / mine, 2) if base and mine else None
+    return result
+
+
+SECTIONS = {"throughput": None, "flops": None, "overhead": None, "efficiency": None, "accuracy": None}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with Kaggle's train.csv.gz (default ../shared/...)")
+    p.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
+    p.add_argument("--accuracy-epochs", type=int, default=20)
+    p.add_argument("--throughput-rows", type=int, default=8000)
+    p.add_argument("--overhead-trials", type=int, default=3)
+    p.add_argument("--overhead-rows", type=int, default=0, help="rows per overhead trial (0 = all 42,000)")
+    p.add_argument("--efficiency-trials", type=int, default=12)
+    p.add_argument("--efficiency-rows", type=int, default=3000)
+    p.add_argument("--efficiency-epochs", type=int, default=6)
+    p.add_argument("--efficiency-target", type=float, default=0.95)
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "bench")
+    p.add_argument("--json-out", type=Path, default=None)
+    args = p.parse_args()
+    if not (args.data / "train.csv.gz").exists():
+        raise SystemExit(f"benchmark: {args.data / 'train.csv.gz'}: not found (pass --data DIR with Kaggle's files)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} cores", "python": platform.python_version()}
+    if "throughput" in args.only:
+        report["throughput"] = bench_throughput(args.data, args.throughput_rows, 2, args.out)
+    if "flops" in args.only:
+        report["flops"] = bench_flops(report.get("throughput"))
+    if "overhead" in args.only:
+        report["overhead"] = bench_overhead(args.data, args.overhead_trials, args.overhead_rows, args.out)
+    if "efficiency" in args.only:
+        report["efficiency"] = bench_efficiency(args.data, args.efficiency_trials, args.efficiency_rows,
+                                                args.efficiency_epochs, args.efficiency_target, args.out)
+    if "accuracy" in args.only:
+        report["accuracy"] = bench_accuracy(args.data, args.accuracy_epochs, args.out)
+    print(json.dumps(report, indent=2))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
