@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, read_user_file
 
 STRATEGY_FIELDS = {"max": "max", "min": "min", "latest": "latest"}
 
@@ -49,14 +49,7 @@ class TunedResult:
 def load_result(path: str | Path) -> TunedResult:
     """Read a Katib-shaped result JSON file; every problem is a UserError naming the file and field."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a JSON file (experiment.json)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
+    text = read_user_file(path, "a JSON file (experiment.json)")
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, read_user_file
 
 API_VERSION = "kubeflow.org/v1beta1"
 KIND = "Experiment"
@@ -36,14 +36,7 @@ DEFAULT_PROMETHEUS_PORT = 8080
 def load_experiment(path: str | Path) -> dict[str, Any]:
     """Parse one Experiment from a YAML file; any problem is a one-line UserError."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected an Experiment YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
+    text = read_user_file(path, "an Experiment YAML file")
     return parse_experiment(text, source=str(path))
 
 
