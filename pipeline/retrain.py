@@ -69,18 +69,53 @@ def retrain_argv(flags: Sequence[str], data: Path, model_dir: Path, epochs: int 
 
 
 def train_best(experiment: dict[str, Any], assignments: dict[str, str], data: str | Path, model_dir: str | Path,
-               epochs: int | None = None, val_fraction: float = 0.0, max_rows: int = 0) -> dict[str, Any]:
+               epochs: int | None = None, val_fraction: float = 0.0, max_rows: int = 0,
+               ensemble: int = 1) -> dict[str, Any]:
     """Train the best configuration in-process; returns {argv, epochs, metrics, model}.
 
     `epochs` None or 0 keeps the epochs the best trial's command used.
+    `ensemble` > 1 trains that many models with seeds 0..N-1 into model_dir/member-K/
+    (one validation split for all); `predict_submission` averages their probabilities.
     Bad data or flags -> UserError; a diverged run -> RuntimeError.
     """
+    if ensemble > 1:
+        members = [_train_one(experiment, assignments, data, Path(model_dir) / f"member-{k}", epochs, val_fraction,
+                              max_rows, extra_flags=[f"--seed={k}", "--split-seed=0"]) for k in range(ensemble)]
+        report = {"argv": [m["argv"] for m in members], "epochs": members[0]["epochs"], "members": len(members),
+                  "metrics": {name: sum(m["metrics"][name] for m in members) / len(members)
+                              for name in members[0]["metrics"]},
+                  "model": str(model_dir)}
+        if val_fraction > 0:
+            report["metrics"]["ensemble_val_accuracy"] = ensemble_val_accuracy(model_dir, data, val_fraction, max_rows)
+        return report
+    return _train_one(experiment, assignments, data, model_dir, epochs, val_fraction, max_rows)
+
+
+def ensemble_val_accuracy(model_dir: str | Path, data: str | Path, val_fraction: float, max_rows: int = 0,
+                          split_seed: int = 0) -> float:
+    """Accuracy of the members' averaged probabilities on the hold-out they all left out."""
+    import keras
+    import numpy as np
+
+    from trial.data import load_train
+    from trial.train import split
+
+    x, y = load_train(data, max_rows=max_rows)
+    _, (x_val, y_val) = split(x, y, val_fraction, split_seed)
+    probabilities = sum(keras.saving.load_model(p).predict(x_val.astype("float32"), batch_size=512, verbose=0)
+                        for p in model_files(model_dir))
+    return float(np.mean(np.argmax(probabilities, axis=1) == y_val))
+
+
+def _train_one(experiment, assignments, data, model_dir, epochs, val_fraction, max_rows,
+               extra_flags: Sequence[str] = ()) -> dict[str, Any]:
     from trial.cli import build_parser, main
     from trial.data import load_train
 
     data, model_dir = Path(data), Path(model_dir)
     load_train(data, max_rows=max_rows)  # DataError (one line, names the file) before any training
     argv = retrain_argv(best_trial_flags(experiment, assignments), data, model_dir, epochs, val_fraction, max_rows)
+    argv += list(extra_flags)
     try:
         build_parser().parse_args(argv)
     except SystemExit:  # argparse already printed which flag and why
@@ -104,16 +139,13 @@ def predict_submission(model_path: str | Path, test_path: str | Path, out_csv: s
 
     from trial.data import load_test
 
-    model_path = Path(model_path)
-    if model_path.is_dir():
-        model_path = model_path / "model.keras"
-    if not model_path.is_file():
-        raise UserError(f"{model_path}: model file not found (train one with `katib-digits train`)")
+    paths = model_files(model_path)
     x = load_test(test_path)
     import keras
 
-    model = keras.saving.load_model(model_path)
-    labels = np.argmax(model.predict(x.astype("float32"), batch_size=batch_size, verbose=0), axis=1)
+    probabilities = sum(keras.saving.load_model(p).predict(x.astype("float32"), batch_size=batch_size, verbose=0)
+                        for p in paths)
+    labels = np.argmax(probabilities, axis=1)
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     with out_csv.open("w", newline="") as fh:
@@ -122,6 +154,18 @@ def predict_submission(model_path: str | Path, test_path: str | Path, out_csv: s
         writer.writerows((i, int(label)) for i, label in enumerate(labels, start=1))
     check_submission(out_csv, len(x), sample_submission)
     return len(x)
+
+
+def model_files(model_path: str | Path) -> list[Path]:
+    """model.keras itself, or the folder `train` wrote: its model.keras, or every member-K/model.keras of an ensemble."""
+    model_path = Path(model_path)
+    if model_path.is_file():
+        return [model_path]
+    paths = [model_path / "model.keras"] if (model_path / "model.keras").is_file() else \
+        sorted(model_path.glob("member-*/model.keras"))
+    if not paths:
+        raise UserError(f"{model_path}: model file not found (train one with `katib-digits train`)")
+    return paths
 
 
 def check_submission(path: str | Path, n_rows: int, sample_submission: str | Path | None = None) -> None:
@@ -188,14 +232,17 @@ def load_best(params: str | Path, experiment_yaml: str | Path | None) -> tuple[d
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Hold out this fraction for reporting (0 = train on every labelled row).")
 @click.option("--max-rows", type=click.IntRange(min=0), default=0, show_default=True, help="0 = all rows.")
-def train_command(params, experiment_yaml, data, out, epochs, val_fraction, max_rows):
+@click.option("--ensemble", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train N models with seeds 0..N-1; `predict` averages their probabilities.")
+def train_command(params, experiment_yaml, data, out, epochs, val_fraction, max_rows, ensemble):
     """Retrain the best parameters of a tuned Experiment on all labelled rows."""
     from pipeline.datafiles import find_csv
 
     experiment, assignments, objective = load_best(params, experiment_yaml)
     click.echo(f"best parameters: {' '.join(f'{k}={v}' for k, v in assignments.items())}"
                + (f" (objective {objective:g})" if objective is not None else ""), err=True)
-    report = train_best(experiment, assignments, find_csv(data, "train"), out, epochs or None, val_fraction, max_rows)
+    report = train_best(experiment, assignments, find_csv(data, "train"), out, epochs or None, val_fraction, max_rows,
+                        ensemble)
     (out / "retrain.json").write_text(json.dumps({**report, "assignments": assignments, "objective": objective},
                                                  indent=2))
     click.echo(f"model: {report['model']}  " + " ".join(f"{k}={v:.4f}" for k, v in report["metrics"].items()))

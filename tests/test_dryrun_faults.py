@@ -97,11 +97,12 @@ def alive(pid: int) -> bool:
         return False
 
 
-def slow_experiment(tmp_path, name="slow"):
+def slow_experiment(tmp_path, name="slow", sleep=0.5):
+    # Slow enough that a loaded CI machine still catches the second trial running.
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(experiment(
         name=name, max_trials=2, parallel=1, max_failed=1, algorithm="multivariate-tpe",
-        args=["--epochs=6", "--sleep=0.2", f"--pidfile={tmp_path / 'pids'}"])))
+        args=["--epochs=6", f"--sleep={sleep}", f"--pidfile={tmp_path / 'pids'}"])))
     return path
 
 
@@ -143,7 +144,7 @@ def test_sigkill_loses_only_running_trials(tmp_path):
 
 
 def test_second_run_on_the_same_storage_refuses(tmp_path):
-    path = slow_experiment(tmp_path)
+    path = slow_experiment(tmp_path, sleep=5)  # the first must outlive the second's start-up, however loaded
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     first = cli([str(path), "--out", str(tmp_path / "a"), "--storage", storage])
     try:

@@ -162,3 +162,20 @@ def test_train_then_predict_commands_write_a_valid_submission(tmp_path, capsys):
     assert exit_info.value.code == 0
     check_submission(out, 500, SAMPLE / "sample_submission.csv")
     assert "layout checked against" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_ensemble_trains_members_on_one_split_and_predict_averages_them(tmp_path):
+    from pipeline.retrain import model_files, predict_submission, train_best
+
+    model_dir = tmp_path / "ensemble"
+    report = train_best(experiment(), {"lr": "0.002", "opt": "adam"}, SAMPLE / "train.csv.gz", model_dir,
+                        epochs=1, val_fraction=0.2, max_rows=200, ensemble=2)
+    assert report["members"] == 2 and [p.parent.name for p in model_files(model_dir)] == ["member-0", "member-1"]
+    assert "--seed=0" in report["argv"][0] and "--seed=1" in report["argv"][1]
+    assert all("--split-seed=0" in argv for argv in report["argv"])
+    hparams = [json.loads((model_dir / f"member-{k}" / "hparams.json").read_text()) for k in (0, 1)]
+    assert [h["seed"] for h in hparams] == [0, 1] and {h["split_seed"] for h in hparams} == {0}
+    assert 0 <= report["metrics"]["ensemble_val_accuracy"] <= 1
+    n = predict_submission(model_dir, SAMPLE / "test.csv.gz", tmp_path / "s.csv", SAMPLE / "sample_submission.csv")
+    assert n == 500

@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--dense-units", type=_positive_int, default=256)
     hp.add_argument("--dropout", type=_fraction(True, False), default=0.25)
     hp.add_argument("--augment", type=_fraction(True, False), default=0.1, help="rotation/shift/zoom strength (0.1 = 10 degrees, 10%%); 0 = off")
-    hp.add_argument("--seed", type=int, default=42)
+    hp.add_argument("--seed", type=int, default=42, help="weights, shuffling and augmentation (and the split, unless --split-seed)")
+    hp.add_argument("--split-seed", type=int, default=None, help="seed of the validation split (default: --seed); "
+                    "fixed, it keeps one hold-out across models trained with different --seed")
     out = p.add_argument_group("output")
     out.add_argument("--model-out", type=Path, default=None, help="write model.keras, hparams.json and history.json here")
     out.add_argument("--metrics-file", type=Path, default=None, help="also write the metric lines here (Katib File collector, TEXT format)")

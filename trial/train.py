@@ -90,7 +90,8 @@ class KatibReporter(keras.callbacks.Callback):
 def train(args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> dict:
     """Fit the model the flags describe; returns the Keras history (one list per metric)."""
     keras.utils.set_random_seed(args.seed)
-    (x_train, y_train), val = split(x, y, args.val_fraction, args.seed)
+    split_seed = args.seed if getattr(args, "split_seed", None) is None else args.split_seed
+    (x_train, y_train), val = split(x, y, args.val_fraction, split_seed)
     print(f"trial: {len(x_train)} training rows, {len(val[0]) if val else 0} validation rows from {args.data}",
           file=sys.stderr)
 
