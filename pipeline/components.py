@@ -67,9 +67,9 @@ def submit_gate(objective: float, objective_type: str, threshold: float) -> bool
     return ok
 
 
-def retrain(tuned: Input[Artifact], train_data: Input[Dataset], epochs: int, val_fraction: float,
+def retrain(tuned: Input[Artifact], train_data: Input[Dataset], epochs: int, val_fraction: float, ensemble: int,
             model: Output[Model], metrics: Output[Metrics]):
-    """Retrain the best trial's parameters on all labelled rows."""
+    """Retrain the best trial's parameters on all labelled rows (`ensemble` > 1: that many seeds)."""
     import json
     import os
 
@@ -81,9 +81,9 @@ def retrain(tuned: Input[Artifact], train_data: Input[Dataset], epochs: int, val
         result = load_result(os.path.join(tuned.path, "experiment.json"))
         report = train_best(result.experiment, result.optimal.assignments,
                             os.path.join(train_data.path, train_data.metadata["file"]), model.path,
-                            epochs or None, val_fraction)
+                            epochs or None, val_fraction, ensemble=ensemble)
     write_json(os.path.join(model.path, "retrain.json"), {**report, "assignments": result.optimal.assignments})
-    model.metadata.update({"framework": "keras", "file": "model.keras", "epochs": report["epochs"],
+    model.metadata.update({"framework": "keras", "members": report.get("members", 1), "epochs": report["epochs"],
                            "best_trial": result.optimal.name})
     for name, value in report["metrics"].items():
         metrics.log_metric(name, value)
@@ -99,7 +99,7 @@ def predict(model: Input[Model], test_data: Input[Dataset], submission: Output[D
 
     sample = test_data.metadata.get("sample_submission") or None
     with step_errors():
-        rows = predict_submission(os.path.join(model.path, "model.keras"),
+        rows = predict_submission(model.path,  # model.keras, or the members of an ensemble
                                   os.path.join(test_data.path, test_data.metadata["file"]), submission.path,
                                   os.path.join(test_data.path, sample) if sample else None)
     submission.metadata.update({"rows": rows, "format": "csv", "columns": "ImageId,Label"})

@@ -40,6 +40,7 @@ class Budget:
     trial_epochs: int = 0
     retrain_epochs: int = 0
     retrain_val_fraction: float = 0.0
+    retrain_ensemble: int = 1
     threshold: float = 0.0
 
 
@@ -70,6 +71,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE):
         trial_epochs: int = 0,
         retrain_epochs: int = 0,
         retrain_val_fraction: float = 0.0,
+        retrain_ensemble: int = 1,
         threshold: float = 0.0,
         namespace: str = "",
         timeout_s: int = 6 * 3600,
@@ -89,7 +91,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE):
         # in a dsl.If but not a named output of a multi-output task.
         with dsl.If(gate.output == True, name="objective-reached"):  # noqa: E712 - kfp builds a CEL expression
             retrain = c.retrain(tuned=tune.outputs["tuned"], train_data=prepare.outputs["train_data"],
-                                epochs=retrain_epochs, val_fraction=retrain_val_fraction)
+                                epochs=retrain_epochs, val_fraction=retrain_val_fraction,
+                                ensemble=retrain_ensemble)
             retrain.set_display_name("retrain best").set_cpu_request("2").set_memory_request("4G")
             c.predict(model=retrain.outputs["model"], test_data=prepare.outputs["test_data"]) \
                 .set_display_name("predict submission.csv")
@@ -292,6 +295,8 @@ def _budget_options(fn):
                      help="Retrain epochs (0 = the best trial's). Local default: 3."),
         click.option("--val-fraction", "retrain_val_fraction", type=click.FloatRange(0, 1, max_open=True),
                      default=None, help="Hold-out for reporting the retrain (default 0: every row trains)."),
+        click.option("--ensemble", "retrain_ensemble", type=click.IntRange(min=1), default=None,
+                     help="Retrain N models (seeds 0..N-1) and average their predictions. Default: 1."),
         click.option("--threshold", type=float, default=None,
                      help="Submit only when the tuned objective reaches this (>= to maximize, <= to minimize; "
                           "0 = always)."),

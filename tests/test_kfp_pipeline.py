@@ -61,7 +61,8 @@ def test_every_step_runs_our_image_without_installing_kfp(spec):
 def test_pipeline_parameters_and_defaults(spec):
     params = spec.root.input_definitions.parameters
     assert set(params) == {"data_dir", "experiment", "backend", "max_trial_count", "parallel_trial_count",
-                           "trial_max_rows", "trial_epochs", "retrain_epochs", "retrain_val_fraction", "threshold",
+                           "trial_max_rows", "trial_epochs", "retrain_epochs", "retrain_val_fraction",
+                           "retrain_ensemble", "threshold",
                            "namespace", "timeout_s", "delete_after"}
     assert params["backend"].default_value.string_value == "katib"
     assert params["experiment"].default_value.string_value == "experiments/random.yaml"
