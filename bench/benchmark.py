@@ -152,7 +152,7 @@ def bench_overhead(data: Path, trials: int, rows: int, out: Path) -> dict:
     t0 = time.perf_counter()
     for row in _trial_rows(out / "overhead"):
         assignments = {p["name"]: row[p["name"]] for p in spec["parameters"]}
-        argv = trial_argv(spec, assignments, style_for_algorithm(spec["algorithm"]["algorithmName"]))
+        argv = trial_argv(result, assignments, style_for_algorithm(spec["algorithm"]["algorithmName"]))
         argv = [a.replace("/data/", f"{data}/") for a in argv[3:]] + trial_args  # drop `python -m trial`
         run_trial(argv)
     by_hand = time.perf_counter() - t0
@@ -183,7 +183,9 @@ def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: fl
         folder = out / f"efficiency-{name}"
         shutil.rmtree(folder, ignore_errors=True)
         args = [f"--max-rows={rows}"] + ([] if name == "hyperband" else [f"--epochs={epochs}"])
-        _, wall = _tune(experiment, data, folder, trials, 1 if name != "hyperband" else 9, args)
+        # hyperband: its first bracket (9 trials of 1 epoch, 3 of 3, 1 of 9) instead of `trials`.
+        budget, parallel = (13, 9) if name == "hyperband" else (trials, 1)
+        _, wall = _tune(experiment, data, folder, budget, parallel, args)
         reached, spent = _epochs_to_target(folder, target)
         result[name] = {"epochs_to_target": reached, "epochs_total": spent, "wall_s": round(wall, 1)}
     base = result["random"]["epochs_to_target"]
