@@ -742,9 +742,14 @@ def run_experiment(path_or_exp: str | Path | dict[str, Any], out_dir: str | Path
                    max_trial_count: int | None = None, parallel_trial_count: int | None = None,
                    trial_args: Iterable[str] = (), progress: bool = True, report: bool = True) -> dict[str, Any]:
     """Run an Experiment locally; returns the experiment.json object (Katib's shape).
-    `report=False` skips report.html (plotly), e.g. in tests."""
-    return _dry_run(path_or_exp, out_dir, mounts, storage, max_trial_count, parallel_trial_count, trial_args,
-                    progress, report).status
+    `report=False` skips report.html (plotly), e.g. in tests.
+    SIGINT/SIGTERM: the outputs are written, then SystemExit(128 + signal) is raised, so a
+    caller (a pipeline step, a script) stops too instead of taking a half-run for a result."""
+    dry = _dry_run(path_or_exp, out_dir, mounts, storage, max_trial_count, parallel_trial_count, trial_args,
+                   progress, report)
+    if dry.signal is not None:
+        raise SystemExit(128 + dry.signal)
+    return dry.status
 
 
 def _dry_run(path_or_exp, out_dir, mounts, storage, max_trial_count, parallel_trial_count, trial_args,

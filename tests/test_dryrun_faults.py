@@ -157,3 +157,18 @@ def test_second_run_on_the_same_storage_refuses(tmp_path):
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=60)
     assert first.returncode == 143
+
+
+def test_library_caller_stops_on_sigterm_instead_of_taking_a_half_run(tmp_path):
+    """run_experiment (used by the pipeline's tune step) writes its outputs, then exits 143."""
+    path, out = slow_experiment(tmp_path), tmp_path / "out"
+    script = ("import sys; from pipeline.dryrun import run_experiment; "
+              f"run_experiment({str(path)!r}, {str(out)!r}, {{}}, progress=False, report=False); "
+              "print('returned a result'); sys.exit(0)")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert wait_for(lambda: len(pids(tmp_path / "pids")) >= 1)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "returned a result" not in stdout
+    status = json.loads((out / "experiment.json").read_text())["status"]
+    assert status["conditions"][-1]["type"] == "Running"  # consistent, resumable, and not mistaken for done
