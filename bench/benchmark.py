@@ -123,11 +123,17 @@ def bench_flops(throughput: dict | None, n: int = 2048, repeats: int = 10) -> di
     return result
 
 
-def _tune(experiment: str, data: Path, out: Path, trials: int, parallel: int, trial_args: list[str]) -> tuple[dict, float]:
+def _tune(experiment: str, data: Path, out: Path, trials: int, parallel: int, trial_args: list[str],
+          random_state: str | None = None) -> tuple[dict, float]:
     from pipeline.dryrun import run_experiment
+    from pipeline.spec import load_experiment
 
+    exp = load_experiment(REPO / "experiments" / experiment)
+    if random_state is not None:  # same seed, same proposals: the runs differ only in early stopping
+        settings = exp["spec"]["algorithm"].setdefault("algorithmSettings", [])
+        settings.append({"name": "random_state", "value": random_state})
     t0 = time.perf_counter()
-    result = run_experiment(REPO / "experiments" / experiment, out, {"/data": str(data)}, max_trial_count=trials,
+    result = run_experiment(exp, out, {"/data": str(data)}, max_trial_count=trials,
                             parallel_trial_count=parallel, trial_args=trial_args, progress=False)
     return result, time.perf_counter() - t0
 
@@ -176,7 +182,8 @@ def _epochs_to_target(out: Path, target: float) -> tuple[int | None, int]:
 
 
 def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: float, out: Path) -> dict:
-    """Same budget and seed: random search without early stopping vs with medianstop vs hyperband."""
+    """Random search without early stopping vs with medianstop (same budget and random_state, so the
+    same proposals) vs hyperband's first bracket."""
     result = {"trials": trials, "rows_per_trial": rows, "epochs_per_trial": epochs, "target_val_accuracy": target}
     for name, experiment in [("random", "random.yaml"), ("medianstop", "random-medianstop.yaml"),
                              ("hyperband", "hyperband.yaml")]:
@@ -185,7 +192,8 @@ def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: fl
         args = [f"--max-rows={rows}"] + ([] if name == "hyperband" else [f"--epochs={epochs}"])
         # hyperband: its first bracket (9 trials of 1 epoch, 3 of 3, 1 of 9) instead of `trials`.
         budget, parallel = (13, 9) if name == "hyperband" else (trials, 1)
-        _, wall = _tune(experiment, data, folder, budget, parallel, args)
+        _, wall = _tune(experiment, data, folder, budget, parallel, args,
+                        random_state=None if name == "hyperband" else "7")
         reached, spent = _epochs_to_target(folder, target)
         result[name] = {"epochs_to_target": reached, "epochs_total": spent, "wall_s": round(wall, 1)}
     base = result["random"]["epochs_to_target"]
