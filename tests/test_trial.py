@@ -65,6 +65,21 @@ def test_model_shape_and_width_follow_the_flags():
     assert not any("random" in layer.name for layer in build_model(augment=0).layers)
 
 
+def test_arch_picks_the_down_sampling():
+    import keras
+
+    from trial.model import build_model
+
+    strided, pooled = build_model(conv_filters=8, dense_units=16), build_model(conv_filters=8, dense_units=16, arch="pool")
+    convs = [layer for layer in strided.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.strides for c in convs] == [(1, 1), (1, 1), (2, 2)] * 2
+    assert convs[-1].output.shape[1:3] == (4, 4)  # 28 -> 24 -> 12 -> 8 -> 4
+    assert not any(isinstance(layer, keras.layers.MaxPooling2D) for layer in strided.layers)
+    assert sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in pooled.layers) == 2
+    with pytest.raises(ValueError, match="unknown arch 'wide'"):
+        build_model(arch="wide")
+
+
 def test_unknown_optimizer_is_refused():
     from trial.model import make_optimizer
 

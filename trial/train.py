@@ -95,7 +95,8 @@ def train(args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> dict:
     print(f"trial: {len(x_train)} training rows, {len(val[0]) if val else 0} validation rows from {args.data}",
           file=sys.stderr)
 
-    model = build_model(args.conv_filters, args.dense_units, args.dropout, args.augment, args.seed)
+    model = build_model(args.conv_filters, args.dense_units, args.dropout, args.augment, args.seed,
+                        arch=getattr(args, "arch", "pool"))
     model.compile(optimizer=make_optimizer(args.optimizer, args.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     reporter = KatibReporter(args.metrics_file)
