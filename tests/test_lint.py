@@ -119,7 +119,7 @@ BROKEN = [
      "spec.parameters[6].feasibleSpace.step", "positive", "error"),
     ("unused-parameter", "random", lambda e: spec(e)["parameters"].append(
         {"name": "momentum", "parameterType": "double", "feasibleSpace": {"min": "0.5", "max": "0.9"}}),
-     "spec.parameters[8].name", "no trialParameter references it", "warning"),
+     "spec.parameters[9].name", "no trialParameter references it", "warning"),
     # field types (swagger.json) and unknown fields
     ("min-unquoted", "random", lambda e: param(e, "dropout")["feasibleSpace"].update(min=0.1),
      "spec.parameters[6].feasibleSpace.min", "expected a string, found number 0.1 (quote it)", "error"),
