@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import click
 
 from pipeline.errors import UserError
+from pipeline.retrain import RETRAIN_ENSEMBLE, RETRAIN_EPOCHS
 from pipeline.steps import ERROR_PREFIX, REPO, resolve_data_dir
 
 PIPELINE_NAME = "katib-digits"
@@ -38,16 +39,16 @@ class Budget:
     parallel_trial_count: int = 0
     trial_max_rows: int = 0
     trial_epochs: int = 0
-    retrain_epochs: int = 0
+    retrain_epochs: int = RETRAIN_EPOCHS
     retrain_val_fraction: float = 0.0
-    retrain_ensemble: int = 1
+    retrain_ensemble: int = RETRAIN_ENSEMBLE
     threshold: float = 0.0
 
 
 # `pipeline run --local` on a 2-core laptop: 3 one-epoch trials on 300 rows, then a 3-epoch retrain
 # on every labelled row. A user with the full data passes bigger flags.
 LOCAL_BUDGET = Budget(max_trial_count=3, parallel_trial_count=1, trial_max_rows=300, trial_epochs=1,
-                      retrain_epochs=3)
+                      retrain_epochs=3, retrain_ensemble=1)
 
 
 def build_pipeline(image: str = DEFAULT_IMAGE):
@@ -69,9 +70,9 @@ def build_pipeline(image: str = DEFAULT_IMAGE):
         parallel_trial_count: int = 0,
         trial_max_rows: int = 0,
         trial_epochs: int = 0,
-        retrain_epochs: int = 0,
+        retrain_epochs: int = Budget.retrain_epochs,
         retrain_val_fraction: float = 0.0,
-        retrain_ensemble: int = 1,
+        retrain_ensemble: int = Budget.retrain_ensemble,
         threshold: float = 0.0,
         namespace: str = "",
         timeout_s: int = 6 * 3600,
@@ -292,11 +293,12 @@ def _budget_options(fn):
         click.option("--trial-epochs", type=click.IntRange(min=0), default=None,
                      help="Each trial trains N epochs (0 = the template's). Local default: 1."),
         click.option("--retrain-epochs", type=click.IntRange(min=0), default=None,
-                     help="Retrain epochs (0 = the best trial's). Local default: 3."),
+                     help=f"Retrain epochs (0 = the best trial's). Default {Budget.retrain_epochs}; local default: 3."),
         click.option("--val-fraction", "retrain_val_fraction", type=click.FloatRange(0, 1, max_open=True),
                      default=None, help="Hold-out for reporting the retrain (default 0: every row trains)."),
         click.option("--ensemble", "retrain_ensemble", type=click.IntRange(min=1), default=None,
-                     help="Retrain N models (seeds 0..N-1) and average their predictions. Default: 1."),
+                     help=f"Retrain N models (seeds 0..N-1) and average their predictions. Default {Budget.retrain_ensemble}; "
+                          "local default: 1."),
         click.option("--threshold", type=float, default=None,
                      help="Submit only when the tuned objective reaches this (>= to maximize, <= to minimize; "
                           "0 = always)."),

@@ -22,6 +22,9 @@ from pipeline.errors import UserError
 RETRAIN_OWNED_FLAGS = ("--data", "--max-rows", "--val-fraction", "--epochs", "--model-out", "--metrics-file",
                        "--cache-dir")
 SUBMISSION_HEADER = ["ImageId", "Label"]
+# The default retrain, the one README's Results measured at 0.996+ on a 10 % hold-out: 3 seeds x 20 epochs.
+RETRAIN_EPOCHS = 20
+RETRAIN_ENSEMBLE = 3
 
 
 def best_trial_flags(experiment: dict[str, Any], assignments: dict[str, str]) -> list[str]:
@@ -227,12 +230,12 @@ def load_best(params: str | Path, experiment_yaml: str | Path | None) -> tuple[d
               help="train.csv(.gz) or a folder holding it.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/train"),
               show_default=True, help="Writes model.keras, hparams.json, history.json and retrain.json here.")
-@click.option("--epochs", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=0), default=RETRAIN_EPOCHS, show_default=True,
               help="0 = the epochs the best trial's command used.")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Hold out this fraction for reporting (0 = train on every labelled row).")
 @click.option("--max-rows", type=click.IntRange(min=0), default=0, show_default=True, help="0 = all rows.")
-@click.option("--ensemble", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--ensemble", type=click.IntRange(min=1), default=RETRAIN_ENSEMBLE, show_default=True,
               help="Train N models with seeds 0..N-1; `predict` averages their probabilities.")
 def train_command(params, experiment_yaml, data, out, epochs, val_fraction, max_rows, ensemble):
     """Retrain the best parameters of a tuned Experiment on all labelled rows."""

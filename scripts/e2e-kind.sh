@@ -140,7 +140,7 @@ echo
 
 log "retrain the best trial's parameters and predict"
 "$CLI" train --params "$WORK/experiment.json" --experiment "$WORK/experiment.yaml" \
-  --data data/sample --out "$WORK/model" --epochs 1
+  --data data/sample --out "$WORK/model" --epochs 1 --ensemble 1
 "$CLI" predict --model "$WORK/model" --data data/sample --out "$WORK/submission.csv"
 rows="$(wc -l < "$WORK/submission.csv")"
 [[ "$rows" -gt 1 ]] || { echo "submission.csv has no rows" >&2; exit 1; }

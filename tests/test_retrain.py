@@ -73,7 +73,7 @@ def test_drop_flags(flags, expected):
     assert drop_flags(flags, ["--data", "--epochs"]) == expected
 
 
-@pytest.mark.parametrize("epochs_flag, expected", [("--epochs=3", 3), ("", 12)])
+@pytest.mark.parametrize("epochs_flag, expected", [("--epochs=3", 3), ("", 20)])
 def test_trial_epochs_reads_the_template_or_the_trial_default(epochs_flag, expected):
     assert trial_epochs(best_trial_flags(experiment(epochs_flag), BEST)) == expected
 
@@ -149,7 +149,7 @@ def test_train_then_predict_commands_write_a_valid_submission(tmp_path, capsys):
     model_dir = tmp_path / "model"
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["train", "--params", str(params), "--data", str(SAMPLE), "--out", str(model_dir),
-                  "--epochs", "1", "--max-rows", "300", "--val-fraction", "0.2"])
+                  "--epochs", "1", "--ensemble", "1", "--max-rows", "300", "--val-fraction", "0.2"])
     assert exit_info.value.code == 0
     report = json.loads((model_dir / "retrain.json").read_text())
     assert report["epochs"] == 1 and set(report["metrics"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
