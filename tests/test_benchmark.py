@@ -1,0 +1,65 @@
+"""bench/benchmark.py: its bookkeeping (epochs to target, the summary table) and a tiny accuracy run."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmark", REPO / "bench" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["benchmark"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_trials(folder: Path, trials: dict[str, list[float]]) -> None:
+    """trials.csv (end times in dict order) and one trial.log per trial with its val_accuracy per epoch."""
+    lines = ["name,end"]
+    for i, (name, vals) in enumerate(trials.items()):
+        lines.append(f"{name},2026-11-23T10:00:0{i}")
+        log = folder / "trials" / name / "trial.log"
+        log.parent.mkdir(parents=True)
+        log.write_text("".join(f"epoch={e} val_accuracy={v}\n" for e, v in enumerate(vals, 1)) + "trial: done\n")
+    (folder / "trials.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_epochs_to_target_counts_every_epoch_before_the_first_hit(bench, tmp_path):
+    write_trials(tmp_path, {"a": [0.5, 0.6, 0.7], "b": [0.8, 0.91], "c": [0.95, 0.99]})
+    assert bench._epochs_to_target(tmp_path, 0.9) == (5, 7)
+    assert bench._epochs_to_target(tmp_path, 0.995) == (None, 7)
+
+
+def test_summary_table_names_each_figure(bench, capsys):
+    report = {
+        "throughput": {"trial_images_per_s": 790.0, "bare_keras_images_per_s": 800.0, "ratio_trial_vs_bare": 0.988},
+        "efficiency": {"target_val_accuracy": 0.98,
+                       "random": {"epochs_to_target": 20, "epochs_total": 40},
+                       "medianstop": {"epochs_to_target": 8, "epochs_total": 30, "speedup_vs_random": 2.5},
+                       "hyperband": {"epochs_to_target": None, "epochs_total": 27, "speedup_vs_random": None}},
+    }
+    bench.print_table(bench.summary_rows(report))
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4
+    assert "790.0 vs 800.0 (ratio 0.988" in out[0]
+    assert out[2].endswith("8 (30 in all), 2.5x vs random")
+    assert out[3].endswith("not reached (27 in all)")
+
+
+@pytest.mark.slow
+def test_accuracy_section_averages_members_on_one_hold_out(bench, tmp_path):
+    result = bench.bench_accuracy(SAMPLE, epochs=1, members=2, out=tmp_path)
+    assert result["members"] == 2 and result["epochs_per_member"] == 1
+    assert result["hold_out_rows"] == 200  # 10 % of the sample's 2,000 rows
+    assert len(result["member_final_val_accuracy"]) == 2 and 0 <= result["ensemble_val_accuracy"] <= 1
+    assert sorted(p.parent.name for p in (tmp_path / "accuracy-model").glob("member-*/model.keras")) == \
+        ["member-0", "member-1"]
+    assert result["cpu_s"] > 0 and result["wall_s"] > 0
+    assert all("--split-seed 0" in command for command in result["commands"])
