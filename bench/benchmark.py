@@ -244,9 +244,17 @@ def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: fl
     return result
 
 
+def accelerators() -> list[str]:
+    """GPUs TensorFlow can use here; none with the tensorflow-cpu this project pins (the Dockerfile's GPU
+    build installs tensorflow[and-cuda], and this script then times the GPU the same way)."""
+    import tensorflow as tf
+
+    return [d.name for d in tf.config.list_physical_devices("GPU")]
+
+
 def summary_rows(report: dict) -> list[tuple[str, str]]:
     """One (figure, value) row per headline number of the sections that ran."""
-    rows = []
+    rows = [("machine", f"{report.get('machine')}, GPUs: {', '.join(report.get('accelerators') or []) or 'none'}")]
     if t := report.get("throughput"):
         rows.append(("trial images/s vs bare model.fit", f"{t['trial_images_per_s']} vs {t['bare_keras_images_per_s']} "
                                                          f"(ratio {t['ratio_trial_vs_bare']}, target >= 0.95)"))
@@ -303,7 +311,7 @@ def main() -> int:
         raise SystemExit(f"benchmark: {args.data / 'train.csv.gz'}: not found (pass --data DIR with Kaggle's files)")
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} cores", "python": platform.python_version()}
+              f"{os.cpu_count()} cores", "python": platform.python_version(), "accelerators": accelerators()}
     if "throughput" in args.only:
         report["throughput"] = bench_throughput(args.data, args.throughput_rows, 2, args.out)
     if "flops" in args.only:

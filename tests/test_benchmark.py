@@ -39,6 +39,7 @@ def test_epochs_to_target_counts_every_epoch_before_the_first_hit(bench, tmp_pat
 
 def test_summary_table_names_each_figure(bench, capsys):
     report = {
+        "machine": "x86_64, 2 cores", "accelerators": [],
         "throughput": {"trial_images_per_s": 790.0, "bare_keras_images_per_s": 800.0, "ratio_trial_vs_bare": 0.988},
         "efficiency": {"target_val_accuracy": 0.98,
                        "random": {"epochs_to_target": 20, "epochs_total": 40},
@@ -47,10 +48,11 @@ def test_summary_table_names_each_figure(bench, capsys):
     }
     bench.print_table(bench.summary_rows(report))
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 4
-    assert "790.0 vs 800.0 (ratio 0.988" in out[0]
-    assert out[2].endswith("8 (30 in all), 2.5x vs random")
-    assert out[3].endswith("not reached (27 in all)")
+    assert len(out) == 5
+    assert out[0].endswith("x86_64, 2 cores, GPUs: none")
+    assert "790.0 vs 800.0 (ratio 0.988" in out[1]
+    assert out[3].endswith("8 (30 in all), 2.5x vs random")
+    assert out[4].endswith("not reached (27 in all)")
 
 
 @pytest.mark.slow
