@@ -61,8 +61,36 @@ def test_model_shape_and_width_follow_the_flags():
     small, wide = build_model(conv_filters=8, dense_units=16), build_model(conv_filters=16, dense_units=16)
     assert small.output_shape == (None, 10) and small.input_shape == (None, 28, 28, 1)
     assert wide.count_params() > small.count_params()
-    assert any("random_rotation" in layer.name for layer in build_model(augment=0.1).layers)
+    assert any("random_affine" in layer.name for layer in build_model(augment=0.1).layers)
     assert not any("random" in layer.name for layer in build_model(augment=0).layers)
+
+
+def test_augmentation_is_one_resampling_in_training_only():
+    import numpy as np
+
+    from trial.model import RandomAffine
+
+    x = np.zeros((4, 28, 28, 1), "float32")
+    x[:, 10:18, 12:16] = 1.0  # a bar in the middle
+    layer = RandomAffine(0.1, seed=3)
+    assert np.array_equal(np.asarray(layer(x, training=False)), x)
+    moved = np.asarray(layer(x, training=True))
+    assert moved.shape == x.shape and not np.array_equal(moved, x)
+    # rotation <= 10 degrees, zoom and shift <= 10 %: the ink moves but stays on the canvas
+    assert np.all(np.abs(moved.sum(axis=(1, 2, 3)) / x.sum(axis=(1, 2, 3)) - 1) < 0.3)
+    assert np.array_equal(np.asarray(RandomAffine(0.0, seed=3)(x, training=True)), x)
+
+
+def test_saved_model_with_augmentation_loads_for_predict(tmp_path):
+    import numpy as np
+
+    from pipeline.retrain import load_model
+    from trial.model import build_model
+
+    model = build_model(conv_filters=8, dense_units=16, augment=0.1)
+    model.save(tmp_path / "m.keras")
+    x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)).astype("float32")
+    assert np.allclose(load_model(tmp_path / "m.keras").predict(x, verbose=0), model.predict(x, verbose=0))
 
 
 def test_arch_picks_the_down_sampling():

@@ -65,11 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--val-fraction", type=_fraction(True, False), default=0.1, help="validation hold-out (0 = none: no val_* metrics)")
     data.add_argument("--cache-dir", type=Path, default=None, help="where parsed CSVs are cached (default $KATIB_DIGITS_CACHE or ~/.cache/katib-digits)")
     hp = p.add_argument_group("hyperparameters")
-    hp.add_argument("--epochs", type=_positive_int, default=45)
+    hp.add_argument("--epochs", type=_positive_int, default=20)
     hp.add_argument("--batch-size", type=_positive_int, default=64)
     hp.add_argument("--learning-rate", type=_positive_float, default=1e-3)
     hp.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="adam")
-    hp.add_argument("--lr-decay", type=_fraction(False, True), default=0.95, help="learning rate multiplier per epoch (1 = constant)")
+    hp.add_argument("--lr-decay", type=_fraction(False, True), default=0.9, help="learning rate multiplier per epoch (1 = constant)")
     hp.add_argument("--arch", choices=("strided", "pool"), default="strided",
                     help="conv block shape: conv3-conv3-conv5/stride2 (strided) or conv3-conv3-maxpool (pool)")
     hp.add_argument("--conv-filters", type=_positive_int, default=32, help="filters of the first conv block (the second has twice as many)")
