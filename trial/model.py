@@ -3,7 +3,7 @@ are active only while training. Two block shapes (`arch`):
 
 - "strided": conv3-conv3 (valid padding) then a 5x5 stride-2 conv that learns its
   own down-sampling (the 32C3-32C3-32C5S2 / 64C3-64C3-64C5S2 family from the
-  public Kaggle architecture study); cheaper per image and more accurate.
+  public Kaggle architecture study); the default.
 - "pool": conv3-conv3 (same padding) then 2x2 max-pooling.
 
 Every block is conv-BN-ReLU and ends in dropout; every knob is a trial flag."""
