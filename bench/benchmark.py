@@ -53,21 +53,33 @@ def run_trial(argv: list[str], log: Path | None = None) -> dict:
     return {"wall_s": wall, "cpu_s": cpu, "epochs": epochs, "images_per_s": float(rate.group(1)) if rate else None}
 
 
-def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path) -> dict:
+def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resume: bool = False) -> dict:
     """The retrained default: `members` trials with the trial's default flags (seeds 0..N-1, one 10 % hold-out
-    from split seed 0), their probabilities averaged the way `katib-digits train --ensemble N` does."""
+    from split seed 0), their probabilities averaged the way `katib-digits train --ensemble N` does.
+
+    Each member's figures are saved next to its model (accuracy-member-K.json); with `resume`, a member whose
+    record holds the same command is reused, its recorded wall and CPU seconds counted, not retrained."""
     sys.path.insert(0, str(REPO))
     from pipeline.retrain import ensemble_val_accuracy
     from trial.data import load_train
 
     runs, commands = [], []
     for k in range(members):
+        model_dir = out / "accuracy-model" / f"member-{k}"
         argv = ["--data", str(data / "train.csv.gz"), "--val-fraction", "0.1", "--seed", str(k), "--split-seed", "0",
-                "--model-out", str(out / "accuracy-model" / f"member-{k}")] + (["--epochs", str(epochs)] if epochs else [])
+                "--model-out", str(model_dir)] + (["--epochs", str(epochs)] if epochs else [])
         commands.append("python -m trial " + " ".join(argv))
-        runs.append(run_trial(argv, log=out / f"accuracy-member-{k}.log"))
+        record = out / f"accuracy-member-{k}.json"
+        saved = json.loads(record.read_text()) if resume and record.exists() else {}
+        if saved.get("command") == commands[-1] and (model_dir / "model.keras").exists():
+            runs.append(saved)
+            how = "reused"
+        else:
+            runs.append({**run_trial(argv, log=out / f"accuracy-member-{k}.log"), "command": commands[-1]})
+            record.write_text(json.dumps(runs[-1], indent=1))
+            how = "trained"
         val = runs[-1]["epochs"][-1]["val_accuracy"]
-        print(f"accuracy: member {k}: val_accuracy {val:.4f} after {len(runs[-1]['epochs'])} epochs, "
+        print(f"accuracy: member {k} ({how}): val_accuracy {val:.4f} after {len(runs[-1]['epochs'])} epochs, "
               f"{runs[-1]['wall_s']:.0f} s wall, {runs[-1]['cpu_s']:.0f} s CPU", file=sys.stderr, flush=True)
     cpu0, t0 = children_cpu_seconds() + _self_cpu_seconds(), time.perf_counter()
     ensemble = ensemble_val_accuracy(out / "accuracy-model", data / "train.csv.gz", 0.1, split_seed=0)
@@ -296,6 +308,8 @@ def main() -> int:
     p.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     p.add_argument("--accuracy-epochs", type=int, default=0, help="epochs per member (0 = the trial's default)")
     p.add_argument("--accuracy-members", type=int, default=3, help="ensemble size of the retrained default")
+    p.add_argument("--resume", action="store_true",
+                   help="accuracy: reuse members already trained in --out by the same command (their recorded times count)")
     p.add_argument("--throughput-rows", type=int, default=8000)
     p.add_argument("--overhead-trials", type=int, default=3)
     p.add_argument("--overhead-rows", type=int, default=0, help="rows per overhead trial (0 = all 42,000)")
@@ -324,7 +338,7 @@ def main() -> int:
                                                 None if args.efficiency_target == "best" else float(args.efficiency_target),
                                                 args.out)
     if "accuracy" in args.only:
-        report["accuracy"] = bench_accuracy(args.data, args.accuracy_epochs, args.accuracy_members, args.out)
+        report["accuracy"] = bench_accuracy(args.data, args.accuracy_epochs, args.accuracy_members, args.out, args.resume)
     print_table(summary_rows(report))
     print(json.dumps(report, indent=2))
     if args.json_out:

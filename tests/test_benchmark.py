@@ -65,3 +65,12 @@ def test_accuracy_section_averages_members_on_one_hold_out(bench, tmp_path):
         ["member-0", "member-1"]
     assert result["cpu_s"] > 0 and result["wall_s"] > 0
     assert all("--split-seed 0" in command for command in result["commands"])
+
+    # --resume reuses both recorded members (same commands) instead of training them again.
+    models = sorted((tmp_path / "accuracy-model").glob("member-*/model.keras"))
+    stamps = [p.stat().st_mtime_ns for p in models]
+    again = bench.bench_accuracy(SAMPLE, epochs=1, members=2, out=tmp_path, resume=True)
+    assert [p.stat().st_mtime_ns for p in models] == stamps
+    assert again["member_final_val_accuracy"] == result["member_final_val_accuracy"]
+    assert again["ensemble_val_accuracy"] == result["ensemble_val_accuracy"]
+    assert again["cpu_s"] >= result["cpu_s"] - 5  # recorded training time counted, not zero
