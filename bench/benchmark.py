@@ -8,8 +8,8 @@ Sections (all by default):
   overhead    dry-run overhead per trial (N one-epoch trials via `katib-digits tune`)
   efficiency  epochs to first reach a val_accuracy target: medianstop / hyperband vs plain random
               (default target: the best plain random search finds, less a margin)
-  accuracy    the retrained default (3 seeds of the trial's defaults, averaged) on a 10% hold-out
-              of train.csv (long: about 40 minutes on 2 CPU cores)
+  accuracy    the retrained default (pipeline/retrain.py's seeds x epochs of the trial's defaults,
+              averaged) on a 10% hold-out of train.csv (long: about 13 minutes per member on 2 CPU cores)
 Figures depend on the machine and its load; each section prints what it ran.
 """
 from __future__ import annotations
@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from pipeline.retrain import RETRAIN_ENSEMBLE  # noqa: E402  (the ensemble size the pipeline retrains)
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "digit-recognizer"
 METRIC = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)")
 
@@ -59,9 +61,7 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
 
     Each member's figures are saved next to its model (accuracy-member-K.json); with `resume`, a member whose
     record holds the same command is reused, its recorded wall and CPU seconds counted, not retrained."""
-    sys.path.insert(0, str(REPO))
-    from pipeline.retrain import ensemble_val_accuracy
-    from trial.data import load_train
+    from pipeline.retrain import hold_out_predictions
 
     runs, commands = [], []
     for k in range(members):
@@ -82,18 +82,52 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
         print(f"accuracy: member {k} ({how}): val_accuracy {val:.4f} after {len(runs[-1]['epochs'])} epochs, "
               f"{runs[-1]['wall_s']:.0f} s wall, {runs[-1]['cpu_s']:.0f} s CPU", file=sys.stderr, flush=True)
     cpu0, t0 = children_cpu_seconds() + _self_cpu_seconds(), time.perf_counter()
-    ensemble = ensemble_val_accuracy(out / "accuracy-model", data / "train.csv.gz", 0.1, split_seed=0)
+    models = [out / "accuracy-model" / f"member-{k}" / "model.keras" for k in range(members)]
+    x_val, y_val, rows, probabilities = hold_out_predictions(models, data / "train.csv.gz", 0.1, split_seed=0)
     eval_wall, eval_cpu = time.perf_counter() - t0, children_cpu_seconds() + _self_cpu_seconds() - cpu0
-    member_vals = [r["epochs"][-1]["val_accuracy"] for r in runs]
+    predicted = probabilities.argmax(axis=1)
+    wrong = [int(i) for i in (predicted != y_val).nonzero()[0]]
+    # Line numbers in train.csv (line 1 is the header), so anyone can look the digit up.
+    errors = [{"train_csv_line": int(rows[i]) + 2, "label": int(y_val[i]), "predicted": int(predicted[i]),
+               "p_label": round(float(probabilities[i, y_val[i]]), 4)} for i in wrong]
+    plot_errors(x_val[wrong], errors, out / "accuracy-errors.png")
     return {
         "commands": commands, "members": members, "epochs_per_member": len(runs[0]["epochs"]),
-        "hold_out_rows": round(0.1 * len(load_train(data / "train.csv.gz")[1])), "member_final_val_accuracy": member_vals,
-        "ensemble_val_accuracy": ensemble,
+        "hold_out_rows": len(y_val), "member_final_val_accuracy": [r["epochs"][-1]["val_accuracy"] for r in runs],
+        "ensemble_val_accuracy": float((predicted == y_val).mean()),
         "wall_s": round(sum(r["wall_s"] for r in runs) + eval_wall, 1),
         "cpu_s": round(sum(r["cpu_s"] for r in runs) + eval_cpu, 1),
         "images_per_s": [r["images_per_s"] for r in runs],
         "val_accuracy_per_epoch": [[e["val_accuracy"] for e in r["epochs"]] for r in runs],
+        "errors": errors, "confident_errors": sum(e["p_label"] < CONFIDENT for e in errors),
+        "errors_picture": str(out / "accuracy-errors.png"),
     }
+
+
+# An error whose true label got less than this probability: the ensemble is sure of another digit.
+CONFIDENT = 0.01
+
+
+def plot_errors(images, errors: list[dict], path: Path) -> None:
+    """The hold-out digits the ensemble gets wrong, one tile each: a glance tells a model error from a bad label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = 8
+    rows = max(1, -(-len(errors) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.9), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, error in zip(axes.flat, images, errors):
+        ax.imshow(image.reshape(28, 28), cmap="gray_r")
+        ax.set_title(f"line {error['train_csv_line']}\nlabel {error['label']}, says {error['predicted']}\n"
+                     f"p(label) {error['p_label']:.2f}", fontsize=7)
+    fig.suptitle(f"{len(errors)} hold-out errors of the retrained ensemble", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def _self_cpu_seconds() -> float:
@@ -290,6 +324,8 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
                                                          + ", ".join(f"{v:.4f}" for v in a["member_final_val_accuracy"])
                                                          + ")"))
         rows.append(("retrained default, time", f"{a['wall_s']:.0f} s wall, {a['cpu_s']:.0f} s CPU"))
+        rows.append(("retrained default, hold-out errors", f"{len(a['errors'])} ({a['confident_errors']} with "
+                                                           f"p(label) < {CONFIDENT}); {a['errors_picture']}"))
     return rows
 
 
@@ -307,7 +343,8 @@ def main() -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with Kaggle's train.csv.gz (default ../shared/...)")
     p.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
     p.add_argument("--accuracy-epochs", type=int, default=0, help="epochs per member (0 = the trial's default)")
-    p.add_argument("--accuracy-members", type=int, default=3, help="ensemble size of the retrained default")
+    p.add_argument("--accuracy-members", type=int, default=RETRAIN_ENSEMBLE,
+                   help=f"ensemble size of the retrained default (default {RETRAIN_ENSEMBLE}, as the pipeline retrains)")
     p.add_argument("--resume", action="store_true",
                    help="accuracy: reuse members already trained in --out by the same command (their recorded times count)")
     p.add_argument("--throughput-rows", type=int, default=8000)

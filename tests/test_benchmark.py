@@ -1,6 +1,7 @@
 """bench/benchmark.py: its bookkeeping (epochs to target, the summary table) and a tiny accuracy run."""
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import sys
 from pathlib import Path
@@ -65,6 +66,14 @@ def test_accuracy_section_averages_members_on_one_hold_out(bench, tmp_path):
         ["member-0", "member-1"]
     assert result["cpu_s"] > 0 and result["wall_s"] > 0
     assert all("--split-seed 0" in command for command in result["commands"])
+    # Every hold-out error is listed, with a train.csv line that really holds that label, and drawn.
+    assert len(result["errors"]) == round((1 - result["ensemble_val_accuracy"]) * 200)
+    assert result["errors"], "one epoch on 1,800 rows should leave some errors to check"
+    lines = gzip.open(SAMPLE / "train.csv.gz", "rt").read().splitlines()
+    for error in result["errors"]:
+        assert error["label"] != error["predicted"]
+        assert int(lines[error["train_csv_line"] - 1].split(",")[0]) == error["label"]
+    assert (tmp_path / "accuracy-errors.png").stat().st_size > 0
 
     # --resume reuses both recorded members (same commands) instead of training them again.
     models = sorted((tmp_path / "accuracy-model").glob("member-*/model.keras"))
