@@ -59,7 +59,7 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
     """The retrained default: `members` trials with the trial's default flags (seeds 0..N-1, one 10 % hold-out
     from split seed 0), their probabilities averaged the way `katib-digits train --ensemble N` does.
 
-    Each member's figures are saved next to its model (accuracy-member-K.json); with `resume`, a member whose
+    Each member's figures are saved in `out` (accuracy-member-K.json); with `resume`, a member whose
     record holds the same command is reused, its recorded wall and CPU seconds counted, not retrained."""
     from pipeline.retrain import hold_out_predictions
 
