@@ -55,9 +55,10 @@ def run_trial(argv: list[str], log: Path | None = None) -> dict:
     return {"wall_s": wall, "cpu_s": cpu, "epochs": epochs, "images_per_s": float(rate.group(1)) if rate else None}
 
 
-def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resume: bool = False) -> dict:
+def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resume: bool = False,
+                   split_seed: int = 0) -> dict:
     """The retrained default: `members` trials with the trial's default flags (seeds 0..N-1, one 10 % hold-out
-    from split seed 0), their probabilities averaged the way `katib-digits train --ensemble N` does.
+    drawn with `split_seed`), their probabilities averaged the way `katib-digits train --ensemble N` does.
 
     Each member's figures are saved in `out` (accuracy-member-K.json); with `resume`, a member whose
     record holds the same command is reused, its recorded wall and CPU seconds counted, not retrained."""
@@ -66,8 +67,8 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
     runs, commands = [], []
     for k in range(members):
         model_dir = out / "accuracy-model" / f"member-{k}"
-        argv = ["--data", str(data / "train.csv.gz"), "--val-fraction", "0.1", "--seed", str(k), "--split-seed", "0",
-                "--model-out", str(model_dir)] + (["--epochs", str(epochs)] if epochs else [])
+        argv = ["--data", str(data / "train.csv.gz"), "--val-fraction", "0.1", "--seed", str(k),
+                "--split-seed", str(split_seed), "--model-out", str(model_dir)] + (["--epochs", str(epochs)] if epochs else [])
         commands.append("python -m trial " + " ".join(argv))
         record = out / f"accuracy-member-{k}.json"
         saved = json.loads(record.read_text()) if resume and record.exists() else {}
@@ -83,7 +84,7 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
               f"{runs[-1]['wall_s']:.0f} s wall, {runs[-1]['cpu_s']:.0f} s CPU", file=sys.stderr, flush=True)
     cpu0, t0 = children_cpu_seconds() + _self_cpu_seconds(), time.perf_counter()
     models = [out / "accuracy-model" / f"member-{k}" / "model.keras" for k in range(members)]
-    x_val, y_val, rows, probabilities = hold_out_predictions(models, data / "train.csv.gz", 0.1, split_seed=0)
+    x_val, y_val, rows, probabilities = hold_out_predictions(models, data / "train.csv.gz", 0.1, split_seed=split_seed)
     eval_wall, eval_cpu = time.perf_counter() - t0, children_cpu_seconds() + _self_cpu_seconds() - cpu0
     predicted = probabilities.argmax(axis=1)
     wrong = [int(i) for i in (predicted != y_val).nonzero()[0]]
@@ -92,7 +93,7 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
                "p_label": round(float(probabilities[i, y_val[i]]), 4)} for i in wrong]
     plot_errors(x_val[wrong], errors, out / "accuracy-errors.png")
     return {
-        "commands": commands, "members": members, "epochs_per_member": len(runs[0]["epochs"]),
+        "commands": commands, "members": members, "split_seed": split_seed, "epochs_per_member": len(runs[0]["epochs"]),
         "hold_out_rows": len(y_val), "member_final_val_accuracy": [r["epochs"][-1]["val_accuracy"] for r in runs],
         "ensemble_val_accuracy": float((predicted == y_val).mean()),
         "wall_s": round(sum(r["wall_s"] for r in runs) + eval_wall, 1),
@@ -345,6 +346,8 @@ def main() -> int:
     p.add_argument("--accuracy-epochs", type=int, default=0, help="epochs per member (0 = the trial's default)")
     p.add_argument("--accuracy-members", type=int, default=RETRAIN_ENSEMBLE,
                    help=f"ensemble size of the retrained default (default {RETRAIN_ENSEMBLE}, as the pipeline retrains)")
+    p.add_argument("--accuracy-split-seed", type=int, default=0,
+                   help="seed of the 10 %% hold-out (default 0); another seed measures the same recipe on other rows")
     p.add_argument("--resume", action="store_true",
                    help="accuracy: reuse members already trained in --out by the same command (their recorded times count)")
     p.add_argument("--throughput-rows", type=int, default=8000)
@@ -375,7 +378,8 @@ def main() -> int:
                                                 None if args.efficiency_target == "best" else float(args.efficiency_target),
                                                 args.out)
     if "accuracy" in args.only:
-        report["accuracy"] = bench_accuracy(args.data, args.accuracy_epochs, args.accuracy_members, args.out, args.resume)
+        report["accuracy"] = bench_accuracy(args.data, args.accuracy_epochs, args.accuracy_members, args.out, args.resume,
+                                            args.accuracy_split_seed)
     print_table(summary_rows(report))
     print(json.dumps(report, indent=2))
     if args.json_out:

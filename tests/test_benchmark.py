@@ -83,3 +83,21 @@ def test_accuracy_section_averages_members_on_one_hold_out(bench, tmp_path):
     assert again["member_final_val_accuracy"] == result["member_final_val_accuracy"]
     assert again["ensemble_val_accuracy"] == result["ensemble_val_accuracy"]
     assert again["cpu_s"] >= result["cpu_s"] - 5  # recorded training time counted, not zero
+
+
+@pytest.mark.slow
+def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(bench, tmp_path):
+    import numpy as np
+
+    from trial.train import split
+
+    result = bench.bench_accuracy(SAMPLE, epochs=1, members=1, out=tmp_path, split_seed=1)
+    assert result["split_seed"] == 1 and "--split-seed 1" in result["commands"][0]
+    # One member: the bench's own scoring must agree with what the trial measured on its hold-out,
+    # which holds only if both drew the same rows.
+    assert result["ensemble_val_accuracy"] == pytest.approx(result["member_final_val_accuracy"][0], abs=1e-6)
+    rows = np.arange(2000)
+    (_, _), (seed_1_rows, _) = split(rows, rows, 0.1, 1)
+    (_, _), (seed_0_rows, _) = split(rows, rows, 0.1, 0)
+    assert set(seed_1_rows) != set(seed_0_rows)
+    assert {e["train_csv_line"] - 2 for e in result["errors"]} <= set(seed_1_rows.tolist())
