@@ -88,9 +88,29 @@ def test_saved_model_with_augmentation_loads_for_predict(tmp_path):
     from trial.model import build_model
 
     model = build_model(conv_filters=8, dense_units=16, augment=0.1)
-    model.save(tmp_path / "m.keras")
     x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)).astype("float32")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, np.arange(3), epochs=2, verbose=0)  # batch-norm step counts > 0, so the correction applies
+    model.save(tmp_path / "m.keras")
     assert np.allclose(load_model(tmp_path / "m.keras").predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_batch_norm_statistics_are_bias_corrected_after_few_steps():
+    import keras
+    import numpy as np
+
+    from trial.model import DebiasedBatchNormalization
+
+    x = np.random.default_rng(0).normal(5.0, 2.0, (256, 3)).astype("float32")
+    debiased, plain = DebiasedBatchNormalization(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+    for _ in range(3):  # three steps: the initial mean 0 / variance 1 still weigh 0.9 ** 3 = 73 %
+        debiased(x, training=True), plain(x, training=True)
+    out = keras.ops.convert_to_numpy(debiased(x, training=False))
+    assert np.allclose(out.mean(axis=0), 0, atol=1e-3) and np.allclose(out.std(axis=0), 1, atol=1e-2)
+    assert np.all(keras.ops.convert_to_numpy(plain(x, training=False)).mean(axis=0) > 1)  # what the correction removes
+    for _ in range(300):  # long runs: the correction has vanished, both layers agree
+        debiased(x, training=True), plain(x, training=True)
+    assert np.allclose(keras.ops.convert_to_numpy(debiased(x, training=False)), keras.ops.convert_to_numpy(plain(x, training=False)), atol=1e-4)
 
 
 def test_arch_picks_the_down_sampling():
