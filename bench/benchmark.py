@@ -264,11 +264,13 @@ def _epochs_to_target(out: Path, target: float) -> tuple[int | None, int]:
 BEST_MARGIN = 0.005
 
 
-def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: float | None, out: Path) -> dict:
+def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: float | None, out: Path,
+                     random_state: int = 7) -> dict:
     """Random search without early stopping vs with medianstop (same budget and random_state, so the
     same proposals) vs hyperband's first bracket. `target` None: random search's best less BEST_MARGIN,
     i.e. how many epochs each method spends to find a model as good as the best plain random search finds."""
-    result = {"trials": trials, "rows_per_trial": rows, "epochs_per_trial": epochs, "target_val_accuracy": target}
+    result = {"trials": trials, "rows_per_trial": rows, "epochs_per_trial": epochs, "random_state": random_state,
+              "target_val_accuracy": target}
     for name, experiment in [("random", "random.yaml"), ("medianstop", "random-medianstop.yaml"),
                              ("hyperband", "hyperband.yaml")]:
         folder = out / f"efficiency-{name}"
@@ -277,7 +279,7 @@ def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: fl
         # hyperband: its first bracket (9 trials of 1 epoch, 3 of 3, 1 of 9) instead of `trials`.
         budget, parallel = (13, 9) if name == "hyperband" else (trials, 1)
         _, wall = _tune(experiment, data, folder, budget, parallel, args,
-                        random_state=None if name == "hyperband" else "7")
+                        random_state=None if name == "hyperband" else str(random_state))
         if result["target_val_accuracy"] is None:  # the random run comes first
             best = max((r.get("val_accuracy", 0) for reports in _trial_reports(folder) for r in reports), default=0)
             result["target_val_accuracy"] = round(best - BEST_MARGIN, 4)
@@ -355,6 +357,8 @@ def main() -> int:
     p.add_argument("--overhead-rows", type=int, default=0, help="rows per overhead trial (0 = all 42,000)")
     p.add_argument("--efficiency-trials", type=int, default=12)
     p.add_argument("--efficiency-rows", type=int, default=3000)
+    p.add_argument("--efficiency-random-state", type=int, default=7,
+                   help="random search's random_state, the same with and without medianstop (default 7)")
     p.add_argument("--efficiency-epochs", type=int, default=8, help="epochs per trial (the Experiments' own 8)")
     p.add_argument("--efficiency-target", default="best",
                    help=f"val_accuracy target, or 'best': plain random search's best less {BEST_MARGIN}")
@@ -376,7 +380,7 @@ def main() -> int:
         report["efficiency"] = bench_efficiency(args.data, args.efficiency_trials, args.efficiency_rows,
                                                 args.efficiency_epochs,
                                                 None if args.efficiency_target == "best" else float(args.efficiency_target),
-                                                args.out)
+                                                args.out, args.efficiency_random_state)
     if "accuracy" in args.only:
         report["accuracy"] = bench_accuracy(args.data, args.accuracy_epochs, args.accuracy_members, args.out, args.resume,
                                             args.accuracy_split_seed)
