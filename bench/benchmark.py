@@ -7,7 +7,8 @@ Sections (all by default):
   flops       the machine's fp32 matmul rate vs the trial's effective FLOP rate
   overhead    dry-run overhead per trial (N one-epoch trials via `katib-digits tune`)
   efficiency  epochs to first reach a val_accuracy target: medianstop / hyperband vs plain random
-              (default target: the best plain random search finds, less a margin)
+              (default target: the best plain random search finds, less a margin), and the mean of
+              the same over many orders of random search's recorded trials (the luck of one order removed)
   accuracy    the retrained default (pipeline/retrain.py's seeds x epochs of the trial's defaults,
               averaged) on a 10% hold-out of train.csv (long: about 13 minutes per member on 2 CPU cores)
 Figures depend on the machine and its load; each section prints what it ran.
@@ -259,13 +260,62 @@ def _epochs_to_target(out: Path, target: float) -> tuple[int | None, int]:
     return reached, spent
 
 
+def replay_orders(curves: list[list[float]], target: float, settings, orders: int, seed: int) -> dict:
+    """Mean epochs to `target` over `orders` random orders of the same trials, without and with medianstop.
+
+    One run's figure hangs on where its first good trial happens to fall. A trial's val_accuracy curve does
+    not depend on when it runs (seeded), so replaying the recorded curves of plain random search in many
+    orders, through the same rule and check the dry-run applies (pipeline/medianstop.py, trials one at a
+    time), gives the expected figure. A medianstop order whose good trials were all stopped counts as missed."""
+    import random
+
+    from pipeline.medianstop import StopCheck, threshold
+
+    def spend(order, stop: bool) -> int | None:
+        spent, succeeded = 0, []
+        for curve in order:
+            rule = threshold(succeeded, settings) if stop else None
+            check = StopCheck(rule, True, settings.start_step) if rule is not None else None
+            seen = []
+            for value in curve:
+                spent += 1
+                seen.append(value)
+                if value >= target:
+                    return spent
+                if check and check.report(value):
+                    break
+            else:
+                succeeded.append(seen)
+        return None
+
+    rng, plain, stopped, missed = random.Random(seed), [], [], 0
+    for _ in range(orders):
+        order = rng.sample(curves, len(curves))
+        a, b = spend(order, False), spend(order, True)
+        if a is None:  # the target is beyond every recorded trial: no order reaches it
+            return {"orders": orders, "reachable": False}
+        plain.append(a)
+        if b is None:
+            missed += 1
+        else:
+            stopped.append(b)
+    result = {"orders": orders, "reachable": True, "random_mean_epochs": round(sum(plain) / orders, 2),
+              "medianstop_missed_orders": missed}
+    if stopped:
+        result["medianstop_mean_epochs"] = round(sum(stopped) / len(stopped), 2)
+        result["speedup_vs_random"] = round(result["random_mean_epochs"] / result["medianstop_mean_epochs"], 2)
+    return result
+
+
+REPLAY_ORDERS = 2000
+
 # A target of "best": the best val_accuracy plain random search reaches in its budget, less this margin
 # (about 1.5 validation images at 3,000 rows), because CPU training is not bit-for-bit repeatable.
 BEST_MARGIN = 0.005
 
 
 def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: float | None, out: Path,
-                     random_state: int = 7) -> dict:
+                     random_state: int = 7, resume: bool = False) -> dict:
     """Random search without early stopping vs with medianstop (same budget and random_state, so the
     same proposals) vs hyperband's first bracket. `target` None: random search's best less BEST_MARGIN,
     i.e. how many epochs each method spends to find a model as good as the best plain random search finds."""
@@ -274,7 +324,8 @@ def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: fl
     for name, experiment in [("random", "random.yaml"), ("medianstop", "random-medianstop.yaml"),
                              ("hyperband", "hyperband.yaml")]:
         folder = out / f"efficiency-{name}"
-        shutil.rmtree(folder, ignore_errors=True)
+        if not resume:  # with resume the dry-run keeps the finished trials in `folder` and runs only the rest
+            shutil.rmtree(folder, ignore_errors=True)
         args = [f"--max-rows={rows}"] + ([] if name == "hyperband" else [f"--epochs={epochs}"])
         # hyperband: its first bracket (9 trials of 1 epoch, 3 of 3, 1 of 9) instead of `trials`.
         budget, parallel = (13, 9) if name == "hyperband" else (trials, 1)
@@ -286,6 +337,12 @@ def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: fl
             result["target_rule"] = f"best val_accuracy of plain random search ({best}) - {BEST_MARGIN}"
         reached, spent = _epochs_to_target(folder, result["target_val_accuracy"])
         result[name] = {"epochs_to_target": reached, "epochs_total": spent, "wall_s": round(wall, 1)}
+    from pipeline.medianstop import MedianStopSettings
+    from pipeline.spec import load_experiment
+
+    settings = MedianStopSettings.from_experiment(load_experiment(REPO / "experiments" / "random-medianstop.yaml"))
+    curves = [[r.get("val_accuracy", 0) for r in reports] for reports in _trial_reports(out / "efficiency-random")]
+    result["over_orders"] = replay_orders(curves, result["target_val_accuracy"], settings, REPLAY_ORDERS, random_state)
     base = result["random"]["epochs_to_target"]
     for name in ("medianstop", "hyperband"):
         mine = result[name]["epochs_to_target"]
@@ -321,6 +378,12 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
             speedup = f", {r['speedup_vs_random']}x vs random" if r.get("speedup_vs_random") else ""
             rows.append((f"epochs to val_accuracy {e['target_val_accuracy']}: {name}",
                          f"{r['epochs_to_target'] or 'not reached'} ({r['epochs_total']} in all){speedup}"))
+        if (o := e.get("over_orders")) and o.get("reachable"):
+            ms = (f"{o['medianstop_mean_epochs']}, {o['speedup_vs_random']}x" if "medianstop_mean_epochs" in o
+                  else "never reached")
+            rows.append((f"the same, mean over {o['orders']} orders of random's trials",
+                         f"random {o['random_mean_epochs']}, medianstop {ms} "
+                         f"(medianstop missed the target in {o['medianstop_missed_orders']} orders)"))
     if a := report.get("accuracy"):
         rows.append(("retrained default, 10 % hold-out", f"{a['ensemble_val_accuracy']:.4f} ({a['members']} x "
                                                          f"{a['epochs_per_member']} epochs; members "
@@ -351,7 +414,8 @@ def main() -> int:
     p.add_argument("--accuracy-split-seed", type=int, default=0,
                    help="seed of the 10 %% hold-out (default 0); another seed measures the same recipe on other rows")
     p.add_argument("--resume", action="store_true",
-                   help="accuracy: reuse members already trained in --out by the same command (their recorded times count)")
+                   help="accuracy: reuse members already trained in --out by the same command (their recorded times "
+                        "count); efficiency: keep the trials already finished in --out (the dry-run resumes)")
     p.add_argument("--throughput-rows", type=int, default=8000)
     p.add_argument("--overhead-trials", type=int, default=3)
     p.add_argument("--overhead-rows", type=int, default=0, help="rows per overhead trial (0 = all 42,000)")
@@ -380,7 +444,7 @@ def main() -> int:
         report["efficiency"] = bench_efficiency(args.data, args.efficiency_trials, args.efficiency_rows,
                                                 args.efficiency_epochs,
                                                 None if args.efficiency_target == "best" else float(args.efficiency_target),
-                                                args.out, args.efficiency_random_state)
+                                                args.out, args.efficiency_random_state, args.resume)
     if "accuracy" in args.only:
         report["accuracy"] = bench_accuracy(args.data, args.accuracy_epochs, args.accuracy_members, args.out, args.resume,
                                             args.accuracy_split_seed)
