@@ -260,38 +260,40 @@ def _epochs_to_target(out: Path, target: float) -> tuple[int | None, int]:
     return reached, spent
 
 
+def replay(curves: list[list[float]], target: float, settings, stop: bool) -> tuple[int | None, int]:
+    """Run recorded val_accuracy curves one trial at a time, with or without the medianstop rule and check the
+    dry-run applies (pipeline/medianstop.py): epochs spent until a report reaches `target`, and epochs in all."""
+    from pipeline.medianstop import StopCheck, threshold
+
+    reached, spent, succeeded = None, 0, []
+    for curve in curves:
+        rule = threshold(succeeded, settings) if stop else None
+        check = StopCheck(rule, True, settings.start_step) if rule is not None else None
+        seen = []
+        for value in curve:
+            spent += 1
+            seen.append(value)
+            if reached is None and value >= target:
+                reached = spent
+            if check and check.report(value):
+                break
+        else:
+            succeeded.append(seen)
+    return reached, spent
+
+
 def replay_orders(curves: list[list[float]], target: float, settings, orders: int, seed: int) -> dict:
     """Mean epochs to `target` over `orders` random orders of the same trials, without and with medianstop.
 
     One run's figure hangs on where its first good trial happens to fall. A trial's val_accuracy curve does
     not depend on when it runs (seeded), so replaying the recorded curves of plain random search in many
-    orders, through the same rule and check the dry-run applies (pipeline/medianstop.py, trials one at a
-    time), gives the expected figure. A medianstop order whose good trials were all stopped counts as missed."""
+    orders gives the expected figure. A medianstop order whose good trials were all stopped counts as missed."""
     import random
-
-    from pipeline.medianstop import StopCheck, threshold
-
-    def spend(order, stop: bool) -> int | None:
-        spent, succeeded = 0, []
-        for curve in order:
-            rule = threshold(succeeded, settings) if stop else None
-            check = StopCheck(rule, True, settings.start_step) if rule is not None else None
-            seen = []
-            for value in curve:
-                spent += 1
-                seen.append(value)
-                if value >= target:
-                    return spent
-                if check and check.report(value):
-                    break
-            else:
-                succeeded.append(seen)
-        return None
 
     rng, plain, stopped, missed = random.Random(seed), [], [], 0
     for _ in range(orders):
         order = rng.sample(curves, len(curves))
-        a, b = spend(order, False), spend(order, True)
+        a, b = replay(order, target, settings, False)[0], replay(order, target, settings, True)[0]
         if a is None:  # the target is beyond every recorded trial: no order reaches it
             return {"orders": orders, "reachable": False}
         plain.append(a)
@@ -343,6 +345,8 @@ def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: fl
     settings = MedianStopSettings.from_experiment(load_experiment(REPO / "experiments" / "random-medianstop.yaml"))
     curves = [[r.get("val_accuracy", 0) for r in reports] for reports in _trial_reports(out / "efficiency-random")]
     result["over_orders"] = replay_orders(curves, result["target_val_accuracy"], settings, REPLAY_ORDERS, random_state)
+    # The check on the replay: in random search's own order it must spend what the real medianstop run spent.
+    result["over_orders"]["own_order_replayed_epochs_total"] = replay(curves, 2.0, settings, True)[1]
     base = result["random"]["epochs_to_target"]
     for name in ("medianstop", "hyperband"):
         mine = result[name]["epochs_to_target"]
@@ -384,6 +388,10 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
             rows.append((f"the same, mean over {o['orders']} orders of random's trials",
                          f"random {o['random_mean_epochs']}, medianstop {ms} "
                          f"(medianstop missed the target in {o['medianstop_missed_orders']} orders)"))
+            if "own_order_replayed_epochs_total" in o:
+                rows.append(("check: replay in the run's own order", f"{o['own_order_replayed_epochs_total']} epochs in "
+                                                                      f"all (the medianstop run: "
+                                                                      f"{e['medianstop']['epochs_total']})"))
     if a := report.get("accuracy"):
         rows.append(("retrained default, 10 % hold-out", f"{a['ensemble_val_accuracy']:.4f} ({a['members']} x "
                                                          f"{a['epochs_per_member']} epochs; members "

@@ -44,6 +44,9 @@ def test_replay_orders_gives_the_expected_epochs_to_target(bench):
     ok, bad, good = [0.7] * 4, [0.1] * 4, [0.9, 0.9, 0.9, 0.95]
     curves = [ok] * 3 + [bad] * 4 + [good]
     settings = MedianStopSettings(min_trials_required=3, start_step=2)
+    # One order by hand: 3 x 4 epochs, the bad trial stopped after 2, the good one hits 0.95 at its 4th.
+    assert bench.replay([ok, ok, ok, bad, good], 0.95, settings, stop=True) == (18, 18)
+    assert bench.replay([ok, ok, ok, bad, good], 0.95, settings, stop=False) == (20, 20)
     result = bench.replay_orders(curves, 0.95, settings, orders=4000, seed=0)
     # Without stopping every trial runs 4 epochs; the good one is equally likely in each of 8 places: 4 x 4.5.
     assert result["random_mean_epochs"] == pytest.approx(18, abs=0.6)
