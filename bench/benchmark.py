@@ -85,13 +85,17 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
               f"{runs[-1]['wall_s']:.0f} s wall, {runs[-1]['cpu_s']:.0f} s CPU", file=sys.stderr, flush=True)
     cpu0, t0 = children_cpu_seconds() + _self_cpu_seconds(), time.perf_counter()
     models = [out / "accuracy-model" / f"member-{k}" / "model.keras" for k in range(members)]
-    x_val, y_val, rows, probabilities = hold_out_predictions(models, data / "train.csv.gz", 0.1, split_seed=split_seed)
+    x_val, y_val, rows, per_member = hold_out_predictions(models, data / "train.csv.gz", 0.1, split_seed=split_seed)
     eval_wall, eval_cpu = time.perf_counter() - t0, children_cpu_seconds() + _self_cpu_seconds() - cpu0
+    probabilities = per_member.mean(axis=0)
     predicted = probabilities.argmax(axis=1)
+    members_wrong = (per_member.argmax(axis=2) != y_val).sum(axis=0)
     wrong = [int(i) for i in (predicted != y_val).nonzero()[0]]
-    # Line numbers in train.csv (line 1 is the header), so anyone can look the digit up.
+    # Line numbers in train.csv (line 1 is the header), so anyone can look the digit up. `members_wrong`: how
+    # many members alone get it wrong too; errors every member makes are the ones more seeds cannot average away.
     errors = [{"train_csv_line": int(rows[i]) + 2, "label": int(y_val[i]), "predicted": int(predicted[i]),
-               "p_label": round(float(probabilities[i, y_val[i]]), 4)} for i in wrong]
+               "p_label": round(float(probabilities[i, y_val[i]]), 4), "members_wrong": int(members_wrong[i])}
+              for i in wrong]
     plot_errors(x_val[wrong], errors, out / "accuracy-errors.png")
     return {
         "commands": commands, "members": members, "split_seed": split_seed, "epochs_per_member": len(runs[0]["epochs"]),
@@ -102,6 +106,8 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
         "images_per_s": [r["images_per_s"] for r in runs],
         "val_accuracy_per_epoch": [[e["val_accuracy"] for e in r["epochs"]] for r in runs],
         "errors": errors, "confident_errors": sum(e["p_label"] < CONFIDENT for e in errors),
+        "errors_every_member_makes": sum(e["members_wrong"] == members for e in errors),
+        "member_errors": [int(n) for n in (per_member.argmax(axis=2) != y_val).sum(axis=1)],
         "errors_picture": str(out / "accuracy-errors.png"),
     }
 
@@ -399,7 +405,8 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
                                                          + ")"))
         rows.append(("retrained default, time", f"{a['wall_s']:.0f} s wall, {a['cpu_s']:.0f} s CPU"))
         rows.append(("retrained default, hold-out errors", f"{len(a['errors'])} ({a['confident_errors']} with "
-                                                           f"p(label) < {CONFIDENT}); {a['errors_picture']}"))
+                                                           f"p(label) < {CONFIDENT}, {a['errors_every_member_makes']} "
+                                                           f"made by every member); {a['errors_picture']}"))
     return rows
 
 

@@ -107,7 +107,8 @@ def load_model(path: str | Path):
 def hold_out_predictions(model_dir: str | Path | list[Path], data: str | Path, val_fraction: float,
                          max_rows: int = 0, split_seed: int = 0):
     """The hold-out the members (a folder as for `model_files`, or a list of model files) all left out:
-    (pixels, labels, their 0-based data-row numbers in the CSV, the members' averaged probabilities)."""
+    (pixels, labels, their 0-based data-row numbers in the CSV, each member's probabilities [member, row, digit]);
+    the ensemble's are their mean over axis 0."""
     import numpy as np
 
     from trial.data import load_train
@@ -117,15 +118,15 @@ def hold_out_predictions(model_dir: str | Path | list[Path], data: str | Path, v
     _, (x_val, y_val) = split(x, y, val_fraction, split_seed)
     _, (rows, _) = split(np.arange(len(y)), y, val_fraction, split_seed)  # same shuffle, so the same rows
     files = model_dir if isinstance(model_dir, list) else model_files(model_dir)
-    probabilities = sum(load_model(f).predict(x_val.astype("float32"), batch_size=512, verbose=0) for f in files)
-    return x_val, y_val, rows, probabilities / len(files)
+    probabilities = np.stack([load_model(f).predict(x_val.astype("float32"), batch_size=512, verbose=0) for f in files])
+    return x_val, y_val, rows, probabilities
 
 
 def ensemble_val_accuracy(model_dir: str | Path, data: str | Path, val_fraction: float, max_rows: int = 0,
                           split_seed: int = 0) -> float:
     """Accuracy of the members' averaged probabilities on the hold-out they all left out."""
     _, y_val, _, probabilities = hold_out_predictions(model_dir, data, val_fraction, max_rows, split_seed)
-    return float((probabilities.argmax(axis=1) == y_val).mean())
+    return float((probabilities.mean(axis=0).argmax(axis=1) == y_val).mean())
 
 
 def _train_one(experiment, assignments, data, model_dir, epochs, val_fraction, max_rows,

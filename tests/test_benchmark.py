@@ -99,6 +99,11 @@ def test_accuracy_section_averages_members_on_one_hold_out(bench, tmp_path):
     for error in result["errors"]:
         assert error["label"] != error["predicted"]
         assert int(lines[error["train_csv_line"] - 1].split(",")[0]) == error["label"]
+        # an average can only be wrong where some member alone is wrong
+        assert 1 <= error["members_wrong"] <= 2
+    assert result["errors_every_member_makes"] == sum(e["members_wrong"] == 2 for e in result["errors"])
+    # Each member's own errors, counted from its predictions, match the accuracy the trial reported for it.
+    assert result["member_errors"] == [round((1 - v) * 200) for v in result["member_final_val_accuracy"]]
     assert (tmp_path / "accuracy-errors.png").stat().st_size > 0
 
     # --resume reuses both recorded members (same commands) instead of training them again.
