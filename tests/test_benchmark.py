@@ -70,16 +70,22 @@ def test_summary_table_names_each_figure(bench, capsys):
                        "hyperband": {"epochs_to_target": None, "epochs_total": 27, "speedup_vs_random": None},
                        "over_orders": {"orders": 2000, "reachable": True, "random_mean_epochs": 34.45,
                                        "medianstop_missed_orders": 3, "medianstop_mean_epochs": 33.49,
-                                       "speedup_vs_random": 1.03}},
+                                       "speedup_vs_random": 1.03},
+                       "medianstop_settings_sweep": [
+                           {"start_step": 1, "min_trials_required": 1, "reachable": True, "speedup_vs_random": 1.4,
+                            "medianstop_missed_orders": 0},
+                           {"start_step": 3, "min_trials_required": 3, "reachable": True, "speedup_vs_random": 1.03,
+                            "medianstop_missed_orders": 3}]},
     }
     bench.print_table(bench.summary_rows(report))
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 6
+    assert len(out) == 7
     assert out[0].endswith("x86_64, 2 cores, GPUs: none")
     assert "790.0 vs 800.0 (ratio 0.988" in out[1]
     assert out[3].endswith("8 (30 in all), 2.5x vs random")
     assert out[4].endswith("not reached (27 in all)")
     assert out[5].endswith("random 34.45, medianstop 33.49, 1.03x (medianstop missed the target in 3 orders)")
+    assert out[6].endswith("start_step 1, min_trials_required 1: 1.4x (missed in 0 orders)")
 
 
 @pytest.mark.slow
