@@ -328,7 +328,7 @@ def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: fl
     same proposals) vs hyperband's first bracket. `target` None: random search's best less BEST_MARGIN,
     i.e. how many epochs each method spends to find a model as good as the best plain random search finds."""
     result = {"trials": trials, "rows_per_trial": rows, "epochs_per_trial": epochs, "random_state": random_state,
-              "target_val_accuracy": target}
+              "target_val_accuracy": target, "resumed": resume}  # resumed: wall_s counts only what ran now
     for name, experiment in [("random", "random.yaml"), ("medianstop", "random-medianstop.yaml"),
                              ("hyperband", "hyperband.yaml")]:
         folder = out / f"efficiency-{name}"
