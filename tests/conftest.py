@@ -36,3 +36,17 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "train.csv.gz").exists():
         pytest.skip(f"needs the competition data at {SHARED_DATA} (../shared is absent in a plain clone)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """bench/benchmark.py as a module (it is a script, not a package)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "benchmark.py"
+    spec = importlib.util.spec_from_file_location("benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["benchmark"] = module
+    spec.loader.exec_module(module)
+    return module

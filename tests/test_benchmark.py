@@ -2,23 +2,12 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("benchmark", REPO / "bench" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_trials(folder: Path, trials: dict[str, list[float]]) -> None:
@@ -139,24 +128,3 @@ def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(bench, tmp_pa
     assert set(seed_1_rows) != set(seed_0_rows)
     assert {e["train_csv_line"] - 2 for e in result["errors"]} <= set(seed_1_rows.tolist())
 
-
-@pytest.mark.slow
-def test_efficiency_section_runs_the_three_searches_and_resumes_without_training(bench, tmp_path):
-    result = bench.bench_efficiency(SAMPLE, trials=5, rows=300, epochs=2, target=None, out=tmp_path, random_state=3)
-    for name, trials in (("random", 5), ("medianstop", 5), ("hyperband", 13)):
-        assert len(bench._trial_rows(tmp_path / f"efficiency-{name}")) == trials
-    assert result["random"]["epochs_total"] == 10 and result["random"]["epochs_to_target"]
-    # The replay in random search's own order spends what the real medianstop run (same proposals) spent.
-    assert result["over_orders"]["own_order_replayed_epochs_total"] == result["medianstop"]["epochs_total"]
-    assert len(result["medianstop_settings_sweep"]) == 9
-
-    logs = sorted(tmp_path.glob("efficiency-*/trials/*/trial.log"))
-    stamps = [p.stat().st_mtime_ns for p in logs]
-    again = bench.bench_efficiency(SAMPLE, trials=5, rows=300, epochs=2, target=None, out=tmp_path, random_state=3,
-                                   resume=True)
-    assert [p.stat().st_mtime_ns for p in sorted(tmp_path.glob("efficiency-*/trials/*/trial.log"))] == stamps
-    assert again["resumed"] and not result["resumed"]
-    for name in ("random", "medianstop", "hyperband"):
-        assert {k: again[name][k] for k in ("epochs_to_target", "epochs_total")} == \
-            {k: result[name][k] for k in ("epochs_to_target", "epochs_total")}
-    assert again["over_orders"] == result["over_orders"]

@@ -1,0 +1,31 @@
+"""bench/benchmark.py's efficiency section end to end on the sample (its own file, so pytest-xdist's
+loadfile runs it beside the accuracy tests, not after them)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+
+
+@pytest.mark.slow
+def test_efficiency_section_runs_the_three_searches_and_resumes_without_training(bench, tmp_path):
+    result = bench.bench_efficiency(SAMPLE, trials=5, rows=300, epochs=2, target=None, out=tmp_path, random_state=3)
+    for name, trials in (("random", 5), ("medianstop", 5), ("hyperband", 13)):
+        assert len(bench._trial_rows(tmp_path / f"efficiency-{name}")) == trials
+    assert result["random"]["epochs_total"] == 10 and result["random"]["epochs_to_target"]
+    # The replay in random search's own order spends what the real medianstop run (same proposals) spent.
+    assert result["over_orders"]["own_order_replayed_epochs_total"] == result["medianstop"]["epochs_total"]
+    assert len(result["medianstop_settings_sweep"]) == 9
+
+    logs = sorted(tmp_path.glob("efficiency-*/trials/*/trial.log"))
+    stamps = [p.stat().st_mtime_ns for p in logs]
+    again = bench.bench_efficiency(SAMPLE, trials=5, rows=300, epochs=2, target=None, out=tmp_path, random_state=3,
+                                   resume=True)
+    assert [p.stat().st_mtime_ns for p in sorted(tmp_path.glob("efficiency-*/trials/*/trial.log"))] == stamps
+    assert again["resumed"] and not result["resumed"]
+    for name in ("random", "medianstop", "hyperband"):
+        assert {k: again[name][k] for k in ("epochs_to_target", "epochs_total")} == \
+            {k: result[name][k] for k in ("epochs_to_target", "epochs_total")}
+    assert again["over_orders"] == result["over_orders"]
