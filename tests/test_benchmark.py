@@ -127,4 +127,3 @@ def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(bench, tmp_pa
     (_, _), (seed_0_rows, _) = split(rows, rows, 0.1, 0)
     assert set(seed_1_rows) != set(seed_0_rows)
     assert {e["train_csv_line"] - 2 for e in result["errors"]} <= set(seed_1_rows.tolist())
-
