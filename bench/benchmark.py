@@ -102,6 +102,7 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
         "commands": commands, "members": members, "split_seed": split_seed, "epochs_per_member": len(runs[0]["epochs"]),
         "hold_out_rows": len(y_val), "member_final_val_accuracy": [r["epochs"][-1]["val_accuracy"] for r in runs],
         "ensemble_val_accuracy": float((predicted == y_val).mean()),
+        "ensemble_val_accuracy_ci95": accuracy_interval(int((predicted == y_val).sum()), len(y_val)),
         "wall_s": round(sum(r["wall_s"] for r in runs) + eval_wall, 1),
         "cpu_s": round(sum(r["cpu_s"] for r in runs) + eval_cpu, 1),
         "images_per_s": [r["images_per_s"] for r in runs],
@@ -111,6 +112,15 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
         "member_errors": [int(n) for n in member_wrong.sum(axis=1)],
         "errors_picture": str(out / "accuracy-errors.png"),
     }
+
+
+def accuracy_interval(correct: int, total: int) -> list[float]:
+    """Wilson 95 % interval of an accuracy measured on `total` rows: on 4,200 rows it is about +-0.002, as wide as
+    the gap between the figures compared here, so a single hold-out cannot tell 0.9956 from 0.996."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(correct, total).proportion_ci(confidence_level=0.95, method="wilson")
+    return [round(ci.low, 4), round(ci.high, 4)]
 
 
 # An error whose true label got less than this probability: the ensemble is sure of another digit.
@@ -413,7 +423,9 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
                                                                       f"all (the medianstop run: "
                                                                       f"{e['medianstop']['epochs_total']})"))
     if a := report.get("accuracy"):
-        rows.append(("retrained default, 10 % hold-out", f"{a['ensemble_val_accuracy']:.4f} ({a['members']} x "
+        low, high = a["ensemble_val_accuracy_ci95"]
+        rows.append(("retrained default, 10 % hold-out", f"{a['ensemble_val_accuracy']:.4f} (95 % interval {low:.4f}-"
+                                                         f"{high:.4f}; {a['members']} x "
                                                          f"{a['epochs_per_member']} epochs; members "
                                                          + ", ".join(f"{v:.4f}" for v in a["member_final_val_accuracy"])
                                                          + ")"))

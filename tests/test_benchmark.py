@@ -77,12 +77,35 @@ def test_summary_table_names_each_figure(bench, capsys):
     assert out[6].endswith("start_step 1, min_trials_required 1: 1.4x (missed in 0 orders)")
 
 
+def test_accuracy_interval_is_wilsons(bench):
+    # Textbook value: no success in 10 trials gives the Wilson interval 0 to 0.2775.
+    assert bench.accuracy_interval(0, 10) == [0.0, 0.2775]
+    # The split-0 ensemble's 20 errors in 4,200 rows, against Wilson's formula written out.
+    n, p, z = 4200, 4180 / 4200, 1.959964
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    assert bench.accuracy_interval(4180, 4200) == [round(centre - half, 4), round(centre + half, 4)]
+    assert bench.accuracy_interval(4180, 4200)[0] < 0.995 < 0.996 < bench.accuracy_interval(4180, 4200)[1]
+
+
+def test_summary_table_gives_the_accuracy_with_its_interval(bench, capsys):
+    report = {"machine": "m", "accelerators": [],
+              "accuracy": {"ensemble_val_accuracy": 0.99524, "ensemble_val_accuracy_ci95": [0.9926, 0.9969],
+                           "members": 3, "epochs_per_member": 20, "member_final_val_accuracy": [0.9948, 0.9943, 0.9936],
+                           "wall_s": 2327.0, "cpu_s": 3422.0, "errors": [{}] * 20, "confident_errors": 6,
+                           "errors_every_member_makes": 12, "errors_picture": "e.png"}}
+    bench.print_table(bench.summary_rows(report))
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].endswith("0.9952 (95 % interval 0.9926-0.9969; 3 x 20 epochs; members 0.9948, 0.9943, 0.9936)")
+
+
 @pytest.mark.slow
 def test_accuracy_section_averages_members_on_one_hold_out(bench, tmp_path):
     result = bench.bench_accuracy(SAMPLE, epochs=1, members=2, out=tmp_path)
     assert result["members"] == 2 and result["epochs_per_member"] == 1
     assert result["hold_out_rows"] == 200  # 10 % of the sample's 2,000 rows
     assert len(result["member_final_val_accuracy"]) == 2 and 0 <= result["ensemble_val_accuracy"] <= 1
+    low, high = result["ensemble_val_accuracy_ci95"]
+    assert low <= result["ensemble_val_accuracy"] <= high
     assert sorted(p.parent.name for p in (tmp_path / "accuracy-model").glob("member-*/model.keras")) == \
         ["member-0", "member-1"]
     assert result["cpu_s"] > 0 and result["wall_s"] > 0
