@@ -39,15 +39,30 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_trial(argv: list[str], log: Path | None = None) -> dict:
-    """Run `python -m trial` as a subprocess; wall and CPU seconds, metric lines, images/s."""
+def run_trial(argv: list[str], log: Path | None = None, progress: str | None = None) -> dict:
+    """Run `python -m trial` as a subprocess; wall and CPU seconds, metric lines, images/s.
+
+    `progress` names a bar of the trial's epochs on stderr (the accuracy members train for minutes each)."""
+    from tqdm import tqdm
+
+    from pipeline.retrain import trial_epochs
+
     cpu0, t0 = children_cpu_seconds(), time.perf_counter()
     log = log or Path(os.devnull)
-    with log.open("w") as out, open(f"{log}.err" if log != Path(os.devnull) else os.devnull, "w") as err:
-        # Streamed to files so a long run can be watched (tail -f) while it trains.
-        returncode = subprocess.run([sys.executable, "-m", "trial", *argv], stdout=out, stderr=err, cwd=REPO).returncode
+    lines = []
+    with log.open("w") as out, open(f"{log}.err" if log != Path(os.devnull) else os.devnull, "w") as err, \
+            tqdm(total=trial_epochs(argv), desc=progress, unit="epoch", disable=progress is None) as bar:
+        proc = subprocess.Popen([sys.executable, "-m", "trial", *argv], stdout=subprocess.PIPE, stderr=err, cwd=REPO,
+                                text=True)
+        for line in proc.stdout:  # the trial flushes each epoch's line; also streamed to the log (tail -f)
+            lines.append(line)
+            out.write(line)
+            out.flush()
+            if line.startswith("epoch="):
+                bar.update()
+        returncode = proc.wait()
     wall, cpu = time.perf_counter() - t0, children_cpu_seconds() - cpu0
-    stdout = log.read_text() if log != Path(os.devnull) else ""
+    stdout = "".join(lines)
     stderr = Path(f"{log}.err").read_text() if log != Path(os.devnull) else ""
     if returncode != 0:
         raise SystemExit(f"trial failed ({returncode}): {stderr.strip().splitlines()[-1:]}")
@@ -77,7 +92,8 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
             runs.append(saved)
             how = "reused"
         else:
-            runs.append({**run_trial(argv, log=out / f"accuracy-member-{k}.log"), "command": commands[-1]})
+            runs.append({**run_trial(argv, log=out / f"accuracy-member-{k}.log", progress=f"accuracy member {k}"),
+                         "command": commands[-1]})
             record.write_text(json.dumps(runs[-1], indent=1))
             how = "trained"
         val = runs[-1]["epochs"][-1]["val_accuracy"]

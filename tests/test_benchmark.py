@@ -99,8 +99,11 @@ def test_summary_table_gives_the_accuracy_with_its_interval(bench, capsys):
 
 
 @pytest.mark.slow
-def test_accuracy_section_averages_members_on_one_hold_out(bench, tmp_path):
+def test_accuracy_section_averages_members_on_one_hold_out(bench, tmp_path, capsys):
     result = bench.bench_accuracy(SAMPLE, epochs=1, members=2, out=tmp_path)
+    # A progress bar per member, advanced by the trial's epoch lines as they arrive.
+    progress = capsys.readouterr().err
+    assert "accuracy member 0: 100%" in progress and "accuracy member 1: 100%" in progress and "1/1" in progress
     assert result["members"] == 2 and result["epochs_per_member"] == 1
     assert result["hold_out_rows"] == 200  # 10 % of the sample's 2,000 rows
     assert len(result["member_final_val_accuracy"]) == 2 and 0 <= result["ensemble_val_accuracy"] <= 1
