@@ -29,9 +29,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pipeline.retrain import RETRAIN_ENSEMBLE  # noqa: E402  (the ensemble size the pipeline retrains)
+from pipeline.submission.retrain import RETRAIN_ENSEMBLE  # noqa: E402  (the ensemble size the pipeline retrains)
+from trial.metrics import parse_line  # noqa: E402  (Katib's default filter, as the collector reads it)
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "digit-recognizer"
-METRIC = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)")
 
 
 def children_cpu_seconds() -> float:
@@ -45,7 +45,7 @@ def run_trial(argv: list[str], log: Path | None = None, progress: str | None = N
     `progress` names a bar of the trial's epochs on stderr (the accuracy members train for minutes each)."""
     from tqdm import tqdm
 
-    from pipeline.retrain import trial_epochs
+    from pipeline.submission.retrain import trial_epochs
 
     cpu0, t0 = children_cpu_seconds(), time.perf_counter()
     log = log or Path(os.devnull)
@@ -66,7 +66,7 @@ def run_trial(argv: list[str], log: Path | None = None, progress: str | None = N
     stderr = Path(f"{log}.err").read_text() if log != Path(os.devnull) else ""
     if returncode != 0:
         raise SystemExit(f"trial failed ({returncode}): {stderr.strip().splitlines()[-1:]}")
-    epochs = [{m.group(1): float(m.group(2)) for m in METRIC.finditer(line)} for line in stdout.splitlines()]
+    epochs = [parse_line(line) for line in stdout.splitlines()]
     rate = re.search(r"\(([\d.]+) images/s\)", stderr)
     return {"wall_s": wall, "cpu_s": cpu, "epochs": epochs, "images_per_s": float(rate.group(1)) if rate else None}
 
@@ -78,7 +78,7 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
 
     Each member's figures are saved in `out` (accuracy-member-K.json); with `resume`, a member whose
     record holds the same command is reused, its recorded wall and CPU seconds counted, not retrained."""
-    from pipeline.retrain import hold_out_predictions
+    from pipeline.submission.retrain import hold_out_predictions
 
     runs, commands = [], []
     for k in range(members):
@@ -230,8 +230,8 @@ def bench_flops(throughput: dict | None, n: int = 2048, repeats: int = 10) -> di
 
 def _tune(experiment: str, data: Path, out: Path, trials: int, parallel: int, trial_args: list[str],
           random_state: str | None = None) -> tuple[dict, float]:
-    from pipeline.dryrun import run_experiment
-    from pipeline.spec import load_experiment
+    from pipeline.katib.experiment import load_experiment
+    from pipeline.local.controller import run_experiment
 
     exp = load_experiment(REPO / "experiments" / experiment)
     if random_state is not None:  # same seed, same proposals: the runs differ only in early stopping
@@ -252,7 +252,8 @@ def _trial_rows(out: Path) -> list[dict]:
 
 def bench_overhead(data: Path, trials: int, rows: int, out: Path) -> dict:
     """Dry-run wall time vs the trials' own durations vs the same commands run by hand, one at a time."""
-    from pipeline.render import style_for_algorithm, trial_argv
+    from pipeline.katib.experiment import Experiment
+    from pipeline.katib.render import trial_argv
 
     trial_args = ["--epochs=1", f"--max-rows={rows}"]
     shutil.rmtree(out / "overhead", ignore_errors=True)
@@ -263,7 +264,7 @@ def bench_overhead(data: Path, trials: int, rows: int, out: Path) -> dict:
     t0 = time.perf_counter()
     for row in _trial_rows(out / "overhead"):
         assignments = {p["name"]: row[p["name"]] for p in spec["parameters"]}
-        argv = trial_argv(result, assignments, style_for_algorithm(spec["algorithm"]["algorithmName"]))
+        argv = trial_argv(Experiment(result), assignments)
         argv = [a.replace("/data/", f"{data}/") for a in argv[3:]] + trial_args  # drop `python -m trial`
         run_trial(argv)
     by_hand = time.perf_counter() - t0
@@ -277,8 +278,8 @@ def _trial_reports(out: Path) -> list[list[dict]]:
     trials = []
     for row in _trial_rows(out):
         log = out / "trials" / row["name"] / "trial.log"
-        trials.append([{m.group(1): float(m.group(2)) for m in METRIC.finditer(line)}
-                       for line in log.read_text().splitlines() if line.startswith("epoch=")] if log.exists() else [])
+        trials.append([parse_line(line) for line in log.read_text().splitlines() if line.startswith("epoch=")]
+                      if log.exists() else [])
     return trials
 
 
@@ -296,7 +297,7 @@ def _epochs_to_target(out: Path, target: float) -> tuple[int | None, int]:
 def replay(curves: list[list[float]], target: float, settings, stop: bool) -> tuple[int | None, int]:
     """Run recorded val_accuracy curves one trial at a time, with or without the medianstop rule and check the
     dry-run applies (pipeline/medianstop.py): epochs spent until a report reaches `target`, and epochs in all."""
-    from pipeline.medianstop import StopCheck, threshold
+    from pipeline.katib.medianstop import StopCheck, threshold
 
     reached, spent, succeeded = None, 0, []
     for curve in curves:
@@ -372,10 +373,10 @@ def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: fl
             result["target_rule"] = f"best val_accuracy of plain random search ({best}) - {BEST_MARGIN}"
         reached, spent = _epochs_to_target(folder, result["target_val_accuracy"])
         result[name] = {"epochs_to_target": reached, "epochs_total": spent, "wall_s": round(wall, 1)}
-    from pipeline.medianstop import MedianStopSettings
-    from pipeline.spec import load_experiment
+    from pipeline.katib.experiment import load
+    from pipeline.katib.medianstop import MedianStopSettings
 
-    settings = MedianStopSettings.from_experiment(load_experiment(REPO / "experiments" / "random-medianstop.yaml"))
+    settings = MedianStopSettings.from_experiment(load(REPO / "experiments" / "random-medianstop.yaml"))
     curves = [[r.get("val_accuracy", 0) for r in reports] for reports in _trial_reports(out / "efficiency-random")]
     result["over_orders"] = replay_orders(curves, result["target_val_accuracy"], settings, REPLAY_ORDERS, random_state)
     # The check on the replay: in random search's own order it must spend what the real medianstop run spent.

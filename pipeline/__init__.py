@@ -1,2 +1,5 @@
-"""Everything that drives a Katib Experiment: read and lint a spec, run it
-locally with Optuna or on Katib, the KFP pipeline, retrain and predict."""
+"""katib-digits: everything that drives Experiments, one role per package.
+
+katib/ (Katib's semantics) <- lint/ <- local/ and cluster/ <- submission/ <- workflow/ <- cli/
+Imports run only that way (tests/test_architecture.py checks it); docs/architecture.md has the picture.
+"""

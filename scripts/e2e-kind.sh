@@ -79,7 +79,7 @@ sed "s|image: katib-digits:0.1.0|image: ${IMAGE}|" deploy/data-sample-job.yaml |
 kubectl -n "$NS" wait --for=condition=Complete job/digit-recognizer-data-sample --timeout="${TIMEOUT}s"
 
 log "the service account may make every call the Katib backend makes"
-"$PY" -c 'from pipeline.katib_backend import required_rbac
+"$PY" -c 'from pipeline.cluster.katib_api import required_rbac
 for plural, verbs in sorted(required_rbac().items()):
     for verb in sorted(verbs):
         print(verb, plural)' > "$WORK/verbs"
@@ -152,8 +152,8 @@ if [[ "$RUN_BACKEND" == 1 ]]; then
 import json
 import sys
 
-from pipeline.katib_backend import optimal_trial, run_on_katib
-from pipeline.spec import load_experiment
+from pipeline.cluster.katib_api import optimal_trial, run_on_katib
+from pipeline.katib.experiment import load_experiment
 
 path, ns, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3])
 final = run_on_katib(load_experiment(path), ns, timeout_s=timeout, delete_after=True, poll_s=10)

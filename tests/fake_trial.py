@@ -76,7 +76,11 @@ def experiment(name: str = "fake", algorithm: str = "random", settings: dict | N
                parallel: int = 2, max_failed: int | None = 3, args: list[str] | None = None,
                early_stopping: dict | None = None, collector: dict | None = None,
                job_spec: dict | None = None, trial_parameters: list | None = None) -> dict:
-    """A small Katib Experiment whose trial runs this script (for tests)."""
+    """A small Katib Experiment whose trial runs this script (for tests). Counts are clipped to
+    max_trials as Katib's validator demands (every run is linted first); mutate the dict for a bad one."""
+    if max_trials is not None:
+        parallel = min(parallel, max_trials)
+        max_failed = None if max_failed is None else min(max_failed, max_trials)
     parameters = parameters or [
         {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
         {"name": "y", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "5"}},

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import UserError
 from pipeline.lint import lint_experiment
-from pipeline.spec import parse_experiment, with_defaults
+from pipeline.katib.experiment import parse_experiment, with_defaults
 from tests.conftest import REPO
 
 GOOD_YAML = (REPO / "experiments" / "random.yaml").read_text()

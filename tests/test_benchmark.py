@@ -28,7 +28,7 @@ def test_epochs_to_target_counts_every_epoch_before_the_first_hit(bench, tmp_pat
 
 
 def test_replay_orders_gives_the_expected_epochs_to_target(bench):
-    from pipeline.medianstop import MedianStopSettings
+    from pipeline.katib.medianstop import MedianStopSettings
 
     ok, bad, good = [0.7] * 4, [0.1] * 4, [0.9, 0.9, 0.9, 0.95]
     curves = [ok] * 3 + [bad] * 4 + [good]

@@ -6,8 +6,9 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pipeline import collector as mc
+from pipeline.katib import collector as mc
 from pipeline.errors import UserError
+from pipeline.katib.experiment import Experiment
 
 NAMES = ["accuracy", "loss"]
 
@@ -116,7 +117,7 @@ def test_experiment_spec_defaults():
                                   "metricStrategies": [{"name": "accuracy", "value": "latest"}]},
                     "metricsCollectorSpec": {"collector": {"kind": "File"},
                                              "source": {"fileSystemPath": {"path": "/m/x.json", "format": "JSON"}}}}}
-    c = mc.CollectorSpec.from_experiment(exp)
+    c = mc.CollectorSpec.from_experiment(Experiment(exp))
     assert c.metric_names == ["loss", "accuracy"]
     assert c.strategies == {"loss": "min", "accuracy": "latest"}
     assert (c.kind, c.file_format, c.path) == ("File", "JSON", "/m/x.json")
@@ -126,7 +127,7 @@ def test_unsupported_collector_kind():
     exp = {"spec": {"objective": {"type": "minimize", "objectiveMetricName": "loss"},
                     "metricsCollectorSpec": {"collector": {"kind": "TensorFlowEvent"}}}}
     with pytest.raises(UserError, match="TensorFlowEvent"):
-        mc.CollectorSpec.from_experiment(exp)
+        mc.CollectorSpec.from_experiment(Experiment(exp))
 
 
 @settings(max_examples=200, deadline=None)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.dryrun import run_experiment, smoke_check
+from pipeline.local.controller import run_experiment
+from pipeline.local.smoke import smoke_check
 from pipeline.errors import UserError
 from tests.conftest import REPO
 from tests.fake_trial import experiment

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import yaml
 
-from pipeline.dryrun import run_experiment
+from pipeline.local.controller import run_experiment
 from tests.conftest import REPO
 from tests.fake_trial import experiment
 
@@ -162,7 +162,7 @@ def test_second_run_on_the_same_storage_refuses(tmp_path):
 def test_library_caller_stops_on_sigterm_instead_of_taking_a_half_run(tmp_path):
     """run_experiment (used by the pipeline's tune step) writes its outputs, then exits 143."""
     path, out = slow_experiment(tmp_path), tmp_path / "out"
-    script = ("import sys; from pipeline.dryrun import run_experiment; "
+    script = ("import sys; from pipeline.local.controller import run_experiment; "
               f"run_experiment({str(path)!r}, {str(out)!r}, {{}}, progress=False, report=False); "
               "print('returned a result'); sys.exit(0)")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)

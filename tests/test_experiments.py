@@ -10,9 +10,10 @@ import math
 import pytest
 
 from pipeline.lint import lint_experiment
-from pipeline.lint_algorithms import grid_points, hyperband_min_parallel
-from pipeline.render import style_for_algorithm, trial_argv
-from pipeline.spec import load_experiment
+from pipeline.katib.algorithms import grid_points, hyperband_min_parallel
+from pipeline.katib.experiment import Experiment
+from pipeline.katib.render import trial_argv
+from pipeline.katib.experiment import load_experiment
 from tests.conftest import REPO
 from trial.cli import build_parser
 
@@ -98,7 +99,7 @@ def test_trial_template_reads_the_pvc_with_resources():
 
 def test_grid_is_small_and_exhaustive():
     spec = load("grid")["spec"]
-    points = grid_points(load("grid"))
+    points = grid_points(Experiment(load("grid")).parameters)
     assert math.prod(len(v) for v in points.values()) == spec["maxTrialCount"] == 24
 
 
@@ -115,7 +116,7 @@ def _samples(exp):
     """A few assignments per file: each bound, a log-scale middle, and a tiny value that
     Python would print with an exponent (1e-05) where a double allows it."""
     if exp["spec"]["algorithm"]["algorithmName"] == "grid":
-        points = grid_points(exp)
+        points = grid_points(Experiment(exp).parameters)
         return [dict(zip(points, combo)) for combo in itertools.islice(itertools.product(*points.values()), 0, None, 5)]
     out = []
     for pick in ("min", "max", "mid"):
@@ -136,10 +137,9 @@ def _samples(exp):
 @pytest.mark.parametrize("stem", FILES)
 def test_rendered_command_parses_with_the_trial_parser(stem):
     exp = load(stem)
-    style = style_for_algorithm(exp["spec"]["algorithm"]["algorithmName"])
     parser = build_parser()
     for values in _samples(exp):
-        argv = trial_argv(exp, values, style, trial_name=f"digits-{stem}-abcdefgh")
+        argv = trial_argv(Experiment(exp), values, trial_name=f"digits-{stem}-abcdefgh")  # the service's style
         assert argv[1:3] == ["-m", "trial"], argv
         args = parser.parse_args(argv[3:])
         assert str(args.data) == "/data/train.csv.gz"
@@ -157,6 +157,6 @@ def test_rendered_command_parses_with_the_trial_parser(stem):
 def test_goptuna_renders_without_exponent():
     exp = load("sobol")
     values = _samples(exp)[-1]
-    argv = trial_argv(exp, values, style_for_algorithm("sobol"))
+    argv = trial_argv(Experiment(exp), values)
     assert "--learning-rate=0.00001" in argv
-    assert "--learning-rate=1e-05" in trial_argv(load("tpe"), values, style_for_algorithm("tpe"))
+    assert "--learning-rate=1e-05" in trial_argv(Experiment(load("tpe")), values)

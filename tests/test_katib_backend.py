@@ -15,8 +15,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from kubernetes import client
 
-from pipeline import katib_backend as kb
+from pipeline.cluster import katib_api as kb
 from pipeline.errors import UserError
+from pipeline.katib.result import parse_result
 
 FIXTURES = Path(__file__).parent / "fixtures" / "katib"
 PATH_RE = re.compile(r"^/apis/kubeflow\.org/v1beta1/namespaces/([^/]+)/([a-z]+)(?:/([^/]+))?$")
@@ -139,9 +140,9 @@ def test_success_returns_the_final_object_as_kubectl_shows_it(kube):
     assert result["status"] == expected  # untouched JSON, camelCase, as `kubectl get -o json`
     assert len(sent(kube, "GET")) == 3
     assert not sent(kube, "DELETE")
-    best = kb.optimal_trial(result)
-    assert best["bestTrialName"] == "darts-example-n4fpnxlm"
-    assert {p["name"] for p in best["parameterAssignments"]} == {"algorithm-settings", "search-space", "num-layers"}
+    best = parse_result(result).optimal  # what the retrain step reads
+    assert best.name == "darts-example-n4fpnxlm"
+    assert set(best.assignments) == {"algorithm-settings", "search-space", "num-layers"}
 
 
 def test_create_body_is_renamed_namespaced_labelled_and_clean(kube):
@@ -240,8 +241,8 @@ def test_experiment_deleted_while_waiting(kube):
 
 
 def test_optimal_trial_of_a_running_experiment_is_an_error():
-    with pytest.raises(kb.KatibError, match=r"darts-example: status.currentOptimalTrial is empty"):
-        kb.optimal_trial(fixture("running"))
+    with pytest.raises(UserError, match=r"status.currentOptimalTrial.parameterAssignments: empty"):
+        parse_result(fixture("running"), "running.json")
 
 
 # --- API errors and retries ------------------------------------------------------------

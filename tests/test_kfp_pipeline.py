@@ -12,12 +12,13 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeline import steps
+from pipeline.workflow import steps
 from pipeline.cli import main as cli_main
 from pipeline.errors import UserError
-from pipeline.kfp_pipeline import (LOCAL_BUDGET, Budget, _failed_step, _Tee, compile_pipeline, pipeline_arguments,
+from pipeline.workflow.kfp_pipeline import (LOCAL_BUDGET, Budget, _failed_step, _Tee, compile_pipeline, pipeline_arguments,
                                    run_local)
-from pipeline.retrain import check_submission
+from pipeline.katib.experiment import Experiment
+from pipeline.submission.predict import check_submission
 from tests.conftest import REPO, SAMPLE
 
 IMAGE = "registry.example.com/katib-digits:1.2.3"
@@ -131,12 +132,6 @@ def test_failed_step_is_read_from_kfp_local_message():
 # --- whole local runs (kfp.local, each step a subprocess) --------------------------------------
 
 
-def needs_local_backend():
-    if not LOCAL_EXPERIMENT.exists():
-        pytest.skip(f"{LOCAL_EXPERIMENT} not written yet")
-    pytest.importorskip("pipeline.dryrun")
-
-
 def bad_layout_data(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -153,7 +148,6 @@ def bad_layout_data(tmp_path):
 ])
 def test_bad_data_fails_at_prepare_with_one_line(tmp_path, capsys, case, step, message):
     data = tmp_path / "nowhere" if case == "missing" else bad_layout_data(tmp_path)
-    needs_local_backend()
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["pipeline", "run", "--local", "--data", str(data), "--experiment", str(LOCAL_EXPERIMENT),
                   "--out", str(tmp_path / "out")])
@@ -164,8 +158,7 @@ def test_bad_data_fails_at_prepare_with_one_line(tmp_path, capsys, case, step, m
 
 
 @pytest.mark.slow
-def test_invalid_experiment_fails_at_tune_with_the_linters_message(tmp_path, capsys):
-    needs_local_backend()
+def test_invalid_experiment_fails_before_any_step_with_the_linters_message(tmp_path, capsys):
     exp = yaml.safe_load(LOCAL_EXPERIMENT.read_text())
     exp["spec"]["objective"]["type"] = "maximise"
     bad = tmp_path / "bad.yaml"
@@ -175,13 +168,12 @@ def test_invalid_experiment_fails_at_tune_with_the_linters_message(tmp_path, cap
                   "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith("katib-digits: error: pipeline step tune: ")
-    assert "spec.objective.type" in err
+    assert "\n" not in err and err.startswith(f"katib-digits: error: {bad}: spec.objective.type: error: ")
+    assert not (tmp_path / "out").exists()  # refused before kfp.local started a step
 
 
 @pytest.mark.slow
 def test_local_run_writes_submission_and_summary(tmp_path):
-    needs_local_backend()
     out = tmp_path / "out"
     budget = Budget(max_trial_count=2, parallel_trial_count=2, trial_max_rows=200, trial_epochs=1,
                     retrain_epochs=1)
@@ -200,7 +192,6 @@ def test_local_run_writes_submission_and_summary(tmp_path):
 
 @pytest.mark.slow
 def test_gate_closed_means_no_submission(tmp_path):
-    needs_local_backend()
     out = tmp_path / "out"
     budget = Budget(max_trial_count=1, parallel_trial_count=1, trial_max_rows=60, trial_epochs=1,
                     retrain_epochs=1, threshold=1.01)  # accuracy can never reach it
@@ -209,7 +200,7 @@ def test_gate_closed_means_no_submission(tmp_path):
     assert not (out / "submission.csv").exists()
 
 
-# --- the steps' library functions (pipeline.steps) ---------------------------------------------
+# --- the steps' library functions (pipeline.workflow.steps) ---------------------------------------------
 
 
 def random_experiment():
@@ -226,35 +217,23 @@ def test_prepare_data_validates_and_copies(tmp_path):
     assert (tmp_path / "test" / "sample_submission.csv").is_file()
 
 
-@pytest.mark.parametrize("max_trials, parallel, expected", [
-    (0, 0, (24, 3, 3)),    # 0 keeps the YAML's
-    (2, 0, (2, 2, 2)),     # a smaller budget shrinks parallel and maxFailed (Katib rejects them above it)
-    (5, 1, (5, 1, 3)),
-])
-def test_apply_budget(max_trials, parallel, expected):
-    exp = random_experiment()
-    spec = steps.apply_budget(exp, max_trials, parallel)["spec"]
-    assert (spec["maxTrialCount"], spec["parallelTrialCount"], spec["maxFailedTrialCount"]) == expected
-    assert exp["spec"]["maxTrialCount"] == 24  # the input is not changed
-
-
 def test_append_trial_args_goes_to_the_primary_container():
     exp = random_experiment()
     args = steps.trial_budget_args(trial_max_rows=100, trial_epochs=2)
     assert args == ["--max-rows=100", "--epochs=2"]
-    command = steps.append_trial_args(exp, args)["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"][
-        "spec"]["containers"][0]["command"]
+    command = steps.append_trial_args(Experiment(exp), args).primary_container()["command"]
     assert command[:3] == ["python", "-m", "trial"] and command[-2:] == args
     assert steps.trial_budget_args() == []
 
 
 def test_read_experiment_from_path_text_and_project_root(monkeypatch, tmp_path):
     random_experiment()
-    exp, source = steps.read_experiment(str(LOCAL_EXPERIMENT))
-    assert source == str(LOCAL_EXPERIMENT) and exp["metadata"]["name"] == "digits-random"
+    exp = steps.read_experiment(str(LOCAL_EXPERIMENT))
+    assert exp.source == str(LOCAL_EXPERIMENT) and exp.name == "digits-random"
     monkeypatch.chdir(tmp_path)  # a relative path falls back to the project root
-    assert steps.read_experiment("experiments/random.yaml")[0] == exp
-    assert steps.read_experiment(LOCAL_EXPERIMENT.read_text()) == (exp, "<experiment text>")
+    assert steps.read_experiment("experiments/random.yaml").raw == exp.raw
+    from_text = steps.read_experiment(LOCAL_EXPERIMENT.read_text())
+    assert (from_text.raw, from_text.source) == (exp.raw, "<experiment text>")
 
 
 def test_read_experiment_reports_the_linters_first_error(tmp_path):

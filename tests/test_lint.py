@@ -13,10 +13,11 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.errors import UserError
-from pipeline.lint import check_experiment, lint_command, lint_experiment
-from pipeline.lint_algorithms import hyperband_min_parallel
-from pipeline.lint_schema import CONFIG_FILE, SWAGGER_FILE, load_schema_file
-from pipeline.spec import load_experiment
+from pipeline.cli.lint import lint_command
+from pipeline.lint import lint_experiment, load
+from pipeline.katib.algorithms import hyperband_min_parallel
+from pipeline.lint.fields import CONFIG_FILE, SWAGGER_FILE, load_schema_file
+from pipeline.katib.experiment import load_experiment
 from tests.conftest import REPO
 
 EXPERIMENTS = REPO / "experiments"
@@ -203,7 +204,7 @@ BROKEN = [
     ("grid-double-no-step", "grid", lambda e: param(e, "dropout")["feasibleSpace"].pop("step"),
      "spec.parameters", "every double needs a step", "error"),
     ("grid-too-small", "grid", lambda e: spec(e).update(maxTrialCount=25), "spec.maxTrialCount",
-     "25 > all possible grid combinations: 24", "error"),
+     "Max Trial Count: 25 > all possible search combinations: 24", "error"),
     ("bayes-setting-value", "bayesianoptimization", lambda e: settings(e, ("acq_func", "UCB")),
      "spec.algorithm.algorithmSettings[0].value", "acq_func 'UCB' is not supported", "error"),
     ("bayes-double-zero", "bayesianoptimization", lambda e: param(e, "dropout")["feasibleSpace"].update(min="0"),
@@ -296,25 +297,25 @@ def test_bad_mount_option_is_a_user_error():
     assert isinstance(result.exception, UserError) and "--mount" in str(result.exception)
 
 
-def test_check_experiment(tmp_path):
-    spec = check_experiment(EXPERIMENTS / "random.yaml")["spec"]
+def test_load_validates(tmp_path):
+    spec = load(EXPERIMENTS / "random.yaml").spec
     assert spec["trialTemplate"]["failureCondition"]  # defaulted
     f = tmp_path / "bad.yaml"
     f.write_text(yaml.safe_dump(variant(lambda e: spec_update(e, maxTrialCount=0))))
     with pytest.raises(UserError, match=r"bad.yaml: spec.maxTrialCount: error: 0: must be greater than 0"):
-        check_experiment(f)
+        load(f)
 
 
 def spec_update(exp, **fields):
     exp["spec"].update(fields)
 
 
-def test_check_experiment_strict_fails_on_warnings(tmp_path):
+def test_load_strict_fails_on_warnings(tmp_path):
     f = tmp_path / "w.yaml"
     f.write_text(yaml.safe_dump(variant(lambda e: e["spec"].update(maxTrialCounts=3))))
-    assert check_experiment(f)["spec"]["maxTrialCount"] == 24
+    assert load(f).max_trial_count == 24
     with pytest.raises(UserError, match="maxTrialCounts"):
-        check_experiment(f, strict=True)
+        load(f, strict=True)
 
 
 @pytest.mark.parametrize("r_l, eta, needed", [(9, 3, 9), (2, 2, 2), (8, 2, 8), (1000, 10, 100), (3, 5, 1)])
@@ -360,8 +361,8 @@ def test_schema_files_ship_with_attribution():
     for name in (SWAGGER_FILE, CONFIG_FILE):
         text = json.dumps(load_schema_file(name)["$comment"])
         assert "kubeflow/katib" in text and "Apache" in text
-    assert (REPO / "pipeline" / "schema" / "README.md").exists()
-    assert Path(REPO / "pipeline" / "schema" / SWAGGER_FILE).stat().st_size < 64_000
+    assert (REPO / "pipeline" / "katib" / "schema" / "README.md").exists()
+    assert Path(REPO / "pipeline" / "katib" / "schema" / SWAGGER_FILE).stat().st_size < 64_000
 
 
 @pytest.mark.slow

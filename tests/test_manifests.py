@@ -9,7 +9,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from pipeline.katib_backend import GROUP, required_rbac
+from pipeline.cluster.katib_api import GROUP, required_rbac
 from tests.conftest import REPO, SAMPLE
 
 DEPLOY = REPO / "deploy"

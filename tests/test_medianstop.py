@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.medianstop import MedianStopSettings, StopCheck, threshold
+from pipeline.katib.experiment import Experiment
+from pipeline.katib.medianstop import MedianStopSettings, StopCheck, threshold
 
 
 def test_threshold_is_mean_of_first_averages():
@@ -61,16 +62,16 @@ def test_scripted_sequence_matches_the_rule():
 @pytest.mark.parametrize("settings,message", [
     ([{"name": "min_trials_required", "value": "0"}], "greater than zero"),
     ([{"name": "start_step", "value": "0"}], "greater or equal than one"),
-    ([{"name": "patience", "value": "1"}], "unknown setting patience"),
+    ([{"name": "patience", "value": "1"}], "unknown setting .patience."),
     ([{"name": "start_step", "value": "x"}], "not an integer"),
 ])
 def test_settings_validation(settings, message):
     exp = {"spec": {"earlyStopping": {"algorithmName": "medianstop", "algorithmSettings": settings}}}
     with pytest.raises(UserError, match=message):
-        MedianStopSettings.from_experiment(exp)
+        MedianStopSettings.from_experiment(Experiment(exp))
 
 
 def test_defaults():
     exp = {"spec": {"earlyStopping": {"algorithmName": "medianstop"}}}
-    assert MedianStopSettings.from_experiment(exp) == MedianStopSettings(3, 4)
-    assert MedianStopSettings.from_experiment({"spec": {}}) is None
+    assert MedianStopSettings.from_experiment(Experiment(exp)) == MedianStopSettings(3, 4)
+    assert MedianStopSettings.from_experiment(Experiment({"spec": {}})) is None

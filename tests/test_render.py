@@ -6,9 +6,11 @@ import sys
 import pytest
 from hypothesis import given, strategies as st
 
-from pipeline.collector import go_parse_float
 from pipeline.errors import UserError
-from pipeline.render import render_value, style_for_algorithm, substitute, trial_argv
+from pipeline.katib.algorithms import render_style
+from pipeline.katib.collector import go_parse_float
+from pipeline.katib.experiment import Experiment
+from pipeline.katib.render import render_value, substitute, trial_argv
 from tests.fake_trial import experiment
 
 
@@ -25,8 +27,8 @@ def test_render_value(value, style, expected):
 @pytest.mark.parametrize("name,style", [("cmaes", "goptuna"), ("sobol", "goptuna"), ("random", "python"),
                                         ("tpe", "python"), ("bayesianoptimization", "python"),
                                         ("multivariate-tpe", "python"), ("grid", "python"), ("hyperband", "python")])
-def test_style_for_algorithm(name, style):
-    assert style_for_algorithm(name) == style
+def test_render_style(name, style):
+    assert render_style(name) == style
 
 
 def test_substitute_is_plain_string_replace():
@@ -40,7 +42,7 @@ def test_substitute_value_with_quote_is_reported():
 
 
 def test_trial_argv_resolves_python_and_splits_words():
-    exp = experiment(args=["--cat=two words"])
+    exp = Experiment(experiment(args=["--cat=two words"]))
     argv = trial_argv(exp, {"x": 1e-05, "y": 3}, "python")
     assert argv[0] == sys.executable
     assert argv[2:] == ["--x=1e-05", "--y=3", "--cat=two", "words"]
@@ -52,7 +54,7 @@ def test_trial_argv_keeps_a_leading_sh_c():
     c = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
     c["command"] = ["sh", "-c"]
     c["args"] = ["python3 train.py --x=${trialParameters.x} --y=${trialParameters.y}"]
-    assert trial_argv(exp, {"x": 0.5, "y": 2})[1:] == ["train.py", "--x=0.5", "--y=2"]
+    assert trial_argv(Experiment(exp), {"x": 0.5, "y": 2})[1:] == ["train.py", "--x=0.5", "--y=2"]
 
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)

@@ -1,4 +1,4 @@
-"""pipeline.result: reading Katib-shaped results (kubectl get -o json, our dry-run, a bare optimal trial)."""
+"""pipeline.katib.result: reading Katib-shaped results (kubectl get -o json, our dry-run, a bare optimal trial)."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.result import OptimalTrial, load_result, objective_spec, objective_value, parse_result, reaches
+from pipeline.katib.result import OptimalTrial, load_result, objective_spec, objective_value, parse_result, reaches
 
 OPTIMAL = {
     "bestTrialName": "digits-tpe-abcdefgh",

@@ -1,4 +1,4 @@
-"""pipeline.retrain: best trial -> retrain flags -> model -> submission.csv, and the train/predict commands."""
+"""pipeline.submission.retrain: best trial -> retrain flags -> model -> submission.csv, and the train/predict commands."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,9 @@ import pytest
 
 from pipeline.cli import main as cli_main
 from pipeline.errors import UserError
-from pipeline.retrain import (best_trial_flags, check_submission, drop_flags, load_best, retrain_argv,
+from pipeline.katib.experiment import Experiment
+from pipeline.submission.predict import check_submission
+from pipeline.submission.retrain import (best_trial_flags, drop_flags, load_best, retrain_argv,
                               trial_epochs)
 from tests.conftest import SAMPLE
 
@@ -50,7 +52,7 @@ def optimal_trial(assignments=BEST):
 
 
 def test_best_trial_flags_substitute_the_assignments():
-    flags = best_trial_flags(experiment(), BEST)
+    flags = best_trial_flags(Experiment(experiment()), BEST)
     assert flags == ["--data=/data/train.csv.gz", "--learning-rate=0.002", "--optimizer", "rmsprop",
                      "--metrics-file=/var/log/katib/metrics.log", "--epochs=3"]
 
@@ -60,7 +62,7 @@ def test_a_template_that_does_not_run_the_trial_is_refused():
     exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = \
         ["python", "train.py", "--lr=${trialParameters.learningRate}", "--opt=${trialParameters.optimizer}"]
     with pytest.raises(UserError, match="does not run `python -m trial`"):
-        best_trial_flags(exp, BEST)
+        best_trial_flags(Experiment(exp), BEST)
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -75,11 +77,11 @@ def test_drop_flags(flags, expected):
 
 @pytest.mark.parametrize("epochs_flag, expected", [("--epochs=3", 3), ("", 20)])
 def test_trial_epochs_reads_the_template_or_the_trial_default(epochs_flag, expected):
-    assert trial_epochs(best_trial_flags(experiment(epochs_flag), BEST)) == expected
+    assert trial_epochs(best_trial_flags(Experiment(experiment(epochs_flag)), BEST)) == expected
 
 
 def test_retrain_argv_replaces_where_and_how_long(tmp_path):
-    flags = best_trial_flags(experiment(), BEST)
+    flags = best_trial_flags(Experiment(experiment()), BEST)
     argv = retrain_argv(flags, SAMPLE / "train.csv.gz", tmp_path, epochs=None, val_fraction=0.0)
     assert argv == ["--learning-rate=0.002", "--optimizer", "rmsprop", f"--data={SAMPLE / 'train.csv.gz'}",
                     "--max-rows=0", "--val-fraction=0", "--epochs=3", f"--model-out={tmp_path}"]
@@ -97,7 +99,7 @@ def test_load_best_reads_a_dry_run_experiment_json(tmp_path):
     path = tmp_path / "experiment.json"
     path.write_text(json.dumps({**experiment(), "status": {"currentOptimalTrial": optimal_trial()}}))
     exp, assignments, objective = load_best(path, None)
-    assert exp["metadata"]["name"] == "digits" and assignments == BEST and objective == pytest.approx(0.9)
+    assert exp.name == "digits" and assignments == BEST and objective == pytest.approx(0.9)
 
 
 def write_submission(path, rows, header="ImageId,Label"):
@@ -166,10 +168,11 @@ def test_train_then_predict_commands_write_a_valid_submission(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_ensemble_trains_members_on_one_split_and_predict_averages_them(tmp_path):
-    from pipeline.retrain import model_files, predict_submission, train_best
+    from pipeline.submission.predict import model_files, predict_submission
+    from pipeline.submission.retrain import train_best
 
     model_dir = tmp_path / "ensemble"
-    report = train_best(experiment(), {"lr": "0.002", "opt": "adam"}, SAMPLE / "train.csv.gz", model_dir,
+    report = train_best(Experiment(experiment()), {"lr": "0.002", "opt": "adam"}, SAMPLE / "train.csv.gz", model_dir,
                         epochs=1, val_fraction=0.2, max_rows=200, ensemble=2)
     assert report["members"] == 2 and [p.parent.name for p in model_files(model_dir)] == ["member-0", "member-1"]
     assert "--seed=0" in report["argv"][0] and "--seed=1" in report["argv"][1]

@@ -1,16 +1,16 @@
-"""pipeline.spec: loading one Experiment and Katib's webhook defaults."""
+"""pipeline.katib.experiment: loading one Experiment and Katib's webhook defaults."""
 from __future__ import annotations
 
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.spec import (
+from pipeline.katib.experiment import (
+    Experiment,
     JOB_FAILURE_CONDITION,
     JOB_SUCCESS_CONDITION,
     KUBEFLOW_JOB_SUCCESS_CONDITION,
     load_experiment,
     parse_experiment,
-    primary_container,
     with_defaults,
 )
 from tests.conftest import REPO
@@ -106,11 +106,35 @@ def test_malformed_spec_does_not_crash_defaults():
 
 
 def test_primary_container():
-    exp = parse_experiment(MINIMAL)
-    assert primary_container(exp)["image"] == "i"
-    exp["spec"]["trialTemplate"]["primaryContainerName"] = "other"
+    exp = Experiment(parse_experiment(MINIMAL))
+    assert exp.primary_container()["image"] == "i"
+    exp.raw["spec"]["trialTemplate"]["primaryContainerName"] = "other"
     with pytest.raises(UserError, match="primaryContainerName"):
-        primary_container(exp)
+        exp.primary_container()
+
+
+def test_typed_view_reads_the_defaulted_spec():
+    exp = Experiment(parse_experiment(MINIMAL.replace("objectiveMetricName", "goal: 0.99, objectiveMetricName")),
+                     "m.yaml")
+    assert (exp.name, exp.namespace, exp.parallel_trial_count, exp.max_trial_count) == ("x", None, 3, None)
+    obj = exp.objective
+    assert obj.maximize and obj.goal == 0.99 and obj.metric_names == ["val_accuracy", "loss"]
+    assert obj.strategy() == "max" and obj.strategy("loss") == "max"  # Katib's default follows the type
+    assert obj.reached(0.99) and not obj.reached(0.98) and obj.better(0.5, 0.4)
+    with pytest.raises(UserError, match=r"spec.parameters\[2\].feasibleSpace: both min and max"):
+        exp.parameters
+    assert exp.collector_kind == "StdOut" and exp.source == "m.yaml"
+    exp.raw["spec"]["parameters"].pop()
+    lr, opt = exp.parameters
+    assert (lr.type, lr.min, lr.max, lr.distribution) == ("double", 0.1, 0.2, "uniform")
+    assert (opt.type, opt.choices) == ("categorical", ("a", "b"))
+
+
+def test_with_spec_changes_a_copy():
+    exp = Experiment(parse_experiment(MINIMAL))
+    smaller = exp.with_spec(maxTrialCount=2, parallelTrialCount=None)
+    assert smaller.max_trial_count == 2 and "maxTrialCount" not in exp.spec
+    assert smaller.parallel_trial_count == 3  # removed, then defaulted again as Katib would
 
 
 @pytest.mark.parametrize("text, message", [

@@ -1,42 +1,108 @@
 """The trial's contract with Katib: flags, the model, metric lines Katib's collector reads."""
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, SAMPLE
 from trial.cli import build_parser
-
-# Katib's default StdOut filter (Go RE2 in pkg/metricscollector; the same in Python's re).
-KATIB_DEFAULT_FILTER = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)")
-CONTRACT = ("loss", "accuracy", "val_loss", "val_accuracy")
-
-
-def katib_pairs(line: str) -> dict[str, float]:
-    return {m.group(1): float(m.group(2)) for m in KATIB_DEFAULT_FILTER.finditer(line)}
+from trial.config import TrialConfig
+from trial.metrics import (KATIB_DEFAULT_FILTER, KATIB_METRIC_NAME, METRIC_NAMES, TRAIN_METRIC_NAMES, format_line,
+                           parse_line)
 
 
 def test_metric_line_is_read_by_katibs_default_filter():
-    from trial.train import format_metrics
-
-    line = format_metrics(3, {"loss": 0.0512, "accuracy": 0.9841, "val_loss": 4.3e-05, "val_accuracy": 0.9872, "lr": 1.0})
+    line = format_line(3, {"loss": 0.0512, "accuracy": 0.9841, "val_loss": 4.3e-05, "val_accuracy": 0.9872, "lr": 1.0})
     assert line == "epoch=3 loss=0.051200 accuracy=0.984100 val_loss=0.000043 val_accuracy=0.987200"
-    assert katib_pairs(line) == {"epoch": 3, "loss": 0.0512, "accuracy": 0.9841, "val_loss": 0.000043, "val_accuracy": 0.9872}
+    assert parse_line(line) == {"epoch": 3, "loss": 0.0512, "accuracy": 0.9841, "val_loss": 0.000043, "val_accuracy": 0.9872}
+
+
+def test_format_then_parse_round_trips_to_six_decimals():
+    logs = {"val_accuracy": 0.98765432, "loss": 1.5e-07, "accuracy": 1.0, "val_loss": 12.3456789}  # any order in
+    line = format_line(12, logs)
+    assert line.split()[1:] == [f"{name}={logs[name]:.6f}" for name in METRIC_NAMES]  # contract order out
+    assert parse_line(line) == {"epoch": 12, **{name: round(logs[name], 6) for name in METRIC_NAMES}}
+    train_only = format_line(1, {"loss": 0.25, "accuracy": 0.5})
+    assert tuple(parse_line(train_only)) == ("epoch", *TRAIN_METRIC_NAMES)
 
 
 def test_keras_progress_bar_would_not_match():
     # Why the trial prints its own lines: Katib cannot read Keras' `name: value` output.
-    assert not set(katib_pairs("1/1 - 0s - loss: 0.2 - accuracy: 0.98")) & set(CONTRACT)
+    assert not set(parse_line("1/1 - 0s - loss: 0.2 - accuracy: 0.98")) & set(METRIC_NAMES)
+
+
+def test_parse_line_reads_what_katibs_filter_reads():
+    assert KATIB_DEFAULT_FILTER == r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"  # Katib v1beta1, verbatim
+    assert parse_line("top-5 = -1.5E-3 a|b=+2 x=.5") == {"top-5": -0.0015, "a|b": 2.0, "x": 0.5}
+    assert parse_line("note=abc sign=- dot=. loss=0.3") == {"loss": 0.3}  # empty/sign-only values are not numbers
+    assert parse_line("na\u00efve=2 accuracy=\u0663") == {"ve": 2.0}  # RE2's \w and \d are ASCII-only
+
+
+@pytest.mark.parametrize("name", ["loss", "val_accuracy", "top-5", "a|b", "1st", "a.b", "x y", "\u00e9t\u00e9", "a:b", ""])
+def test_katib_metric_name_is_what_the_filter_captures(name):
+    assert KATIB_DEFAULT_FILTER.startswith(f"({KATIB_METRIC_NAME.pattern})")
+    # A name is reported whole exactly when KATIB_METRIC_NAME accepts it.
+    assert (parse_line(f"{name}=1") == {name: 1.0}) == bool(KATIB_METRIC_NAME.fullmatch(name))
+
+
+def test_metric_and_config_modules_do_not_import_tensorflow():
+    code = ("import sys, trial.metrics, trial.config, trial.cli; trial.cli.build_parser(); "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_defaults_describe_a_full_training_run():
     args = build_parser().parse_args([])
     assert args.data == SAMPLE / "train.csv.gz"
     assert args.epochs >= 10 and args.augment > 0 and 0 < args.val_fraction < 1 and args.max_rows == 0
+
+
+def test_every_flag_is_a_config_field_with_the_same_default():
+    args = build_parser().parse_args([])
+    assert vars(args) == {f.name: f.default for f in dataclasses.fields(TrialConfig)}
+    assert TrialConfig.from_args(args) == TrialConfig()
+    assert TrialConfig() == TrialConfig(dropout=0.4, arch="strided", epochs=20, batch_size=64, learning_rate=1e-3,
+                                        optimizer="adam", lr_decay=0.9, conv_filters=32, dense_units=256, augment=0.1,
+                                        seed=42, val_fraction=0.1, max_rows=0)  # today's defaults, pinned
+
+
+def test_flags_parse_into_a_config():
+    args = build_parser().parse_args(["--dropout", "0.2", "--arch", "pool", "--model-out", "out", "--split-seed", "7"])
+    config = TrialConfig.from_args(args)
+    assert (config.dropout, config.arch, config.split_seed, config.validation_seed) == (0.2, "pool", 7, 7)
+    assert config.model_out == Path("out") and TrialConfig().validation_seed == 42
+    assert config.to_json()["model_out"] == "out" and json.dumps(config.to_json())  # hparams.json-ready
+
+
+@pytest.mark.parametrize("bad,expected", [
+    ({"dropout": 1.5}, "dropout=1.5 is outside [0, 1)"),
+    ({"epochs": 0}, "epochs=0 is not a positive integer"),
+    ({"learning_rate": float("inf")}, "learning_rate=inf is not a positive number"),
+    ({"val_fraction": float("nan")}, "val_fraction=nan is outside [0, 1)"),
+    ({"optimizer": "adagradx"}, "unknown optimizer 'adagradx', expected one of adam, adamw, rmsprop, sgd"),
+])
+def test_config_refuses_bad_values_by_name(bad, expected):
+    with pytest.raises(ValueError) as err:
+        TrialConfig(**bad)
+    assert str(err.value) == expected
+
+
+def test_help_lists_every_flag_with_its_default_in_its_group(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # unwrap argparse's line breaks
+    assert text.index("data:") < text.index("hyperparameters:") < text.index("output:")
+    for f in dataclasses.fields(TrialConfig):
+        assert f"--{f.name.replace('_', '-')}" in text and " ".join(f.metadata["help"].split()) in text
+    assert "--dropout DROPOUT dropout rate after each conv block and the dense layer (default: 0.4)" in text
+    assert "10%); 0 = off (default: 0.1)" in text
 
 
 @pytest.mark.parametrize("argv,expected", [
@@ -46,6 +112,9 @@ def test_defaults_describe_a_full_training_run():
     (["--dropout", "1.5"], "--dropout: 1.5 is outside [0, 1)"),
     (["--learning-rate", "0"], "--learning-rate: 0 is not a positive number"),
     (["--lr-decay", "0"], "--lr-decay: 0 is outside (0, 1]"),
+    (["--val-fraction", "nan"], "--val-fraction: nan is outside [0, 1)"),
+    (["--epochs", "abc"], "--epochs: invalid int value: 'abc'"),
+    (["--arch", "wide"], "--arch: invalid choice: 'wide'"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ])
 def test_bad_flags_exit_2_with_a_message(capsys, argv, expected):
@@ -63,6 +132,25 @@ def test_model_shape_and_width_follow_the_flags():
     assert wide.count_params() > small.count_params()
     assert any("random_affine" in layer.name for layer in build_model(augment=0.1).layers)
     assert not any("random" in layer.name for layer in build_model(augment=0).layers)
+
+
+def test_default_model_is_the_default_trials_model():
+    """The benchmark's "same model" is build_model(): it must be what `python -m trial` trains by default."""
+    import keras
+
+    from trial.model import build_model
+
+    default, model = TrialConfig(), build_model()
+    dropouts = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert dropouts == [default.dropout] * 3 and default.dropout == 0.4
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.strides for c in convs] == [(1, 1), (1, 1), (2, 2)] * 2  # arch "strided"
+    assert [c.filters for c in convs] == [default.conv_filters] * 3 + [default.conv_filters * 2] * 3
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert dense[0].units == default.dense_units
+    assert model.get_layer("random_affine").strength == default.augment
+    assert build_model(default).count_params() == model.count_params()
+    assert [layer.rate for layer in build_model(dropout=0.1).layers if isinstance(layer, keras.layers.Dropout)] == [0.1] * 3
 
 
 def test_augmentation_is_one_resampling_in_training_only():
@@ -84,7 +172,7 @@ def test_augmentation_is_one_resampling_in_training_only():
 def test_saved_model_with_augmentation_loads_for_predict(tmp_path):
     import numpy as np
 
-    from pipeline.retrain import load_model
+    from pipeline.submission.retrain import load_model
     from trial.model import build_model
 
     model = build_model(conv_filters=8, dense_units=16, augment=0.1)
@@ -129,10 +217,12 @@ def test_arch_picks_the_down_sampling():
 
 
 def test_unknown_optimizer_is_refused():
-    from trial.model import make_optimizer
+    from trial.config import OPTIMIZER_NAMES
+    from trial.model import OPTIMIZERS, make_optimizer
 
     with pytest.raises(ValueError, match="unknown optimizer 'adagradx', expected one of adam, adamw, rmsprop, sgd"):
         make_optimizer("adagradx", 0.1)
+    assert sorted(OPTIMIZERS) == sorted(OPTIMIZER_NAMES)  # every --optimizer choice builds
 
 
 @pytest.mark.slow
@@ -147,8 +237,8 @@ def test_real_trial_end_to_end(tmp_path):
     lines = proc.stdout.splitlines()
     assert len(lines) == 2 and lines[0].startswith("epoch=1 ") and lines[1].startswith("epoch=2 ")
     for line in lines:
-        pairs = katib_pairs(line)
-        assert set(CONTRACT) <= set(pairs) and 0 <= pairs["val_accuracy"] <= 1 and pairs["loss"] > 0
+        pairs = parse_line(line)
+        assert set(METRIC_NAMES) <= set(pairs) and 0 <= pairs["val_accuracy"] <= 1 and pairs["loss"] > 0
     assert metrics_file.read_text().splitlines() == lines
 
     import keras

@@ -6,14 +6,18 @@ are active only while training. Two block shapes (`arch`):
   public Kaggle architecture study); the default.
 - "pool": conv3-conv3 (same padding) then 2x2 max-pooling.
 
-Every block is conv-BN-ReLU and ends in dropout; every knob is a trial flag."""
+Every block is conv-BN-ReLU and ends in dropout; every knob is a trial flag, and
+every default is `TrialConfig`'s."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import keras
 import tensorflow as tf
 from keras import layers
+
+from trial.config import TrialConfig
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -21,9 +25,6 @@ OPTIMIZERS = {
     "rmsprop": keras.optimizers.RMSprop,
     "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True),
 }
-
-
-ARCHS = ("strided", "pool")
 
 
 @keras.saving.register_keras_serializable(package="katib_digits")
@@ -109,32 +110,33 @@ def _conv_bn_relu(x, filters: int, kernel: int, strides: int = 1, padding: str =
     return layers.ReLU()(x)
 
 
-def build_model(conv_filters: int = 32, dense_units: int = 256, dropout: float = 0.25,
-                augment: float = 0.1, seed: int = 42, arch: str = "strided") -> keras.Model:
-    """Inputs are raw pixels (0-255, shape [28, 28, 1]); the model rescales itself,
+def build_model(config: TrialConfig | None = None, **overrides) -> keras.Model:
+    """The CNN `config` describes (default `TrialConfig()`), with keyword `overrides` of its fields,
+    e.g. `build_model(conv_filters=8)`. Bad values raise ValueError naming them.
+
+    Inputs are raw pixels (0-255, shape [28, 28, 1]); the model rescales itself,
     so a saved model predicts straight from the CSV's values."""
+    c = replace(config or TrialConfig(), **overrides)
     inputs = keras.Input(shape=(28, 28, 1), name="pixels")
     x = layers.Rescaling(1.0 / 255)(inputs)
-    if augment > 0:
+    if c.augment > 0:
         # `augment` is one strength: 0.1 = rotate up to 10 degrees, shift and zoom up to 10 %.
-        x = RandomAffine(augment, seed=seed, name="random_affine")(x)
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}, expected one of {', '.join(ARCHS)}")
-    for filters in (conv_filters, conv_filters * 2):
-        if arch == "strided":  # 28 -> 26 -> 24 -> 12, then 12 -> 10 -> 8 -> 4
+        x = RandomAffine(c.augment, seed=c.seed, name="random_affine")(x)
+    for filters in (c.conv_filters, c.conv_filters * 2):
+        if c.arch == "strided":  # 28 -> 26 -> 24 -> 12, then 12 -> 10 -> 8 -> 4
             x = _conv_bn_relu(x, filters, 3, padding="valid")
             x = _conv_bn_relu(x, filters, 3, padding="valid")
             x = _conv_bn_relu(x, filters, 5, strides=2)
-        else:  # 28 -> 14, then 14 -> 7
+        else:  # "pool" (TrialConfig refuses any other arch): 28 -> 14, then 14 -> 7
             x = _conv_bn_relu(x, filters, 3)
             x = _conv_bn_relu(x, filters, 3)
             x = layers.MaxPooling2D()(x)
-        x = layers.Dropout(dropout, seed=seed)(x)
+        x = layers.Dropout(c.dropout, seed=c.seed)(x)
     x = layers.Flatten()(x)
-    x = layers.Dense(dense_units, use_bias=False)(x)
+    x = layers.Dense(c.dense_units, use_bias=False)(x)
     x = _batch_norm()(x)
     x = layers.ReLU()(x)
-    x = layers.Dropout(dropout, seed=seed)(x)
+    x = layers.Dropout(c.dropout, seed=c.seed)(x)
     outputs = layers.Dense(10, activation="softmax", name="digit")(x)
     return keras.Model(inputs, outputs, name="digits_cnn")
 

@@ -1,7 +1,6 @@
 """Train the CNN on in-memory arrays and report each epoch the way Katib reads it."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -16,9 +15,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from trial.config import TrialConfig  # noqa: E402
+from trial.metrics import METRIC_NAMES, format_line  # noqa: E402
 from trial.model import build_model, make_optimizer  # noqa: E402
-
-METRIC_NAMES = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 class TrainingDiverged(RuntimeError):
@@ -44,12 +43,6 @@ def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | N
     return ds.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b)).prefetch(tf.data.AUTOTUNE)
 
 
-def format_metrics(epoch: int, logs: dict) -> str:
-    """`epoch=3 loss=0.051200 accuracy=0.984100 ...`: Katib's default StdOut filter reads it."""
-    pairs = [f"epoch={epoch}"] + [f"{name}={logs[name]:.6f}" for name in METRIC_NAMES if name in logs]
-    return " ".join(pairs)
-
-
 class KatibReporter(keras.callbacks.Callback):
     """Prints one metric line per epoch to stdout (and a metrics file, and Katib's
     Push collector inside a Katib pod); stops on a NaN loss."""
@@ -69,7 +62,7 @@ class KatibReporter(keras.callbacks.Callback):
             self.diverged_at = epoch + 1
             self.model.stop_training = True
             return
-        line = format_metrics(epoch + 1, logs)
+        line = format_line(epoch + 1, logs)
         print(line, flush=True)
         if self.metrics_file:
             with self.metrics_file.open("a") as fh:
@@ -87,41 +80,40 @@ class KatibReporter(keras.callbacks.Callback):
             self.push = False
 
 
-def train(args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> dict:
-    """Fit the model the flags describe; returns the Keras history (one list per metric)."""
-    keras.utils.set_random_seed(args.seed)
-    split_seed = args.seed if getattr(args, "split_seed", None) is None else args.split_seed
-    (x_train, y_train), val = split(x, y, args.val_fraction, split_seed)
-    print(f"trial: {len(x_train)} training rows, {len(val[0]) if val else 0} validation rows from {args.data}",
+def train(config: TrialConfig, x: np.ndarray, y: np.ndarray) -> dict:
+    """Fit the model `config` describes; returns the Keras history (one list per metric)."""
+    c = config
+    keras.utils.set_random_seed(c.seed)
+    (x_train, y_train), val = split(x, y, c.val_fraction, c.validation_seed)
+    print(f"trial: {len(x_train)} training rows, {len(val[0]) if val else 0} validation rows from {c.data}",
           file=sys.stderr)
 
-    model = build_model(args.conv_filters, args.dense_units, args.dropout, args.augment, args.seed,
-                        arch=getattr(args, "arch", "pool"))
-    model.compile(optimizer=make_optimizer(args.optimizer, args.learning_rate),
+    model = build_model(c)
+    model.compile(optimizer=make_optimizer(c.optimizer, c.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    reporter = KatibReporter(args.metrics_file)
-    decay = keras.callbacks.LearningRateScheduler(lambda epoch: args.learning_rate * args.lr_decay**epoch)
+    reporter = KatibReporter(c.metrics_file)
+    decay = keras.callbacks.LearningRateScheduler(lambda epoch: c.learning_rate * c.lr_decay**epoch)
     started = time.perf_counter()
     history = model.fit(
-        dataset(x_train, y_train, args.batch_size, shuffle_seed=args.seed),
-        validation_data=dataset(*val, args.batch_size, shuffle_seed=None) if val else None,
-        epochs=args.epochs, verbose=0, shuffle=False, callbacks=[decay, reporter],
+        dataset(x_train, y_train, c.batch_size, shuffle_seed=c.seed),
+        validation_data=dataset(*val, c.batch_size, shuffle_seed=None) if val else None,
+        epochs=c.epochs, verbose=0, shuffle=False, callbacks=[decay, reporter],
     )
     elapsed = time.perf_counter() - started
     if reporter.diverged_at is not None:
         raise TrainingDiverged(f"loss became NaN or infinite at epoch {reporter.diverged_at} "
-                               f"(learning rate {args.learning_rate:g} with {args.optimizer} is probably too high)")
+                               f"(learning rate {c.learning_rate:g} with {c.optimizer} is probably too high)")
     epochs_run = len(history.history.get("loss", []))
     print(f"trial: trained {epochs_run} epochs in {elapsed:.1f} s "
           f"({epochs_run * len(x_train) / elapsed:.0f} images/s)", file=sys.stderr)
-    if args.model_out:
-        save(model, args, history.history, args.model_out)
+    if c.model_out:
+        save(model, c, history.history, c.model_out)
     return history.history
 
 
-def save(model: keras.Model, args: argparse.Namespace, history: dict, out: Path) -> None:
+def save(model: keras.Model, config: TrialConfig, history: dict, out: Path) -> None:
+    """model.keras, hparams.json (the whole config) and history.json under `out`."""
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model.keras")
-    hparams = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    (out / "hparams.json").write_text(json.dumps(hparams, indent=2))
+    (out / "hparams.json").write_text(json.dumps(config.to_json(), indent=2))
     (out / "history.json").write_text(json.dumps({k: [float(v) for v in vs] for k, vs in history.items()}, indent=2))

@@ -1,5 +1,6 @@
-"""`katib-digits`: the command line. Subcommands load lazily so `--help` is
-fast and does not import TensorFlow or kfp."""
+"""`katib-digits`: the command line, click only. Each subcommand lives in its own
+module here and loads lazily, so `--help` is fast and imports neither TensorFlow
+nor kfp. Nothing else in the project imports this package."""
 from __future__ import annotations
 
 import importlib
@@ -11,11 +12,12 @@ from pipeline.errors import UserError
 
 # name -> ("module:attribute", one-line help shown by `katib-digits --help`)
 COMMANDS = {
-    "lint": ("pipeline.lint:lint_command", "Check Experiment YAMLs against Katib's admission rules, offline."),
-    "tune": ("pipeline.dryrun:tune_command", "Run an Experiment locally with Optuna, with Katib's semantics."),
-    "pipeline": ("pipeline.kfp_pipeline:pipeline_group", "Compile the KFP pipeline or run it (locally or on a KFP server)."),
-    "train": ("pipeline.retrain:train_command", "Retrain the best parameters of a tuned Experiment on all labelled rows."),
-    "predict": ("pipeline.retrain:predict_command", "Predict test.csv with a trained model and write submission.csv."),
+    "lint": ("pipeline.cli.lint:lint_command", "Check Experiment YAMLs against Katib's admission rules, offline."),
+    "tune": ("pipeline.cli.tune:tune_command", "Run an Experiment locally with Optuna, with Katib's semantics."),
+    "pipeline": ("pipeline.cli.pipeline:pipeline_group",
+                 "Compile the KFP pipeline or run it (locally or on a KFP server)."),
+    "train": ("pipeline.cli.train:train_command", "Retrain the best parameters of a tuned Experiment on all labelled rows."),
+    "predict": ("pipeline.cli.train:predict_command", "Predict test.csv with a trained model and write submission.csv."),
 }
 
 
@@ -69,7 +71,3 @@ def main(argv=None):
         click.echo(f"katib-digits: error: {exc}", err=True)
         sys.exit(2)
     sys.exit(rc if isinstance(rc, int) else 0)
-
-
-if __name__ == "__main__":
-    main()

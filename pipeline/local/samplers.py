@@ -19,80 +19,26 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from pipeline.errors import UserError
-from pipeline.render import style_for_algorithm
+from pipeline.katib import algorithms as rules
+from pipeline.katib.experiment import Experiment, Param
+from pipeline.local.hyperband import Hyperband
 
-SUPPORTED = ("random", "tpe", "multivariate-tpe", "grid", "cmaes", "sobol", "bayesianoptimization", "hyperband")
 REFUSED = {"enas": "neural architecture search", "darts": "neural architecture search",
            "pbt": "population based training (needs trial checkpoints and restarts)"}
-SETTINGS = {
-    "random": {"random_state"},
-    "tpe": {"gamma", "prior_weight", "n_EI_candidates", "random_state"},
-    "multivariate-tpe": {"n_startup_trials", "n_ei_candidates", "random_state"},
-    "grid": {"random_state"},
-    "cmaes": {"random_state", "sigma", "restart_strategy"},
-    "sobol": set(),
-    "bayesianoptimization": {"base_estimator", "n_initial_points", "acq_func", "acq_optimizer", "random_state"},
-    "hyperband": {"r_l", "resource_name", "eta"},
-}
-WAIT = "wait"  # a proposal: nothing to run until running trials finish (hyperband rungs)
 
 
-@dataclass(frozen=True)
-class Param:
-    """One entry of spec.parameters, parsed."""
-
-    name: str
-    type: str                       # double | int | discrete | categorical
-    min: float | None = None
-    max: float | None = None
-    step: float | None = None
-    distribution: str = "uniform"
-    choices: tuple[str, ...] = ()
-
-    @classmethod
-    def from_spec(cls, p: dict[str, Any], where: str) -> "Param":
-        fs = p.get("feasibleSpace") or {}
-        ptype = p.get("parameterType")
-        if ptype in ("discrete", "categorical"):
-            return cls(p["name"], ptype, choices=tuple(str(v) for v in fs.get("list") or []))
-        if ptype not in ("double", "int"):
-            raise UserError(f"{where}.parameterType: {ptype!r} (expected double, int, discrete, categorical)")
-
-        def num(key):
-            v = fs.get(key)
-            if v in (None, ""):
-                return None
-            try:
-                return float(v)
-            except (TypeError, ValueError):
-                raise UserError(f"{where}.feasibleSpace.{key}: {v!r} is not a number") from None
-
-        lo, hi, step = num("min"), num("max"), num("step")
-        if lo is None or hi is None:
-            raise UserError(f"{where}.feasibleSpace: the local dry-run needs both min and max")
-        if lo > hi:
-            raise UserError(f"{where}.feasibleSpace: min {lo} > max {hi}")
-        return cls(p["name"], ptype, lo, hi, step, fs.get("distribution") or "uniform")
-
-
-def parse_params(exp: dict[str, Any]) -> list[Param]:
-    return [Param.from_spec(p, f"spec.parameters[{i}]") for i, p in enumerate(exp["spec"].get("parameters") or [])]
-
-
-def distribution_for(p: Param, algorithm: str = "random") -> BaseDistribution:
+def distribution_for(p: Param, algorithm: str) -> BaseDistribution:
     """The Optuna distribution that records `p` (as Katib's Optuna service builds it)."""
     if p.type in ("discrete", "categorical"):
         return CategoricalDistribution(p.choices)
-    log = p.distribution in ("logUniform", "logNormal")
-    if p.distribution in ("normal", "logNormal"):
-        if algorithm not in ("random", "tpe"):
-            raise UserError(f"parameter {p.name}: distribution {p.distribution} is only supported by the hyperopt "
-                            f"algorithms (random, tpe), not {algorithm} (Katib rejects it too)")
-        if log and p.min <= 0:
-            raise UserError(f"parameter {p.name}: logNormal needs min > 0")
+    # Only hyperopt samples normal/logNormal (the linter rejects them for Optuna's service; the
+    # others ignore `distribution`), so elsewhere they are recorded as uniform.
+    hyperopt = rules.ALGORITHMS[algorithm].backend == "hyperopt"
+    log = p.distribution == "logUniform" or (hyperopt and p.distribution == "logNormal")
+    if hyperopt and p.distribution in ("normal", "logNormal"):
         # hyperopt's normal is unbounded: record it in a +-5 sigma window.
         lo, hi = (math.log(p.min), math.log(p.max)) if log else (p.min, p.max)
         mu, sigma = (lo + hi) / 2, (hi - lo) / 6
@@ -132,27 +78,6 @@ def to_optuna(value: Any, dist: BaseDistribution) -> Any:
         k = round((v - dist.low) / dist.step)
         return min(dist.low + k * dist.step, dist.high)
     return v
-
-
-def settings_of(exp: dict[str, Any]) -> dict[str, str]:
-    alg = exp["spec"]["algorithm"]
-    name = alg.get("algorithmName")
-    out = {}
-    for s in alg.get("algorithmSettings") or []:
-        # Katib's hyperband service ignores settings it does not know (random_state is honoured locally).
-        if s.get("name") not in SETTINGS.get(name, set()) and name != "hyperband":
-            raise UserError(f"spec.algorithm.algorithmSettings: unknown setting {s.get('name')} for algorithm {name}")
-        out[s["name"]] = str(s.get("value"))
-    return out
-
-
-def _num(settings: dict[str, str], key: str, kind=float, default=None):
-    if key not in settings:
-        return default
-    try:
-        return kind(float(settings[key])) if kind is int else kind(settings[key])
-    except ValueError:
-        raise UserError(f"spec.algorithm.algorithmSettings: {key}: {settings[key]!r} is not a number") from None
 
 
 # ---------------------------------------------------------------- library-backed samplers
@@ -206,7 +131,7 @@ class HyperoptSampler(_KatibSampler):
 
     def __init__(self, params, maximize, algorithm: str, seed=None, parallel: int = 1, **tpe_settings):
         super().__init__(params, maximize, seed)
-        import hyperopt  # noqa: F401 - imported once per run, not per trial
+        import hyperopt  # noqa: F401 - fail at build time, not at the first proposal
 
         self.algorithm = algorithm
         self.parallel = parallel
@@ -299,9 +224,6 @@ class SkoptSampler(_KatibSampler):
             if p.type == "int":
                 dims.append(skopt.space.Integer(int(p.min), int(p.max), name=p.name))
             elif p.type == "double":
-                if p.min <= 0:
-                    raise UserError(f"parameter {p.name}: Katib's bayesianoptimization samples every double "
-                                    f"log-uniformly, so min must be > 0 (found {p.min})")
                 # Katib's skopt service uses log-uniform for every double, whatever `distribution` says.
                 dims.append(skopt.space.Real(p.min, p.max, "log-uniform", name=p.name))
             else:
@@ -331,106 +253,6 @@ class SkoptSampler(_KatibSampler):
         return out
 
 
-# ---------------------------------------------------------------- hyperband
-@dataclass
-class HyperbandState:
-    eta: float
-    r_l: float
-    resource: str
-    s_max: int
-    s: int = -2
-    i: int = 0
-    n: int = 0
-    r: float = 0.0
-    rung: int = 0
-    queue: list[dict[str, Any]] = field(default_factory=list)
-    issued: int = 0  # trials issued in the current rung
-
-
-class Hyperband:
-    """Katib's hyperband bracket schedule: a master rung of n random configs at
-    resource r, then the top ceil(n_i/eta) of each finished rung at r*eta^i."""
-
-    def __init__(self, params: list[Param], maximize: bool, settings: dict[str, str], seed: int | None = None):
-        if "r_l" not in settings or "resource_name" not in settings:
-            raise UserError("spec.algorithm.algorithmSettings: hyperband needs r_l and resource_name")
-        self.params = params
-        self.maximize = maximize
-        eta = int(float(settings.get("eta", 3)))
-        eta = eta if eta > 0 else 3
-        r_l = _num(settings, "r_l")
-        if r_l is None or r_l <= 0:
-            raise UserError("spec.algorithm.algorithmSettings: r_l must be a positive number")
-        resource = settings["resource_name"]
-        if resource not in {p.name for p in params}:
-            raise UserError(f"spec.algorithm.algorithmSettings: resource_name {resource!r} must name a parameter")
-        s_max = int(math.log(r_l) / math.log(eta)) if eta > 1 else 0
-        self.state = HyperbandState(eta=eta, r_l=r_l, resource=resource, s_max=s_max)
-        self.rng = np.random.RandomState(seed)
-
-    def min_parallel(self) -> int:
-        return int(math.ceil(self.state.eta ** self.state.s_max))
-
-    def _bracket(self, s: int) -> None:
-        st = self.state
-        st.s, st.i = s, 0
-        st.n = int(math.ceil(float(st.s_max + 1) * (st.eta ** s) / float(s + 1)))
-        st.r = st.r_l * st.eta ** (-s)
-
-    def _random(self) -> dict[str, Any]:
-        out = {}
-        for p in self.params:
-            if p.type in ("discrete", "categorical"):
-                out[p.name] = p.choices[self.rng.randint(len(p.choices))]
-            elif p.distribution == "logUniform":
-                v = math.exp(self.rng.uniform(math.log(p.min), math.log(p.max)))
-                out[p.name] = int(round(v)) if p.type == "int" else v
-            elif p.type == "int":
-                out[p.name] = int(self.rng.randint(int(p.min), int(p.max) + 1))
-            else:
-                out[p.name] = float(self.rng.uniform(p.min, p.max))
-        return out
-
-    def propose(self, finished: list[tuple[int, dict[str, Any], float | None]]):
-        """`finished`: (rung, assignments, objective or None) of finished trials.
-        Returns a dict of values (+ '_rung'), WAIT or None (schedule done)."""
-        st = self.state
-        if st.s == -2:
-            self._bracket(st.s_max)
-            st.queue = [self._with_resource(self._random(), int(st.r)) for _ in range(st.n)]
-            st.rung, st.issued = 1, 0
-        if not st.queue:
-            done = [f for f in finished if f[0] == st.rung]
-            if len(done) < st.issued:
-                return WAIT
-            if st.i >= st.s:  # bracket over
-                if st.s - 1 < 0:
-                    return None
-                self._bracket(st.s - 1)
-                st.queue = [self._with_resource(self._random(), int(st.r)) for _ in range(st.n)]
-            else:
-                n_i = math.ceil(st.n * st.eta ** (-st.i))
-                top = int(math.ceil(n_i / st.eta))
-                st.i += 1
-                r_i = int(st.r * st.eta ** st.i)
-                ranked = sorted((f for f in done if f[2] is not None and math.isfinite(f[2])),
-                                key=lambda f: f[2], reverse=self.maximize)
-                st.queue = [self._with_resource(dict(f[1]), r_i) for f in ranked[:top]]
-                if not st.queue:
-                    return None
-            st.rung += 1
-            st.issued = 0
-        st.issued += 1
-        values = st.queue.pop(0)
-        values["_rung"] = st.rung
-        return values
-
-    def _with_resource(self, values: dict[str, Any], r: int) -> dict[str, Any]:
-        values.pop("_rung", None)
-        values[self.state.resource] = r
-        return values
-
-
 class _GridSampler(optuna.samplers.GridSampler):
     """GridSampler without its study.stop() (only valid inside study.optimize); the runner
     counts grid points itself and ends with ExperimentSuggestionEndReached."""
@@ -454,21 +276,6 @@ class Algorithm:
     notes: list[str] = field(default_factory=list)
 
 
-def grid_points(p: Param) -> list[Any]:
-    """Katib's grid values for one parameter (np.arange for doubles, so 0.30000000000000004 is kept)."""
-    if p.type in ("discrete", "categorical"):
-        return list(p.choices)
-    if p.type == "int":
-        return list(range(int(p.min), int(p.max) + 1, int(p.step) if p.step else 1))
-    if not p.step:
-        raise UserError(f"parameter {p.name}: grid needs a step for every double parameter "
-                        "(For discrete search space, all parameters must include step)")
-    values = np.arange(p.min, p.max + p.step, p.step)
-    if values[-1] > p.max:
-        values = values[:-1]
-    return [float(v) for v in values]
-
-
 NOTES = {
     "random": "random: hyperopt rand.suggest, as Katib's hyperopt service",
     "tpe": "tpe: hyperopt tpe.suggest with Katib's settings (gamma, prior_weight, n_EI_candidates)",
@@ -484,66 +291,48 @@ NOTES = {
 }
 
 
-def build_algorithm(exp: dict[str, Any], parallel: int | None = None) -> Algorithm:
-    """The local counterpart of the Experiment's search algorithm."""
-    spec = exp["spec"]
-    name = (spec.get("algorithm") or {}).get("algorithmName")
+def build_algorithm(exp: Experiment) -> Algorithm:
+    """The local counterpart of the Experiment's search algorithm. The Experiment has passed the
+    linter (pipeline.lint.load), so settings are valid; what is refused here is what the local
+    run cannot do, not what Katib rejects."""
+    name = exp.algorithm_name
     if name in REFUSED:
         raise UserError(f"spec.algorithm.algorithmName: {name!r} ({REFUSED[name]}) is not supported by the local "
-                        f"dry-run; supported: {', '.join(SUPPORTED)}")
-    if name not in SUPPORTED:
+                        f"dry-run; supported: {', '.join(rules.ALGORITHMS)}")
+    if name not in rules.ALGORITHMS:
         raise UserError(f"spec.algorithm.algorithmName: {name!r} is not a supported algorithm; "
-                        f"supported: {', '.join(SUPPORTED)}")
-    settings = settings_of(exp)
-    params = parse_params(exp)
-    maximize = spec["objective"]["type"] == "maximize"
-    seed = _num(settings, "random_state", int)
-    parallel = parallel or int(spec.get("parallelTrialCount", 3))
+                        f"supported: {', '.join(rules.ALGORITHMS)}")
+    settings = rules.typed_settings(name, exp.algorithm_settings)
+    params = exp.parameters
+    maximize = exp.objective.maximize
+    seed = settings.get("random_state")
+    parallel = exp.parallel_trial_count
     dists = {p.name: distribution_for(p, name) for p in params}
-    alg = Algorithm(name, params, dists, optuna.samplers.RandomSampler(seed=seed), style_for_algorithm(name),
+    alg = Algorithm(name, params, dists, optuna.samplers.RandomSampler(seed=seed), rules.render_style(name),
                     notes=[NOTES[name]])
     if name == "random":
         alg.sampler = HyperoptSampler(params, maximize, "random", seed=seed, parallel=parallel)
     elif name == "tpe":
-        kw = {}
-        if "gamma" in settings:
-            kw["gamma"] = _num(settings, "gamma")
-            if not 0 < kw["gamma"] < 1:
-                raise UserError("spec.algorithm.algorithmSettings: gamma should be in the range of (0, 1)")
-        if "prior_weight" in settings:
-            kw["prior_weight"] = _num(settings, "prior_weight")
-        if "n_EI_candidates" in settings:
-            kw["n_EI_candidates"] = _num(settings, "n_EI_candidates", int)
+        kw = {k: settings[k] for k in ("gamma", "prior_weight", "n_EI_candidates") if k in settings}
         alg.sampler = HyperoptSampler(params, maximize, "tpe", seed=seed, parallel=parallel, **kw)
     elif name == "multivariate-tpe":
-        kw = {"multivariate": True, "constant_liar": True, "seed": seed}
-        if "n_startup_trials" in settings:
-            kw["n_startup_trials"] = _num(settings, "n_startup_trials", int)
-        if "n_ei_candidates" in settings:
-            kw["n_ei_candidates"] = _num(settings, "n_ei_candidates", int)
-        alg.sampler = optuna.samplers.TPESampler(**kw)
+        kw = {k: settings[k] for k in ("n_startup_trials", "n_ei_candidates") if k in settings}
+        alg.sampler = optuna.samplers.TPESampler(multivariate=True, constant_liar=True, seed=seed, **kw)
     elif name == "grid":
-        grid = {p.name: grid_points(p) for p in params}
-        alg.grid_size = int(np.prod([len(v) for v in grid.values()])) if grid else 0
+        grid = rules.grid_points(params)
+        alg.grid_size = rules.grid_size(params)
         # Optuna's grid stores the points themselves: record doubles without a step so np.arange drift fits.
         alg.distributions = {p.name: (FloatDistribution(min(grid[p.name]), max(grid[p.name]))
                                       if p.type == "double" else dists[p.name]) for p in params}
         alg.sampler = _GridSampler(grid, seed=seed)
     elif name == "cmaes":
-        numeric = [p for p in params if p.type in ("int", "double")]
-        if len(numeric) < 2:
-            raise UserError("spec.parameters: cmaes needs at least two int/double parameters")
-        strategy = settings.get("restart_strategy", "none")
-        if strategy not in ("ipop", "bipop", "none", "None"):
-            raise UserError(f"spec.algorithm.algorithmSettings: restart_strategy {strategy!r} "
-                            "(expected ipop, bipop or none)")
         import warnings
 
+        strategy = settings["restart_strategy"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             alg.sampler = optuna.samplers.CmaEsSampler(
-                sigma0=_num(settings, "sigma"), seed=seed,
-                restart_strategy=None if strategy.lower() == "none" else strategy,
+                sigma0=settings.get("sigma"), seed=seed, restart_strategy=None if strategy == "none" else strategy,
                 warn_independent_sampling=False)
     elif name == "sobol":
         import warnings
@@ -554,23 +343,12 @@ def build_algorithm(exp: dict[str, Any], parallel: int | None = None) -> Algorit
                                                      warn_independent_sampling=False,
                                                      warn_asynchronous_seeding=False)
     elif name == "bayesianoptimization":
-        estimator = settings.get("base_estimator", "GP")
-        if estimator not in ("GP", "RF", "ET", "GBRT"):
-            raise UserError(f"spec.algorithm.algorithmSettings: base_estimator {estimator!r} (expected GP, RF, ET, GBRT)")
-        acq = settings.get("acq_func", "gp_hedge")
-        if acq not in ("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"):
-            raise UserError(f"spec.algorithm.algorithmSettings: acq_func {acq!r}")
-        opt = settings.get("acq_optimizer", "auto")
-        if opt not in ("auto", "sampling", "lbfgs"):
-            raise UserError(f"spec.algorithm.algorithmSettings: acq_optimizer {opt!r}")
-        alg.sampler = SkoptSampler(params, maximize, seed=seed, base_estimator=estimator,
-                                   n_initial_points=_num(settings, "n_initial_points", int, 10),
-                                   acq_func=acq, acq_optimizer=opt)
+        alg.sampler = SkoptSampler(params, maximize, seed=seed, base_estimator=settings["base_estimator"],
+                                   n_initial_points=settings["n_initial_points"], acq_func=settings["acq_func"],
+                                   acq_optimizer=settings["acq_optimizer"])
     elif name == "hyperband":
-        alg.hyperband = Hyperband(params, maximize, settings, seed=seed)
-        if parallel < alg.hyperband.min_parallel():
-            raise UserError(f"spec.parallelTrialCount: hyperband needs parallelTrialCount not less than "
-                            f"{alg.hyperband.min_parallel()} (found {parallel})")
-        res = next(p for p in params if p.name == alg.hyperband.state.resource)
-        alg.distributions[res.name] = IntDistribution(0, max(int(alg.hyperband.state.r_l), int(res.max or 1)))
+        plan = rules.hyperband_plan(exp.algorithm_settings)
+        alg.hyperband = Hyperband(params, maximize, plan, seed=seed)
+        res = next(p for p in params if p.name == plan.resource_name)
+        alg.distributions[res.name] = IntDistribution(0, max(int(plan.r_l), int(res.max or 1)))
     return alg

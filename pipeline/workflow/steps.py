@@ -9,6 +9,7 @@ reason and `pipeline run --local` can repeat it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import shutil
 import sys
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pipeline.errors import UserError
+from pipeline.katib.budget import with_budget
+from pipeline.katib.experiment import Experiment
 
 BACKENDS = ("katib", "optuna")
 ERROR_PREFIX = "katib-digits: error: "
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -38,19 +41,22 @@ def step_errors() -> Iterator[None]:
 # --- prepare -------------------------------------------------------------------
 
 
-def resolve_data_dir(data_dir: str | Path) -> Path:
-    """A relative folder missing from the working directory is looked up in the project root
-    (the image's `data/sample`), so defaults work whatever the container's working directory."""
-    path = Path(data_dir)
+def in_project(path: str | Path) -> Path:
+    """A relative path missing from the working directory is looked up in the project root
+    (the image's `data/sample`, `experiments/`), so defaults work whatever the working directory."""
+    path = Path(path)
     if not path.is_absolute() and not path.exists() and (REPO / path).exists():
         return REPO / path
     return path
 
 
+resolve_data_dir = in_project
+
+
 def prepare_data(data_dir: str | Path, train_out: str | Path, test_out: str | Path) -> dict[str, Any]:
     """Validate train.csv and test.csv as the trial does, then copy them (and
     sample_submission.csv, kept with the test file) into the output folders."""
-    from pipeline.datafiles import find_csv, find_sample_submission
+    from pipeline.submission.datafiles import find_csv, find_sample_submission
     from trial.data import load_test, load_train
 
     data_dir = Path(data_dir)
@@ -74,45 +80,20 @@ def _copy_into(src: Path, folder: Path) -> Path:
 # --- tune ------------------------------------------------------------------------
 
 
-def read_experiment(path_or_text: str) -> tuple[dict[str, Any], str]:
-    """(Experiment, label for messages) from a path or YAML text, checked by the linter: an Experiment
-    Katib would reject fails here with the linter's message. Relative paths are also tried against the
-    project root, so `experiments/tpe.yaml` works from any working directory of the image."""
-    from pipeline.lint import format_problem, lint_experiment
-    from pipeline.lint_types import ERROR
-    from pipeline.spec import load_experiment, parse_experiment
+def read_experiment(path_or_text: str) -> Experiment:
+    """The Experiment from a path or YAML/JSON text, checked by the linter: one Katib would reject
+    fails here with the linter's message. Relative paths are also tried against the project root,
+    so `experiments/tpe.yaml` works from any working directory of the image."""
+    from pipeline import lint
 
-    if "\n" in path_or_text or path_or_text.lstrip().startswith(("apiVersion", "kind", "{")):
-        source = "<experiment text>"
-        exp = parse_experiment(path_or_text, source=source)
-    else:
-        path = Path(path_or_text)
-        if not path.is_absolute() and not path.exists() and (REPO / path).exists():
-            path = REPO / path
-        source = path_or_text
-        exp = load_experiment(path)
-    errors = [format_problem(source, p) for p in lint_experiment(exp, source) if p.severity == ERROR]
-    if errors:
-        more = f" (and {len(errors) - 1} more: katib-digits lint {source})" if len(errors) > 1 else ""
-        raise UserError(errors[0] + more)
-    return exp, source
-
-
-def apply_budget(experiment: dict[str, Any], max_trial_count: int = 0, parallel_trial_count: int = 0) -> dict[str, Any]:
-    """A copy with the trial counts overridden (0 keeps the YAML's)."""
-    import copy
-
-    experiment = copy.deepcopy(experiment)
-    spec = experiment["spec"]
-    if max_trial_count:
-        spec["maxTrialCount"] = max_trial_count
-        # Katib rejects parallel or maxFailed above maxTrialCount; a smaller budget shrinks them too.
-        for key in ("parallelTrialCount", "maxFailedTrialCount"):
-            if isinstance(spec.get(key), int) and spec[key] > max_trial_count:
-                spec[key] = max_trial_count
-    if parallel_trial_count:
-        spec["parallelTrialCount"] = parallel_trial_count
-    return experiment
+    if "\n" not in path_or_text and not path_or_text.lstrip().startswith(("apiVersion", "kind", "{")):
+        path_or_text = str(in_project(path_or_text))
+    try:
+        return lint.load(path_or_text)
+    except UserError as exc:  # a step's log ends in one line: the first problem, and where to see the rest
+        first, *more = str(exc).splitlines()
+        where = path_or_text if "\n" not in path_or_text else "FILE"
+        raise UserError(first + (f" (and {len(more)} more: katib-digits lint {where})" if more else "")) from None
 
 
 def trial_budget_args(trial_max_rows: int = 0, trial_epochs: int = 0) -> list[str]:
@@ -121,42 +102,46 @@ def trial_budget_args(trial_max_rows: int = 0, trial_epochs: int = 0) -> list[st
            ([f"--epochs={trial_epochs}"] if trial_epochs else [])
 
 
-def append_trial_args(experiment: dict[str, Any], args: list[str]) -> dict[str, Any]:
+def append_trial_args(experiment: Experiment, args: list[str]) -> Experiment:
     """A copy whose primary container gets `args` appended (to `args` if it has them, else `command`).
 
     For Katib, where the trial command is all we can change."""
-    import copy
-
-    from pipeline.spec import primary_container
-
     if not args:
         return experiment
-    experiment = copy.deepcopy(experiment)
-    container = primary_container(experiment)
+    changed = Experiment(copy.deepcopy(experiment.raw), experiment.source)
+    container = changed.primary_container()
     key = "args" if container.get("args") else "command"
     container[key] = [*(container.get(key) or []), *args]
-    return experiment
+    return changed
 
 
-def tune(experiment: dict[str, Any], backend: str, out_dir: str | Path, train_file: str | Path | None = None,
+def tune(experiment: Experiment, backend: str, out_dir: str | Path, train_file: str | Path | None = None,
          max_trial_count: int = 0, parallel_trial_count: int = 0, trial_max_rows: int = 0, trial_epochs: int = 0,
          namespace: str = "", timeout_s: int = 3600, delete_after: bool = False,
          progress: bool = True) -> dict[str, Any]:
     """Run the Experiment on `backend` and return the final Experiment object (Katib's JSON shape).
+    Budget counts of 0 keep the Experiment's own (the one budget rule: pipeline.katib.budget).
 
     optuna: our local dry-run; its trials read `train_file` (the prepared data).
     katib: creates the Experiment in `namespace`; trials read the data the template names.
     """
     if backend not in BACKENDS:
         raise UserError(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
-    experiment = apply_budget(experiment, max_trial_count, parallel_trial_count)
+    budgeted = with_budget(experiment, max_trial_count or None, parallel_trial_count or None)
+    for note in budgeted.notes:
+        print(f"tune: {note}", flush=True)
+    experiment = budgeted.experiment
     budget = trial_budget_args(trial_max_rows, trial_epochs)
     if backend == "katib":
-        from pipeline.katib_backend import run_on_katib
+        from pipeline.cluster.katib_api import run_on_katib
 
-        return run_on_katib(append_trial_args(experiment, budget), namespace or current_namespace(), timeout_s,
+        if not budgeted.katib_admissible:
+            raise UserError(f"{experiment.source}: maxTrialCount {experiment.max_trial_count} is below "
+                            f"parallelTrialCount {experiment.parallel_trial_count}, which Katib rejects; "
+                            f"raise max_trial_count to at least {experiment.parallel_trial_count}")
+        return run_on_katib(append_trial_args(experiment, budget).raw, namespace or current_namespace(), timeout_s,
                             delete_after)
-    from pipeline.dryrun import run_experiment
+    from pipeline.local.controller import run_experiment
 
     trial_args = ([f"--data={train_file}"] if train_file else []) + budget
     final = run_experiment(experiment, Path(out_dir), mounts={}, trial_args=tuple(trial_args), progress=progress)
@@ -184,7 +169,7 @@ def current_namespace() -> str:
 
 def summarize_tuning(final: dict[str, Any], threshold: float = 0.0) -> dict[str, Any]:
     """{best_trial, assignments, objective_metric, objective_type, objective, reached} of a tuned Experiment."""
-    from pipeline.result import objective_spec, objective_value, parse_result, reaches
+    from pipeline.katib.result import objective_spec, objective_value, parse_result, reaches
 
     result = parse_result(final, source="tune result")
     name, kind, _ = objective_spec(final, "tune result")

@@ -13,12 +13,26 @@ Optuna's MedianPruner is a different rule (per-step median, every step).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from pipeline.errors import UserError
+from pipeline.katib.algorithms import Setting, py_int
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipeline.katib.experiment import Experiment
 
 DEFAULT_MIN_TRIALS_REQUIRED = 3
 DEFAULT_START_STEP = 4
+# The early-stopping service's settings (`ValidateEarlyStoppingSettings`), the one copy of its rules.
+SETTINGS = {
+    "min_trials_required": Setting(py_int, lambda v: v > 0, lambda name, text, value, _: (
+        f"failed to validate {name}({text}): not an integer" if value is None else
+        f"min_trials_required must be greater than zero (>0), found {text!r}"), DEFAULT_MIN_TRIALS_REQUIRED),
+    "start_step": Setting(py_int, lambda v: v >= 1, lambda name, text, value, _: (
+        f"failed to validate {name}({text}): not an integer" if value is None else
+        f"start_step must be greater or equal than one (>=1), found {text!r}"), DEFAULT_START_STEP),
+}
+ALGORITHM = "medianstop"
 
 
 @dataclass(frozen=True)
@@ -27,27 +41,24 @@ class MedianStopSettings:
     start_step: int = DEFAULT_START_STEP
 
     @classmethod
-    def from_experiment(cls, exp: dict[str, Any]) -> "MedianStopSettings | None":
-        es = exp["spec"].get("earlyStopping")
-        if not es:
+    def from_experiment(cls, exp: "Experiment") -> "MedianStopSettings | None":
+        """The Experiment's medianstop settings, None without early stopping; a value the
+        linter rejects raises UserError (for callers that did not lint)."""
+        name = exp.early_stopping_name
+        if not name:
             return None
-        name = es.get("algorithmName")
-        if name != "medianstop":
+        if name != ALGORITHM:
             raise UserError(f"spec.earlyStopping.algorithmName: {name!r} is not supported (supported: medianstop)")
-        values = {"min_trials_required": DEFAULT_MIN_TRIALS_REQUIRED, "start_step": DEFAULT_START_STEP}
-        for s in es.get("algorithmSettings") or []:
-            if s.get("name") not in values:
-                raise UserError(f"spec.earlyStopping.algorithmSettings: unknown setting {s.get('name')} "
-                                "for algorithm medianstop")
-            try:
-                values[s["name"]] = int(s.get("value"))
-            except (TypeError, ValueError):
-                raise UserError(f"spec.earlyStopping.algorithmSettings: {s['name']}: "
-                                f"{s.get('value')!r} is not an integer") from None
-        if values["min_trials_required"] <= 0:
-            raise UserError("spec.earlyStopping.algorithmSettings: min_trials_required must be greater than zero (>0)")
-        if values["start_step"] < 1:
-            raise UserError("spec.earlyStopping.algorithmSettings: start_step must be greater or equal than one (>=1)")
+        values = {key: rule.default for key, rule in SETTINGS.items()}
+        for key, text in exp.early_stopping_settings.items():
+            rule = SETTINGS.get(key)
+            if rule is None:
+                raise UserError(f"spec.earlyStopping.algorithmSettings: unknown setting {key!r} for algorithm "
+                                f"medianstop ({', '.join(SETTINGS)})")
+            problem = rule.check(key, text, ALGORITHM)
+            if problem:
+                raise UserError(f"spec.earlyStopping.algorithmSettings: {problem}")
+            values[key] = rule.parse(text)
         return cls(**values)
 
 

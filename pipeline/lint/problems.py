@@ -7,7 +7,6 @@ from typing import Any
 ERROR = "error"      # Katib (webhook or the suggestion service) rejects it, or the Experiment fails at start
 WARNING = "warning"  # Katib silently accepts it, but it is a mistake: we are stricter than Katib
 NOTE = "note"        # Katib accepts it and it works, but not the way the YAML reads
-SEVERITIES = (ERROR, WARNING, NOTE)
 STRICTER = "stricter than Katib"
 
 

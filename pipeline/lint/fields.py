@@ -16,7 +16,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from pipeline.lint_types import Findings
+from pipeline.lint.problems import Findings
 
 SWAGGER_FILE = "katib-v1beta1-swagger.json"
 CONFIG_FILE = "katib-config.json"
@@ -24,7 +24,7 @@ CONFIG_FILE = "katib-config.json"
 
 @lru_cache(maxsize=None)
 def load_schema_file(name: str) -> dict[str, Any]:
-    return json.loads(resources.files("pipeline").joinpath("schema", name).read_text(encoding="utf-8"))
+    return json.loads(resources.files("pipeline.katib").joinpath("schema", name).read_text(encoding="utf-8"))
 
 
 def katib_config() -> dict[str, Any]:

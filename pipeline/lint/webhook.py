@@ -12,8 +12,10 @@ import math
 import re
 from typing import Any
 
-from pipeline.lint_schema import check_job, katib_config
-from pipeline.lint_types import Findings, as_dict, as_int, as_list
+from pipeline.katib import medianstop
+from pipeline.lint.fields import check_job, katib_config
+from pipeline.lint.problems import Findings, as_dict, as_int, as_list, settings_of
+from trial.metrics import KATIB_METRIC_NAME
 
 KATIB_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")  # Katib matches only a prefix of the name
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -25,8 +27,6 @@ PLACEHOLDER = re.compile(r"\$\{trialParameters\..+?\}")
 META_REF = re.compile(r"\$\{trialSpec\.(.+?)\}")
 AUTO_INJECT_COLLECTORS = ("StdOut", "TensorFlowEvent", "File", "PrometheusMetric")
 TWO_GROUPS = re.compile(r".*\(.*\).*\(.*\).*")
-DEFAULT_METRIC_NAME = re.compile(r"[\w|-]+")  # what the default StdOut/File filter captures as a name
-
 
 def check_name(exp: dict[str, Any]) -> Findings:
     found = Findings()
@@ -42,7 +42,6 @@ def check_name(exp: dict[str, Any]) -> Findings:
         found.warning("metadata.name", f"{name!r}: Katib checks only how the name starts, but its suggestion "
                                        "Service and trial names need letters, digits and '-' only")
     return found
-
 
 def check_counts(exp: dict[str, Any]) -> Findings:
     found = Findings()
@@ -66,7 +65,6 @@ def check_counts(exp: dict[str, Any]) -> Findings:
         found.warning("spec.maxTrialCount", "not set: the Experiment runs until the goal is reached or the "
                                             "algorithm runs out of suggestions (random search never does)")
     return found
-
 
 def check_objective(exp: dict[str, Any]) -> Findings:
     found = Findings()
@@ -97,7 +95,6 @@ def check_objective(exp: dict[str, Any]) -> Findings:
                           f"{strategy.get('name')!r} is neither the objective nor an additional metric")
     return found
 
-
 def check_algorithm(exp: dict[str, Any]) -> Findings:
     found = Findings()
     spec = as_dict(exp.get("spec"))
@@ -127,13 +124,11 @@ def check_algorithm(exp: dict[str, Any]) -> Findings:
         found.error("spec.resumePolicy", f"{policy!r}: invalid ResumePolicyType (Never, LongRunning, FromVolume)")
     return found
 
-
 def _number(text: Any, integer: bool) -> float | int | None:
     try:
         return int(text) if integer else float(text)
     except (TypeError, ValueError):
         return None
-
 
 def check_parameters(exp: dict[str, Any]) -> Findings:
     found = Findings()
@@ -184,7 +179,6 @@ def check_parameters(exp: dict[str, Any]) -> Findings:
                     found.warning(f"{spath}.list[{j}]", f"{value!r}: discrete values are numbers; use categorical")
     return found
 
-
 def _check_range(found: Findings, space: dict[str, Any], spath: str, ptype: str) -> None:
     integer = ptype == "int"
     bounds = {}
@@ -203,11 +197,9 @@ def _check_range(found: Findings, space: dict[str, Any], spath: str, ptype: str)
     if "step" in bounds and bounds["step"] <= 0:
         found.error(f"{spath}.step", f"{space['step']!r}: step must be positive; the suggestion services fail")
 
-
 def trial_template_text(template: dict[str, Any]) -> str:
     """The trial spec as Katib's webhook searches it: its JSON (Go sorts the keys)."""
     return json.dumps(template.get("trialSpec"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
 
 def is_meta_key(reference: str) -> bool:
     m = META_REF.search(reference)
@@ -218,7 +210,6 @@ def is_meta_key(reference: str) -> bool:
         return True
     sub = re.search(r"(.+)\[(.+)]", key)
     return bool(sub) and sub.group(1) in META_KEYS
-
 
 def check_trial_template(exp: dict[str, Any]) -> Findings:
     found = Findings()
@@ -315,7 +306,6 @@ def check_trial_template(exp: dict[str, Any]) -> Findings:
                                                       "Katib never collects its metrics")
     return found
 
-
 def _container_names(obj: Any) -> set[str]:
     """Names of every container anywhere in a trial spec (Job, TFJob replicas, ...)."""
     names: set[str] = set()
@@ -329,7 +319,6 @@ def _container_names(obj: Any) -> set[str]:
         for item in obj:
             names |= _container_names(item)
     return names
-
 
 def check_metrics_collector(exp: dict[str, Any]) -> Findings:
     found = Findings()
@@ -385,35 +374,26 @@ def check_metrics_collector(exp: dict[str, Any]) -> Findings:
         objective = as_dict(spec.get("objective"))
         metrics = [objective.get("objectiveMetricName"), *as_list(objective.get("additionalMetricNames"))]
         for metric in metrics:
-            if isinstance(metric, str) and metric and not DEFAULT_METRIC_NAME.fullmatch(metric):
+            if isinstance(metric, str) and metric and not KATIB_METRIC_NAME.fullmatch(metric):
                 found.warning("spec.objective", f"metric {metric!r} can never match Katib's default filter "
                                                 "(names are letters, digits, '_', '|', '-')")
     return found
 
-
 def check_early_stopping(exp: dict[str, Any]) -> Findings:
     """medianstop's own settings check (`ValidateEarlyStoppingSettings`)."""
-    from pipeline.lint_types import settings_of
-
     found = Findings()
     early = as_dict(exp.get("spec")).get("earlyStopping")
-    if as_dict(early).get("algorithmName") != "medianstop":
+    if as_dict(early).get("algorithmName") != medianstop.ALGORITHM:
         return found
     for i, name, value in settings_of(early):
         where = f"spec.earlyStopping.algorithmSettings[{i}]"
-        number = _number(value, True)
-        if name == "min_trials_required":
-            if number is None or number <= 0:
-                found.error(f"{where}.value", f"min_trials_required must be an integer greater than zero, "
-                                              f"found {value!r}")
-        elif name == "start_step":
-            if number is None or number < 1:
-                found.error(f"{where}.value", f"start_step must be an integer >= 1, found {value!r}")
-        else:
+        rule = medianstop.SETTINGS.get(name)
+        if rule is None:
             found.error(f"{where}.name", f"unknown setting {name!r} for algorithm medianstop "
-                                         "(min_trials_required, start_step)")
+                                         f"({', '.join(medianstop.SETTINGS)})")
+        elif problem := rule.check(name, value, medianstop.ALGORITHM):
+            found.error(f"{where}.value", problem)
     return found
-
 
 ALL_CHECKS = (check_name, check_counts, check_objective, check_algorithm, check_parameters,
               check_trial_template, check_metrics_collector, check_early_stopping)

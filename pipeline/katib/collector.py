@@ -14,11 +14,11 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Iterable
 
 from pipeline.errors import UserError
-
-DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
+from pipeline.katib.experiment import Experiment
+from trial.metrics import KATIB_DEFAULT_FILTER
 UNAVAILABLE = "unavailable"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -88,7 +88,7 @@ def _is_rfc3339(text: str) -> bool:
 
 def compile_filters(filters: Iterable[str] | None) -> list[re.Pattern[str]]:
     """The spec's `metricsFormat` regexes, or Katib's default (Go RE2 is ASCII-only for \\w \\d \\s)."""
-    filters = list(filters or []) or [DEFAULT_FILTER]
+    filters = list(filters or []) or [KATIB_DEFAULT_FILTER]
     compiled = []
     for f in filters:
         try:
@@ -219,26 +219,20 @@ class CollectorSpec:
     filters: tuple[str, ...] = ()
 
     @classmethod
-    def from_experiment(cls, exp: dict[str, Any]) -> "CollectorSpec":
-        spec = exp["spec"]
-        objective = spec["objective"]
-        name = objective["objectiveMetricName"]
-        names = [name] + [m for m in objective.get("additionalMetricNames") or [] if m != name]
-        default = "max" if objective.get("type") == "maximize" else "min"
-        strategies = {n: default for n in names}
-        for s in objective.get("metricStrategies") or []:
-            strategies[s["name"]] = s["value"]
-        mc = spec.get("metricsCollectorSpec") or {}
-        kind = (mc.get("collector") or {}).get("kind", "StdOut")
+    def from_experiment(cls, exp: Experiment) -> "CollectorSpec":
+        objective = exp.objective
+        names = objective.metric_names
+        kind = exp.collector_kind
         if kind not in ("StdOut", "File"):
             raise UserError(f"spec.metricsCollectorSpec.collector.kind: {kind!r} is not supported by the local "
                             "dry-run (supported: StdOut, File); the trial's metrics could not be read the way "
                             "Katib reads them")
-        source = mc.get("source") or {}
+        source = exp.collector_source
         fs = source.get("fileSystemPath") or {}
         filters = tuple((source.get("filter") or {}).get("metricsFormat") or ())
         compile_filters(filters)  # fail early on a bad regex
-        return cls(objective=name, metric_names=names, strategies=strategies, kind=kind,
+        return cls(objective=objective.metric, metric_names=names,
+                   strategies={n: objective.strategy(n) for n in names}, kind=kind,
                    file_format=fs.get("format", "TEXT") if kind == "File" else "TEXT",
                    path=fs.get("path") if kind == "File" else None, filters=filters)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UserError, read_user_file
+from pipeline.katib.experiment import Experiment, default_strategy
 
 STRATEGY_FIELDS = {"max": "max", "min": "min", "latest": "latest"}
 
@@ -116,11 +117,9 @@ def objective_spec(experiment: dict[str, Any], source: str = "<experiment>") -> 
     if kind not in ("maximize", "minimize"):
         raise UserError(f"{source}: spec.objective.type: expected 'maximize' or 'minimize', found {kind!r}")
     name = objective["objectiveMetricName"]
-    # Katib's webhook default: max when maximizing, min when minimizing.
-    strategy = "max" if kind == "maximize" else "min"
-    for s in objective.get("metricStrategies") or []:
-        if isinstance(s, dict) and s.get("name") == name and s.get("value") in STRATEGY_FIELDS:
-            strategy = s["value"]
+    strategy = Experiment(experiment, source).objective.strategy(name)
+    if strategy not in STRATEGY_FIELDS:
+        strategy = default_strategy(kind)
     return name, kind, strategy
 
 

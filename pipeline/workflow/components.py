@@ -1,4 +1,4 @@
-"""The pipeline's typed kfp components: thin wrappers over pipeline.steps and pipeline.retrain.
+"""The pipeline's typed kfp components: thin wrappers over pipeline.workflow.steps and pipeline.submission.
 
 Each body imports the project inside the function (kfp ships only the function's
 source to the container; our image has the project installed), maps artifact
@@ -15,7 +15,7 @@ from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 def prepare(data_dir: str, train_data: Output[Dataset], test_data: Output[Dataset]):
     """Validate train.csv and test.csv like the trial does; output them as Datasets."""
-    from pipeline.steps import prepare_data, resolve_data_dir, step_errors
+    from pipeline.workflow.steps import prepare_data, resolve_data_dir, step_errors
 
     with step_errors():
         info = prepare_data(resolve_data_dir(data_dir), train_data.path, test_data.path)
@@ -33,10 +33,10 @@ def tune(experiment: str, backend: str, train_data: Input[Dataset], max_trial_co
     import os
     from collections import namedtuple
 
-    from pipeline.steps import read_experiment, step_errors, summarize_tuning, tune as run_tuning, write_json
+    from pipeline.workflow.steps import read_experiment, step_errors, summarize_tuning, tune as run_tuning, write_json
 
     with step_errors():
-        exp, _ = read_experiment(experiment)
+        exp = read_experiment(experiment)
         train_file = os.path.join(train_data.path, train_data.metadata["file"])
         final = run_tuning(exp, backend, os.path.join(tuned.path, "dryrun"), train_file, max_trial_count,
                            parallel_trial_count, trial_max_rows, trial_epochs, namespace, timeout_s, delete_after)
@@ -55,7 +55,7 @@ def tune(experiment: str, backend: str, train_data: Input[Dataset], max_trial_co
 
 def submit_gate(objective: float, objective_type: str, threshold: float) -> bool:
     """True when the tuned objective reaches `threshold` (>= to maximize, <= to minimize; 0 = no gate)."""
-    from pipeline.result import reaches
+    from pipeline.katib.result import reaches
 
     ok = reaches(objective, threshold or None, objective_type)
     if not threshold:
@@ -73,13 +73,14 @@ def retrain(tuned: Input[Artifact], train_data: Input[Dataset], epochs: int, val
     import json
     import os
 
-    from pipeline.retrain import train_best
-    from pipeline.result import load_result
-    from pipeline.steps import step_errors, write_json
+    from pipeline.katib.experiment import Experiment
+    from pipeline.katib.result import load_result
+    from pipeline.submission.retrain import train_best
+    from pipeline.workflow.steps import step_errors, write_json
 
     with step_errors():
         result = load_result(os.path.join(tuned.path, "experiment.json"))
-        report = train_best(result.experiment, result.optimal.assignments,
+        report = train_best(Experiment(result.experiment, result.source), result.optimal.assignments,
                             os.path.join(train_data.path, train_data.metadata["file"]), model.path,
                             epochs or None, val_fraction, ensemble=ensemble)
     write_json(os.path.join(model.path, "retrain.json"), {**report, "assignments": result.optimal.assignments})
@@ -94,8 +95,8 @@ def predict(model: Input[Model], test_data: Input[Dataset], submission: Output[D
     """Predict test.csv in order and write submission.csv (checked against sample_submission.csv)."""
     import os
 
-    from pipeline.retrain import predict_submission
-    from pipeline.steps import step_errors
+    from pipeline.submission.predict import predict_submission
+    from pipeline.workflow.steps import step_errors
 
     sample = test_data.metadata.get("sample_submission") or None
     with step_errors():

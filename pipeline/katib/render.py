@@ -14,21 +14,17 @@ import re
 import shlex
 import sys
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
+
 
 from pipeline.errors import UserError
+from pipeline.katib.algorithms import render_style
+from pipeline.katib.experiment import Experiment
 
 PYTHON_STYLE = "python"    # str(value): 0.001, 1e-05, 13 (hyperopt, skopt, Optuna services)
 GOPTUNA_STYLE = "goptuna"  # strconv.FormatFloat(v, 'f', -1, 64): never an exponent (cmaes, sobol)
 
-_GOPTUNA_ALGORITHMS = {"cmaes", "sobol"}
-_PLACEHOLDER = re.compile(r"\$\{trialParameters\.([^}]*)\}")
 _META = re.compile(r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|Labels\[(.+)\]|Annotations\[(.+)\])\}$")
-
-
-def style_for_algorithm(name: str) -> str:
-    """Which service renders the values of `algorithmName` (Go or Python)."""
-    return GOPTUNA_STYLE if name in _GOPTUNA_ALGORITHMS else PYTHON_STYLE
 
 
 def render_value(value: Any, style: str = PYTHON_STYLE) -> str:
@@ -73,11 +69,10 @@ def substitute(obj: Any, values: dict[str, str]) -> Any:
                         "a value containing '\"' or '\\' breaks it on Katib too") from None
 
 
-def parameter_values(exp: dict[str, Any], assignments: dict[str, Any], style: str,
+def parameter_values(exp: Experiment, assignments: dict[str, Any], style: str,
                      trial_name: str = "") -> dict[str, str]:
     """trialParameter name -> rendered string, following each `reference`."""
-    template = exp["spec"]["trialTemplate"]
-    meta = exp.get("metadata") or {}
+    template = exp.trial_template
     trial_spec = template.get("trialSpec") or {}
     values: dict[str, str] = {}
     for tp in template.get("trialParameters") or []:
@@ -94,7 +89,7 @@ def parameter_values(exp: dict[str, Any], assignments: dict[str, Any], style: st
         if key == "Name":
             values[tp["name"]] = trial_name
         elif key == "Namespace":
-            values[tp["name"]] = meta.get("namespace", "default")
+            values[tp["name"]] = exp.namespace or "default"
         elif key == "Kind":
             values[tp["name"]] = trial_spec.get("kind", "")
         elif key == "APIVersion":
@@ -106,19 +101,12 @@ def parameter_values(exp: dict[str, Any], assignments: dict[str, Any], style: st
     return values
 
 
-def container_of(trial_spec: dict[str, Any], name: str) -> dict[str, Any]:
-    pod = trial_spec.get("spec", {}).get("template", {}).get("spec", {})
-    for container in pod.get("containers") or []:
-        if container.get("name") == name:
-            return container
-    raise UserError(f"spec.trialTemplate.primaryContainerName: no container named {name!r} in the trial template")
-
-
-def render_trial_spec(exp: dict[str, Any], assignments: dict[str, Any], style: str,
+def render_trial_spec(exp: Experiment, assignments: dict[str, Any], style: str | None = None,
                       trial_name: str = "") -> dict[str, Any]:
-    """The trial's Job manifest with every placeholder replaced."""
-    values = parameter_values(exp, assignments, style, trial_name)
-    return substitute(exp["spec"]["trialTemplate"]["trialSpec"], values)
+    """The trial's Job manifest with every placeholder replaced (values written as the
+    algorithm's service writes them unless `style` says otherwise)."""
+    values = parameter_values(exp, assignments, style or render_style(exp.algorithm_name), trial_name)
+    return substitute(exp.trial_spec, values)
 
 
 def shell_words(words: list[str]) -> list[str]:
@@ -132,23 +120,18 @@ def shell_words(words: list[str]) -> list[str]:
         raise UserError(f"trial command does not survive Katib's `sh -c` wrapping ({exc}): {joined!r}") from None
 
 
-def trial_argv(exp: dict[str, Any], assignments: dict[str, Any], style: str = PYTHON_STYLE,
-               trial_name: str = "") -> list[str]:
-    """The argv one trial runs: primary container command + args, substituted,
-    joined and re-split like Katib's collector wrapper. A leading `python` or
-    `python3` becomes this interpreter (sys.executable)."""
-    spec = render_trial_spec(exp, assignments, style, trial_name)
-    container = container_of(spec, exp["spec"]["trialTemplate"]["primaryContainerName"])
+def trial_argv(exp: Experiment, assignments: dict[str, Any], style: str | None = None, trial_name: str = "",
+               map_word: Callable[[str], str] | None = None) -> list[str]:
+    """The argv one trial runs: primary container command + args, substituted, joined and
+    re-split like Katib's collector wrapper. A leading `python` or `python3` becomes this
+    interpreter (sys.executable). `map_word` rewrites each word first (the local run maps
+    container paths to local folders there)."""
+    container = exp.primary_container(render_trial_spec(exp, assignments, style, trial_name))
     words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
     if not words:
         raise UserError("spec.trialTemplate: the primary container has no command/args; the local dry-run "
                         "cannot run an image's entrypoint")
-    argv = shell_words(words)
+    argv = shell_words([map_word(w) for w in words] if map_word else words)
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable
     return argv
-
-
-def placeholders(obj: Any) -> set[str]:
-    """Every `${trialParameters.X}` name left in `obj`."""
-    return set(_PLACEHOLDER.findall(json.dumps(obj)))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from pipeline.errors import UserError
+from pipeline.katib.status import condition_is_true, conditions, describe_conditions
 
 GROUP = "kubeflow.org"
 VERSION = "v1beta1"
@@ -98,39 +99,6 @@ class KatibTimeout(KatibError):
         super().__init__(message)
         self.experiment = experiment
         self.conditions = conditions(experiment)
-
-
-# --- reading an Experiment object ----------------------------------------------
-
-
-def conditions(obj: dict[str, Any] | None) -> list[dict[str, Any]]:
-    return list(((obj or {}).get("status") or {}).get("conditions") or [])
-
-
-def condition_is_true(obj: dict[str, Any] | None, kind: str) -> bool:
-    return any(c.get("type") == kind and c.get("status") == "True" for c in conditions(obj))
-
-
-def describe_conditions(obj: dict[str, Any] | None) -> str:
-    conds = conditions(obj)
-    if not conds:
-        return "no conditions yet (is the Katib controller running?)"
-    return "; ".join(
-        f"{c.get('type')}={c.get('status')} ({c.get('reason', '')}: {c.get('message', '')})" for c in conds
-    )
-
-
-def optimal_trial(obj: dict[str, Any]) -> dict[str, Any]:
-    """status.currentOptimalTrial of an Experiment object, or KatibError when no
-    trial has reported the objective metric yet."""
-    name = (obj.get("metadata") or {}).get("name", "<unnamed>")
-    best = copy.deepcopy(((obj.get("status") or {}).get("currentOptimalTrial")) or {})
-    if not best.get("bestTrialName") or not best.get("parameterAssignments"):
-        raise KatibError(
-            f"Experiment {name}: status.currentOptimalTrial is empty: no trial reported the objective metric "
-            f"({describe_conditions(obj)})"
-        )
-    return best
 
 
 def unique_name(base: str) -> str:

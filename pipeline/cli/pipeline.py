@@ -1,0 +1,100 @@
+"""`katib-digits pipeline compile|run`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.errors import UserError
+from pipeline.workflow.kfp_pipeline import (DEFAULT_EXPERIMENT, DEFAULT_IMAGE, LOCAL_BUDGET, PIPELINE_NAME, Budget,
+                                            compile_pipeline, pipeline_arguments, run_local, submit)
+
+
+@click.group("pipeline")
+def pipeline_group():
+    """Compile the KFP pipeline or run it (locally or on a KFP server)."""
+
+
+@pipeline_group.command("compile")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("pipeline.yaml"),
+              show_default=True, help="Where to write the IR YAML.")
+@click.option("--image", default=DEFAULT_IMAGE, show_default=True,
+              help="The image every step runs in (built from our Dockerfile).")
+def compile_command(output, image):
+    """Write the pipeline's IR YAML, ready to upload to a KFP server."""
+    compile_pipeline(output, image)
+    click.echo(f"{output}: pipeline {PIPELINE_NAME!r}, image {image}")
+
+
+def _budget_options(fn):
+    options = [
+        click.option("--max-trials", "max_trial_count", type=click.IntRange(min=0), default=None,
+                     help="maxTrialCount override (0 = the Experiment's). Local default: 3."),
+        click.option("--parallel", "parallel_trial_count", type=click.IntRange(min=0), default=None,
+                     help="parallelTrialCount override (0 = the Experiment's). Local default: 1."),
+        click.option("--trial-max-rows", type=click.IntRange(min=0), default=None,
+                     help="Each trial uses only the first N rows (0 = all). Local default: 300."),
+        click.option("--trial-epochs", type=click.IntRange(min=0), default=None,
+                     help="Each trial trains N epochs (0 = the template's). Local default: 1."),
+        click.option("--retrain-epochs", type=click.IntRange(min=0), default=None,
+                     help=f"Retrain epochs (0 = the best trial's). Default {Budget.retrain_epochs}; local default: 3."),
+        click.option("--val-fraction", "retrain_val_fraction", type=click.FloatRange(0, 1, max_open=True),
+                     default=None, help="Hold-out for reporting the retrain (default 0: every row trains)."),
+        click.option("--ensemble", "retrain_ensemble", type=click.IntRange(min=1), default=None,
+                     help=f"Retrain N models (seeds 0..N-1) and average their predictions. Default {Budget.retrain_ensemble}; "
+                          "local default: 1."),
+        click.option("--threshold", type=float, default=None,
+                     help="Submit only when the tuned objective reaches this (>= to maximize, <= to minimize; "
+                          "0 = always)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _budget(defaults: Budget, **given) -> Budget:
+    return Budget(**{k: (v if v is not None else getattr(defaults, k)) for k, v in given.items()})
+
+
+@pipeline_group.command("run")
+@click.option("--local", "local_run", is_flag=True, help="Run here with kfp.local, tuning with Optuna.")
+@click.option("--host", default=None, help="KFP server URL: submit a run there, tuning with Katib.")
+@click.option("--data", "data_dir", default=None,
+              help="Folder with train.csv(.gz), test.csv(.gz) [and sample_submission.csv]. "
+                   "Local default: data/sample; on a server: a path inside the step's image/volumes.")
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True,
+              help="Katib Experiment YAML (locally a file here; on a server a path in the image).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/pipeline"),
+              show_default=True, help="--local: where submission.csv, summary.json and the run's files go.")
+@click.option("--namespace", default=None, help="--host: the KFP namespace (multi-user) and Katib's.")
+@click.option("--service-account", default=None, help="--host: the run's service account (needs Katib RBAC).")
+@click.option("--image", default=DEFAULT_IMAGE, show_default=True, help="--host: the image every step runs in.")
+@click.option("--timeout", "timeout_s", type=click.IntRange(min=1), default=6 * 3600, show_default=True,
+              help="--host: seconds to wait for the Katib Experiment.")
+@_budget_options
+def run_command(local_run, host, data_dir, experiment, out, namespace, service_account, image, timeout_s,
+                **budget_flags):
+    """Run the whole pipeline: --local (kfp.local + Optuna) or --host URL (KFP server + Katib)."""
+    if local_run == bool(host):
+        raise UserError("pipeline run: pass exactly one of --local or --host URL")
+    if local_run:
+        summary = run_local(data_dir or "data/sample", experiment, out, _budget(LOCAL_BUDGET, **budget_flags))
+        click.echo(_describe_local(summary))
+        return
+    arguments = pipeline_arguments(data_dir or "data/sample", experiment, "katib", _budget(Budget(), **budget_flags),
+                                   namespace or "", timeout_s)
+    click.echo(submit(host, arguments, image, namespace, service_account))
+
+
+def _describe_local(summary: dict[str, Any]) -> str:
+    params = " ".join(f"{k}={v}" for k, v in summary["assignments"].items())
+    lines = [f"best trial {summary['best_trial']}: {summary['objective_metric']}={summary['objective']:.4f} ({params})"]
+    if summary["submitted"]:
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in summary.get("retrain", {}).get("metrics", {}).items())
+        lines.append(f"retrained: {metrics}")
+        lines.append(f"submission: {summary['submission']}")
+    else:
+        lines.append(f"objective did not reach --threshold {summary['threshold']}: no submission")
+    lines.append(f"summary: {summary['summary']}")
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""One rule for changing an Experiment's trial budget, used by `tune
+--max-trial-count`, the pipeline's budget parameters and `lint --run`.
+
+- maxTrialCount: as given; maxFailedTrialCount is lowered to it (Katib's
+  validator: maxFailedTrialCount <= maxTrialCount), and so is an unasked
+  parallelTrialCount.
+- parallelTrialCount: as given, but never below what the algorithm's service
+  accepts (hyperband: eta ** s_max), so a small budget works for every algorithm.
+- Where that floor exceeds maxTrialCount the local run still starts at most
+  maxTrialCount trials, but Katib would reject the object: `katib_admissible`
+  says so, and the cluster path refuses it before sending it.
+- grid: a maxTrialCount above the number of grid points is refused, as Katib does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.errors import UserError
+from pipeline.katib import algorithms
+from pipeline.katib.experiment import Experiment
+
+
+@dataclass(frozen=True)
+class Budgeted:
+    experiment: Experiment
+    notes: tuple[str, ...] = ()  # what the rule changed beyond what was asked
+
+    @property
+    def katib_admissible(self) -> bool:
+        exp = self.experiment
+        return exp.max_trial_count is None or exp.parallel_trial_count <= exp.max_trial_count
+
+
+def with_budget(exp: Experiment, max_trial_count: int | None = None, parallel_trial_count: int | None = None,
+                max_failed_trial_count: int | None = None) -> Budgeted:
+    """`exp` with the given counts (None keeps the YAML's); see the module docstring for the rule."""
+    for flag, value, least in (("maxTrialCount", max_trial_count, 1), ("parallelTrialCount", parallel_trial_count, 1),
+                               ("maxFailedTrialCount", max_failed_trial_count, 0)):
+        if value is not None and value < least:
+            raise UserError(f"{flag} override must be >= {least}, found {value}")
+    notes: list[str] = []
+    max_trials = max_trial_count if max_trial_count is not None else exp.max_trial_count
+    parallel = parallel_trial_count if parallel_trial_count is not None else exp.parallel_trial_count
+    max_failed = max_failed_trial_count if max_failed_trial_count is not None else exp.max_failed_trial_count
+    if max_trials is not None:
+        if parallel_trial_count is None:
+            parallel = min(parallel, max_trials)
+        if max_failed is not None:
+            max_failed = min(max_failed, max_trials)
+    floor = algorithms.min_parallel(exp.algorithm_name, exp.algorithm_settings)
+    if parallel < floor:
+        if parallel_trial_count is not None:
+            notes.append(f"parallelTrialCount {parallel} raised to {floor}: {exp.algorithm_name} needs at least "
+                         f"{floor} (Katib's service rejects fewer)")
+        parallel = floor
+    if max_trials is not None and parallel > max_trials:
+        notes.append(f"maxTrialCount {max_trials} is below {exp.algorithm_name}'s parallelTrialCount {parallel}: "
+                     f"the local run starts at most {max_trials} trials; Katib would reject this budget")
+    if exp.algorithm_name == "grid" and max_trials is not None:
+        problem = algorithms.grid_budget_problem(exp.parameters, max_trials)
+        if problem:
+            raise UserError(f"{exp.source}: spec.maxTrialCount: {problem}")
+    budgeted = exp.with_spec(maxTrialCount=max_trials, parallelTrialCount=parallel,
+                             maxFailedTrialCount=max_failed)
+    return Budgeted(budgeted, tuple(notes))

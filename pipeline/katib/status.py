@@ -1,0 +1,118 @@
+"""How Katib's controllers judge an Experiment from its trials: the trial
+conditions, the optimal trial (`updateTrialsSummary` in `status_util.go`) and
+the end conditions, checked in Katib's order, plus the Experiment object's
+status block (`kubectl get experiment -o json`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from pipeline.katib.collector import UNAVAILABLE, go_parse_float
+from pipeline.katib.experiment import Objective
+
+# Katib trial conditions (the Experiment's status lists are built from them).
+SUCCEEDED, FAILED, EARLY_STOPPED, METRICS_UNAVAILABLE, KILLED, RUNNING, PENDING = (
+    "Succeeded", "Failed", "EarlyStopped", "MetricsUnavailable", "Killed", "Running", "Pending")
+COMPLETED = (SUCCEEDED, FAILED, EARLY_STOPPED, METRICS_UNAVAILABLE, KILLED)
+# (trial condition, status list, status counter), in the order `kubectl get -o json` shows them.
+STATUS_LISTS = ((SUCCEEDED, "succeededTrialList", "trialsSucceeded"), (FAILED, "failedTrialList", "trialsFailed"),
+                (KILLED, "killedTrialList", "trialsKilled"),
+                (EARLY_STOPPED, "earlyStoppedTrialList", "trialsEarlyStopped"),
+                (METRICS_UNAVAILABLE, "metricsUnavailableTrialList", "trialMetricsUnavailable"),
+                (RUNNING, "runningTrialList", "trialsRunning"), (PENDING, "pendingTrialList", "trialsPending"))
+
+GOAL_REACHED = (SUCCEEDED, "ExperimentGoalReached", "Experiment has succeeded because Objective goal has reached")
+MAX_FAILED_REACHED = (FAILED, "ExperimentFailed", "Experiment has failed because max failed count has reached")
+MAX_TRIALS_REACHED = (SUCCEEDED, "ExperimentMaxTrialsReached",
+                      "Experiment has succeeded because max trial count has reached")
+SUGGESTION_END_REACHED = (SUCCEEDED, "ExperimentSuggestionEndReached",
+                          "Experiment has succeeded because suggestion service has reached the end")
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What Katib knows of one trial: its name, condition, objective string and observation."""
+
+    name: str
+    state: str
+    objective: str = UNAVAILABLE                 # the metricStrategy's pick, a Katib string
+    observation: list[dict[str, str]] | None = None  # [{name, min, max, latest}]
+    assignments: dict[str, str] | None = None
+
+
+def optimal_trial(trials: Iterable[TrialOutcome], objective: Objective) -> tuple[TrialOutcome | None, bool]:
+    """Katib's updateTrialsSummary over `trials` in creation order: (best trial, goal reached).
+    A non-numeric objective makes that trial the best (Katib parses it to 0 and overwrites)."""
+    best, best_value, reached = None, None, False
+    for t in trials:
+        if t.observation is None or t.objective == UNAVAILABLE:
+            continue
+        value = go_parse_float(t.objective)
+        if value is None:
+            best = t
+            continue
+        if best_value is None or objective.better(value, best_value):
+            best, best_value = t, value
+        if objective.reached(best_value):
+            reached = True
+    return best, reached
+
+
+def counts(trials: Iterable[TrialOutcome]) -> dict[str, int]:
+    c = {s: 0 for s in COMPLETED}
+    for t in trials:
+        if t.state in c:
+            c[t.state] += 1
+    return c
+
+
+def end_condition(trials: list[TrialOutcome], objective: Objective, max_trials: int | None,
+                  max_failed: int | None, suggestions_ended: bool) -> tuple[str, str, str] | None:
+    """(type, reason, message) when the Experiment ends now, in Katib's order; None while it runs.
+    `suggestions_ended`: the algorithm proposes no more and no trial is running."""
+    _, reached = optimal_trial(trials, objective)
+    if reached:
+        return GOAL_REACHED
+    c = counts(trials)
+    failed = c[FAILED] + c[METRICS_UNAVAILABLE]
+    if max_failed is not None and failed != 0 and failed >= max_failed:
+        return MAX_FAILED_REACHED
+    if max_trials is not None and sum(c.values()) >= max_trials:
+        return MAX_TRIALS_REACHED
+    if suggestions_ended:
+        return SUGGESTION_END_REACHED
+    return None
+
+
+def condition(ctype: str, status: str, reason: str, message: str, at: str) -> dict[str, str]:
+    return {"type": ctype, "status": status, "reason": reason, "message": message,
+            "lastUpdateTime": at, "lastTransitionTime": at}
+
+
+def optimal_trial_object(best: TrialOutcome | None, parameter_order: list[str]) -> dict[str, Any]:
+    """status.currentOptimalTrial: empty until a trial reports the objective."""
+    if best is None:
+        return {"bestTrialName": "", "parameterAssignments": [], "observation": {"metrics": []}}
+    a = best.assignments or {}
+    return {"bestTrialName": best.name,
+            "parameterAssignments": [{"name": n, "value": a[n]} for n in parameter_order if n in a],
+            "observation": {"metrics": best.observation or []}}
+
+
+# --- reading an Experiment object (local or from the API server) ----------------------------------
+
+def conditions(obj: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return list(((obj or {}).get("status") or {}).get("conditions") or [])
+
+
+def condition_is_true(obj: dict[str, Any] | None, kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True" for c in conditions(obj))
+
+
+def describe_conditions(obj: dict[str, Any] | None) -> str:
+    conds = conditions(obj)
+    if not conds:
+        return "no conditions yet (is the Katib controller running?)"
+    return "; ".join(
+        f"{c.get('type')}={c.get('status')} ({c.get('reason', '')}: {c.get('message', '')})" for c in conds
+    )

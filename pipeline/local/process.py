@@ -1,0 +1,156 @@
+"""One trial as a local process group: start it, pump its output to the log,
+apply the early-stopping check to each objective report as the collector
+sidecar does, and put its end on the controller's event queue."""
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.katib import collector as mc
+from pipeline.katib.medianstop import StopCheck
+
+KILL_GRACE_S = 5.0
+
+
+def _preexec() -> None:
+    # Own process group (we stop the whole trial, children included) and die
+    # with the dry-run even when it is SIGKILLed (Linux PR_SET_PDEATHSIG).
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+@dataclass
+class TrialRun:
+    name: str
+    number: int
+    optuna_trial: Any
+    assignments: dict[str, str]          # parameter name -> Katib string
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    metrics_path: Path | None
+    deadline: float | None
+    backoff_limit: int
+    stop: StopCheck | None
+    start: float = field(default_factory=time.time)
+    attempt: int = 0
+    proc: subprocess.Popen | None = None
+    reports: list[float] = field(default_factory=list)
+    early_stopped: bool = False
+    timed_out: bool = False
+    killed: bool = False
+    returncode: int | None = None
+
+
+def kill_group(proc: subprocess.Popen, grace: float = KILL_GRACE_S) -> None:
+    """SIGTERM the trial's process group, SIGKILL what is left after `grace`."""
+    if proc.poll() is not None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # stragglers of an exited leader
+        except (ProcessLookupError, PermissionError):
+            pass
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+class Runner:
+    """Starts trial processes and turns their ends into events on one queue."""
+
+    def __init__(self, cspec: mc.CollectorSpec, events: queue.Queue):
+        self.cspec = cspec
+        self.events = events
+        self.patterns = mc.compile_filters(cspec.filters)
+
+    def start(self, run: TrialRun) -> None:
+        run.attempt += 1
+        run.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if run.metrics_path is not None and run.attempt == 1:
+            run.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(run.log_path, "ab")
+        try:
+            run.proc = subprocess.Popen(run.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=run.env, preexec_fn=_preexec)
+        except OSError as exc:
+            log.write(f"katib-digits: cannot start the trial command {run.argv[0]!r}: {exc}\n".encode())
+            log.close()
+            run.returncode = 127
+            self.events.put(("exit", run, run.attempt))
+            return
+        threading.Thread(target=self._pump, args=(run, log, run.attempt), daemon=True).start()
+        if run.stop is not None and run.metrics_path is not None:
+            threading.Thread(target=self._tail_file, args=(run, run.proc), daemon=True).start()
+
+    def _pump(self, run: TrialRun, log, attempt: int) -> None:
+        # Blocking reads, one thread per trial: no polling, no parent-side parsing
+        # unless early stopping needs it (the StdOut collector reads the same bytes).
+        proc = run.proc
+        watch = run.stop is not None and run.metrics_path is None
+        with log:
+            for raw in proc.stdout:
+                log.write(raw)
+                if watch and not run.stop.done:
+                    log.flush()
+                    self._check(run, raw.decode("utf-8", "replace").rstrip("\r\n"))
+        proc.stdout.close()
+        run.returncode = proc.wait()
+        self.events.put(("exit", run, attempt))
+
+    def _tail_file(self, run: TrialRun, proc: subprocess.Popen) -> None:
+        pos, buf = 0, b""
+        while not run.stop.done:
+            try:
+                with open(run.metrics_path, "rb") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+            except FileNotFoundError:
+                chunk = b""
+            if chunk:
+                pos += len(chunk)
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    self._check(run, line.decode("utf-8", "replace"))
+            elif proc.poll() is not None:
+                return
+            else:
+                time.sleep(0.2)
+
+    def _check(self, run: TrialRun, line: str) -> None:
+        try:
+            logs = self.cspec.parse_line(line, self.patterns)
+        except mc.MetricsFormatError:
+            return
+        for log in logs:
+            if log.name != self.cspec.objective:
+                continue
+            value = mc.go_parse_float(log.value)
+            if value is None:
+                continue  # Katib's collector would crash here; the trial is judged at the end
+            run.reports.append(value)
+            if run.stop.report(value):
+                run.early_stopped = True
+                kill_group(run.proc)
+                return

@@ -1,0 +1,163 @@
+"""Retrain the best trial on all labelled rows, predict test.csv, write submission.csv.
+
+The best trial's flags come from the Experiment itself: its trial command is
+rendered with the best assignments (the same substitution Katib does), then the
+flags that describe *where* and *how long* (data, validation hold-out, epochs,
+output) are replaced. No Python table of hyperparameter names: the search space
+lives only in the YAML.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+
+from pipeline.errors import UserError
+from pipeline.katib.experiment import Experiment
+from pipeline.katib.render import trial_argv
+from pipeline.submission.predict import load_model, model_files
+
+# Flags the retrain decides itself; the rendered trial command's values for them are dropped.
+RETRAIN_OWNED_FLAGS = ("--data", "--max-rows", "--val-fraction", "--epochs", "--model-out", "--metrics-file",
+                       "--cache-dir")
+# The default retrain, the one bench/benchmark.py's accuracy section measures (README, Results):
+# 3 seeds x 20 epochs, the trial's own defaults.
+RETRAIN_EPOCHS = 20
+RETRAIN_ENSEMBLE = 3
+
+
+def best_trial_flags(experiment: Experiment, assignments: dict[str, str]) -> list[str]:
+    """The trial's own flags (after `python -m trial`) with the best assignments substituted."""
+    argv = list(trial_argv(experiment, assignments))
+    for i in range(len(argv) - 1):
+        if argv[i] == "-m" and argv[i + 1] == "trial":
+            return argv[i + 2:]
+    raise UserError(f"spec.trialTemplate: the primary container does not run `python -m trial` "
+                    f"(rendered command: {' '.join(argv)})")
+
+
+def drop_flags(flags: Sequence[str], names: Iterable[str]) -> list[str]:
+    """`flags` without the given options, in either `--x=v` or `--x v` form."""
+    names = set(names)
+    out: list[str] = []
+    skip_value = False
+    for token in flags:
+        if skip_value:
+            skip_value = False
+            continue
+        name = token.split("=", 1)[0]
+        if name in names:
+            skip_value = "=" not in token
+            continue
+        out.append(token)
+    return out
+
+
+def trial_epochs(flags: Sequence[str]) -> int:
+    """The epochs these flags train for (the trial's default when the template does not set them)."""
+    from trial.cli import build_parser
+
+    return build_parser().parse_known_args(list(flags))[0].epochs
+
+
+def retrain_argv(flags: Sequence[str], data: Path, model_dir: Path, epochs: int | None = None,
+                 val_fraction: float = 0.0, max_rows: int = 0) -> list[str]:
+    """The trial argv for a retrain: the best flags, then our data/epochs/output flags."""
+    epochs = epochs or trial_epochs(flags)
+    return [*drop_flags(flags, RETRAIN_OWNED_FLAGS), f"--data={data}", f"--max-rows={max_rows}",
+            f"--val-fraction={val_fraction:g}", f"--epochs={epochs}", f"--model-out={model_dir}"]
+
+
+def train_best(experiment: Experiment, assignments: dict[str, str], data: str | Path, model_dir: str | Path,
+               epochs: int | None = None, val_fraction: float = 0.0, max_rows: int = 0,
+               ensemble: int = 1) -> dict[str, Any]:
+    """Train the best configuration in-process; returns {argv, epochs, metrics, model}.
+
+    `epochs` None or 0 keeps the epochs the best trial's command used.
+    `ensemble` > 1 trains that many models with seeds 0..N-1 into model_dir/member-K/
+    (one validation split for all); `predict_submission` averages their probabilities.
+    Bad data or flags -> UserError; a diverged run -> RuntimeError.
+    """
+    if ensemble > 1:
+        members = [_train_one(experiment, assignments, data, Path(model_dir) / f"member-{k}", epochs, val_fraction,
+                              max_rows, extra_flags=[f"--seed={k}", "--split-seed=0"]) for k in range(ensemble)]
+        report = {"argv": [m["argv"] for m in members], "epochs": members[0]["epochs"], "members": len(members),
+                  "metrics": {name: sum(m["metrics"][name] for m in members) / len(members)
+                              for name in members[0]["metrics"]},
+                  "model": str(model_dir)}
+        if val_fraction > 0:
+            report["metrics"]["ensemble_val_accuracy"] = ensemble_val_accuracy(model_dir, data, val_fraction, max_rows)
+        return report
+    return _train_one(experiment, assignments, data, model_dir, epochs, val_fraction, max_rows)
+
+
+def hold_out_predictions(model_dir: str | Path | list[Path], data: str | Path, val_fraction: float,
+                         max_rows: int = 0, split_seed: int = 0):
+    """The hold-out the members (a folder as for `model_files`, or a list of model files) all left out:
+    (pixels, labels, their 0-based data-row numbers in the CSV, each member's probabilities [member, row, digit]);
+    the ensemble's are their mean over axis 0."""
+    import numpy as np
+
+    from trial.data import load_train
+    from trial.train import split
+
+    x, y = load_train(data, max_rows=max_rows)
+    _, (x_val, y_val) = split(x, y, val_fraction, split_seed)
+    _, (rows, _) = split(np.arange(len(y)), y, val_fraction, split_seed)  # same shuffle, so the same rows
+    files = model_dir if isinstance(model_dir, list) else model_files(model_dir)
+    probabilities = np.stack([load_model(f).predict(x_val.astype("float32"), batch_size=512, verbose=0) for f in files])
+    return x_val, y_val, rows, probabilities
+
+
+def ensemble_val_accuracy(model_dir: str | Path, data: str | Path, val_fraction: float, max_rows: int = 0,
+                          split_seed: int = 0) -> float:
+    """Accuracy of the members' averaged probabilities on the hold-out they all left out."""
+    _, y_val, _, probabilities = hold_out_predictions(model_dir, data, val_fraction, max_rows, split_seed)
+    return float((probabilities.mean(axis=0).argmax(axis=1) == y_val).mean())
+
+
+def _train_one(experiment, assignments, data, model_dir, epochs, val_fraction, max_rows,
+               extra_flags: Sequence[str] = ()) -> dict[str, Any]:
+    from trial.cli import build_parser, main
+    from trial.data import load_train
+
+    data, model_dir = Path(data), Path(model_dir)
+    load_train(data, max_rows=max_rows)  # DataError (one line, names the file) before any training
+    argv = retrain_argv(best_trial_flags(experiment, assignments), data, model_dir, epochs, val_fraction, max_rows)
+    argv += list(extra_flags)
+    try:
+        build_parser().parse_args(argv)
+    except SystemExit:  # argparse already printed which flag and why
+        raise UserError(f"the best trial's flags are not valid trial flags: {' '.join(argv)}") from None
+    rc = main(argv)
+    if rc == 2:
+        raise UserError(f"retrain rejected its input (see the trial's message above): {' '.join(argv)}")
+    if rc != 0:
+        raise RuntimeError(f"retrain failed with exit code {rc}: python -m trial {' '.join(argv)}")
+    history = json.loads((model_dir / "history.json").read_text())
+    metrics = {name: values[-1] for name, values in history.items()
+               if values and name in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    return {"argv": argv, "epochs": len(history.get("loss", [])), "metrics": metrics,
+            "model": str(model_dir / "model.keras")}
+
+
+def load_best(params: str | Path, experiment_yaml: str | Path | None) -> tuple[Experiment, dict[str, str], float | None]:
+    """(Experiment, best assignments, objective or None) from a result file (+ the YAML for a bare trial)."""
+    from pipeline.katib.experiment import load
+    from pipeline.katib.result import load_result, objective_value
+
+    result = load_result(params)
+    if experiment_yaml is not None:
+        experiment = load(experiment_yaml)
+    elif result.experiment is not None:
+        experiment = Experiment(result.experiment, str(params))
+    else:
+        raise UserError(f"{params}: a bare currentOptimalTrial has no trial template; also pass "
+                        f"--experiment experiments/X.yaml (the Experiment it came from)")
+    with contextlib.suppress(UserError):
+        return experiment, result.optimal.assignments, objective_value(result, experiment.raw)
+    return experiment, result.optimal.assignments, None
+
+
