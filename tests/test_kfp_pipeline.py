@@ -191,6 +191,23 @@ def test_local_run_writes_submission_and_summary(tmp_path):
 
 
 @pytest.mark.slow
+def test_hyperband_pipeline_runs_with_the_default_local_budget(tmp_path, capsys):
+    """`pipeline run --local --experiment experiments/hyperband.yaml`: the local budget (3 trials, 1 at a
+    time) meets hyperband's parallelism rule through the one budget rule (pipeline.katib.budget)."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["pipeline", "run", "--local", "--experiment", "experiments/hyperband.yaml", "--out", str(out)])
+    assert exit_info.value.code == 0, capsys.readouterr()
+    check_submission(out / "submission.csv", 500, SAMPLE / "sample_submission.csv")
+    final = json.loads((out / "experiment.json").read_text())
+    assert final["spec"]["algorithm"]["algorithmName"] == "hyperband"
+    assert (final["spec"]["maxTrialCount"], final["spec"]["parallelTrialCount"]) == (3, 9)
+    assert final["status"]["trials"] == 3 and final["status"]["trialsSucceeded"] == 3
+    said = capsys.readouterr().out
+    assert "parallelTrialCount 1 raised to 9" in said and "Katib would reject this budget" in said
+
+
+@pytest.mark.slow
 def test_gate_closed_means_no_submission(tmp_path):
     out = tmp_path / "out"
     budget = Budget(max_trial_count=1, parallel_trial_count=1, trial_max_rows=60, trial_epochs=1,

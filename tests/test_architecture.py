@@ -1,0 +1,125 @@
+"""The house's one rule: imports run one way.
+
+    pipeline.errors <- katib <- lint <- local, cluster <- submission <- workflow <- cli
+    trial (the trial program) imports nothing of pipeline; nothing imports cli.
+
+Read from the source with `ast` (lazy imports inside functions count too), so a
+cycle or a backward import fails here before it confuses a reader. Run alone:
+`python -m pytest tests/test_architecture.py`.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+LAYERS = {"pipeline.errors": 0, "pipeline.katib": 1, "pipeline.lint": 2, "pipeline.local": 3, "pipeline.cluster": 3,
+          "pipeline.submission": 4, "pipeline.workflow": 5, "pipeline.cli": 6}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for root in ("pipeline", "trial") for p in sorted((REPO / root).rglob("*.py"))}
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    """The project modules `path` imports (`from pipeline import lint` names pipeline.lint)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+        else:
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name:
+                out.add(name)
+    return out
+
+
+GRAPH = {name: imports(path, set(modules())) - {name} for name, path in modules().items()}
+
+
+def layer(name: str) -> tuple[str, int] | None:
+    for package, rank in LAYERS.items():
+        if name == package or name.startswith(package + "."):
+            return package, rank
+    return None
+
+
+def test_every_module_belongs_to_a_layer():
+    stray = [m for m in GRAPH if m.startswith("pipeline.") and layer(m) is None]
+    assert not stray, f"modules outside the layered packages: {stray}"
+
+
+@pytest.mark.parametrize("name", sorted(m for m in GRAPH if layer(m)))
+def test_imports_point_down(name):
+    package, rank = layer(name)
+    wrong = []
+    for target in sorted(GRAPH[name]):
+        if target.startswith("trial"):
+            continue  # the trial program is below everything
+        if target == "pipeline":
+            continue
+        target_package, target_rank = layer(target)
+        if target_package != package and target_rank >= rank:
+            wrong.append(f"{target} ({target_package}, layer {target_rank} >= {rank})")
+    assert not wrong, f"{name} imports upward or sideways: {wrong}"
+
+
+def test_trial_does_not_import_pipeline():
+    bad = {m: sorted(t for t in targets if t.startswith("pipeline")) for m, targets in GRAPH.items()
+           if m.startswith("trial")}
+    assert not any(bad.values()), bad
+
+
+def test_no_import_cycles():
+    """Tarjan's strongly connected components over every module; any with two or more is a cycle."""
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in GRAPH.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(GRAPH):
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_checker_sees_a_backward_import(tmp_path):
+    """The rule can fail: a katib module importing the local run is caught."""
+    fake = tmp_path / "x.py"
+    fake.write_text("def f():\n    from pipeline.local.controller import run_experiment\n")
+    found = imports(fake, set(modules()))
+    assert found == {"pipeline.local.controller"}
+    assert layer("pipeline.local.controller")[1] > layer("pipeline.katib.render")[1]
