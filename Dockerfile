@@ -5,7 +5,7 @@
 #   docker build --build-arg VARIANT=gpu -t katib-digits:gpu .   # CUDA wheels of the same TensorFlow
 #
 # Not built by the project's tests (there is no Docker engine where they run):
-# tests/test_dockerfile.py checks it statically; scripts/e2e-kind.sh builds it.
+# tests/project/test_dockerfile.py checks it statically; scripts/e2e-kind.sh builds it.
 
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 

@@ -350,8 +350,11 @@ REPLAY_ORDERS = 2000
 BEST_MARGIN = 0.005
 
 
+HYPERBAND_FIRST_BRACKET = 13  # hyperband.yaml's first bracket: 9 trials of 1 epoch, 3 of 3, 1 of 9
+
+
 def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: float | None, out: Path,
-                     random_state: int = 7, resume: bool = False) -> dict:
+                     random_state: int = 7, resume: bool = False, hyperband_trials: int = HYPERBAND_FIRST_BRACKET) -> dict:
     """Random search without early stopping vs with medianstop (same budget and random_state, so the
     same proposals) vs hyperband's first bracket. `target` None: random search's best less BEST_MARGIN,
     i.e. how many epochs each method spends to find a model as good as the best plain random search finds."""
@@ -363,8 +366,8 @@ def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: fl
         if not resume:  # with resume the dry-run keeps the finished trials in `folder` and runs only the rest
             shutil.rmtree(folder, ignore_errors=True)
         args = [f"--max-rows={rows}"] + ([] if name == "hyperband" else [f"--epochs={epochs}"])
-        # hyperband: its first bracket (9 trials of 1 epoch, 3 of 3, 1 of 9) instead of `trials`.
-        budget, parallel = (13, 9) if name == "hyperband" else (trials, 1)
+        # hyperband: its first bracket instead of `trials` (fewer only to test the section itself).
+        budget, parallel = (hyperband_trials, 9) if name == "hyperband" else (trials, 1)
         _, wall = _tune(experiment, data, folder, budget, parallel, args,
                         random_state=None if name == "hyperband" else str(random_state))
         if result["target_val_accuracy"] is None:  # the random run comes first

@@ -2,7 +2,7 @@
 # End-to-end on a throwaway kind cluster: Katib v0.19.0 standalone, our image,
 # the manifests in deploy/, one shipped Experiment with a small budget, then
 # retrain + predict with its result. Optionally also the Katib backend
-# (pipeline/katib_backend.py) and the KFP pipeline on KFP standalone.
+# (pipeline/cluster/katib_api.py) and the KFP pipeline on KFP standalone.
 #
 # Needs: docker, kind, kubectl, network, and the project set up (`make setup`).
 # The project's tests only check this script with `bash -n` and shellcheck; it
@@ -12,7 +12,7 @@
 #   EXPERIMENT=experiments/tpe.yaml  the Experiment to run
 #   MAX_TRIALS=2 TRIAL_ROWS=600 TRIAL_EPOCHS=1  the small budget patched into a copy of it
 #   TIMEOUT=1800                 seconds to wait for the Experiment (and for each other wait)
-#   RUN_BACKEND=1                also run the same Experiment through pipeline/katib_backend.py
+#   RUN_BACKEND=1                also run the same Experiment through pipeline/cluster/katib_api.py
 #   WITH_KFP=0                   1: install KFP standalone ($KFP_VERSION) and run the pipeline there
 #   KEEP_CLUSTER=0               1: leave the cluster up at the end
 #   CLUSTER=katib-digits-e2e IMAGE=katib-digits:0.1.0 KATIB_VERSION=v0.19.0 KFP_VERSION=2.14.0
@@ -147,17 +147,18 @@ rows="$(wc -l < "$WORK/submission.csv")"
 echo "submission.csv: $((rows - 1)) predictions"
 
 if [[ "$RUN_BACKEND" == 1 ]]; then
-  log "the same Experiment through pipeline/katib_backend.py (create, wait, delete)"
+  log "the same Experiment through pipeline/cluster/katib_api.py (create, wait, delete)"
   "$PY" - "$WORK/experiment.yaml" "$NS" "$TIMEOUT" <<'PY'
 import json
 import sys
 
-from pipeline.cluster.katib_api import optimal_trial, run_on_katib
-from pipeline.katib.experiment import load_experiment
+from pipeline import lint
+from pipeline.cluster.katib_api import run_on_katib
+from pipeline.katib.result import parse_result
 
 path, ns, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3])
-final = run_on_katib(load_experiment(path), ns, timeout_s=timeout, delete_after=True, poll_s=10)
-print(final["metadata"]["name"], json.dumps(optimal_trial(final)))
+final = run_on_katib(lint.load(path).raw, ns, timeout_s=timeout, delete_after=True, poll_s=10)
+print(final["metadata"]["name"], json.dumps(parse_result(final, "final").optimal.to_katib()))
 PY
 fi
 

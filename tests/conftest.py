@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,25 @@ def bench():
     sys.modules["benchmark"] = module
     spec.loader.exec_module(module)
     return module
+
+
+@dataclass
+class Ran:
+    """What one `katib-digits` command did: exit status and its two streams."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def katib_digits(*args: str) -> Ran:
+    """The console command run in this process with click's CliRunner (same exit codes and one-line
+    errors as the installed `katib-digits`, without a new Python process)."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], prog_name="katib-digits")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a bug, not an exit status: show its traceback
+    return Ran(result.exit_code, result.stdout, result.stderr)

@@ -37,6 +37,19 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def invoke(self, ctx):
+        """Bad input (a file, a field, a flag) ends as one line and exit 2, here, so that the
+        console command and click's CliRunner behave alike; --debug shows the traceback."""
+        from trial.data import DataError
+
+        try:
+            return super().invoke(ctx)
+        except (UserError, DataError) as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            click.echo(f"katib-digits: error: {exc}", err=True)
+            ctx.exit(2)
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
@@ -51,7 +64,6 @@ def cli(ctx, debug):
 
 
 def main(argv=None):
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         # standalone_mode=False: click returns a command's ctx.exit(code) instead of exiting.
         rc = cli.main(args=argv, prog_name="katib-digits", standalone_mode=False)
@@ -60,14 +72,7 @@ def main(argv=None):
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
+        sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
-        from trial.data import DataError
-
-        if debug or not isinstance(exc, (UserError, DataError)):
-            raise
-        click.echo(f"katib-digits: error: {exc}", err=True)
-        sys.exit(2)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -78,7 +78,8 @@ def _me() -> dict[str, Any]:
 
 
 def _alive(runner: dict[str, Any] | None) -> bool:
-    """Whether a dry-run recorded on this machine still runs (another machine's: assume so)."""
+    """Whether a trial's dry-run still runs: its process on this machine; another machine's is left
+    to the heartbeat check (fail_stale_trials)."""
     if not runner:
         return False
     if runner.get("host") != socket.gethostname():
@@ -126,11 +127,6 @@ class Store:
     def claim(self, spec: dict[str, Any], label: str) -> None:
         """Refuse a study another live dry-run holds or one with another search space; then
         fail (and queue again) what a dead one left running, and take the study."""
-        held = self.study.user_attrs.get(RUNNER_ATTR)
-        if held and held.get("pid") != os.getpid() and _alive(held):
-            raise UserError(f"study {self.name!r} in {self.url} is being run by another dry-run (pid {held['pid']} "
-                            f"on {held['host']}); two runs of one Experiment would overrun its trial budgets. Wait "
-                            "for it to finish, or use another --storage/--out")
         prev = self.study.user_attrs.get("spec")
         if prev is not None and json.dumps(prev.get("parameters"), sort_keys=True) != json.dumps(
                 spec.get("parameters"), sort_keys=True):
@@ -141,6 +137,16 @@ class Store:
                 self._fail_and_retry(t.number)
         with _experimental_ok():
             fail_stale_trials(self.study)  # another machine's dead runs, once their heartbeats are stale
+        held = self.study.user_attrs.get(RUNNER_ATTR)
+        if held and held.get("pid") != os.getpid():
+            if held.get("host") == socket.gethostname():
+                alive = _alive(held)
+            else:  # another machine's run: alive while its trials' heartbeats are fresh
+                alive = bool(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            if alive:
+                raise UserError(f"study {self.name!r} in {self.url} is being run by another dry-run (pid "
+                                f"{held['pid']} on {held['host']}); two runs of one Experiment would overrun its "
+                                "trial budgets. Wait for it to finish, or use another --storage/--out")
         self.study.set_user_attr("spec", spec)
         self.study.set_user_attr(RUNNER_ATTR, _me())
 

@@ -1,6 +1,6 @@
 """The Katib backend against a local HTTP server that plays the Kubernetes API
 for experiments.kubeflow.org, with recorded real Experiment objects
-(tests/fixtures/katib/, see PROVENANCE.md). The real kubernetes client (its
+(tests/cluster/fixtures/katib/, see PROVENANCE.md). The real kubernetes client (its
 REST layer, its error handling, its deserialization) talks to it over HTTP."""
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 
 Read from the source with `ast` (lazy imports inside functions count too), so a
 cycle or a backward import fails here before it confuses a reader. Run alone:
-`python -m pytest tests/test_architecture.py`.
+`python -m pytest tests/project/test_architecture.py`.
 """
 from __future__ import annotations
 

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -13,7 +10,7 @@ import yaml
 from pipeline.local.controller import run_experiment
 from pipeline.local.smoke import smoke_check
 from pipeline.errors import UserError
-from tests.conftest import REPO
+from tests.conftest import REPO, katib_digits
 from tests.fake_trial import experiment
 
 
@@ -178,22 +175,17 @@ def test_smoke_check_passes_and_fails(tmp_path):
         smoke_check(str(nan), {}, [])
 
 
-def cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
-
-
 def test_cli_exit_codes(tmp_path):
     ok = tmp_path / "ok.yaml"
     ok.write_text(yaml.safe_dump(experiment(max_trials=1, parallel=1, max_failed=1, args=["--epochs=1"])))
-    r = cli("tune", str(ok), "--out", str(tmp_path / "a"), "--no-progress", "--no-report")
+    r = katib_digits("tune", str(ok), "--out", str(tmp_path / "a"), "--no-progress", "--no-report")
     assert r.returncode == 0, r.stderr
     assert "best trial fake-" in r.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(experiment(max_trials=2, parallel=1, max_failed=1, args=["--mode=crash"])))
-    r = cli("tune", str(bad), "--out", str(tmp_path / "b"), "--no-progress", "--no-report")
+    r = katib_digits("tune", str(bad), "--out", str(tmp_path / "b"), "--no-progress", "--no-report")
     assert r.returncode == 1 and "Failed" in r.stderr
-    r = cli("tune", str(tmp_path / "missing.yaml"))
+    r = katib_digits("tune", str(tmp_path / "missing.yaml"))
     assert r.returncode == 2 and "file not found" in r.stderr
 
 

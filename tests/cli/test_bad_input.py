@@ -1,5 +1,6 @@
 """Bad input everywhere a user types gets one line naming the file and field, exit 2,
-and no traceback unless --debug (issue 8). Each case runs the real console command."""
+and no traceback unless --debug (issue 8). Each case runs the console command in
+process (click's CliRunner); --debug runs it as a real process."""
 from __future__ import annotations
 
 import json
@@ -15,14 +16,9 @@ from hypothesis import strategies as st
 from pipeline.errors import UserError
 from pipeline.lint import lint_experiment
 from pipeline.katib.experiment import parse_experiment, with_defaults
-from tests.conftest import REPO
+from tests.conftest import REPO, Ran, katib_digits
 
 GOOD_YAML = (REPO / "experiments" / "random.yaml").read_text()
-
-
-def katib_digits(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
 
 
 def write(path: Path, text: str) -> Path:
@@ -30,7 +26,7 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, *expected: str) -> None:
+def assert_one_line_error(proc: Ran, *expected: str) -> None:
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith(("katib-digits: error:", "Error:"))]
@@ -96,10 +92,13 @@ def test_bad_cli_flags(args, expected):
     assert_one_line_error(katib_digits(*args), expected)
 
 
+@pytest.mark.process
 def test_debug_shows_the_traceback(tmp_path):
+    """The installed console command, as a process: --debug lets the traceback out."""
     path = write(tmp_path / "exp.yaml", "spec: [unclosed\n")
-    proc = katib_digits("--debug", "tune", str(path), "--out", str(tmp_path / "out"))
-    assert proc.returncode != 0 and "Traceback" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "--debug", "tune", str(path), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "UserError: " in proc.stderr
 
 
 # --- property-based: the spec loader and the linter never crash -------------------------

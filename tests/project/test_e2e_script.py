@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, katib_digits
 
 SCRIPT = REPO / "scripts" / "e2e-kind.sh"
 TEXT = SCRIPT.read_text()
@@ -84,8 +84,7 @@ def cli_uses() -> list[tuple[tuple[str, ...], set[str]]]:
 @pytest.mark.parametrize("command,flags", cli_uses(), ids=lambda v: " ".join(v) if isinstance(v, tuple) else None)
 def test_cli_subcommands_and_flags_exist(command, flags):
     # `--help` of the real CLI: the subcommand exists and lists every flag the script passes.
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", *command, "--help"], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = katib_digits(*command, "--help")
     assert result.returncode == 0, result.stderr[-2000:]
     missing = {f for f in flags if f not in result.stdout}
     assert not missing, f"katib-digits {' '.join(command)}: no option {sorted(missing)}"

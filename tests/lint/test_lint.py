@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +16,7 @@ from pipeline.lint import lint_experiment, load
 from pipeline.katib.algorithms import hyperband_min_parallel
 from pipeline.lint.fields import CONFIG_FILE, SWAGGER_FILE, load_schema_file
 from pipeline.katib.experiment import load_experiment
-from tests.conftest import REPO
+from tests.conftest import REPO, katib_digits
 
 EXPERIMENTS = REPO / "experiments"
 BASE = load_experiment(EXPERIMENTS / "random.yaml")
@@ -285,8 +283,7 @@ def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path, content, message):
     f = tmp_path / "in.yaml"
     if content is not None:
         f.write_text(content)
-    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "lint", str(f)], cwd=REPO,
-                         capture_output=True, text=True, timeout=60)
+    run = katib_digits("lint", str(f))
     assert run.returncode == 2
     assert f"katib-digits: error: {f}" in run.stderr and message in run.stderr
     assert "Traceback" not in run.stderr
