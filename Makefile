@@ -1,11 +1,11 @@
 # make run  : set up .venv (once) and run the whole pipeline locally on the embedded sample
-# make test : set up .venv (once) and run the test suite
+# make test : set up .venv (once) and run the test suite (make test-fast: the in-process part only)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# seconds, not minutes: no real training, no kfp.local run, no extra processes
+test-fast: setup
+	$(BIN)/python -m pytest -n 2 -m "not slow and not process"
 
 lint: setup
 	$(BIN)/katib-digits lint experiments/*.yaml

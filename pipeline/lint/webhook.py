@@ -99,26 +99,18 @@ def check_algorithm(exp: dict[str, Any]) -> Findings:
     found = Findings()
     spec = as_dict(exp.get("spec"))
     config = katib_config()
-    algorithm = spec.get("algorithm")
-    if algorithm is None:
-        found.error("spec.algorithm", "required: must be specified")
-    else:
-        name = as_dict(algorithm).get("algorithmName")
+    for field, enabled, required in (("algorithm", "suggestions", True), ("earlyStopping", "earlyStoppings", False)):
+        block = spec.get(field)
+        if block is None:
+            if required:
+                found.error(f"spec.{field}", "required: must be specified")
+            continue
+        name = as_dict(block).get("algorithmName")
         if not name:
-            found.error("spec.algorithm.algorithmName", "required: must be specified")
-        elif name not in config["suggestions"]:
-            found.error("spec.algorithm.algorithmName",
-                        f"{name!r} is not enabled in Katib's standalone katib-config "
-                        f"(enabled: {', '.join(sorted(config['suggestions']))})")
-    early = spec.get("earlyStopping")
-    if early is not None:
-        name = as_dict(early).get("algorithmName")
-        if not name:
-            found.error("spec.earlyStopping.algorithmName", "required: must be specified")
-        elif name not in config["earlyStoppings"]:
-            found.error("spec.earlyStopping.algorithmName",
-                        f"{name!r} is not enabled in Katib's standalone katib-config "
-                        f"(enabled: {', '.join(sorted(config['earlyStoppings']))})")
+            found.error(f"spec.{field}.algorithmName", "required: must be specified")
+        elif name not in config[enabled]:
+            found.error(f"spec.{field}.algorithmName", f"{name!r} is not enabled in Katib's standalone katib-config "
+                                                       f"(enabled: {', '.join(sorted(config[enabled]))})")
     policy = spec.get("resumePolicy") or ""
     if policy not in RESUME_POLICIES:
         found.error("spec.resumePolicy", f"{policy!r}: invalid ResumePolicyType (Never, LongRunning, FromVolume)")

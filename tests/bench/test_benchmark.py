@@ -99,6 +99,7 @@ def test_summary_table_gives_the_accuracy_with_its_interval(bench, capsys):
     assert out[1].endswith("0.9952 (95 % interval 0.9927-0.9969; 3 x 20 epochs; members 0.9948, 0.9943, 0.9936)")
 
 
+@pytest.mark.process
 @pytest.mark.slow
 def test_accuracy_section_averages_members_on_one_hold_out(bench, tmp_path, capsys):
     result = bench.bench_accuracy(SAMPLE, epochs=1, members=2, out=tmp_path)
@@ -138,6 +139,7 @@ def test_accuracy_section_averages_members_on_one_hold_out(bench, tmp_path, caps
     assert again["cpu_s"] >= result["cpu_s"] - 5  # recorded training time counted, not zero
 
 
+@pytest.mark.process
 @pytest.mark.slow
 def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(bench, tmp_path):
     import numpy as np

@@ -9,6 +9,7 @@ import pytest
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 
 
+@pytest.mark.process
 @pytest.mark.slow
 def test_efficiency_section_runs_the_three_searches_and_resumes_without_training(bench, tmp_path):
     # hyperband: 3 trials of its first rung (the real bench runs its 13-trial bracket; 9 processes at once

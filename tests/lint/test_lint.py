@@ -362,6 +362,7 @@ def test_schema_files_ship_with_attribution():
     assert Path(REPO / "pipeline" / "katib" / "schema" / SWAGGER_FILE).stat().st_size < 64_000
 
 
+@pytest.mark.process
 @pytest.mark.slow
 def test_run_flag_runs_one_tiny_trial_after_a_clean_lint():
     result = CliRunner().invoke(lint_command, [

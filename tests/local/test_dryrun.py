@@ -29,6 +29,7 @@ def condition(status):
     return c["type"], c["reason"]
 
 
+@pytest.mark.process
 def test_max_trials_reached_and_katib_shape(tmp_path):
     status = run(tmp_path, experiment(max_trials=5, parallel=2, settings={"random_state": 1}))
     assert condition(status) == ("Succeeded", "ExperimentMaxTrialsReached")
@@ -49,6 +50,7 @@ def test_max_trials_reached_and_katib_shape(tmp_path):
         assert (tmp_path / "out" / "trials" / row["name"] / "trial.log").exists()
 
 
+@pytest.mark.process
 def test_goal_reached_is_inclusive(tmp_path):
     exp = experiment(max_trials=6, parallel=1, args=["--score=0.8", "--epochs=1"])
     exp["spec"]["objective"]["goal"] = 0.7  # accuracy = 0.8 - 0.1 = 0.7 on the only epoch
@@ -57,6 +59,7 @@ def test_goal_reached_is_inclusive(tmp_path):
     assert status["status"]["trials"] == 1
 
 
+@pytest.mark.process
 def test_failed_budget(tmp_path):
     status = run(tmp_path, experiment(max_trials=6, parallel=1, max_failed=2, args=["--mode=crash"]))
     assert condition(status) == ("Failed", "ExperimentFailed")
@@ -64,6 +67,7 @@ def test_failed_budget(tmp_path):
     assert status["status"]["currentOptimalTrial"]["bestTrialName"] == ""
 
 
+@pytest.mark.process
 def test_grid_exhausted_without_max_trial_count(tmp_path):
     params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0.1", "max": "0.3", "step": "0.1"}},
               {"name": "y", "parameterType": "categorical", "feasibleSpace": {"list": ["2", "3"]}}]
@@ -81,6 +85,7 @@ def test_grid_larger_budget_than_grid_is_refused(tmp_path):
         run(tmp_path, experiment(algorithm="grid", parameters=params, max_trials=3))
 
 
+@pytest.mark.process
 def test_medianstop_end_to_end(tmp_path):
     # Runs score 0.9, 0.95, 0.2, 0.99 (reports: score - 0.1/epoch). Rule after one success: mean of
     # the first 2 reports of run 1 = 0.825. Run 2 (best 0.9 at report 2) goes on; rule for run 3:
@@ -98,6 +103,7 @@ def test_medianstop_end_to_end(tmp_path):
     assert rows["EarlyStopped"]["objective"] == "0.150000"  # best-so-far of what it reported
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("fmt", ["TEXT", "JSON"])
 def test_file_collector(tmp_path, fmt):
     collector = {"collector": {"kind": "File"},
@@ -109,6 +115,7 @@ def test_file_collector(tmp_path, fmt):
     assert (tmp_path / "out" / "trials" / name / "metrics" / "metrics.log").exists()
 
 
+@pytest.mark.process
 def test_custom_filter(tmp_path):
     collector = {"collector": {"kind": "StdOut"},
                  "source": {"filter": {"metricsFormat": [r"(accuracy)=(\d+\.\d+)"]}}}
@@ -119,6 +126,7 @@ def test_custom_filter(tmp_path):
     assert loss["latest"] == "unavailable"  # the filter only captures accuracy
 
 
+@pytest.mark.process
 def test_mount_maps_container_paths(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -130,6 +138,7 @@ def test_mount_maps_container_paths(tmp_path):
     assert condition(status)[0] == "Failed" or states(status)["trialMetricsUnavailable"] == 1
 
 
+@pytest.mark.process
 def test_trial_args_and_overrides(tmp_path):
     status = run(tmp_path, experiment(max_trials=8, parallel=2), max_trial_count=2, parallel_trial_count=1,
                  trial_args=["--epochs=1"])
@@ -138,6 +147,7 @@ def test_trial_args_and_overrides(tmp_path):
     assert log.read_text().count("epoch=") == 1
 
 
+@pytest.mark.process
 def test_hyperband_runs_its_schedule(tmp_path):
     params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
               {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}}]
@@ -152,6 +162,7 @@ def test_hyperband_runs_its_schedule(tmp_path):
     assert rows[2]["x"] == first["x"]
 
 
+@pytest.mark.process
 def test_resume_keeps_finished_trials(tmp_path):
     exp = experiment(max_trials=3, parallel=1, args=["--epochs=1"])
     first = run(tmp_path, exp, max_trial_count=2)
@@ -161,6 +172,7 @@ def test_resume_keeps_finished_trials(tmp_path):
     assert set(first["status"]["succeededTrialList"]) < set(second["status"]["succeededTrialList"])
 
 
+@pytest.mark.process
 def test_smoke_check_passes_and_fails(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(experiment(args=["--epochs=1"])))
@@ -175,6 +187,7 @@ def test_smoke_check_passes_and_fails(tmp_path):
         smoke_check(str(nan), {}, [])
 
 
+@pytest.mark.process
 def test_cli_exit_codes(tmp_path):
     ok = tmp_path / "ok.yaml"
     ok.write_text(yaml.safe_dump(experiment(max_trials=1, parallel=1, max_failed=1, args=["--epochs=1"])))
@@ -192,6 +205,7 @@ def test_cli_exit_codes(tmp_path):
 SHIPPED = sorted((REPO / "experiments").glob("*.yaml"))
 
 
+@pytest.mark.process
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_every_shipped_experiment_runs_one_real_trial(tmp_path, path):

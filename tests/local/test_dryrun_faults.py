@@ -26,6 +26,7 @@ def rows(tmp_path):
     return list(csv.DictReader(open(tmp_path / "out" / "trials.csv")))
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("args,job,state,reason", [
     (["--mode=crash"], {}, "Failed", "BackoffLimitExceeded"),
     (["--mode=hang"], {"activeDeadlineSeconds": 1}, "Failed", "DeadlineExceeded"),
@@ -41,6 +42,7 @@ def test_bad_trials_count_against_the_failed_budget(tmp_path, args, job, state, 
     assert all(reason in r["reason"] for r in got)
 
 
+@pytest.mark.process
 def test_failures_below_the_budget_let_the_experiment_go_on(tmp_path):
     counter = tmp_path / "n"
     exp = experiment(max_trials=3, parallel=1, max_failed=2,
@@ -53,6 +55,7 @@ def test_failures_below_the_budget_let_the_experiment_go_on(tmp_path):
     assert [r["state"] for r in rows(tmp_path)] == ["Failed", "Succeeded", "Succeeded"]
 
 
+@pytest.mark.process
 def test_backoff_limit_retries_a_crashing_pod(tmp_path):
     exp = experiment(max_trials=1, parallel=1, max_failed=1, job_spec={"backoffLimit": 1},
                      args=["--epochs=1", f"--crash-once={tmp_path / 'crashed'}"])
@@ -61,6 +64,7 @@ def test_backoff_limit_retries_a_crashing_pod(tmp_path):
     assert rows(tmp_path)[0]["attempts"] == "2"
 
 
+@pytest.mark.process
 def test_nan_objective_is_recorded_as_katib_does(tmp_path):
     # The default filter reads `accuracy=nan` as the value "": Katib marks the trial Succeeded with a
     # non-numeric objective, and its best-trial rule then picks that trial. We reproduce it and warn.
@@ -105,6 +109,7 @@ def slow_experiment(tmp_path, name="slow", sleep=0.5):
     return path
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_trials_keeps_finished_and_resumes(tmp_path, sig, code):
     path, out = slow_experiment(tmp_path), tmp_path / "out"
@@ -127,6 +132,7 @@ def test_signal_stops_trials_keeps_finished_and_resumes(tmp_path, sig, code):
     assert not any(alive(p) for p in pids(tmp_path / "pids"))
 
 
+@pytest.mark.process
 def test_sigkill_loses_only_running_trials(tmp_path):
     path, out = slow_experiment(tmp_path), tmp_path / "out"
     proc = cli([str(path), "--out", str(out)])
@@ -142,6 +148,7 @@ def test_sigkill_loses_only_running_trials(tmp_path):
     assert status["status"]["trials"] == 2 and status["status"]["trialsSucceeded"] == 2
 
 
+@pytest.mark.process
 def test_second_run_on_the_same_storage_refuses(tmp_path):
     path = slow_experiment(tmp_path, sleep=5)  # the first must outlive the second's start-up, however loaded
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
@@ -158,6 +165,7 @@ def test_second_run_on_the_same_storage_refuses(tmp_path):
     assert first.returncode == 143
 
 
+@pytest.mark.process
 def test_library_caller_stops_on_sigterm_instead_of_taking_a_half_run(tmp_path):
     """run_experiment (used by the pipeline's tune step) writes its outputs, then exits 143."""
     path, out = slow_experiment(tmp_path), tmp_path / "out"

@@ -201,6 +201,7 @@ def lay_out_final_stage(root: Path) -> Path:
     return root / workdir.relative_to("/")
 
 
+@pytest.mark.process
 def test_final_stage_layout_runs_the_trial(tmp_path):
     root = tmp_path / "image"
     workdir = lay_out_final_stage(root)

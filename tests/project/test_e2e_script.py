@@ -24,11 +24,13 @@ def shellcheck() -> str:
     return str(found) if found.exists() else (shutil.which("shellcheck") or "")
 
 
+@pytest.mark.process
 def test_bash_parses_it():
     result = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.process
 def test_shellcheck_passes():
     exe = shellcheck()
     if not exe:

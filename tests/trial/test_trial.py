@@ -50,6 +50,7 @@ def test_katib_metric_name_is_what_the_filter_captures(name):
     assert (parse_line(f"{name}=1") == {name: 1.0}) == bool(KATIB_METRIC_NAME.fullmatch(name))
 
 
+@pytest.mark.process
 def test_metric_and_config_modules_do_not_import_tensorflow():
     code = ("import sys, trial.metrics, trial.config, trial.cli; trial.cli.build_parser(); "
             "print(sorted(m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules))")
@@ -225,6 +226,7 @@ def test_unknown_optimizer_is_refused():
     assert sorted(OPTIMIZERS) == sorted(OPTIMIZER_NAMES)  # every --optimizer choice builds
 
 
+@pytest.mark.process
 @pytest.mark.slow
 def test_real_trial_end_to_end(tmp_path):
     """A real trial from the command line: metric lines Katib parses, a model that loads and predicts."""
@@ -255,6 +257,7 @@ def test_real_trial_end_to_end(tmp_path):
     assert len(history["val_accuracy"]) == 2
 
 
+@pytest.mark.process
 @pytest.mark.slow
 def test_nan_loss_ends_the_trial_with_exit_1():
     proc = subprocess.run([sys.executable, "-m", "trial", "--max-rows", "200", "--epochs", "2", "--optimizer", "sgd",
@@ -265,6 +268,7 @@ def test_nan_loss_ends_the_trial_with_exit_1():
     assert "val_accuracy" not in proc.stdout  # no metric line for a diverged epoch
 
 
+@pytest.mark.process
 @pytest.mark.slow
 def test_same_seed_same_metrics():
     cmd = [sys.executable, "-m", "trial", "--max-rows", "200", "--epochs", "1", "--conv-filters", "8", "--dense-units", "16"]

@@ -118,6 +118,7 @@ def test_zero_byte_test_file_and_train_header_in_test_file(tmp_path):
         load_test(labelled)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("case", ["missing column", "label 11", "pixel 300"])
 def test_trial_cli_exits_2_with_one_line_and_no_traceback(tmp_path, case):
     header, rows, expected = BAD_TRAIN[case]
@@ -130,6 +131,7 @@ def test_trial_cli_exits_2_with_one_line_and_no_traceback(tmp_path, case):
     assert len(errors) == 1 and expected in errors[0] and proc.stdout == ""
 
 
+@pytest.mark.process
 def test_trial_cli_empty_file_exits_2(tmp_path):
     path = tmp_path / "train.csv"
     path.write_bytes(b"")

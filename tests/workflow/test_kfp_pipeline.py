@@ -141,6 +141,7 @@ def bad_layout_data(tmp_path):
     return data
 
 
+@pytest.mark.process
 @pytest.mark.slow
 @pytest.mark.parametrize("case, step, message", [
     ("missing", "prepare", r"data folder not found"),
@@ -157,6 +158,7 @@ def test_bad_data_fails_at_prepare_with_one_line(tmp_path, capsys, case, step, m
     assert re.search(message, err)
 
 
+@pytest.mark.process
 @pytest.mark.slow
 def test_invalid_experiment_fails_before_any_step_with_the_linters_message(tmp_path, capsys):
     exp = yaml.safe_load(LOCAL_EXPERIMENT.read_text())
@@ -172,6 +174,7 @@ def test_invalid_experiment_fails_before_any_step_with_the_linters_message(tmp_p
     assert not (tmp_path / "out").exists()  # refused before kfp.local started a step
 
 
+@pytest.mark.process
 @pytest.mark.slow
 def test_local_run_writes_submission_and_summary(tmp_path):
     out = tmp_path / "out"
@@ -190,6 +193,7 @@ def test_local_run_writes_submission_and_summary(tmp_path):
     assert final["spec"]["maxTrialCount"] == 2 and final["status"]["trials"] == 2  # the budget override
 
 
+@pytest.mark.process
 @pytest.mark.slow
 def test_hyperband_pipeline_runs_with_the_default_local_budget(tmp_path, capsys):
     """`pipeline run --local --experiment experiments/hyperband.yaml`: the local budget (3 trials, 1 at a
@@ -207,6 +211,7 @@ def test_hyperband_pipeline_runs_with_the_default_local_budget(tmp_path, capsys)
     assert "parallelTrialCount 1 raised to 9" in said and "Katib would reject this budget" in said
 
 
+@pytest.mark.process
 @pytest.mark.slow
 def test_gate_closed_means_no_submission(tmp_path):
     out = tmp_path / "out"
