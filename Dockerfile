@@ -4,33 +4,44 @@
 #   docker build -t katib-digits:0.1.0 .                      # CPU (tensorflow-cpu)
 #   docker build --build-arg VARIANT=gpu -t katib-digits:gpu .   # CUDA wheels of the same TensorFlow
 #
-# Not built by the project's tests (there is no Docker engine where they run):
-# tests/project/test_dockerfile.py checks it statically; scripts/e2e-kind.sh builds it.
+# Build arguments: PYTHON_IMAGE, the base (any Debian with python3.11 as `python`;
+# `make test-containers` builds on a debootstrap bookworm, since it can pull no
+# registry image), and PIP_CERT, a CA bundle for pip inside the build where a
+# proxy re-signs TLS (mount it with the build's -v).
+# tests/project/test_dockerfile.py checks it statically; tests/containers/ builds it
+# with podman and runs the trial, the linter and the pipeline in it.
 
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 # --- build: a virtualenv with the pinned dependencies -------------------------------
 FROM ${PYTHON_IMAGE} AS build
 ARG VARIANT=cpu
+ARG PIP_CERT=
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml requirements-nodeps.txt README.md ./
-COPY trial/ trial/
-COPY pipeline/ pipeline/
-# Same two steps as `make setup`: the project with its pinned dependencies, then
+# Same two steps as `make setup`: the pinned dependencies (read from pyproject.toml, so
+# this layer is rebuilt only when they change, not when the code does), then
 # kubeflow-katib without its stale protobuf<5 pin (see requirements-nodeps.txt).
 # GPU: swap tensorflow-cpu for the same TensorFlow version with its CUDA wheels.
-RUN pip install --no-cache-dir . \
+RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
+ && python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+      > /tmp/requirements.txt \
+ && pip install --no-cache-dir -r /tmp/requirements.txt \
  && pip install --no-cache-dir --no-deps -r requirements-nodeps.txt \
  && if [ "$VARIANT" = "gpu" ]; then \
       tf_version="$(pip show tensorflow-cpu | sed -n 's/^Version: //p')" \
       && pip uninstall --yes tensorflow-cpu \
       && pip install --no-cache-dir "tensorflow[and-cuda]==${tf_version}"; \
     elif [ "$VARIANT" != "cpu" ]; then echo "VARIANT must be cpu or gpu, not $VARIANT" >&2; exit 1; fi \
- && python -c "import kfp, kubernetes, kubeflow.katib, optuna, tensorflow"
+ && python -c "import kfp, kfp.kubernetes, kubernetes, kubeflow.katib, optuna, tensorflow"
+COPY trial/ trial/
+COPY pipeline/ pipeline/
+# The project itself (the `katib-digits` command); its dependencies are all in already.
+RUN pip install --no-cache-dir --no-deps .
 
 # --- final: the venv, the sources and the data sample; no compilers, no caches ----------
 FROM ${PYTHON_IMAGE}

@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         kwargs = {"default": f.default, "help": meta["help"].replace("%", "%%")}
         if meta["choices"]:
             kwargs["choices"] = meta["choices"]
+        elif meta["parse"] is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = _arg_type(meta["parse"], meta["check"], meta["parse"].__name__.lower())
         groups[meta["group"]].add_argument("--" + f.name.replace("_", "-"), **kwargs)

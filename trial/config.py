@@ -80,6 +80,10 @@ class TrialConfig:
     model_out: Path | None = flag(None, "output", "write model.keras, hparams.json and history.json here", Path)
     metrics_file: Path | None = flag(None, "output", "also write the metric lines here (Katib File collector, "
                                                      "TEXT format)", Path)
+    push_metrics: bool = flag(False, "output", "also send each epoch's metrics to Katib's DB manager: only for an "
+                                               "Experiment with the Push collector (under StdOut or File the "
+                                               "sidecar reads stdout, and a push would record every epoch twice)",
+                              bool)
 
     def __post_init__(self):
         for f in fields(self):

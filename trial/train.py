@@ -44,14 +44,20 @@ def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | N
 
 
 class KatibReporter(keras.callbacks.Callback):
-    """Prints one metric line per epoch to stdout (and a metrics file, and Katib's
-    Push collector inside a Katib pod); stops on a NaN loss."""
+    """Prints one metric line per epoch to stdout (and a metrics file, and, with --push-metrics
+    inside a Katib pod, to Katib's DB manager for the Push collector); stops on a NaN loss.
 
-    def __init__(self, metrics_file: Path | None):
+    Pushing is asked for, not guessed: Katib's pod webhook sets KATIB_TRIAL_NAME under every
+    collector kind, and a push beside the StdOut sidecar would record each epoch twice."""
+
+    def __init__(self, metrics_file: Path | None, push: bool = False):
         super().__init__()
         self.metrics_file = metrics_file
         self.diverged_at: int | None = None
-        self.push = os.environ.get("KATIB_TRIAL_NAME") is not None
+        self.push = push and os.environ.get("KATIB_TRIAL_NAME") is not None
+        if push and not self.push:
+            print("trial: warning: --push-metrics outside a Katib trial pod (no KATIB_TRIAL_NAME): not pushing",
+                  file=sys.stderr)
         if metrics_file:
             metrics_file.parent.mkdir(parents=True, exist_ok=True)
             metrics_file.write_text("")
@@ -91,7 +97,7 @@ def train(config: TrialConfig, x: np.ndarray, y: np.ndarray) -> dict:
     model = build_model(c)
     model.compile(optimizer=make_optimizer(c.optimizer, c.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    reporter = KatibReporter(c.metrics_file)
+    reporter = KatibReporter(c.metrics_file, c.push_metrics)
     decay = keras.callbacks.LearningRateScheduler(lambda epoch: c.learning_rate * c.lr_decay**epoch)
     started = time.perf_counter()
     history = model.fit(

@@ -8,7 +8,9 @@ import click
 
 from pipeline.errors import UserError
 from pipeline.workflow.kfp_pipeline import (DEFAULT_EXPERIMENT, DEFAULT_IMAGE, LOCAL_BUDGET, PIPELINE_NAME, Budget,
-                                            compile_pipeline, pipeline_arguments, run_local, submit)
+                                            compile_components, compile_pipeline, experiment_argument,
+                                            pipeline_arguments, run_local, submit)
+from pipeline.workflow.steps import DATA_MOUNT, DATA_PVC
 
 
 @click.group("pipeline")
@@ -16,15 +18,26 @@ def pipeline_group():
     """Compile the KFP pipeline or run it (locally or on a KFP server)."""
 
 
+image_pull_secret_option = click.option(
+    "--image-pull-secret", "image_pull_secrets", multiple=True, metavar="NAME",
+    help="A Secret the steps and the trial pods pull the image with (repeatable).")
+
+
 @pipeline_group.command("compile")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("pipeline.yaml"),
               show_default=True, help="Where to write the IR YAML.")
 @click.option("--image", default=DEFAULT_IMAGE, show_default=True,
               help="The image every step runs in (built from our Dockerfile).")
-def compile_command(output, image):
+@image_pull_secret_option
+@click.option("--components", "components_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write each step as a component YAML here, for kfp.components.load_component_from_file.")
+def compile_command(output, image, image_pull_secrets, components_dir):
     """Write the pipeline's IR YAML, ready to upload to a KFP server."""
-    compile_pipeline(output, image)
+    compile_pipeline(output, image, tuple(image_pull_secrets))
     click.echo(f"{output}: pipeline {PIPELINE_NAME!r}, image {image}")
+    if components_dir is not None:
+        for path in compile_components(components_dir, image):
+            click.echo(f"{path}: component {path.stem!r}")
 
 
 def _budget_options(fn):
@@ -62,29 +75,54 @@ def _budget(defaults: Budget, **given) -> Budget:
 @click.option("--host", default=None, help="KFP server URL: submit a run there, tuning with Katib.")
 @click.option("--data", "data_dir", default=None,
               help="Folder with train.csv(.gz), test.csv(.gz) [and sample_submission.csv]. "
-                   "Local default: data/sample; on a server: a path inside the step's image/volumes.")
+                   f"Local default: data/sample; on a server: a folder on the data volume (default {DATA_MOUNT}).")
 @click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True,
-              help="Katib Experiment YAML (locally a file here; on a server a path in the image).")
+              help="Katib Experiment YAML. A file here is sent with the run (as one-line JSON); --host with a "
+                   "path that is not a file here names a file in the image.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/pipeline"),
               show_default=True, help="--local: where submission.csv, summary.json and the run's files go.")
 @click.option("--namespace", default=None, help="--host: the KFP namespace (multi-user) and Katib's.")
-@click.option("--service-account", default=None, help="--host: the run's service account (needs Katib RBAC).")
+@click.option("--service-account", default=None,
+              help="--host: run as this account instead of KFP's default runner. It also runs KFP's driver and "
+                   "launcher, so it needs their permissions besides Katib's (see docs/cluster.md).")
 @click.option("--image", default=DEFAULT_IMAGE, show_default=True, help="--host: the image every step runs in.")
+@click.option("--trial-image", default=None, help="--host: the image Katib's trial pods run (default: --image).")
+@click.option("--data-pvc", default=None,
+              help=f"--host: the PersistentVolumeClaim with the data, mounted at {DATA_MOUNT} in prepare and in "
+                   f"every trial (default {DATA_PVC}).")
+@image_pull_secret_option
+@click.option("--token", envvar="KFP_TOKEN", default=None,
+              help="--host: a bearer token for a server behind Kubeflow's login (or $KFP_TOKEN).")
+@click.option("--cookies", envvar="KFP_COOKIES", default=None,
+              help="--host: cookies for the server, e.g. 'authservice_session=...' (or $KFP_COOKIES).")
+@click.option("--ui-host", default=None,
+              help="--host: the UI's address for the run link, when it is not the API's (default: derived).")
 @click.option("--timeout", "timeout_s", type=click.IntRange(min=1), default=6 * 3600, show_default=True,
               help="--host: seconds to wait for the Katib Experiment.")
+@click.option("--in-containers", is_flag=True,
+              help="--local: run each step in a container of --image (kfp.local's DockerRunner; Docker, or podman's "
+                   "Docker API through $DOCKER_HOST), as a cluster runs it.")
 @_budget_options
-def run_command(local_run, host, data_dir, experiment, out, namespace, service_account, image, timeout_s,
-                **budget_flags):
-    """Run the whole pipeline: --local (kfp.local + Optuna) or --host URL (KFP server + Katib)."""
+def run_command(local_run, host, data_dir, experiment, out, namespace, service_account, image, trial_image,
+                data_pvc, image_pull_secrets, token, cookies, ui_host, timeout_s, in_containers, **budget_flags):
+    """Run the whole pipeline: --local (kfp.local + Optuna) or --host URL (KFP server + Katib).
+
+    On a server the steps read the data from the volume --data-pvc (mounted at /data) and the trials of
+    the Experiment the tune step creates read the same volume; the run stops its Experiment when it ends
+    or is terminated.
+    """
     if local_run == bool(host):
         raise UserError("pipeline run: pass exactly one of --local or --host URL")
     if local_run:
-        summary = run_local(data_dir or "data/sample", experiment, out, _budget(LOCAL_BUDGET, **budget_flags))
+        summary = run_local(data_dir or "data/sample", experiment, out, _budget(LOCAL_BUDGET, **budget_flags),
+                            image=image if in_containers else None)
         click.echo(_describe_local(summary))
         return
-    arguments = pipeline_arguments(data_dir or "data/sample", experiment, "katib", _budget(Budget(), **budget_flags),
-                                   namespace or "", timeout_s)
-    click.echo(submit(host, arguments, image, namespace, service_account))
+    arguments = pipeline_arguments(data_dir or DATA_MOUNT, experiment_argument(experiment), "katib",
+                                   _budget(Budget(), **budget_flags), namespace or "", timeout_s,
+                                   data_pvc=data_pvc, trial_image=trial_image or image)
+    click.echo(submit(host, arguments, image, namespace, service_account, image_pull_secrets=tuple(image_pull_secrets),
+                      token=token, cookies=cookies, ui_host=ui_host))
 
 
 def _describe_local(summary: dict[str, Any]) -> str:

@@ -1,9 +1,14 @@
 """Run an Experiment on a real Katib through the Kubernetes API.
 
-Create it under a fresh name, poll it until it ends or the time is up, fail
-loudly when it fails (the retired v1 katib-launcher exited 0 on failure) and
-return the final object exactly as `kubectl get experiment -o json` shows it,
-so `status.currentOptimalTrial` reads the same as after a local run.
+Create it under a fresh name (or, for a retried step, find the one this run
+already made), poll it until it ends or the time is up, saying on every poll
+how its trials stand, fail fast with the pod's own reason when trials cannot
+start (an image that cannot be pulled, a pod that cannot be scheduled, a
+namespace without Katib's metrics-collector label), fail loudly when it fails
+(the retired v1 katib-launcher exited 0 on failure), and return the final
+object exactly as `kubectl get experiment -o json` shows it, once no trial is
+running any more: Katib does not stop running trials when an Experiment ends
+and keeps updating `currentOptimalTrial` while they finish.
 
 Why the plain `CustomObjectsApi` and not kubeflow-katib's `KatibClient`: the
 SDK's create/get wrap every `ApiException` into a RuntimeError/TimeoutError,
@@ -31,16 +36,24 @@ GROUP = "kubeflow.org"
 VERSION = "v1beta1"
 MAX_NAME_LEN = 40  # Katib's validating webhook rejects longer Experiment names
 SUFFIX_LEN = 5  # like the API server's generateName
-RUN_ID_LABEL = "katib-digits/run-id"  # lets a retried create recognise its own object
+RUN_ID_LABEL = "katib-digits/run-id"  # the pipeline run (or one CLI call) that made the Experiment
 EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"  # Katib labels each Trial with it
+TRIAL_LABEL = "katib.kubeflow.org/trial"  # Katib's pod webhook labels each trial pod it mutates
+JOB_NAME_LABEL = "job-name"  # the Job controller's label on a batch/v1 Job's pods (the Job is named as the trial)
+COLLECTOR_CONTAINER = "metrics-logger-and-collector"  # the sidecar Katib injects for StdOut and File
+INJECTION_LABEL = "katib.kubeflow.org/metrics-collector-injection"
+IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
+CONFIG_REASONS = ("CreateContainerConfigError", "CreateContainerError")
+UNSCHEDULABLE_GRACE_S = 300  # a cluster autoscaler may still add a node
 REQUEST_TIMEOUT_S = 30  # one HTTP request; a hung API server must not hang the step
 
 
 @dataclass(frozen=True)
 class ApiCall:
-    method: str  # CustomObjectsApi method
+    method: str  # CustomObjectsApi (group kubeflow.org) or CoreV1Api (group "") method
     verb: str  # Kubernetes RBAC verb it needs
-    plural: str  # resource in the kubeflow.org group
+    plural: str  # the resource
+    group: str = GROUP
 
 
 # Every Kubernetes API call this module makes, and the only path to them (see
@@ -48,16 +61,18 @@ class ApiCall:
 API_CALLS: dict[str, ApiCall] = {
     "create_experiment": ApiCall("create_namespaced_custom_object", "create", "experiments"),
     "get_experiment": ApiCall("get_namespaced_custom_object", "get", "experiments"),
+    "list_experiments": ApiCall("list_namespaced_custom_object", "list", "experiments"),
     "delete_experiment": ApiCall("delete_namespaced_custom_object", "delete", "experiments"),
     "list_trials": ApiCall("list_namespaced_custom_object", "list", "trials"),
+    "list_pods": ApiCall("list_namespaced_pod", "list", "pods", group=""),
 }
 
 
-def required_rbac() -> dict[str, set[str]]:
-    """{resource plural: RBAC verbs} that run_on_katib needs in its namespace."""
-    needed: dict[str, set[str]] = {}
+def required_rbac() -> dict[tuple[str, str], set[str]]:
+    """{(API group, resource): RBAC verbs} that run_on_katib and stop_run need in their namespace."""
+    needed: dict[tuple[str, str], set[str]] = {}
     for call in API_CALLS.values():
-        needed.setdefault(call.plural, set()).add(call.verb)
+        needed.setdefault((call.group, call.plural), set()).add(call.verb)
     return needed
 
 
@@ -133,13 +148,20 @@ def _retryable(exc: Exception) -> bool:
 
 
 def _call(api: Any, op: str, retry: RetryPolicy, sleep: Callable[[float], None], **kwargs: Any) -> Any:
-    """One entry of API_CALLS, retried with backoff on 5xx/429/connection errors."""
+    """One entry of API_CALLS, retried with backoff on 5xx/429/connection errors. Core calls
+    answer as the same JSON (camelCase dicts) the custom-objects calls give."""
     call = API_CALLS[op]
-    method = getattr(api, call.method)
     delay = retry.backoff_s
     for attempt in range(1, retry.attempts + 1):
         try:
-            return method(GROUP, VERSION, plural=call.plural, _request_timeout=REQUEST_TIMEOUT_S, **kwargs)
+            if call.group == GROUP:
+                return getattr(api, call.method)(GROUP, VERSION, plural=call.plural,
+                                                 _request_timeout=REQUEST_TIMEOUT_S, **kwargs)
+            from kubernetes import client
+
+            core = client.CoreV1Api(api.api_client)
+            answer = getattr(core, call.method)(_request_timeout=REQUEST_TIMEOUT_S, **kwargs)
+            return api.api_client.sanitize_for_serialization(answer)
         except Exception as exc:  # noqa: BLE001 - classified right below
             if not _retryable(exc) or attempt == retry.attempts:
                 raise
@@ -153,14 +175,15 @@ def _api_error(exc: Exception, op: str, namespace: str, name: str | None) -> Kat
     from kubernetes.client.exceptions import ApiException
 
     call = API_CALLS[op]
-    what = f"{call.verb} {call.plural}.{GROUP}" + (f" {name!r}" if name else "") + f" in namespace {namespace!r}"
+    resource = f"{call.plural}.{call.group}" if call.group else call.plural
+    what = f"{call.verb} {resource}" + (f" {name!r}" if name else "") + f" in namespace {namespace!r}"
     if not isinstance(exc, ApiException):
         return KatibApiError(f"cannot reach the Kubernetes API to {what}: {exc}")
     status, detail = exc.status, _status_message(exc)
     if status in (401, 403):
         hint = (
-            f"the service account needs RBAC verb {call.verb!r} on {call.plural}.{GROUP} in {namespace!r}: "
-            "apply deploy/rbac.yaml and run the step with that service account"
+            f"the service account needs RBAC verb {call.verb!r} on {resource} in {namespace!r}: "
+            "apply deploy/rbac.yaml, which grants it to the pipeline's own runner account"
         )
         return KatibApiError(f"forbidden to {what} (HTTP {status}): {detail}; {hint}", status)
     if status == 404 and op == "create_experiment":
@@ -206,6 +229,51 @@ def _prepare(experiment: dict[str, Any], namespace: str, name: str, run_id: str)
     return body
 
 
+def trial_counts(obj: dict[str, Any] | None) -> str:
+    """`5 trials: 2 Running, 3 Succeeded`, from an Experiment's status."""
+    st = (obj or {}).get("status") or {}
+    parts = [f"{st[key]} {label}" for key, label in (
+        ("trialsPending", "Pending"), ("trialsRunning", "Running"), ("trialsSucceeded", "Succeeded"),
+        ("trialsFailed", "Failed"), ("trialsKilled", "Killed"), ("trialsEarlyStopped", "EarlyStopped"),
+        ("trialMetricsUnavailable", "MetricsUnavailable")) if st.get(key)]
+    return f"{st.get('trials', 0)} trials" + (": " + ", ".join(parts) if parts else "")
+
+
+def pod_problem(pod: dict[str, Any], collector_kind: str, now: float,
+                unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S) -> str | None:
+    """Why a trial pod will never report a metric, from its status (the pod's own reason), or None.
+    Kubernetes never fails a Job for these, so without this the step would wait for its timeout."""
+    from datetime import datetime
+
+    name = (pod.get("metadata") or {}).get("name", "?")
+    status = pod.get("status") or {}
+    for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in IMAGE_PULL_REASONS:
+            return (f"trial pod {name} cannot pull image {cs.get('image')!r} ({waiting['reason']}: "
+                    f"{waiting.get('message', '')}); pass the image the cluster can pull (trial_image)")
+        if waiting.get("reason") in CONFIG_REASONS:
+            return f"trial pod {name}: {waiting['reason']}: {waiting.get('message', '')}"
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+            since = cond.get("lastTransitionTime")
+            try:
+                waited = now - datetime.fromisoformat(str(since).replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                waited = unschedulable_grace_s
+            if waited >= unschedulable_grace_s:
+                return (f"trial pod {name} cannot be scheduled ({cond.get('message', '')}) for {waited:.0f}s: "
+                        "lower the trial's resources or free the cluster; a missing PersistentVolumeClaim "
+                        "(data_pvc) shows here too")
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+    if collector_kind in ("StdOut", "File") and TRIAL_LABEL not in labels and COLLECTOR_CONTAINER not in containers:
+        return (f"trial pod {name} has no Katib metrics collector: the namespace lacks the label "
+                f"{INJECTION_LABEL}=enabled, so no trial ever reports a metric (kubectl label namespace "
+                f"{(pod.get('metadata') or {}).get('namespace', 'NAMESPACE')} {INJECTION_LABEL}=enabled)")
+    return None
+
+
 @dataclass
 class _Session:
     """One namespace on one API server, with the retry policy applied to each call."""
@@ -214,16 +282,32 @@ class _Session:
     namespace: str
     retry: RetryPolicy
     sleep: Callable[[float], None]
+    log: Callable[[str], None] = print
 
     def call(self, op: str, name: str | None = None, **kwargs: Any) -> Any:
         if name is not None:
             kwargs["name"] = name
         return _call(self.api, op, self.retry, self.sleep, namespace=self.namespace, **kwargs)
 
-    def create(self, experiment: dict[str, Any]) -> dict[str, Any]:
+    def find(self, run_id: str) -> list[dict[str, Any]]:
+        """This run's Experiments (a retried step finds the one it made)."""
+        try:
+            found = self.call("list_experiments", label_selector=f"{RUN_ID_LABEL}={run_id}")
+        except Exception as exc:  # noqa: BLE001
+            raise _api_error(exc, "list_experiments", self.namespace, None) from exc
+        return list(found.get("items") or [])
+
+    def create(self, experiment: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
         meta = experiment.get("metadata") or {}
         base = meta.get("name") or meta.get("generateName") or "experiment"
-        run_id = uuid.uuid4().hex
+        if run_id:
+            mine = [e for e in self.find(run_id) if (e.get("metadata") or {}).get("name", "").startswith(
+                unique_name(base)[:-SUFFIX_LEN - 1])]
+            if mine:
+                self.log(f"tune: Experiment {self.namespace}/{mine[0]['metadata']['name']} of this run exists "
+                         "(the step was retried): waiting for it")
+                return mine[0]
+        run_id = run_id or uuid.uuid4().hex
         for _ in range(3):  # three random names all taken: something else is wrong
             name = unique_name(base)
             body = _prepare(experiment, self.namespace, name, run_id)
@@ -245,18 +329,40 @@ class _Session:
             409,
         )
 
+    def trials(self, name: str) -> list[dict[str, Any]]:
+        try:
+            return list(self.call("list_trials", label_selector=f"{EXPERIMENT_LABEL}={name}").get("items") or [])
+        except Exception as exc:  # noqa: BLE001
+            raise _api_error(exc, "list_trials", self.namespace, None) from exc
+
     def failed_trials(self, name: str) -> str:
         """Why its trials failed, for the error message; never masks the failure itself."""
         try:
-            trials = self.call("list_trials", label_selector=f"{EXPERIMENT_LABEL}={name}")
+            trials = self.call("list_trials", label_selector=f"{EXPERIMENT_LABEL}={name}").get("items") or []
         except Exception as exc:  # noqa: BLE001
             return f"(trials not readable: {_status_message(exc)})"
         lines = []
-        for trial in trials.get("items") or []:
+        for trial in trials:
             last = (conditions(trial) or [{}])[-1]
             if last.get("type") in ("Failed", "MetricsUnavailable") and last.get("status") == "True":
                 lines.append(f"{trial['metadata']['name']}: {last.get('reason', '')}: {last.get('message', '')}")
         return ("failed trials: " + "; ".join(lines)) if lines else ""
+
+    def stuck_trial(self, name: str, collector_kind: str, now: float) -> str | None:
+        """The first running trial whose pod can never report a metric, with the pod's reason."""
+        running = [t["metadata"]["name"] for t in self.trials(name)
+                   if (conditions(t) or [{}])[-1].get("type") in ("Created", "Running")]
+        if not running:
+            return None
+        try:
+            pods = self.call("list_pods", label_selector=f"{JOB_NAME_LABEL} in ({','.join(running)})")
+        except Exception as exc:  # noqa: BLE001
+            raise _api_error(exc, "list_pods", self.namespace, None) from exc
+        for pod in pods.get("items") or []:
+            problem = pod_problem(pod, collector_kind, now)
+            if problem:
+                return problem
+        return None
 
     def delete(self, name: str) -> None:
         try:
@@ -266,8 +372,11 @@ class _Session:
                 raise _api_error(exc, "delete_experiment", self.namespace, name) from exc
 
     def wait(self, created: dict[str, Any], deadline: float, timeout_s: int, poll_s: float,
-             clock: Callable[[], float], keep_hint: bool) -> dict[str, Any]:
+             clock: Callable[[], float], keep_hint: bool, wall: Callable[[], float] = time.time) -> dict[str, Any]:
         name, ns, last = created["metadata"]["name"], self.namespace, created
+        kind = ((((created.get("spec") or {}).get("metricsCollectorSpec") or {}).get("collector") or {})
+                .get("kind", "StdOut"))
+        said = None
         while True:
             try:
                 last = self.call("get_experiment", name)
@@ -279,7 +388,14 @@ class _Session:
                         last,
                     ) from None
                 raise _api_error(exc, "get_experiment", ns, name) from exc
-            if condition_is_true(last, "Succeeded"):
+            state = (conditions(last) or [{}])[-1].get("type", "Created")
+            line = f"tune: {ns}/{name}: {state}, {trial_counts(last)}"
+            if line != said:
+                self.log(line)
+                said = line
+            st = last.get("status") or {}
+            busy = (st.get("trialsRunning") or 0) + (st.get("trialsPending") or 0)
+            if condition_is_true(last, "Succeeded") and not busy:
                 return last
             if condition_is_true(last, "Failed"):
                 trials = self.failed_trials(name)
@@ -287,11 +403,16 @@ class _Session:
                     f"Experiment {ns}/{name} failed: {describe_conditions(last)}" + (f"; {trials}" if trials else ""),
                     last,
                 )
+            if busy and not condition_is_true(last, "Succeeded"):
+                stuck = self.stuck_trial(name, kind, wall())
+                if stuck:
+                    raise KatibExperimentFailed(f"Experiment {ns}/{name} cannot make progress: {stuck}", last)
             remaining = deadline - clock()
             if remaining <= 0:
                 hint = f"; it is still there: kubectl delete experiment {name} -n {ns}" if keep_hint else ""
+                waiting = f" ({busy} trial(s) still running after it ended)" if busy else ""
                 raise KatibTimeout(
-                    f"Experiment {ns}/{name} did not finish within {timeout_s}s; "
+                    f"Experiment {ns}/{name} did not finish within {timeout_s}s{waiting}; "
                     f"last conditions: {describe_conditions(last)}{hint}",
                     last,
                 )
@@ -306,21 +427,24 @@ def run_on_katib(
     poll_s: float = 15,
     api: Any = None,
     *,
+    run_id: str | None = None,
     retry: RetryPolicy | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    log: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> dict[str, Any]:
-    """Create `experiment` in `namespace` under a fresh name, wait until it ends,
-    return the final Experiment object (`kubectl get experiment -o json`).
+    """Create `experiment` in `namespace` under a fresh name (labelled with `run_id`; a second call
+    with the same run_id waits for the Experiment the first made), wait until it ends and no trial
+    runs any more, return the final Experiment object (`kubectl get experiment -o json`).
 
-    Raises KatibExperimentFailed (Failed condition, or deleted meanwhile),
-    KatibTimeout (not finished within timeout_s; left running unless
-    delete_after) and KatibApiError (403/404/409/4xx at once, 5xx and
-    connection errors after retries). All are UserError: one line in the CLI.
+    Raises KatibExperimentFailed (Failed condition, deleted meanwhile, or a trial pod that can never
+    run: image pull errors, unschedulable, no metrics collector), KatibTimeout (not finished within
+    timeout_s; left running unless delete_after) and KatibApiError (403/404/409/4xx at once, 5xx
+    and connection errors after retries). All are UserError: one line in the CLI.
     """
-    session = _Session(api if api is not None else default_api(), namespace, retry or RetryPolicy(), sleep)
+    session = _Session(api if api is not None else default_api(), namespace, retry or RetryPolicy(), sleep, log)
     deadline = clock() + timeout_s
-    created = session.create(experiment)
+    created = session.create(experiment, run_id)
     name = created["metadata"]["name"]
     try:
         result = session.wait(created, deadline, timeout_s, poll_s, clock, keep_hint=not delete_after)
@@ -334,3 +458,19 @@ def run_on_katib(
     if delete_after:
         session.delete(name)
     return result
+
+
+def stop_run(namespace: str, run_id: str, api: Any = None, *, retry: RetryPolicy | None = None,
+             log: Callable[[str], None] = lambda line: print(line, flush=True)) -> list[str]:
+    """Delete this run's Experiments that have not ended (Katib deletes their trials with them):
+    the pipeline's exit handler, so a terminated or failed run leaves nothing running."""
+    session = _Session(api if api is not None else default_api(), namespace, retry or RetryPolicy(), time.sleep, log)
+    stopped = []
+    for exp in session.find(run_id):
+        name = exp["metadata"]["name"]
+        if condition_is_true(exp, "Succeeded") or condition_is_true(exp, "Failed"):
+            continue
+        session.delete(name)
+        log(f"cleanup: deleted Experiment {namespace}/{name} ({describe_conditions(exp)})")
+        stopped.append(name)
+    return stopped

@@ -20,14 +20,19 @@ def load_model(path: str | Path):
 
 
 def predict_submission(model_path: str | Path, test_path: str | Path, out_csv: str | Path,
-                       sample_submission: str | Path | None = None, batch_size: int = 512) -> int:
-    """Predict every test row in file order and write `ImageId,Label` (ImageId 1..N); returns N."""
+                       sample_submission: str | Path | None = None, batch_size: int = 512,
+                       expected_rows: int | None = None) -> int:
+    """Predict every test row in file order and write `ImageId,Label` (ImageId 1..N); returns N.
+    `expected_rows`: what the prepare step counted in the same test file; another count is refused."""
     import numpy as np
 
     from trial.data import load_test
 
-    paths = model_files(model_path)
     x = load_test(test_path)
+    if expected_rows is not None and len(x) != int(expected_rows):
+        raise UserError(f"{test_path}: {len(x)} test rows, but the prepare step counted {expected_rows}: "
+                        "the submission would not answer the test file that was prepared")
+    paths = model_files(model_path)
     probabilities = sum(load_model(p).predict(x.astype("float32"), batch_size=batch_size, verbose=0)
                         for p in paths)
     labels = np.argmax(probabilities, axis=1)

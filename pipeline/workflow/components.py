@@ -10,47 +10,89 @@ from types import SimpleNamespace
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
 def prepare(data_dir: str, train_data: Output[Dataset], test_data: Output[Dataset]):
-    """Validate train.csv and test.csv like the trial does; output them as Datasets."""
+    """Validate train.csv and test.csv like the trial does; output them as Datasets.
+
+    Args:
+        data_dir: Folder with train.csv(.gz) and test.csv(.gz): on a cluster, on the data volume (mounted at /data).
+    """
     from pipeline.workflow.steps import prepare_data, resolve_data_dir, step_errors
 
     with step_errors():
         info = prepare_data(resolve_data_dir(data_dir), train_data.path, test_data.path)
-    train_data.metadata.update({"rows": info["train_rows"], "file": info["files"]["train"]})
+    train_data.metadata.update({"rows": info["train_rows"], "file": info["files"]["train"],
+                                "source": info["sources"]["train"], "sha256": info["sha256"]["train"]})
     test_data.metadata.update({"rows": info["test_rows"], "file": info["files"]["test"],
+                               "source": info["sources"]["test"], "sha256": info["sha256"]["test"],
                                "sample_submission": info["files"].get("sample_submission", "")})
-    print(f"prepare: {info['train_rows']} labelled rows, {info['test_rows']} test rows")
+    print(f"prepare: {info['train_rows']} labelled rows from {info['sources']['train']}, "
+          f"{info['test_rows']} test rows from {info['sources']['test']}")
 
 
 def tune(experiment: str, backend: str, train_data: Input[Dataset], max_trial_count: int,
          parallel_trial_count: int, trial_max_rows: int, trial_epochs: int, namespace: str, timeout_s: int,
-         delete_after: bool, tuned: Output[Artifact], metrics: Output[Metrics],
+         delete_after: bool, data_dir: str, data_pvc: str, trial_image: str, image_pull_secrets: str, run_id: str,
+         tuned: Output[Artifact], metrics: Output[Metrics], report: Output[HTML], trials: Output[Markdown],
          ) -> NamedTuple("TuneOutputs", [("objective", float), ("objective_type", str), ("optimal_trial", dict)]):
-    """Run the Experiment (Katib or the local Optuna dry-run); output the final Experiment object."""
+    """Run the Experiment (Katib or the local Optuna dry-run); output the final Experiment object.
+
+    Args:
+        experiment: Path of the Experiment YAML in the image (e.g. experiments/tpe.yaml), or the Experiment itself as YAML or one-line JSON.
+        backend: katib (create it on the cluster) or optuna (the local dry-run, in this step).
+        trial_image: The image Katib's trials run (their pods pull it); empty keeps the YAML's.
+        data_pvc: The PersistentVolumeClaim the trials (and prepare) read the data from.
+        run_id: Labels the Experiment, so a retried step waits for the one it made and the exit handler finds it.
+    """
     import os
+    import shutil
     from collections import namedtuple
 
+    from pipeline.workflow.reports import html_report, markdown_trials
     from pipeline.workflow.steps import read_experiment, step_errors, summarize_tuning, tune as run_tuning, write_json
 
     with step_errors():
         exp = read_experiment(experiment)
         train_file = os.path.join(train_data.path, train_data.metadata["file"])
-        final = run_tuning(exp, backend, os.path.join(tuned.path, "dryrun"), train_file, max_trial_count,
-                           parallel_trial_count, trial_max_rows, trial_epochs, namespace, timeout_s, delete_after)
+        cluster = {"trial_image": trial_image, "data_pvc": data_pvc, "data_dir": data_dir, "run_id": run_id,
+                   "image_pull_secrets": [s for s in image_pull_secrets.split(",") if s.strip()]}
+        dryrun = os.path.join(tuned.path, "dryrun")
+        final = run_tuning(exp, backend, dryrun, train_file, max_trial_count, parallel_trial_count,
+                           trial_max_rows, trial_epochs, namespace, timeout_s, delete_after, cluster=cluster)
         summary = summarize_tuning(final)
     write_json(os.path.join(tuned.path, "experiment.json"), final)
     tuned.metadata.update({"best_trial": summary["best_trial"], "backend": backend,
                            "experiment": final.get("metadata", {}).get("name", "")})
     tuned.metadata.update({f"param.{k}": v for k, v in summary["assignments"].items()})
     metrics.log_metric(summary["objective_metric"], summary["objective"])
+    trials_csv = os.path.join(dryrun, "trials.csv")
+    with open(trials.path, "w") as fh:
+        fh.write(markdown_trials(final, trials_csv if os.path.exists(trials_csv) else None))
+    local_html = os.path.join(dryrun, "report.html")
+    if os.path.exists(local_html):  # the dry-run's own Optuna plots
+        shutil.copyfile(local_html, report.path)
+    else:
+        with open(report.path, "w") as fh:
+            fh.write(html_report(final))
     print(f"tune: best trial {summary['best_trial']}: {summary['objective_metric']}={summary['objective']:g} "
           + " ".join(f"{k}={v}" for k, v in summary["assignments"].items()))
     optimal = final["status"]["currentOptimalTrial"]
     return namedtuple("TuneOutputs", ["objective", "objective_type", "optimal_trial"])(
         summary["objective"], summary["objective_type"], optimal)
+
+
+def cleanup(backend: str, namespace: str, run_id: str):
+    """The exit handler: delete this run's Experiments that have not ended (a terminated or failed run
+    leaves no trials running on the cluster).
+
+    Args:
+        run_id: The pipeline run's id, the label the tune step put on its Experiment.
+    """
+    from pipeline.workflow.steps import stop_experiments
+
+    stop_experiments(backend, namespace, run_id)
 
 
 def submit_gate(objective: float, objective_type: str, threshold: float) -> bool:
@@ -102,13 +144,16 @@ def predict(model: Input[Model], test_data: Input[Dataset], submission: Output[D
     with step_errors():
         rows = predict_submission(model.path,  # model.keras, or the members of an ensemble
                                   os.path.join(test_data.path, test_data.metadata["file"]), submission.path,
-                                  os.path.join(test_data.path, sample) if sample else None)
-    submission.metadata.update({"rows": rows, "format": "csv", "columns": "ImageId,Label"})
+                                  os.path.join(test_data.path, sample) if sample else None,
+                                  expected_rows=test_data.metadata.get("rows"))
+    submission.metadata.update({"rows": rows, "format": "csv", "columns": "ImageId,Label",
+                                "test_source": test_data.metadata.get("source", ""),
+                                "test_sha256": test_data.metadata.get("sha256", "")})
     print(f"predict: submission.csv with {rows} rows")
     return rows
 
 
-STEPS = (prepare, tune, submit_gate, retrain, predict)
+STEPS = (prepare, tune, submit_gate, retrain, predict, cleanup)
 
 
 def make_components(image: str) -> SimpleNamespace:

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from pipeline.errors import UserError
 from pipeline.submission.retrain import RETRAIN_ENSEMBLE, RETRAIN_EPOCHS
-from pipeline.workflow.steps import ERROR_PREFIX, REPO, in_project
+from pipeline.workflow.steps import DATA_MOUNT, DATA_PVC, ERROR_PREFIX, REPO, in_project
 
 PIPELINE_NAME = "katib-digits"
 DEFAULT_IMAGE = "katib-digits:0.1.0"  # what the Dockerfile's build comment tags and experiments/*.yaml run
@@ -50,20 +50,38 @@ LOCAL_BUDGET = Budget(max_trial_count=3, parallel_trial_count=1, trial_max_rows=
                       retrain_epochs=3, retrain_ensemble=1)
 
 
-def build_pipeline(image: str = DEFAULT_IMAGE):
-    """The pipeline function, every step running in `image`."""
-    from kfp import dsl
+# Each step's limit on a cluster (kfp-kubernetes sets the pod's activeDeadlineSeconds) and its retries
+# (a lost node, an evicted pod); the tune step's own `timeout_s` bounds the Experiment.
+TIMEOUTS_S = {"prepare": 3600, "tune": 48 * 3600, "retrain": 24 * 3600, "predict": 3600, "cleanup": 600}
+RETRIES = {"prepare": 2, "tune": 2, "retrain": 1, "predict": 2, "cleanup": 2}
+
+
+def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ...] = ()):
+    """The pipeline function, every step running in `image` (pulled with `image_pull_secrets`)."""
+    from kfp import dsl, kubernetes
 
     from pipeline.workflow.components import make_components
 
     c = make_components(image)
 
+    def on_cluster(task, step: str, data_pvc=None):
+        """What only a cluster sees (kfp.local ignores it): limits, retries, pull secrets, the data volume."""
+        kubernetes.set_timeout(task, TIMEOUTS_S[step])
+        task.set_retry(num_retries=RETRIES[step], backoff_duration="30s", backoff_factor=2)
+        if image_pull_secrets:
+            kubernetes.set_image_pull_secrets(task, list(image_pull_secrets))
+        if data_pvc is not None:
+            kubernetes.mount_pvc(task, pvc_name=data_pvc, mount_path=DATA_MOUNT)
+        return task
+
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="Tune the digit-recognizer CNN with one Katib Experiment, retrain the best "
                               "trial on all labelled rows and write submission.csv.")
     def digits_pipeline(
-        data_dir: str = "data/sample",
+        data_dir: str = DATA_MOUNT,
+        data_pvc: str = DATA_PVC,
         experiment: str = DEFAULT_EXPERIMENT,
+        trial_image: str = image,
         backend: str = "katib",
         max_trial_count: int = 0,
         parallel_trial_count: int = 0,
@@ -77,46 +95,91 @@ def build_pipeline(image: str = DEFAULT_IMAGE):
         timeout_s: int = 6 * 3600,
         delete_after: bool = False,
     ):
-        prepare = c.prepare(data_dir=data_dir).set_display_name("prepare data")
-        tune = c.tune(
-            experiment=experiment, backend=backend, train_data=prepare.outputs["train_data"],
-            max_trial_count=max_trial_count, parallel_trial_count=parallel_trial_count,
-            trial_max_rows=trial_max_rows, trial_epochs=trial_epochs, namespace=namespace,
-            timeout_s=timeout_s, delete_after=delete_after,
-        ).set_display_name("tune (Katib or Optuna)")
-        tune.set_caching_options(False)  # a new Experiment per run, never a cached one
-        gate = c.submit_gate(objective=tune.outputs["objective"], objective_type=tune.outputs["objective_type"],
-                             threshold=threshold).set_display_name("objective reaches threshold?")
-        # The condition reads the gate's single output: kfp.local (2.17) resolves `<task>.output`
-        # in a dsl.If but not a named output of a multi-output task.
-        with dsl.If(gate.output == True, name="objective-reached"):  # noqa: E712 - kfp builds a CEL expression
-            retrain = c.retrain(tuned=tune.outputs["tuned"], train_data=prepare.outputs["train_data"],
-                                epochs=retrain_epochs, val_fraction=retrain_val_fraction,
-                                ensemble=retrain_ensemble)
-            retrain.set_display_name("retrain best").set_cpu_request("2").set_memory_request("4G")
-            c.predict(model=retrain.outputs["model"], test_data=prepare.outputs["test_data"]) \
-                .set_display_name("predict submission.csv")
+        """Tune, retrain the best trial on every labelled row, predict the test file.
+
+        Args:
+            data_dir: Folder with Kaggle's train.csv(.gz) and test.csv(.gz), on the data volume (mounted at /data); locally, a folder on this machine.
+            data_pvc: PersistentVolumeClaim holding the data: mounted at /data in the prepare step and, through the Experiment the tune step creates, in every trial.
+            experiment: Katib Experiment: a path in the image (experiments/tpe.yaml) or the Experiment itself as YAML or one-line JSON.
+            trial_image: Image Katib's trial pods run (python -m trial).
+            backend: katib (on the cluster) or optuna (the local dry-run inside the tune step).
+            max_trial_count: Overrides spec.maxTrialCount (0 keeps the Experiment's).
+            parallel_trial_count: Overrides spec.parallelTrialCount (0 keeps the Experiment's).
+            trial_max_rows: Each trial reads only the first N rows (0 = all).
+            trial_epochs: Each trial trains N epochs (0 = the trial template's).
+            retrain_epochs: Epochs of the retrain on all rows (0 = the best trial's).
+            retrain_val_fraction: Hold-out for reporting the retrain (0 = every row trains).
+            retrain_ensemble: Retrain N models (seeds 0..N-1) and average their predictions.
+            threshold: Submit only when the tuned objective reaches this (>= to maximize, <= to minimize; 0 = always).
+            namespace: Namespace of the Katib Experiment (empty: the step's own namespace).
+            timeout_s: Seconds to wait for the Experiment (and for its trials still running after it ends).
+            delete_after: Delete the Experiment when the tune step ends.
+        """
+        cleanup = on_cluster(c.cleanup(backend=backend, namespace=namespace, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
+                             "cleanup")
+        cleanup.set_display_name("stop this run's Experiments").set_caching_options(False)
+        with dsl.ExitHandler(cleanup, name="tune-and-submit"):
+            prepare = on_cluster(c.prepare(data_dir=data_dir), "prepare", data_pvc).set_display_name("prepare data")
+            prepare.set_caching_options(False)  # a cache keyed by a folder's name would miss changed data
+            tune = on_cluster(c.tune(
+                experiment=experiment, backend=backend, train_data=prepare.outputs["train_data"],
+                max_trial_count=max_trial_count, parallel_trial_count=parallel_trial_count,
+                trial_max_rows=trial_max_rows, trial_epochs=trial_epochs, namespace=namespace,
+                timeout_s=timeout_s, delete_after=delete_after, data_dir=data_dir, data_pvc=data_pvc,
+                trial_image=trial_image, image_pull_secrets=",".join(image_pull_secrets),
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            ), "tune").set_display_name("tune (Katib or Optuna)")
+            tune.set_caching_options(False)  # a new Experiment per run, never a cached one
+            gate = c.submit_gate(objective=tune.outputs["objective"], objective_type=tune.outputs["objective_type"],
+                                 threshold=threshold).set_display_name("objective reaches threshold?")
+            # The condition reads the gate's single output: kfp.local (2.17) resolves `<task>.output`
+            # in a dsl.If but not a named output of a multi-output task.
+            with dsl.If(gate.output == True, name="objective-reached"):  # noqa: E712 - kfp builds a CEL expression
+                retrain = on_cluster(c.retrain(tuned=tune.outputs["tuned"], train_data=prepare.outputs["train_data"],
+                                               epochs=retrain_epochs, val_fraction=retrain_val_fraction,
+                                               ensemble=retrain_ensemble), "retrain")
+                retrain.set_display_name("retrain best").set_cpu_request("2").set_memory_request("4G")
+                on_cluster(c.predict(model=retrain.outputs["model"], test_data=prepare.outputs["test_data"]),
+                           "predict").set_display_name("predict submission.csv")
 
     return digits_pipeline
 
 
 def pipeline_arguments(data_dir: str, experiment: str, backend: str, budget: Budget, namespace: str = "",
-                       timeout_s: int = 6 * 3600, delete_after: bool = False) -> dict[str, Any]:
-    """The pipeline's run arguments (same names as the pipeline function's parameters)."""
+                       timeout_s: int = 6 * 3600, delete_after: bool = False, data_pvc: str | None = None,
+                       trial_image: str | None = None) -> dict[str, Any]:
+    """The pipeline's run arguments (same names as the pipeline function's parameters; None keeps its default)."""
     if backend not in ("katib", "optuna"):
         raise UserError(f"backend: {backend!r} is not one of katib, optuna")
+    extra = {k: v for k, v in (("data_pvc", data_pvc), ("trial_image", trial_image)) if v is not None}
     return {"data_dir": data_dir, "experiment": experiment, "backend": backend, **asdict(budget),
-            "namespace": namespace, "timeout_s": timeout_s, "delete_after": delete_after}
+            "namespace": namespace, "timeout_s": timeout_s, "delete_after": delete_after, **extra}
 
 
-def compile_pipeline(out: str | Path, image: str = DEFAULT_IMAGE) -> Path:
+def compile_pipeline(out: str | Path, image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ...] = ()) -> Path:
     """Write the IR YAML (PipelineSpec) that a KFP server accepts for upload."""
     from kfp import compiler
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(image), str(out))
+    compiler.Compiler().compile(build_pipeline(image, image_pull_secrets), str(out))
     return out
+
+
+def compile_components(folder: str | Path, image: str = DEFAULT_IMAGE) -> list[Path]:
+    """One component YAML per step, for `kfp.components.load_component_from_file` in your own pipelines."""
+    from kfp import compiler
+
+    from pipeline.workflow.components import make_components
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, component in vars(make_components(image)).items():
+        path = folder / f"{name}.yaml"
+        compiler.Compiler().compile(component, str(path))
+        written.append(path)
+    return written
 
 
 # --- local run -------------------------------------------------------------------------------
@@ -159,10 +222,45 @@ def _step_environment() -> Iterator[None]:
                 os.environ[key] = value
 
 
+def _run_container(client, image: str, command: list[str], volumes: dict[str, Any], **run_args) -> int:
+    """kfp.local's DockerRunner body, without `auto_remove`: with auto_remove, podman's Docker API
+    removes a quick container before its logs are read and then answers the status query with a 500
+    (Docker answers 404, which kfp.local takes for success), so a step of a second failed the run and
+    one that crashed fast could pass. Here the container is removed after its exit code is read."""
+    image = image if ":" in image else f"{image}:latest"
+    if not any(image in (i.tags + i.attrs.get("RepoDigests", [])) for i in client.images.list()):
+        client.images.pull(image)
+    run_args.pop("auto_remove", None)
+    container = client.containers.run(image=image, command=command, detach=True, stdout=True, stderr=True,
+                                      volumes=volumes, **run_args)
+    try:
+        code = container.wait()["StatusCode"]
+        print(container.logs(stdout=True, stderr=True).decode(errors="replace"), end="")
+        return code
+    finally:
+        container.remove(force=True)
+
+
+@contextlib.contextmanager
+def _containers_removed_after_exit() -> Iterator[None]:
+    from kfp.local import docker_task_handler
+
+    original = docker_task_handler.run_docker_container
+    docker_task_handler.run_docker_container = _run_container
+    try:
+        yield
+    finally:
+        docker_task_handler.run_docker_container = original
+
+
 def run_local(data_dir: str | Path, experiment_path: str | Path, out: str | Path,
-              budget: Budget = LOCAL_BUDGET) -> dict[str, Any]:
+              budget: Budget = LOCAL_BUDGET, image: str | None = None) -> dict[str, Any]:
     """Run the whole pipeline with kfp.local (Optuna tuning); copy submission.csv and summary.json to `out`.
 
+    image None: every step is a subprocess here. An image: every step runs in a container of it,
+    `python3 -m kfp.dsl.executor_main` as KFP's launcher runs it on a cluster, through kfp.local's
+    DockerRunner (any Docker API: Docker, or `podman system service`, via DOCKER_HOST); the data
+    is staged into the pipeline root, the one folder the containers see.
     A step that fails on bad input raises UserError with the step's own one-line message.
     """
     from kfp import local
@@ -177,25 +275,35 @@ def run_local(data_dir: str | Path, experiment_path: str | Path, out: str | Path
     for stale in ("submission.csv", "summary.json", "experiment.json"):  # never mistake an old result for this run's
         (out / stale).unlink(missing_ok=True)
     before = set(pipeline_root.iterdir())
-    # The step reads the file itself (same machine), so its messages name it.
-    arguments = pipeline_arguments(str(data_dir), str(experiment_path), "optuna", budget)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-               raise_on_error=True)
+    if image is None:
+        # The step reads the file itself (same machine), so its messages name it.
+        arguments = pipeline_arguments(str(data_dir), str(experiment_path), "optuna", budget)
+        runner = local.SubprocessRunner(use_venv=False)
+    else:
+        staged = pipeline_root / "input-data"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(data_dir, staged)
+        pipeline_root.chmod(0o777)  # the image runs as UID 1000
+        arguments = pipeline_arguments(str(staged), experiment_argument(str(experiment_path)), "optuna", budget)
+        runner = local.DockerRunner()
+    local.init(runner=runner, pipeline_root=str(pipeline_root), raise_on_error=True)
     tee = _Tee(sys.stdout)
     started = time.perf_counter()
-    with _step_environment(), warnings.catch_warnings(), contextlib.redirect_stdout(tee):
+    containers = _containers_removed_after_exit() if image else contextlib.nullcontext()
+    with _step_environment(), containers, warnings.catch_warnings(), contextlib.redirect_stdout(tee):
         # kfp.local warns that our image name lacks "python" and that display names/resources are
         # ignored locally: both expected here.
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", UserWarning)
         try:
-            build_pipeline()(**arguments)
+            build_pipeline(image or DEFAULT_IMAGE)(**arguments)
         except RuntimeError as exc:
             step = _failed_step(str(exc))
             if tee.error:
                 raise UserError(f"pipeline step {step}: {tee.error}") from None
             raise RuntimeError(f"pipeline step {step} failed (its log is above)") from None
-    runs = sorted(set(pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime)
+    runs = sorted((p for p in set(pipeline_root.iterdir()) - before if p.name != "input-data"),
+                  key=lambda p: p.stat().st_mtime)
     if not runs:
         raise RuntimeError(f"kfp.local wrote no run folder under {pipeline_root}")
     summary = collect_local_run(runs[-1], out, budget.threshold)
@@ -238,19 +346,45 @@ def collect_local_run(run_dir: Path, out: Path, threshold: float = 0.0) -> dict[
 # --- KFP server ------------------------------------------------------------------------------
 
 
+def experiment_argument(experiment: str) -> str:
+    """What the tune step gets: a file here is sent as its content (one-line JSON, which the KFP UI
+    also shows and edits), after the same check the step makes; anything else names a file in the image."""
+    from pipeline.workflow.steps import read_experiment
+
+    path = Path(experiment)
+    if path.is_file():
+        return json.dumps(read_experiment(str(path)).raw, separators=(",", ":"))
+    return experiment
+
+
+def run_url(host: str, run_id: str, ui_host: str | None = None) -> str:
+    """The run's page in the KFP UI. A full Kubeflow serves the API under /pipeline and the UI under
+    /_/pipeline; standalone KFP (or a port-forward to ml-pipeline-ui) serves both at its root."""
+    if ui_host:
+        base = ui_host.rstrip("/")
+    else:
+        base = host.rstrip("/")
+        if base.endswith("/pipeline") and not base.endswith("/_/pipeline"):
+            base = base[: -len("/pipeline")] + "/_/pipeline"
+    return f"{base}/#/runs/details/{run_id}"
+
+
 def submit(host: str, arguments: dict[str, Any], image: str, namespace: str | None = None,
-           service_account: str | None = None, experiment_name: str = PIPELINE_NAME) -> str:
+           service_account: str | None = None, experiment_name: str = PIPELINE_NAME, *,
+           image_pull_secrets: tuple[str, ...] = (), token: str | None = None, cookies: str | None = None,
+           ui_host: str | None = None) -> str:
     """Compile and create a run on a KFP server; returns the run's URL."""
     import kfp
 
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(Path(tmp) / "pipeline.yaml", image)
-        client = kfp.Client(host=host, namespace=namespace)  # contacts the server right here
+        package = compile_pipeline(Path(tmp) / "pipeline.yaml", image, image_pull_secrets)
+        # contacts the server right here
+        client = kfp.Client(host=host, namespace=namespace, existing_token=token, cookies=cookies)
         run = client.create_run_from_pipeline_package(
             str(package), arguments=arguments, experiment_name=experiment_name,
             namespace=namespace, service_account=service_account,
             run_name=f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}",
         )
-    return f"{host.rstrip('/')}/#/runs/details/{run.run_id}"
+    return run_url(host, run.run_id, ui_host)
 
 

@@ -22,6 +22,8 @@ from pipeline.katib.experiment import Experiment
 
 BACKENDS = ("katib", "optuna")
 ERROR_PREFIX = "katib-digits: error: "
+DATA_MOUNT = "/data"  # where the data volume is mounted in prepare and, in the shipped Experiments, in every trial
+DATA_PVC = "digit-recognizer-data"  # deploy/data-pvc.yaml
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -69,7 +71,19 @@ def prepare_data(data_dir: str | Path, train_out: str | Path, test_out: str | Pa
     copied = {"train": _copy_into(train, Path(train_out)), "test": _copy_into(test, Path(test_out))}
     if sample is not None:
         copied["sample_submission"] = _copy_into(sample, Path(test_out))
-    return {"train_rows": len(x_train), "test_rows": len(x_test), "files": {k: p.name for k, p in copied.items()}}
+    return {"train_rows": len(x_train), "test_rows": len(x_test), "files": {k: p.name for k, p in copied.items()},
+            "sources": {"train": str(train), "test": str(test)},
+            "sha256": {"train": _sha256(train), "test": _sha256(test)}}
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _copy_into(src: Path, folder: Path) -> Path:
@@ -115,15 +129,77 @@ def append_trial_args(experiment: Experiment, args: list[str]) -> Experiment:
     return changed
 
 
+def trial_data(experiment: Experiment) -> tuple[str, str | None, str]:
+    """Where the trials read their training data: (the `--data` path in the rendered command, the
+    PersistentVolumeClaim that path is on or None for the image's own files, the path inside it)."""
+    from pipeline.submission.retrain import best_trial_flags
+    from trial.cli import build_parser
+
+    # Any assignment renders the same --data; the lower bounds are as good as any.
+    samples = {p.name: p.choices[0] if p.choices else int(p.min) if p.type == "int" else p.min
+               for p in experiment.parameters}
+    data = str(build_parser().parse_known_args(best_trial_flags(experiment, samples))[0].data)
+    container = experiment.primary_container()
+    pod = ((experiment.trial_spec.get("spec") or {}).get("template") or {}).get("spec") or {}
+    claims = {v.get("name"): (v.get("persistentVolumeClaim") or {}).get("claimName") for v in pod.get("volumes") or []}
+    mounts = sorted(container.get("volumeMounts") or [], key=lambda m: -len(m.get("mountPath", "")))
+    for mount in mounts:
+        root = mount.get("mountPath", "").rstrip("/")
+        if data == root or data.startswith(root + "/"):
+            inside = str(Path(mount.get("subPath") or "") / Path(data).relative_to(root or "/"))
+            return data, claims.get(mount.get("name")), inside
+    return data, None, data
+
+
+def for_cluster(experiment: Experiment, trial_image: str = "", data_pvc: str = "",
+                image_pull_secrets: list[str] | None = None) -> Experiment:
+    """The Experiment the tune step creates: the trials run `trial_image` and read the claim
+    `data_pvc` (each "" keeps the YAML's), with `image_pull_secrets` added to the trial pod."""
+    changed = Experiment(copy.deepcopy(experiment.raw), experiment.source)
+    container = changed.primary_container()
+    if trial_image:
+        container["image"] = trial_image
+    pod = changed.trial_spec["spec"]["template"]["spec"]
+    if data_pvc:
+        _, claim, _ = trial_data(experiment)
+        if claim is not None:
+            for volume in pod.get("volumes") or []:
+                if (volume.get("persistentVolumeClaim") or {}).get("claimName") == claim:
+                    volume["persistentVolumeClaim"]["claimName"] = data_pvc
+    for name in image_pull_secrets or []:
+        secrets = pod.setdefault("imagePullSecrets", [])
+        if {"name": name} not in secrets:
+            secrets.append({"name": name})
+    return changed
+
+
+def require_same_data(experiment: Experiment, data_pvc: str, data_dir: str, train_file: str) -> None:
+    """Refuse to tune when the trials would read other data than the retrain: the retrain reads
+    `data_dir/train_file` from the claim `data_pvc` mounted at DATA_MOUNT (the prepare step)."""
+    path, claim, inside = trial_data(experiment)
+    where = f"{data_dir.rstrip('/')}/{train_file}"
+    if not (where == DATA_MOUNT or where.startswith(DATA_MOUNT + "/")):
+        raise UserError(f"data_dir {data_dir!r}: on a cluster the data is read from the volume {data_pvc!r} "
+                        f"mounted at {DATA_MOUNT}; pass a folder under {DATA_MOUNT}")
+    expected = str(Path(where).relative_to(DATA_MOUNT))
+    if claim != data_pvc or Path(inside) != Path(expected):
+        source = f"claim {claim!r}, {inside}" if claim else "the image's own files"
+        raise UserError(f"{experiment.source}: the trials read {path} ({source}) but the retrain would read "
+                        f"{where} (claim {data_pvc!r}, {expected}): tuning on other data than the submission is "
+                        "trained on; make the trial template's --data and volume match data_dir and data_pvc")
+
+
 def tune(experiment: Experiment, backend: str, out_dir: str | Path, train_file: str | Path | None = None,
          max_trial_count: int = 0, parallel_trial_count: int = 0, trial_max_rows: int = 0, trial_epochs: int = 0,
          namespace: str = "", timeout_s: int = 3600, delete_after: bool = False,
-         progress: bool = True) -> dict[str, Any]:
+         progress: bool = True, cluster: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the Experiment on `backend` and return the final Experiment object (Katib's JSON shape).
     Budget counts of 0 keep the Experiment's own (the one budget rule: pipeline.katib.budget).
 
     optuna: our local dry-run; its trials read `train_file` (the prepared data).
-    katib: creates the Experiment in `namespace`; trials read the data the template names.
+    katib: creates the Experiment in `namespace` with `cluster`'s trial_image, data_pvc and
+    image_pull_secrets applied, after checking its trials read the data the retrain will
+    (data_dir, train_file); `cluster["run_id"]` labels it, so a retried step finds it again.
     """
     if backend not in BACKENDS:
         raise UserError(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
@@ -139,14 +215,38 @@ def tune(experiment: Experiment, backend: str, out_dir: str | Path, train_file: 
             raise UserError(f"{experiment.source}: maxTrialCount {experiment.max_trial_count} is below "
                             f"parallelTrialCount {experiment.parallel_trial_count}, which Katib rejects; "
                             f"raise max_trial_count to at least {experiment.parallel_trial_count}")
+        cluster = cluster or {}
+        experiment = for_cluster(experiment, cluster.get("trial_image", ""), cluster.get("data_pvc", ""),
+                                 cluster.get("image_pull_secrets"))
+        if cluster.get("data_pvc"):
+            require_same_data(experiment, cluster["data_pvc"], cluster.get("data_dir", DATA_MOUNT),
+                              Path(str(train_file)).name if train_file else "train.csv.gz")
         return run_on_katib(append_trial_args(experiment, budget).raw, namespace or current_namespace(), timeout_s,
-                            delete_after)
+                            delete_after, run_id=cluster.get("run_id") or None)
     from pipeline.local.controller import run_experiment
 
     trial_args = ([f"--data={train_file}"] if train_file else []) + budget
     final = run_experiment(experiment, Path(out_dir), mounts={}, trial_args=tuple(trial_args), progress=progress)
     require_succeeded(final, f"see the trial logs in {Path(out_dir) / 'trials'}")
     return final
+
+
+def stop_experiments(backend: str, namespace: str, run_id: str) -> list[str]:
+    """The exit handler's work: on Katib, delete this run's Experiments that have not ended. Never
+    fails the run on its own: a cleanup that cannot reach the API says so and exits 0."""
+    if backend != "katib" or not run_id:
+        print("cleanup: nothing to stop (no Katib Experiment in this run)")
+        return []
+    from pipeline.cluster.katib_api import KatibError, stop_run
+
+    try:
+        stopped = stop_run(namespace or current_namespace(), run_id)
+    except KatibError as exc:
+        print(f"cleanup: could not check this run's Experiments: {exc}", flush=True)
+        return []
+    if not stopped:
+        print("cleanup: no Experiment of this run is still running")
+    return stopped
 
 
 def require_succeeded(final: dict[str, Any], hint: str = "") -> None:

@@ -20,7 +20,7 @@ from pipeline.errors import UserError
 from pipeline.katib.result import parse_result
 
 FIXTURES = Path(__file__).parent / "fixtures" / "katib"
-PATH_RE = re.compile(r"^/apis/kubeflow\.org/v1beta1/namespaces/([^/]+)/([a-z]+)(?:/([^/]+))?$")
+PATH_RE = re.compile(r"^/apis?(?:/kubeflow\.org/v1beta1|/v1)/namespaces/([^/]+)/([a-z]+)(?:/([^/]+))?$")
 FAST = kb.RetryPolicy(attempts=3, backoff_s=0.01)
 NS = "kubeflow-user-example-com"
 
@@ -54,6 +54,8 @@ class FakeKube:
     def answer(self, method: str, ns: str, plural: str, name: str | None, body: dict | None):
         self.requests.append({"method": method, "plural": plural, "name": name, "body": body, "ns": ns})
         queue = self.script.get((method, plural, name is not None))
+        if not queue and method == "GET" and name is None:
+            return 200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []}  # nothing there yet
         if not queue:
             return status(404, "NotFound", f'{plural}.kubeflow.org "{name}" not found')
         ans = queue.pop(0) if len(queue) > 1 else queue[0]
@@ -138,7 +140,7 @@ def test_success_returns_the_final_object_as_kubectl_shows_it(kube):
     expected = fixture("succeeded")["status"]
     assert result["metadata"]["name"] == name
     assert result["status"] == expected  # untouched JSON, camelCase, as `kubectl get -o json`
-    assert len(sent(kube, "GET")) == 3
+    assert len([r for r in sent(kube, "GET") if r["plural"] == "experiments" and r["name"]]) == 3
     assert not sent(kube, "DELETE")
     best = parse_result(result).optimal  # what the retrain step reads
     assert best.name == "darts-example-n4fpnxlm"
@@ -230,7 +232,8 @@ def test_timeout_raises_with_the_last_conditions_and_leaves_it_running(kube):
     assert "kubectl delete experiment darts-example-" in msg
     assert err.value.conditions[-1]["type"] == "Running"
     assert not sent(kube, "DELETE")
-    assert 6 <= len(sent(kube, "GET")) <= 8  # one per 0.05 s poll within 0.3 s
+    polls = [r for r in sent(kube, "GET") if r["plural"] == "experiments" and r["name"]]
+    assert 6 <= len(polls) <= 8  # one per 0.05 s poll within 0.3 s
 
 
 def test_experiment_deleted_while_waiting(kube):
@@ -350,19 +353,22 @@ def test_no_credentials_is_a_user_error(monkeypatch, tmp_path):
 
 # --- the RBAC the backend needs is derived from the code ------------------------------------
 
+GROUP_OF = {"experiments": "kubeflow.org", "trials": "kubeflow.org", "pods": ""}
 HTTP_VERB = {("POST", False): "create", ("GET", True): "get", ("GET", False): "list", ("DELETE", True): "delete"}
 
 
 def test_every_request_sent_is_covered_by_required_rbac(kube):
-    # One run that takes every path: 409 -> get -> create, poll, fail, list trials, delete.
+    # One run that takes every path: look for this run's Experiment, 409 -> get -> create, poll while a
+    # trial runs (its trials and pods), fail, list trials, delete.
     kube.on("POST", "experiments", False, status(409, "AlreadyExists", "taken"), "created")
-    kube.on("GET", "experiments", True, (200, fixture("created")), "failed")
-    kube.on("GET", "trials", False, (200, {"items": []}))
+    kube.on("GET", "experiments", True, (200, fixture("created")), "running", "failed")
+    kube.on("GET", "trials", False, (200, {"items": [RUNNING_TRIAL]}))
     kube.on("DELETE", "experiments", True, (200, {"kind": "Status", "status": "Success"}))
     with pytest.raises(kb.KatibExperimentFailed):
-        run(kube, delete_after=True)
-    used = {(r["plural"], HTTP_VERB[(r["method"], r["name"] is not None)]) for r in kube.requests}
-    declared = {(plural, verb) for plural, verbs in kb.required_rbac().items() for verb in verbs}
+        run(kube, delete_after=True, run_id="run-1")
+    used = {(GROUP_OF[r["plural"]], r["plural"], HTTP_VERB[(r["method"], r["name"] is not None)])
+            for r in kube.requests}
+    declared = {(group, plural, verb) for (group, plural), verbs in kb.required_rbac().items() for verb in verbs}
     assert used == declared
 
 
@@ -370,11 +376,11 @@ def test_only_the_api_calls_table_names_client_methods():
     # Any CustomObjectsApi method named elsewhere in the module would bypass
     # API_CALLS (and so the RBAC check).
     source = Path(kb.__file__).read_text()
-    named = set(re.findall(r"\b\w+_namespaced_custom_object\w*\b", source))
+    named = set(re.findall(r"\b\w+_namespaced_(?:custom_object|pod)\w*\b", source))
     assert named == {c.method for c in kb.API_CALLS.values()}
     for method in named:
-        assert source.count(method) == 1, method
-        assert hasattr(client.CustomObjectsApi, method)
+        assert source.count(method) == [c.method for c in kb.API_CALLS.values()].count(method), method
+        assert hasattr(client.CustomObjectsApi if "custom_object" in method else client.CoreV1Api, method)
 
 
 def test_fixtures_are_what_the_real_client_deserializes():
@@ -388,3 +394,120 @@ def test_fixtures_are_what_the_real_client_deserializes():
 
         assert api_client.deserialize(Resp, "object") == obj
         assert obj["kind"] == "Experiment" and obj["apiVersion"] == "kubeflow.org/v1beta1"
+
+
+# --- progress, trial pods that can never run, trials that outlive the end ---------------------------
+# Trial and pod objects below are written by hand in the API's shape (no recorded ones exist here);
+# the pods go through the real client's V1Pod deserialization on their way to the code.
+
+RUNNING_TRIAL = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Trial",
+                 "metadata": {"name": "darts-example-n4fpnxlm", "namespace": NS,
+                              "labels": {"katib.kubeflow.org/experiment": "darts-example"}},
+                 "status": {"conditions": [{"type": "Created", "status": "True", "reason": "TrialCreated"},
+                                           {"type": "Running", "status": "True", "reason": "TrialRunning"}]}}
+
+
+def pod(waiting=None, scheduled=None, collector=True, name="darts-example-n4fpnxlm-x7k2p"):
+    labels = {"job-name": "darts-example-n4fpnxlm"}
+    containers = [{"name": "training-container", "image": "katib-digits:0.1.0"}]
+    if collector:
+        labels["katib.kubeflow.org/trial"] = "darts-example-n4fpnxlm"
+        containers.append({"name": "metrics-logger-and-collector", "image": "katib-file-metrics-collector"})
+    status = {"phase": "Pending" if waiting or scheduled else "Running", "conditions": []}
+    if waiting:
+        status["containerStatuses"] = [{"name": "training-container", "image": "katib-digits:0.1.0", "imageID": "",
+                                        "ready": False, "restartCount": 0,
+                                        "state": {"waiting": {"reason": waiting[0], "message": waiting[1]}}}]
+    if scheduled:
+        status["conditions"].append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                     "message": scheduled[0], "lastTransitionTime": scheduled[1]})
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": labels},
+            "spec": {"containers": containers}, "status": status}
+
+
+def pods(*items):
+    return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": list(items)}
+
+
+def test_every_poll_says_how_the_trials_stand(kube):
+    kube.on("POST", "experiments", False, "created")
+    kube.on("GET", "experiments", True, "running", "running", "succeeded")
+    said = []
+    run(kube, log=said.append)
+    assert said == [f"tune: {NS}/{said[0].split('/')[1].split(':')[0]}: Running, 1 trials: 1 Running",
+                    f"tune: {NS}/{said[0].split('/')[1].split(':')[0]}: Succeeded, 1 trials: 1 Succeeded"]
+
+
+@pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff"])
+def test_an_image_that_cannot_be_pulled_fails_at_once_with_the_pods_reason(kube, reason):
+    kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, "running")
+    kube.on("GET", "trials", False, (200, {"items": [RUNNING_TRIAL]}))
+    kube.on("GET", "pods", False, pods(pod(waiting=(reason, 'Back-off pulling image "katib-digits:0.1.0"'))))
+    with pytest.raises(kb.KatibExperimentFailed, match=rf"cannot pull image 'katib-digits:0.1.0' \({reason}"):
+        run(kube, timeout_s=30)
+    polls = [r for r in sent(kube, "GET") if r["plural"] == "experiments" and r["name"]]
+    assert len(polls) == 1  # the first poll, not the 30 s timeout
+    (pod_query,) = [r["query"] for r in sent(kube, "GET") if r["plural"] == "pods"]
+    assert pod_query["labelSelector"] == ["job-name in (darts-example-n4fpnxlm)"]
+
+
+def test_unschedulable_fails_after_the_grace_period_only():
+    now = 1_800_000_000.0
+    from datetime import datetime, timezone
+
+    def at(seconds_ago):
+        return datetime.fromtimestamp(now - seconds_ago, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    message = "0/1 nodes are available: 1 Insufficient cpu."
+    assert kb.pod_problem(pod(scheduled=(message, at(10))), "StdOut", now) is None
+    problem = kb.pod_problem(pod(scheduled=(message, at(400))), "StdOut", now)
+    assert "cannot be scheduled (0/1 nodes are available: 1 Insufficient cpu.) for 400s" in problem
+
+
+def test_a_namespace_without_the_injection_label_fails_with_the_fix(kube):
+    kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, "running")
+    kube.on("GET", "trials", False, (200, {"items": [RUNNING_TRIAL]}))
+    kube.on("GET", "pods", False, pods(pod(collector=False)))
+    with pytest.raises(kb.KatibExperimentFailed, match=r"lacks the label katib.kubeflow.org/metrics-collector-"
+                                                       r"injection=enabled.*kubectl label namespace"):
+        run(kube)
+    assert kb.pod_problem(pod(collector=False), "Push", 0) is None  # Push trials get no sidecar by design
+
+
+def test_a_healthy_pod_is_no_problem():
+    assert kb.pod_problem(pod(), "StdOut", 0) is None
+
+
+def test_succeeded_with_trials_still_running_waits_for_them(kube):
+    """Katib keeps running trials after the end condition and may still change currentOptimalTrial."""
+    ended_busy = fixture("succeeded")
+    ended_busy["status"]["trialsRunning"] = 1
+    ended_busy["status"]["currentOptimalTrial"]["bestTrialName"] = "an-earlier-best"
+    kube.on("POST", "experiments", False, "created")
+    kube.on("GET", "experiments", True, (200, ended_busy), (200, ended_busy), "succeeded")
+    result = run(kube)
+    assert result["status"]["currentOptimalTrial"]["bestTrialName"] == "darts-example-n4fpnxlm"
+    assert len([r for r in sent(kube, "GET") if r["plural"] == "experiments" and r["name"]]) == 3
+
+
+def test_a_retried_step_waits_for_the_experiment_its_run_made(kube):
+    mine = fixture("running")
+    mine["metadata"].update(name="darts-example-ab12c", labels={kb.RUN_ID_LABEL: "run-1"})
+    kube.on("GET", "experiments", False, (200, {"kind": "List", "apiVersion": "v1", "items": [mine]}))
+    kube.on("GET", "experiments", True, "succeeded")
+    said = []
+    result = run(kube, run_id="run-1", log=said.append)
+    assert not sent(kube, "POST") and result["metadata"]["name"] == "darts-example-ab12c"
+    (query,) = [r["query"] for r in sent(kube, "GET") if r["plural"] == "experiments" and not r["name"]]
+    assert query["labelSelector"] == [f"{kb.RUN_ID_LABEL}=run-1"]
+    assert "the step was retried" in said[0]
+
+
+def test_stop_run_deletes_only_what_has_not_ended(kube):
+    running, done = fixture("running"), fixture("succeeded")
+    running["metadata"]["name"], done["metadata"]["name"] = "digits-tpe-aaaaa", "digits-tpe-bbbbb"
+    kube.on("GET", "experiments", False, (200, {"kind": "List", "apiVersion": "v1", "items": [running, done]}))
+    kube.on("DELETE", "experiments", True, (200, {"kind": "Status", "status": "Success"}))
+    stopped = kb.stop_run(NS, "run-1", api=kube.api, retry=FAST, log=lambda _: None)
+    assert stopped == ["digits-tpe-aaaaa"]
+    assert [r["name"] for r in sent(kube, "DELETE")] == ["digits-tpe-aaaaa"]

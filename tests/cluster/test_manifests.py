@@ -43,7 +43,7 @@ def by_kind(kind: str) -> list[dict]:
 
 def test_there_are_manifests():
     kinds = {doc["kind"] for _, doc in DOCS}
-    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim", "Job"} <= kinds
+    assert {"Namespace", "Role", "RoleBinding", "PersistentVolumeClaim", "Job"} <= kinds
 
 
 @pytest.mark.parametrize("doc", [d for _, d in DOCS], ids=[i for i, _ in DOCS])
@@ -62,8 +62,7 @@ def test_manifest_is_a_valid_kubernetes_object(doc):
 @pytest.mark.parametrize("doc", [d for _, d in DOCS if d["kind"] != "Namespace"],
                          ids=[i for i, d in DOCS if d["kind"] != "Namespace"])
 def test_namespaced_objects_say_where_they_go(doc):
-    expected = "kubeflow" if doc["kind"] == "ServiceAccount" else NAMESPACE  # standalone KFP runs steps there
-    assert doc["metadata"].get("namespace") == expected
+    assert doc["metadata"].get("namespace") == NAMESPACE
 
 
 def test_namespace_has_the_label_katib_needs():
@@ -72,36 +71,39 @@ def test_namespace_has_the_label_katib_needs():
     assert ns["metadata"]["labels"]["katib.kubeflow.org/metrics-collector-injection"] == "enabled"
 
 
-def role_verbs() -> dict[str, set[str]]:
+def role_verbs() -> dict[tuple[str, str], set[str]]:
     (role,) = by_kind("Role")
-    verbs: dict[str, set[str]] = {}
+    verbs: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:
-        assert rule["apiGroups"] == [GROUP]
-        for resource in rule["resources"]:
-            verbs.setdefault(resource, set()).update(rule["verbs"])
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                verbs.setdefault((group, resource), set()).update(rule["verbs"])
     return verbs
 
 
 def test_role_grants_exactly_the_experiment_verbs_the_backend_uses():
-    assert role_verbs()["experiments"] == required_rbac()["experiments"]
+    assert role_verbs()[(GROUP, "experiments")] == required_rbac()[(GROUP, "experiments")]
 
 
-@pytest.mark.parametrize("resource", sorted(required_rbac()))
+@pytest.mark.parametrize("resource", sorted(required_rbac()), ids=lambda r: f"{r[1]}.{r[0] or 'core'}")
 def test_role_covers_every_call_of_the_backend(resource):
     assert required_rbac()[resource] <= role_verbs().get(resource, set())
 
 
-@pytest.mark.parametrize("resource", ["trials", "suggestions"])
-def test_trials_and_suggestions_are_read_only(resource):
+@pytest.mark.parametrize("resource", [(GROUP, "trials"), (GROUP, "suggestions"), ("", "pods")],
+                         ids=["trials", "suggestions", "pods"])
+def test_everything_but_experiments_is_read_only(resource):
     assert role_verbs()[resource] == {"get", "list", "watch"}
 
 
-def test_rolebinding_binds_the_role_to_the_service_account():
-    (role,), (binding,), (sa,) = by_kind("Role"), by_kind("RoleBinding"), by_kind("ServiceAccount")
+def test_the_role_is_bound_to_the_account_kfp_runs_steps_as():
+    """Not to an account of our own: KFP's driver and launcher run as the same account and need
+    KFP's permissions (the kfp-launcher ConfigMap, the artifact Secret, workflowtaskresults)."""
+    (role,), (binding,) = by_kind("Role"), by_kind("RoleBinding")
+    assert not by_kind("ServiceAccount")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
-                                    "namespace": sa["metadata"]["namespace"]}]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}]
 
 
 def pod_specs() -> list[dict]:

@@ -159,7 +159,10 @@ def test_install_steps_match_make_setup():
     build_runs = " ".join(c.value[0] for c in stages()[0] if c.cmd == "RUN")
     make = (REPO / "Makefile").read_text()
     assert "pip install -q --no-deps -r requirements-nodeps.txt" in make
-    assert re.search(r"pip install --no-cache-dir \. ", build_runs), "the project with its pinned deps"
+    assert "tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']" in build_runs, \
+        "the pinned dependencies, read from pyproject.toml"
+    assert re.search(r"pip install --no-cache-dir -r /tmp/requirements.txt", build_runs)
+    assert re.search(r"pip install --no-cache-dir --no-deps \.$", build_runs.strip()), "then the project itself"
     assert "pip install --no-cache-dir --no-deps -r requirements-nodeps.txt" in build_runs
     copied = copied_sources(stages()[0])
     assert {"pyproject.toml", "requirements-nodeps.txt"} <= copied

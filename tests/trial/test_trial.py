@@ -275,3 +275,21 @@ def test_same_seed_same_metrics():
     runs = [subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300) for _ in range(2)]
     assert all(r.returncode == 0 for r in runs)
     assert runs[0].stdout == runs[1].stdout and "val_accuracy=" in runs[0].stdout
+
+
+@pytest.mark.parametrize("flag, pushes", [(False, 0), (True, 2)])
+def test_push_only_when_asked_even_inside_a_katib_pod(monkeypatch, capsys, flag, pushes):
+    """Katib's pod webhook sets KATIB_TRIAL_NAME under every collector; under StdOut a push would
+    record each epoch a second time, so the trial pushes only with --push-metrics."""
+    import kubeflow.katib
+
+    from trial.train import KatibReporter
+
+    sent = []
+    monkeypatch.setattr(kubeflow.katib, "report_metrics", lambda metrics: sent.append(metrics))
+    monkeypatch.setenv("KATIB_TRIAL_NAME", "digits-random-abcdefgh")
+    reporter = KatibReporter(None, push=flag)
+    for epoch in range(2):
+        reporter.on_epoch_end(epoch, {"loss": 0.5, "accuracy": 0.9})
+    assert len(sent) == pushes
+    assert capsys.readouterr().out.count("accuracy=0.900000") == 2  # stdout, the collector's source, always

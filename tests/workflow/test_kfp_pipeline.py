@@ -26,9 +26,20 @@ LOCAL_EXPERIMENT = REPO / "experiments" / "random.yaml"
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory) -> pipeline_spec_pb2.PipelineSpec:
-    path = compile_pipeline(tmp_path_factory.mktemp("ir") / "pipeline.yaml", IMAGE)
-    return json_format.ParseDict(yaml.safe_load(path.read_text()), pipeline_spec_pb2.PipelineSpec())
+def documents(tmp_path_factory) -> list[dict]:
+    """The IR YAML: the PipelineSpec, then the platform spec (what kfp-kubernetes sets)."""
+    path = compile_pipeline(tmp_path_factory.mktemp("ir") / "pipeline.yaml", IMAGE, ("regcred",))
+    return list(yaml.safe_load_all(path.read_text()))
+
+
+@pytest.fixture(scope="module")
+def spec(documents) -> pipeline_spec_pb2.PipelineSpec:
+    return json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec())
+
+
+@pytest.fixture(scope="module")
+def platform(documents) -> dict:
+    return documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
 def executors(spec) -> dict:
@@ -37,22 +48,29 @@ def executors(spec) -> dict:
 
 def test_compiled_ir_has_the_steps_in_order(spec):
     root = spec.root.dag.tasks
-    assert set(root) == {"prepare", "tune", "submit-gate", "condition-1"}
-    assert list(root["tune"].dependent_tasks) == ["prepare"]
-    assert list(root["submit-gate"].dependent_tasks) == ["tune"]
-    inner = spec.components["comp-condition-1"].dag.tasks
+    assert set(root) == {"exit-handler-1", "cleanup"}
+    # the exit handler runs whatever happened to the steps inside it (a terminated run included)
+    strategy = root["cleanup"].trigger_policy.strategy
+    assert pipeline_spec_pb2.PipelineTaskSpec.TriggerPolicy.TriggerStrategy.Name(strategy) == \
+        "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert list(root["cleanup"].dependent_tasks) == ["exit-handler-1"]
+    steps = spec.components["comp-exit-handler-1"].dag.tasks
+    assert set(steps) == {"prepare", "tune", "submit-gate", "condition-2"}
+    assert list(steps["tune"].dependent_tasks) == ["prepare"]
+    assert list(steps["submit-gate"].dependent_tasks) == ["tune"]
+    inner = spec.components["comp-condition-2"].dag.tasks
     assert set(inner) == {"retrain", "predict"}
     assert list(inner["predict"].dependent_tasks) == ["retrain"]
 
 
 def test_the_if_gate_reads_the_gate_steps_output(spec):
-    condition = spec.root.dag.tasks["condition-1"].trigger_policy.condition
+    condition = spec.components["comp-exit-handler-1"].dag.tasks["condition-2"].trigger_policy.condition
     assert condition == "inputs.parameter_values['pipelinechannel--submit-gate-Output'] == true"
 
 
 def test_every_step_runs_our_image_without_installing_kfp(spec):
     found = executors(spec)
-    assert set(found) == {f"exec-{n}" for n in ("prepare", "tune", "submit-gate", "retrain", "predict")}
+    assert set(found) == {f"exec-{n}" for n in ("prepare", "tune", "submit-gate", "retrain", "predict", "cleanup")}
     for name, executor in found.items():
         container = executor["container"]
         assert container["image"] == IMAGE, name
@@ -61,13 +79,47 @@ def test_every_step_runs_our_image_without_installing_kfp(spec):
 
 def test_pipeline_parameters_and_defaults(spec):
     params = spec.root.input_definitions.parameters
-    assert set(params) == {"data_dir", "experiment", "backend", "max_trial_count", "parallel_trial_count",
-                           "trial_max_rows", "trial_epochs", "retrain_epochs", "retrain_val_fraction",
-                           "retrain_ensemble", "threshold",
+    assert set(params) == {"data_dir", "data_pvc", "experiment", "trial_image", "backend", "max_trial_count",
+                           "parallel_trial_count", "trial_max_rows", "trial_epochs", "retrain_epochs",
+                           "retrain_val_fraction", "retrain_ensemble", "threshold",
                            "namespace", "timeout_s", "delete_after"}
     assert params["backend"].default_value.string_value == "katib"
     assert params["experiment"].default_value.string_value == "experiments/random.yaml"
+    # on a cluster the data is the volume's, not the image's sample; the trials run the compiled image
+    assert params["data_dir"].default_value.string_value == "/data"
+    assert params["data_pvc"].default_value.string_value == "digit-recognizer-data"
+    assert params["trial_image"].default_value.string_value == IMAGE
     assert spec.pipeline_info.name == "katib-digits"
+
+
+def test_every_pipeline_parameter_is_described_for_the_ui(spec):
+    params = spec.root.input_definitions.parameters
+    assert all(params[name].description for name in params), [n for n in params if not params[n].description]
+    assert "mounted at /data" in params["data_pvc"].description
+
+
+def test_prepare_reads_the_data_volume_the_trials_read(platform):
+    (mount,) = platform["exec-prepare"]["pvcMount"]
+    assert mount["mountPath"] == "/data"
+    assert mount["pvcNameParameter"] == {"componentInputParameter": "pipelinechannel--data_pvc"}
+    assert not any("pvcMount" in platform[e] for e in platform if e != "exec-prepare")
+
+
+def test_every_step_has_a_timeout_retries_and_the_pull_secret(spec, platform):
+    for name in ("prepare", "tune", "retrain", "predict", "cleanup"):
+        assert int(platform[f"exec-{name}"]["activeDeadlineSeconds"]) >= 600, name
+        assert [s["secretName"] for s in platform[f"exec-{name}"]["imagePullSecret"]] == ["regcred"], name
+    steps = spec.components["comp-exit-handler-1"].dag.tasks
+    assert steps["tune"].retry_policy.max_retry_count == 2 and steps["prepare"].retry_policy.max_retry_count == 2
+    assert not steps["prepare"].caching_options.enable_cache  # changed data under one folder name is new data
+
+
+def test_tune_and_cleanup_know_the_run_id(spec):
+    steps = spec.components["comp-exit-handler-1"].dag.tasks
+    run_id = steps["tune"].inputs.parameters["run_id"].runtime_value.constant.string_value
+    assert run_id == "{{$.pipeline_job_uuid}}"
+    cleanup = spec.root.dag.tasks["cleanup"].inputs.parameters["run_id"].runtime_value.constant.string_value
+    assert cleanup == run_id
 
 
 def test_artifacts_are_typed(spec):
@@ -89,7 +141,8 @@ def test_compile_command_names_the_image(tmp_path, capsys):
 
 
 def test_pipeline_arguments_cover_every_parameter(spec):
-    args = pipeline_arguments("/data", "experiments/tpe.yaml", "katib", Budget(max_trial_count=9), "team-a", 60)
+    args = pipeline_arguments("/data", "experiments/tpe.yaml", "katib", Budget(max_trial_count=9), "team-a", 60,
+                              data_pvc="my-data", trial_image="me/digits:1")
     assert set(args) == set(spec.root.input_definitions.parameters)
     assert args["max_trial_count"] == 9 and args["namespace"] == "team-a" and args["backend"] == "katib"
     with pytest.raises(UserError, match="backend: 'kubeflow' is not one of katib, optuna"):

@@ -1,0 +1,106 @@
+"""What the pipeline's steps do on a cluster, checked here without one: the Experiment the tune step
+creates (image, data volume, pull secrets), the same-data rule, the Experiment sent with a run, the
+run link, the component files, the reports and the submission's row check."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from kfp import components
+
+from pipeline.errors import UserError
+from pipeline.katib.experiment import load
+from pipeline.workflow import steps
+from pipeline.workflow.kfp_pipeline import compile_components, experiment_argument, run_url
+from pipeline.workflow.reports import html_report, markdown_trials
+from tests.conftest import REPO, SAMPLE
+
+RANDOM = REPO / "experiments" / "random.yaml"
+
+
+def test_the_shipped_experiment_reads_the_data_volume():
+    assert steps.trial_data(load(RANDOM)) == ("/data/train.csv.gz", "digit-recognizer-data", "train.csv.gz")
+
+
+def test_the_tune_step_applies_image_volume_and_pull_secrets():
+    exp = steps.for_cluster(load(RANDOM), "registry.example.com/digits:2", "team-data", ["regcred"])
+    assert exp.primary_container()["image"] == "registry.example.com/digits:2"
+    assert steps.trial_data(exp)[1] == "team-data"
+    assert exp.trial_spec["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert load(RANDOM).primary_container()["image"] == "katib-digits:0.1.0"  # the file is untouched
+
+
+def test_same_data_passes_when_trials_and_retrain_read_one_file():
+    steps.require_same_data(steps.for_cluster(load(RANDOM), data_pvc="team-data"), "team-data", "/data",
+                            "train.csv.gz")
+
+
+@pytest.mark.parametrize("data_pvc, data_dir, message", [
+    ("other-claim", "/data", "claim 'digit-recognizer-data'"),       # the YAML's claim, not the pipeline's
+    ("digit-recognizer-data", "/data/full", "full/train.csv.gz"),     # another folder on the same claim
+    ("digit-recognizer-data", "data/sample", "pass a folder under /data"),  # the image's sample
+])
+def test_the_tune_step_refuses_to_tune_on_other_data_than_the_retrain(data_pvc, data_dir, message):
+    with pytest.raises(UserError, match=message):
+        steps.require_same_data(load(RANDOM), data_pvc, data_dir, "train.csv.gz")
+
+
+def test_trials_reading_the_images_own_files_are_refused():
+    exp = load(RANDOM)
+    exp.primary_container()["volumeMounts"] = []
+    with pytest.raises(UserError, match="the image's own files"):
+        steps.require_same_data(exp, "digit-recognizer-data", "/data", "train.csv.gz")
+
+
+def test_a_local_experiment_file_is_sent_with_the_run(tmp_path):
+    """Not its path (the pod would look for it in the image): one-line JSON the step reads back."""
+    sent = experiment_argument(str(RANDOM))
+    assert "\n" not in sent and json.loads(sent)["metadata"]["name"] == "digits-random"
+    assert steps.read_experiment(sent).raw == load(RANDOM).raw
+    assert experiment_argument("experiments/in-the-image.yaml") == "experiments/in-the-image.yaml"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(RANDOM.read_text().replace("type: maximize", "type: maximise"))
+    with pytest.raises(UserError, match="spec.objective.type"):  # checked here, before the run is made
+        experiment_argument(str(bad))
+
+
+@pytest.mark.parametrize("host, url", [
+    ("http://localhost:8080", "http://localhost:8080/#/runs/details/r1"),  # standalone KFP / port-forward
+    ("https://kubeflow.example.com/pipeline", "https://kubeflow.example.com/_/pipeline/#/runs/details/r1"),
+    ("https://kubeflow.example.com/pipeline/", "https://kubeflow.example.com/_/pipeline/#/runs/details/r1"),
+])
+def test_run_link_points_at_the_ui(host, url):
+    assert run_url(host, "r1") == url
+    assert run_url(host, "r1", ui_host="https://ui.example.com") == "https://ui.example.com/#/runs/details/r1"
+
+
+def test_component_files_load_in_another_pipeline(tmp_path):
+    written = compile_components(tmp_path, "me/digits:1")
+    assert {p.stem for p in written} == {"prepare", "tune", "submit_gate", "retrain", "predict", "cleanup"}
+    tune = components.load_component_from_file(str(tmp_path / "tune.yaml"))
+    assert {"experiment", "data_pvc", "trial_image", "run_id"} <= set(tune.component_spec.inputs)
+    assert tune.component_spec.implementation.container.image == "me/digits:1"
+
+
+def test_reports_show_the_best_trial_and_every_trial(tmp_path):
+    final = json.loads((REPO / "tests" / "cluster" / "fixtures" / "katib" / "experiment-succeeded.json").read_text())
+    csv_file = tmp_path / "trials.csv"
+    csv_file.write_text("name,state,lr\nt-1,Succeeded,0.01\nt-2,Failed,0.5\n")
+    text = markdown_trials(final, csv_file)
+    assert "### Best trial darts-example-n4fpnxlm" in text and "| t-2 | Failed | 0.5 |" in text
+    assert "| 1 | 1 | 0 |" in text  # trials, then Succeeded, Failed
+    page = html_report(final)
+    assert page.startswith("<!doctype html>") and "darts-example-n4fpnxlm" in page
+
+
+def test_stop_experiments_is_a_no_op_without_katib(capsys):
+    assert steps.stop_experiments("optuna", "", "run-1") == []
+    assert "nothing to stop" in capsys.readouterr().out
+
+
+def test_predict_refuses_another_test_file_than_the_prepared_one(tmp_path):
+    from pipeline.submission.predict import predict_submission
+
+    with pytest.raises(UserError, match="500 test rows, but the prepare step counted 28000"):
+        predict_submission(tmp_path / "no-model-needed", SAMPLE / "test.csv.gz", tmp_path / "s.csv",
+                           expected_rows=28000)
