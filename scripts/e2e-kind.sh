@@ -31,7 +31,7 @@ RUN_BACKEND="${RUN_BACKEND:-1}"
 WITH_KFP="${WITH_KFP:-0}"
 KEEP_CLUSTER="${KEEP_CLUSTER:-0}"
 NS=katib-digits
-SA=katib-digits-tuner
+RUNNER="system:serviceaccount:kubeflow:pipeline-runner"  # KFP standalone runs every step as this account
 
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
@@ -70,7 +70,9 @@ kubectl -n kubeflow wait --for=condition=Available deployment --all --timeout="$
 
 log "image $IMAGE"
 docker build -t "$IMAGE" .
-kind load docker-image "$IMAGE" --name "$CLUSTER"
+# `kind load docker-image` fails with Docker's containerd image store (kind #3795); an archive works with both.
+docker save "$IMAGE" -o "$WORK/image.tar"
+kind load image-archive "$WORK/image.tar" --name "$CLUSTER"
 
 log "namespace, RBAC, data volume"
 kubectl apply -f deploy/namespace.yaml
@@ -78,14 +80,18 @@ kubectl apply -f deploy/rbac.yaml -f deploy/data-pvc.yaml
 sed "s|image: katib-digits:0.1.0|image: ${IMAGE}|" deploy/data-sample-job.yaml | kubectl apply -f -
 kubectl -n "$NS" wait --for=condition=Complete job/digit-recognizer-data-sample --timeout="${TIMEOUT}s"
 
-log "the service account may make every call the Katib backend makes"
-"$PY" -c 'from pipeline.cluster.katib_api import required_rbac
-for plural, verbs in sorted(required_rbac().items()):
+can_i_katib_calls() {  # the runner may make every call the tune step makes in $NS
+  "$PY" -c 'from pipeline.cluster.katib_api import required_rbac
+for (group, plural), verbs in sorted(required_rbac().items()):
     for verb in sorted(verbs):
-        print(verb, plural)' > "$WORK/verbs"
-while read -r verb plural; do
-  kubectl auth can-i "$verb" "${plural}.kubeflow.org" -n "$NS" --as="system:serviceaccount:kubeflow:${SA}"
-done < "$WORK/verbs"
+        print(verb, f"{plural}.{group}" if group else plural)' > "$WORK/verbs"
+  while read -r verb resource; do
+    kubectl auth can-i "$verb" "$resource" -n "$NS" --as="$RUNNER"
+  done < "$WORK/verbs"
+}
+
+log "KFP's runner account may make every call the tune step makes (deploy/rbac.yaml binds it)"
+can_i_katib_calls
 
 log "a small-budget copy of $EXPERIMENT"
 # Budget, namespace, image and trial size patched into a copy; the trial's
@@ -168,12 +174,20 @@ if [[ "$WITH_KFP" == 1 ]]; then
   kubectl wait --for=condition=established --timeout=120s crd/applications.app.k8s.io
   kubectl apply -k "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=${KFP_VERSION}"
   kubectl -n kubeflow wait --for=condition=Available deployment --all --timeout="${TIMEOUT}s"
+  log "the runner KFP uses for every step may do what KFP's driver and launcher and our tune step do"
+  kubectl auth can-i get configmaps/kfp-launcher -n kubeflow --as="$RUNNER"
+  kubectl auth can-i get secrets/mlpipeline-minio-artifact -n kubeflow --as="$RUNNER"
+  kubectl auth can-i create workflowtaskresults.argoproj.io -n kubeflow --as="$RUNNER"
+  kubectl auth can-i patch workflowtaskresults.argoproj.io -n kubeflow --as="$RUNNER"
+  can_i_katib_calls
   kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80 >/dev/null 2>&1 &
   PF_PID=$!
   sleep 5
   "$CLI" pipeline compile -o "$WORK/pipeline.yaml" --image "$IMAGE"
-  url="$("$CLI" pipeline run --host http://localhost:8080 --namespace "$NS" --service-account "$SA" \
-    --image "$IMAGE" --max-trials "$MAX_TRIALS" --timeout "$TIMEOUT" | tail -n 1)"
+  # The same small budget as above: 2 trials of 1 epoch on 600 rows, a 1-epoch retrain.
+  url="$("$CLI" pipeline run --host http://localhost:8080 --namespace "$NS" --image "$IMAGE" \
+    --experiment "$WORK/experiment.yaml" --max-trials "$MAX_TRIALS" --parallel 1 --trial-max-rows "$TRIAL_ROWS" \
+    --trial-epochs "$TRIAL_EPOCHS" --retrain-epochs 1 --ensemble 1 --timeout "$TIMEOUT" | tail -n 1)"
   echo "run: $url"
   "$PY" - "${url##*/}" "$TIMEOUT" <<'PY'
 import sys
