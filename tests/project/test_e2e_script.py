@@ -90,3 +90,26 @@ def test_cli_subcommands_and_flags_exist(command, flags):
     assert result.returncode == 0, result.stderr[-2000:]
     missing = {f for f in flags if f not in result.stdout}
     assert not missing, f"katib-digits {' '.join(command)}: no option {sorted(missing)}"
+
+
+def test_images_reach_kind_through_an_archive():
+    """`kind load docker-image` fails with Docker's containerd image store (kind #3795)."""
+    commands = [line for line in SCRIPT.read_text().splitlines() if not line.lstrip().startswith("#")]
+    text = "\n".join(commands)
+    assert "kind load docker-image" not in text
+    assert 'docker save "$IMAGE"' in text and "kind load image-archive" in text
+
+
+def test_the_pipeline_run_on_kind_gets_the_small_budget():
+    """The full random.yaml (2 CPU / 3 GiB per trial, 8 epochs) would not schedule on a CI-sized node."""
+    text = SCRIPT.read_text()
+    run = text[text.index("pipeline run --host"):text.index("| tail -n 1", text.index("pipeline run --host"))]
+    for flag in ("--max-trials", "--trial-max-rows", "--trial-epochs", "--retrain-epochs", "--experiment"):
+        assert flag in run, flag
+    assert "--service-account" not in run  # KFP's runner, which deploy/rbac.yaml grants
+
+
+def test_the_runner_is_checked_for_what_kfps_launcher_needs():
+    text = SCRIPT.read_text()
+    for need in ("configmaps/kfp-launcher", "secrets/mlpipeline-minio-artifact", "workflowtaskresults.argoproj.io"):
+        assert "can-i" in text and need in text, need

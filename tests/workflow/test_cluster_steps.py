@@ -104,3 +104,30 @@ def test_predict_refuses_another_test_file_than_the_prepared_one(tmp_path):
     with pytest.raises(UserError, match="500 test rows, but the prepare step counted 28000"):
         predict_submission(tmp_path / "no-model-needed", SAMPLE / "test.csv.gz", tmp_path / "s.csv",
                            expected_rows=28000)
+
+
+def test_submit_passes_the_login_and_returns_the_ui_link(monkeypatch, tmp_path):
+    """kfp.Client contacts the server in its constructor, so it is replaced by a recorder here."""
+    import kfp
+
+    from pipeline.workflow.kfp_pipeline import submit
+
+    made = {}
+
+    class Recorder:
+        def __init__(self, **kwargs):
+            made["client"] = kwargs
+
+        def create_run_from_pipeline_package(self, package, **kwargs):
+            made["run"] = kwargs
+            made["package"] = open(package).read()
+            return type("Run", (), {"run_id": "r-42"})()
+
+    monkeypatch.setattr(kfp, "Client", Recorder)
+    url = submit("https://kubeflow.example.com/pipeline", {"backend": "katib"}, "me/digits:1", "team-a",
+                 token="t0k", cookies="authservice_session=abc", image_pull_secrets=("regcred",))
+    assert url == "https://kubeflow.example.com/_/pipeline/#/runs/details/r-42"
+    assert made["client"] == {"host": "https://kubeflow.example.com/pipeline", "namespace": "team-a",
+                              "existing_token": "t0k", "cookies": "authservice_session=abc"}
+    assert made["run"]["service_account"] is None  # KFP's own runner unless asked
+    assert "regcred" in made["package"]
