@@ -5,6 +5,8 @@
 Sections (all by default):
   throughput  trial images/s vs a bare `model.fit` on in-memory arrays (same model)
   flops       the machine's fp32 matmul rate vs the trial's effective FLOP rate
+  precision   the default trial in float32 and in bfloat16 (and what --precision auto picks here), per batch
+              size, side by side, each against the matmul rate of its own precision measured in the same run
   overhead    dry-run overhead per trial (N one-epoch trials via `katib-digits tune`)
   efficiency  epochs to first reach a val_accuracy target: medianstop / hyperband vs plain random
               (default target: the best plain random search finds, less a margin), and the mean of
@@ -188,7 +190,7 @@ def model_forward_flops(model) -> int:
 def bench_throughput(data: Path, rows: int, epochs: int, out: Path) -> dict:
     """Our trial (CSV cache, tf.data, callbacks) vs a bare `model.fit` on in-memory arrays, same model."""
     argv = ["--data", str(data / "train.csv.gz"), "--max-rows", str(rows), "--val-fraction", "0",
-            "--epochs", str(epochs), "--seed", "0"]
+            "--epochs", str(epochs), "--seed", "0", "--precision", "float32"]  # the bare fit below is float32
     run_trial(argv[:4] + ["--epochs", "1", "--max-rows", "64"])  # fills the parsed-CSV cache
     trial = run_trial(argv, log=out / "throughput.log")
 
@@ -225,6 +227,51 @@ def bench_flops(throughput: dict | None, n: int = 2048, repeats: int = 10) -> di
     if throughput:
         effective = throughput["trial_images_per_s"] * 3 * throughput["forward_mflops_per_image"] * 1e6
         result.update({"trial_effective_gflops": round(effective / 1e9, 1), "ratio_trial_vs_matmul": round(effective / peak, 3)})
+    return result
+
+
+def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 10) -> float:
+    """TensorFlow's n x n matmul rate in `dtype` on all cores."""
+    import tensorflow as tf
+
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
+    tf.linalg.matmul(a, b).numpy()  # warm up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        c = tf.linalg.matmul(a, b)
+    c.numpy()
+    return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def bench_precision(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, ...], out: Path) -> dict:
+    """The default trial (its own defaults, no validation split) in float32 and in mixed bfloat16, same rows,
+    epochs and seed, per batch size; images/s of the last epochs (the first pays for tracing) come from the
+    trial's own report. Each is set against the matmul rate of its precision, measured here too."""
+    from trial.hardware import choose_precision, cpu_flags
+    from trial.model import build_model
+
+    import tensorflow as tf
+
+    auto, why = choose_precision("auto", cpu_flags(), bool(tf.config.list_physical_devices("GPU")))
+    flops = model_forward_flops(build_model()) * 3  # forward + backward per trained image
+    peaks = {"float32": matmul_gflops("float32"), "bfloat16": matmul_gflops("bfloat16")}
+    result = {"rows": rows, "epochs": epochs, "auto_picks": auto, "auto_because": why,
+              "matmul_gflops": {k: round(v, 1) for k, v in peaks.items()}, "runs": []}
+    argv = ["--data", str(data / "train.csv.gz"), "--max-rows", str(rows), "--val-fraction", "0", "--seed", "0",
+            "--epochs", str(epochs)]
+    run_trial(argv[:4] + ["--epochs", "1", "--max-rows", "64"])  # fills the parsed-CSV cache
+    for batch in batch_sizes:
+        row = {"batch_size": batch}
+        for precision in ("float32", "bfloat16"):
+            ran = run_trial([*argv, "--batch-size", str(batch), "--precision", precision],
+                            log=out / f"precision-{precision}-{batch}.log")
+            rate = ran["images_per_s"]
+            row[precision] = {"images_per_s": rate, "cpu_s": round(ran["cpu_s"], 1),
+                              "effective_gflops": round(rate * flops / 1e9, 1),
+                              "of_matmul": round(rate * flops / 1e9 / peaks[precision], 3)}
+        row["ratio_bfloat16_vs_float32"] = round(row["bfloat16"]["images_per_s"] / row["float32"]["images_per_s"], 2)
+        result["runs"].append(row)
     return result
 
 
@@ -416,6 +463,15 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
         rows.append(("fp32 matmul GFLOP/s", str(f["matmul_gflops"])))
         if "trial_effective_gflops" in f:
             rows.append(("trial effective GFLOP/s", f"{f['trial_effective_gflops']} (ratio {f['ratio_trial_vs_matmul']})"))
+    if pr := report.get("precision"):
+        rows.append(("matmul GFLOP/s float32 / bfloat16", f"{pr['matmul_gflops']['float32']} / "
+                                                           f"{pr['matmul_gflops']['bfloat16']}"))
+        rows.append(("--precision auto here", f"{pr['auto_picks']} ({pr['auto_because']})"))
+        for run in pr["runs"]:
+            f32, b16 = run["float32"], run["bfloat16"]
+            rows.append((f"images/s float32 vs bfloat16, batch {run['batch_size']}",
+                         f"{f32['images_per_s']} vs {b16['images_per_s']} ({run['ratio_bfloat16_vs_float32']}x); "
+                         f"of matmul {f32['of_matmul']} / {b16['of_matmul']}"))
     if o := report.get("overhead"):
         rows.append(("dry-run overhead per trial", f"{100 * o['overhead_vs_trial_durations']:.1f} % vs the trials' own "
                                                    f"durations, {100 * o['overhead_vs_by_hand']:.1f} % vs by hand "
@@ -462,7 +518,8 @@ def print_table(rows: list[tuple[str, str]]) -> None:
         print(f"{name:<{width}}  {value}")
 
 
-SECTIONS = {"throughput": None, "flops": None, "overhead": None, "efficiency": None, "accuracy": None}
+SECTIONS = {"throughput": None, "flops": None, "precision": None, "overhead": None, "efficiency": None,
+            "accuracy": None}
 
 
 def main() -> int:
@@ -478,6 +535,9 @@ def main() -> int:
                    help="accuracy: reuse members already trained in --out by the same command (their recorded times "
                         "count); efficiency: keep the trials already finished in --out (the dry-run resumes)")
     p.add_argument("--throughput-rows", type=int, default=8000)
+    p.add_argument("--precision-rows", type=int, default=7560)
+    p.add_argument("--precision-epochs", type=int, default=2)
+    p.add_argument("--precision-batch-sizes", type=int, nargs="+", default=[64, 256])
     p.add_argument("--overhead-trials", type=int, default=3)
     p.add_argument("--overhead-rows", type=int, default=0, help="rows per overhead trial (0 = all 42,000)")
     p.add_argument("--efficiency-trials", type=int, default=12)
@@ -499,6 +559,9 @@ def main() -> int:
         report["throughput"] = bench_throughput(args.data, args.throughput_rows, 2, args.out)
     if "flops" in args.only:
         report["flops"] = bench_flops(report.get("throughput"))
+    if "precision" in args.only:
+        report["precision"] = bench_precision(args.data, args.precision_rows, args.precision_epochs,
+                                              tuple(args.precision_batch_sizes), args.out)
     if "overhead" in args.only:
         report["overhead"] = bench_overhead(args.data, args.overhead_trials, args.overhead_rows, args.out)
     if "efficiency" in args.only:

@@ -16,6 +16,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from trial.config import TrialConfig  # noqa: E402
+from trial.hardware import choose_precision, cpu_flags, cpu_limit  # noqa: E402
 from trial.metrics import METRIC_NAMES, format_line  # noqa: E402
 from trial.model import build_model, make_optimizer  # noqa: E402
 
@@ -86,9 +87,25 @@ class KatibReporter(keras.callbacks.Callback):
             self.push = False
 
 
+def use_hardware(config: TrialConfig) -> str:
+    """Threads matched to the container's CPU limit and the dtype policy `--precision` picks;
+    says both on stderr (the trial's first line there). Returns the policy's name."""
+    threads = config.threads or cpu_limit()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:  # TensorFlow already started in this process (a retrain of several members)
+        threads = tf.config.threading.get_intra_op_parallelism_threads() or threads
+    policy, why = choose_precision(config.precision, cpu_flags(), bool(tf.config.list_physical_devices("GPU")))
+    keras.mixed_precision.set_global_policy(policy)
+    print(f"trial: precision {policy} ({why}), {threads} threads", file=sys.stderr, flush=True)
+    return policy
+
+
 def train(config: TrialConfig, x: np.ndarray, y: np.ndarray) -> dict:
     """Fit the model `config` describes; returns the Keras history (one list per metric)."""
     c = config
+    use_hardware(c)
     keras.utils.set_random_seed(c.seed)
     (x_train, y_train), val = split(x, y, c.val_fraction, c.validation_seed)
     print(f"trial: {len(x_train)} training rows, {len(val[0]) if val else 0} validation rows from {c.data}",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -293,3 +294,42 @@ def test_push_only_when_asked_even_inside_a_katib_pod(monkeypatch, capsys, flag,
         reporter.on_epoch_end(epoch, {"loss": 0.5, "accuracy": 0.9})
     assert len(sent) == pushes
     assert capsys.readouterr().out.count("accuracy=0.900000") == 2  # stdout, the collector's source, always
+
+
+# --- hardware: precision and threads --------------------------------------------------------------
+
+@pytest.mark.parametrize("asked, flags, gpu, policy", [
+    ("auto", {"avx512f", "avx512_bf16"}, False, "mixed_bfloat16"),
+    ("auto", {"amx_bf16", "amx_tile"}, False, "mixed_bfloat16"),
+    ("auto", {"avx2", "avx512f"}, False, "float32"),
+    ("auto", {"avx512_bf16"}, True, "mixed_float16"),
+    ("float32", {"avx512_bf16"}, True, "float32"),
+    ("bfloat16", set(), False, "mixed_bfloat16"),
+    ("float16", set(), False, "mixed_float16"),
+])
+def test_precision_follows_the_hardware_or_the_flag(asked, flags, gpu, policy):
+    from trial.hardware import choose_precision
+
+    assert choose_precision(asked, flags, gpu)[0] == policy
+
+
+def test_cpu_flags_and_limit_are_read_from_the_system_files(tmp_path):
+    from trial.hardware import cpu_flags, cpu_limit
+
+    assert cpu_flags("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n") == {"fpu", "avx512f", "avx512_bf16"}
+    (tmp_path / "cpu.max").write_text("400000 100000\n")  # a pod with limits.cpu: 4
+    assert cpu_limit(tmp_path) == min(4, len(os.sched_getaffinity(0)))
+    (tmp_path / "cpu.max").write_text("max 100000\n")  # no limit: the CPUs this process may use
+    assert cpu_limit(tmp_path) == len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU still gets one thread
+    assert cpu_limit(tmp_path) == 1
+
+
+@pytest.mark.process
+def test_the_first_stderr_line_says_the_precision_and_threads():
+    proc = subprocess.run([sys.executable, "-m", "trial", "--max-rows", "100", "--epochs", "1", "--precision",
+                           "bfloat16", "--threads", "1"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first = next(line for line in proc.stderr.splitlines() if line.startswith("trial:"))
+    assert first == "trial: precision mixed_bfloat16 (asked for), 1 threads"
+    assert "epoch=1 " in proc.stdout
