@@ -63,3 +63,21 @@ def with_budget(exp: Experiment, max_trial_count: int | None = None, parallel_tr
     budgeted = exp.with_spec(maxTrialCount=max_trials, parallelTrialCount=parallel,
                              maxFailedTrialCount=max_failed)
     return Budgeted(budgeted, tuple(notes))
+
+
+RESTARTABLE_POLICIES = ("LongRunning", "FromVolume")
+
+
+def resume_refusal(resume_policy: str, old_status: str | None, old_trials: int | None = None,
+                   new_max_trial_count: int | None = None) -> str | None:
+    """Why Katib's validating webhook refuses an edit of an Experiment's spec (a raised budget),
+    None when it admits it (`validator.go`, oldInst != nil). `old_status`: the reason the
+    Experiment completed with (e.g. ExperimentMaxTrialsReached), None while it runs."""
+    if old_status is not None and not (old_status == "ExperimentMaxTrialsReached"
+                                       and resume_policy in RESTARTABLE_POLICIES):
+        return (f"Katib refuses to restart a completed Experiment ({old_status}) unless it ended by reaching "
+                f"maxTrialCount and spec.resumePolicy is LongRunning or FromVolume (it is {resume_policy})")
+    if old_trials is not None and new_max_trial_count is not None and new_max_trial_count <= old_trials:
+        return (f"spec.maxTrialCount {new_max_trial_count} must be greater than the {old_trials} trials the "
+                "Experiment already has")
+    return None

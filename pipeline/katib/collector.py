@@ -13,11 +13,13 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Iterable
 
 from pipeline.errors import UserError
 from pipeline.katib.experiment import Experiment
+from pipeline.katib.goregex import Filter, GoRegexError, compile_go, sidecar_filters
 from trial.metrics import KATIB_DEFAULT_FILTER
 UNAVAILABLE = "unavailable"
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -46,7 +48,12 @@ class Observation:
 
 def go_parse_float(text: str) -> float | None:
     """Go's strconv.ParseFloat(text, 64), None where Go returns an error
-    (no surrounding spaces or underscores; out-of-range values are errors)."""
+    (no surrounding spaces; out-of-range values are errors; '_' only between digits, as in
+    Go literals: `1_000` is 1000)."""
+    if "_" in text:
+        if not _go_underscores_ok(text):
+            return None
+        text = text.replace("_", "")
     if _GO_HEX_FLOAT.match(text):
         try:
             return float.fromhex(text)
@@ -60,8 +67,30 @@ def go_parse_float(text: str) -> float | None:
     return value
 
 
+def _go_underscores_ok(text: str) -> bool:
+    """Go's strconv underscoreOK: each '_' between two digits (or after a base prefix)."""
+    body = text[1:] if text[:1] in "+-" else text
+    saw, i, hexa = "^", 0, False
+    if len(body) >= 2 and body[0] == "0" and body[1].lower() in "box":
+        i, saw, hexa = 2, "0", body[1].lower() == "x"
+    for ch in body[i:]:
+        if ch.isdigit() and ch.isascii() or hexa and ch.lower() in "abcdef":
+            saw = "0"
+        elif ch == "_":
+            if saw != "0":
+                return False
+            saw = "_"
+        elif saw == "_":
+            return False
+        else:
+            saw = "!"
+    return saw != "_"
+
+
 def timestamp_key(ts: str) -> tuple[int, int]:
-    """Sortable (seconds, nanoseconds) since the epoch for an RFC3339(Nano) string."""
+    """Sortable (seconds, nanoseconds) since the epoch for an RFC3339(Nano) string, at the
+    precision katib-db-manager keeps: its MySQL backend writes microseconds (the rest is cut,
+    not rounded), so two reports within one microsecond tie."""
     m = _RFC3339.match(ts)
     if not m:
         return (-62135596800, 0)  # Go's zero time
@@ -71,7 +100,33 @@ def timestamp_key(ts: str) -> tuple[int, int]:
     if tz != "Z":
         sign = 1 if tz[0] == "+" else -1
         secs -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
-    return (secs, int((frac or "0").ljust(9, "0")))
+    return (secs, int((frac or "0").ljust(9, "0")[:6]) * 1000)
+
+
+def go_unix_timestamp(value: float) -> str:
+    """A JSON-format line's numeric `timestamp` as Katib's parseTimestamp reads it: Go's
+    shortest positional form of the float, split at '.', the digits after the dot taken as
+    NANOSECONDS (`1700000000.5` is 5 ns past the second, not half a second); "" where Go
+    fails (e.g. an integer part beyond int64)."""
+    text = format(Decimal(repr(float(value))), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".") if "." in text else text
+    sec_text, _, frac_text = text.partition(".")
+    try:
+        sec = int(sec_text)
+        nsec = int(frac_text) if frac_text else 0
+    except ValueError:
+        return ""
+    if not -(2 ** 63) <= sec < 2 ** 63 or nsec >= 2 ** 63:
+        return ""
+    total = sec * 10 ** 9 + nsec  # time.Unix normalises nsec beyond a second
+    sec, nsec = divmod(total, 10 ** 9)
+    try:
+        dt = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=sec)
+    except OverflowError:
+        return ""
+    frac = f".{nsec:09d}".rstrip("0") if nsec else ""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S").rjust(19, "0") + frac + "Z"
 
 
 def _is_rfc3339(text: str) -> bool:
@@ -86,30 +141,24 @@ def _is_rfc3339(text: str) -> bool:
     return True
 
 
-def compile_filters(filters: Iterable[str] | None) -> list[re.Pattern[str]]:
-    """The spec's `metricsFormat` regexes, or Katib's default (Go RE2 is ASCII-only for \\w \\d \\s)."""
-    filters = list(filters or []) or [KATIB_DEFAULT_FILTER]
+def compile_filters(filters: Iterable[str] | None) -> list[Filter]:
+    """The spec's `metricsFormat` regexes as the sidecar compiles them (Go RE2), or Katib's
+    default. The filters reach the sidecar joined by ';' and split again, so a filter with a
+    ';' arrives in pieces (`goregex.sidecar_filters`). A piece Go cannot compile makes the
+    sidecar crash on its first metric line (Katib's webhook checks File filters only)."""
+    filters = sidecar_filters(tuple(filters or ())) or [KATIB_DEFAULT_FILTER]
     compiled = []
     for f in filters:
         try:
-            compiled.append(re.compile(f, re.ASCII))
-        except re.error as exc:
-            raise UserError(f"spec.metricsCollectorSpec.source.filter.metricsFormat: {f!r} is not a valid "
-                            f"regular expression: {exc}") from None
+            compiled.append(compile_go(f))
+        except GoRegexError as exc:
+            raise UserError(f"spec.metricsCollectorSpec.source.filter.metricsFormat: {f!r} is not a regular "
+                            f"expression Go can compile ({exc}); Katib's metrics-collector sidecar crashes on "
+                            "it (nil regexp)") from None
     return compiled
 
 
-def _find_all(pattern: re.Pattern[str], line: str):
-    # Go's FindAll drops an empty match that abuts the previous match; Python keeps it.
-    last_end = -1
-    for m in pattern.finditer(line):
-        if m.start() == m.end() == last_end:
-            continue
-        last_end = m.end()
-        yield m
-
-
-def parse_text_line(line: str, metrics: list[str], patterns: list[re.Pattern[str]]) -> list[MetricLog]:
+def parse_text_line(line: str, metrics: list[str], patterns: list[Filter]) -> list[MetricLog]:
     """The metric logs one TEXT line yields (only for names in `metrics`, exact match)."""
     if not any(m in line for m in metrics):
         return []
@@ -119,7 +168,7 @@ def parse_text_line(line: str, metrics: list[str], patterns: list[re.Pattern[str
         timestamp = head
     out = []
     for pattern in patterns:
-        for match in _find_all(pattern, line):
+        for match in pattern.finditer(line):
             groups = match.groups()
             if len(groups) < 2 or groups[0] is None:
                 continue
@@ -145,7 +194,7 @@ def parse_json_line(line: str, metrics: list[str]) -> list[MetricLog]:
     if isinstance(ts, str) and _is_rfc3339(ts):
         timestamp = ts
     elif isinstance(ts, (int, float)) and not isinstance(ts, bool) and math.isfinite(ts):
-        timestamp = datetime.fromtimestamp(float(ts), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        timestamp = go_unix_timestamp(ts) or ZERO_TIME
     return [MetricLog(timestamp, m, obj[m]) for m in metrics if isinstance(obj.get(m), str)]
 
 
@@ -171,11 +220,18 @@ def objective_reported(logs: list[MetricLog], objective: str) -> bool:
     return any(log.name == objective for log in logs)
 
 
+def db_order(logs: list[MetricLog]) -> list[MetricLog]:
+    """The order katib-db-manager returns the logs in: ORDER BY time (at microseconds), reports
+    with equal times in the order they were written."""
+    return sorted(logs, key=lambda log: timestamp_key(log.timestamp))
+
+
 def observe(logs: list[MetricLog], metric_names: list[str]) -> Observation:
-    """Katib's getMetrics: min and max over the values Go can parse, latest by timestamp."""
+    """Katib's getMetrics over the logs as the DB returns them: min and max over the values Go
+    can parse (the first of equal values wins), latest by time (the last of equal times)."""
     obs = Observation({n: {"min": UNAVAILABLE, "max": UNAVAILABLE, "latest": UNAVAILABLE} for n in metric_names})
     latest_key: dict[str, tuple[int, int]] = {}
-    for log in logs:
+    for log in db_order(logs):
         metric = obs.metrics.get(log.name)
         if metric is None:
             continue
@@ -239,7 +295,7 @@ class CollectorSpec:
     def parse(self, text: str) -> list[MetricLog]:
         return parse_logs(text, self.metric_names, self.file_format, self.filters)
 
-    def parse_line(self, line: str, patterns: list[re.Pattern[str]] | None = None) -> list[MetricLog]:
+    def parse_line(self, line: str, patterns: list[Filter] | None = None) -> list[MetricLog]:
         if self.file_format == "JSON":
             return parse_json_line(line, self.metric_names)
         return parse_text_line(line, self.metric_names, patterns or compile_filters(self.filters))

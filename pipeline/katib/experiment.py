@@ -112,12 +112,19 @@ def _default_metric_strategies(objective: Any) -> None:
     strategies = objective["metricStrategies"]
     if not isinstance(strategies, list):
         return
-    named = {s.get("name") for s in strategies if isinstance(s, dict)}
-    names = [objective.get("objectiveMetricName")] + list(objective.get("additionalMetricNames") or [])
-    for name in names:
-        if isinstance(name, str) and name not in named:
+    # Katib's setDefaultObjective, quirks included: the objective gets one unless a strategy
+    # names it; each additionalMetricNames entry gets one unless a strategy (other than the
+    # objective's) named it BEFORE defaulting, so a repeated or objective-named entry gets a
+    # second one.
+    objective_name = objective.get("objectiveMetricName") or ""
+    names = [s.get("name", "") if isinstance(s, dict) else "" for s in strategies]
+    given = {n for n in names if n != objective_name}
+    if objective_name not in names:
+        strategies.append({"name": objective_name, "value": strategy})
+    additional = objective.get("additionalMetricNames")
+    for name in additional if isinstance(additional, list) else []:
+        if isinstance(name, str) and name not in given:
             strategies.append({"name": name, "value": strategy})
-            named.add(name)
 
 
 def _default_trial_template(template: Any) -> None:
@@ -318,8 +325,10 @@ class Experiment:
     def objective(self) -> Objective:
         o = self.spec.get("objective") or {}
         goal = o.get("goal")
-        strategies = {s["name"]: s["value"] for s in o.get("metricStrategies") or []
-                      if isinstance(s, dict) and "name" in s and "value" in s}
+        strategies: dict[str, str] = {}
+        for s in o.get("metricStrategies") or []:  # the first strategy naming a metric wins, as in Katib
+            if isinstance(s, dict) and "name" in s and "value" in s:
+                strategies.setdefault(s["name"], s["value"])
         return Objective(type=o.get("type", ""), metric=o.get("objectiveMetricName", ""),
                          additional=tuple(o.get("additionalMetricNames") or ()),
                          goal=None if goal in (None, "") else float(goal), strategies=strategies)

@@ -35,6 +35,11 @@ SETTINGS = {
 ALGORITHM = "medianstop"
 
 
+# The collectors whose sidecar the pod webhook injects and which carries the early-stopping
+# rules (`-stop-rule`); with Push the trial reports its metrics itself and nothing stops it.
+SIDECAR_COLLECTORS = ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom")
+
+
 @dataclass(frozen=True)
 class MedianStopSettings:
     min_trials_required: int = DEFAULT_MIN_TRIALS_REQUIRED
@@ -47,6 +52,8 @@ class MedianStopSettings:
         name = exp.early_stopping_name
         if not name:
             return None
+        if exp.collector_kind not in SIDECAR_COLLECTORS:
+            return None  # no metrics-collector sidecar (Push): Katib applies no early-stopping rule
         if name != ALGORITHM:
             raise UserError(f"spec.earlyStopping.algorithmName: {name!r} is not supported (supported: medianstop)")
         values = {key: rule.default for key, rule in SETTINGS.items()}
@@ -83,6 +90,7 @@ class StopCheck:
         self.value = value
         self.maximize = maximize
         self.remaining = start_step
+        self.start_step_total = start_step
         self.best: float | None = None
         self.done = False
 

@@ -24,7 +24,9 @@ from pipeline.katib.experiment import Experiment
 PYTHON_STYLE = "python"    # str(value): 0.001, 1e-05, 13 (hyperopt, skopt, Optuna services)
 GOPTUNA_STYLE = "goptuna"  # strconv.FormatFloat(v, 'f', -1, 64): never an exponent (cmaes, sobol)
 
-_META = re.compile(r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|Labels\[(.+)\]|Annotations\[(.+)\])\}$")
+# Katib's TrialTemplateMetaReplaceFormatRegex and TrialTemplateMetaParseFormatRegex (unanchored, Go RE2).
+_META_REF = re.compile(r"\$\{trialSpec\.(.+?)\}")
+_META_INDEX = re.compile(r"(.+)\[(.+)]")
 
 
 def render_value(value: Any, style: str = PYTHON_STYLE) -> str:
@@ -70,50 +72,83 @@ def substitute(obj: Any, values: dict[str, str]) -> Any:
 
 
 def parameter_values(exp: Experiment, assignments: dict[str, Any], style: str,
-                     trial_name: str = "") -> dict[str, str]:
-    """trialParameter name -> rendered string, following each `reference`."""
+                     trial_name: str = "", namespace: str | None = None) -> dict[str, str]:
+    """trialParameter name -> rendered string, following each `reference` as the manifest
+    generator's applyParameters does: a reference containing `${trialSpec.KEY}` anywhere is
+    metadata (the text around it is dropped: `x-${trialSpec.Name}` is the trial's name),
+    anything else must be an assigned parameter; a Labels/Annotations key that the trial
+    template lacks is an error, and so is an assigned parameter no trialParameter uses
+    (Katib then creates no trial at all). `namespace` is the one the Experiment runs in
+    (default: its metadata.namespace, else "default")."""
     template = exp.trial_template
     trial_spec = template.get("trialSpec") or {}
+    tmeta = trial_spec.get("metadata") or {}
     values: dict[str, str] = {}
+    used = 0
+    index = ""  # Katib keeps the last [index] across trialParameters
     for tp in template.get("trialParameters") or []:
         ref = tp.get("reference", tp["name"])
-        if ref in assignments:
+        m = _META_REF.search(ref)
+        if m is None:
+            if ref not in assignments:
+                raise UserError(f"spec.trialTemplate.trialParameters: {tp['name']!r} references {ref!r}, which is "
+                                "neither an assigned parameter nor a ${trialSpec.*} key: Katib's manifest "
+                                "generator fails every trial on it")
             values[tp["name"]] = render_value(assignments[ref], style)
+            used += 1
             continue
-        m = _META.match(ref)
-        if not m:
-            raise UserError(f"spec.trialTemplate.trialParameters: {tp['name']!r} references {ref!r}, "
-                            "which is neither a parameter nor a ${trialSpec.*} key")
         key = m.group(1)
-        tmeta = trial_spec.get("metadata") or {}
+        sub = _META_INDEX.search(key)
+        if sub:
+            key, index = sub.group(1), sub.group(2)
         if key == "Name":
             values[tp["name"]] = trial_name
         elif key == "Namespace":
-            values[tp["name"]] = exp.namespace or "default"
+            values[tp["name"]] = namespace or exp.namespace or "default"
         elif key == "Kind":
-            values[tp["name"]] = trial_spec.get("kind", "")
+            values[tp["name"]] = str(trial_spec.get("kind", ""))
         elif key == "APIVersion":
-            values[tp["name"]] = trial_spec.get("apiVersion", "")
-        elif m.group(2) is not None:
-            values[tp["name"]] = (tmeta.get("labels") or {}).get(m.group(2), "")
+            values[tp["name"]] = str(trial_spec.get("apiVersion", ""))
+        elif key in ("Labels", "Annotations"):
+            found = tmeta.get(key.lower()) or {}
+            if index not in found:
+                raise UserError(f"spec.trialTemplate.trialParameters: {tp['name']!r} references {ref!r}, but the "
+                                f"trial template has no {key[:-1].lower()} {index!r}: Katib fails every trial "
+                                f"(\"failed to fetch {key[:-1]}\")")
+            values[tp["name"]] = str(found[index])
         else:
-            values[tp["name"]] = (tmeta.get("annotations") or {}).get(m.group(3), "")
+            raise UserError(f"spec.trialTemplate.trialParameters: {tp['name']!r}: illegal reference of trial "
+                            f"metadata {ref!r} (Name, Namespace, Kind, APIVersion, Labels[k], Annotations[k])")
+    if len(assignments) != used:
+        missing = sorted(set(map(str, assignments)) - {str(tp.get("reference")) for tp in
+                                                         template.get("trialParameters") or []})
+        raise UserError(f"spec.parameters: {', '.join(missing) or 'a parameter'} is assigned but no trialParameter "
+                        f"references it ({len(assignments)} assignments, {used} trialParameters use one): Katib's "
+                        "manifest generator refuses every trial")
     return values
 
 
 def render_trial_spec(exp: Experiment, assignments: dict[str, Any], style: str | None = None,
-                      trial_name: str = "") -> dict[str, Any]:
+                      trial_name: str = "", namespace: str | None = None) -> dict[str, Any]:
     """The trial's Job manifest with every placeholder replaced (values written as the
     algorithm's service writes them unless `style` says otherwise)."""
-    values = parameter_values(exp, assignments, style or render_style(exp.algorithm_name), trial_name)
+    values = parameter_values(exp, assignments, style or render_style(exp.algorithm_name), trial_name, namespace)
     return substitute(exp.trial_spec, values)
+
+
+def katib_shell_line(words: list[str]) -> tuple[list[str], str]:
+    """The pod webhook's wrapping of the primary container (StdOut and File collectors):
+    (the shell, the words it joins with spaces, no quoting). A leading `sh -c` / `bash -c`
+    is kept as the shell, anything else runs under `sh -c`."""
+    shell = ["sh", "-c"]
+    if len(words) >= 2 and words[0] in ("sh", "bash") and words[1] == "-c":
+        shell, words = words[:2], words[2:]
+    return shell, " ".join(words)
 
 
 def shell_words(words: list[str]) -> list[str]:
     """`words` joined by spaces and split again as `sh -c` would (no quoting by Katib)."""
-    if len(words) >= 2 and words[0] in ("sh", "bash") and words[1] == "-c":
-        words = words[2:]  # Katib keeps a leading `sh -c` and wraps the rest
-    joined = " ".join(words)
+    _, joined = katib_shell_line(words)
     try:
         return shlex.split(joined)
     except ValueError as exc:
@@ -121,12 +156,12 @@ def shell_words(words: list[str]) -> list[str]:
 
 
 def trial_argv(exp: Experiment, assignments: dict[str, Any], style: str | None = None, trial_name: str = "",
-               map_word: Callable[[str], str] | None = None) -> list[str]:
+               map_word: Callable[[str], str] | None = None, namespace: str | None = None) -> list[str]:
     """The argv one trial runs: primary container command + args, substituted, joined and
     re-split like Katib's collector wrapper. A leading `python` or `python3` becomes this
     interpreter (sys.executable). `map_word` rewrites each word first (the local run maps
     container paths to local folders there)."""
-    container = exp.primary_container(render_trial_spec(exp, assignments, style, trial_name))
+    container = exp.primary_container(render_trial_spec(exp, assignments, style, trial_name, namespace))
     words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
     if not words:
         raise UserError("spec.trialTemplate: the primary container has no command/args; the local dry-run "

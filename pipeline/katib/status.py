@@ -41,9 +41,11 @@ class TrialOutcome:
 
 
 def optimal_trial(trials: Iterable[TrialOutcome], objective: Objective) -> tuple[TrialOutcome | None, bool]:
-    """Katib's updateTrialsSummary over `trials` in creation order: (best trial, goal reached).
-    A non-numeric objective makes that trial the best (Katib parses it to 0 and overwrites)."""
-    best, best_value, reached = None, None, False
+    """Katib's updateTrialsSummary over `trials` in the controller's list order: (best trial,
+    goal reached), quirks included. A non-numeric objective makes that trial the best without
+    setting the best value, which stays at the first numeric value or Go's zero (0.0): a later
+    trial must beat that, and the goal is checked against it."""
+    best, best_value, reached = None, 0.0, False
     for t in trials:
         if t.observation is None or t.objective == UNAVAILABLE:
             continue
@@ -51,9 +53,12 @@ def optimal_trial(trials: Iterable[TrialOutcome], objective: Objective) -> tuple
         if value is None:
             best = t
             continue
-        if best_value is None or objective.better(value, best_value):
+        if best is None:
             best, best_value = t, value
-        if objective.reached(best_value):
+        if objective.type in ("maximize", "minimize") and objective.better(value, best_value):
+            best, best_value = t, value
+        if objective.goal is not None and objective.type in ("maximize", "minimize") \
+                and objective.reached(best_value):
             reached = True
     return best, reached
 

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from pipeline.errors import UserError
 from pipeline.katib import algorithms as rules
+from pipeline.katib import hyperband as katib_hyperband
 from pipeline.katib.algorithms import go_atoi, py_float
 from pipeline.katib.experiment import Param
 from pipeline.lint.problems import Findings, as_dict, as_int, as_list, settings_of
@@ -74,8 +75,11 @@ def _optuna(exp: dict[str, Any], algorithm: str, found: Findings) -> None:
         space, ptype = _space(param), param.get("parameterType")
         dist = space.get("distribution")
         if ptype in ("int", "double") and dist in ("normal", "logNormal"):
-            found.error(f"spec.parameters[{i}].feasibleSpace.distribution",
-                        f"{dist!r}: Katib's Optuna service ({algorithm}) supports only uniform and logUniform")
+            found.fails_later(f"spec.parameters[{i}].feasibleSpace.distribution",
+                              f"{dist!r}: Katib's Optuna service ({algorithm}) supports only uniform and "
+                              "logUniform; at v0.19 it leaves this parameter out of its search space, so its "
+                              "suggestions lack it and Katib creates no trial (later Katib versions reject "
+                              "it at admission)")
         elif ptype in ("int", "double") and dist == "logUniform":
             low = py_float(space.get("min"))
             floor = 1 if ptype == "int" else 1e-10
@@ -157,6 +161,56 @@ def _hyperband(exp: dict[str, Any], algorithm: str, found: Findings) -> None:
     if resource not in {p.get("name") for _, p in _params(exp)}:
         found.error(f"{SETTINGS}[{k}].value", f"resource_name {resource!r} must be one of spec.parameters")
     _ignored_distributions(exp, algorithm, found)
+    if parallel is not None and parallel >= plan.min_parallel:
+        _hyperband_stall(exp, plan, parallel, found)
+
+
+def _hyperband_stall(exp: dict[str, Any], plan: rules.HyperbandPlan, parallel: int, found: Findings) -> None:
+    """Katib v0.19's hyperband stops for good after its first rung unless maxTrialCount leaves
+    exactly one trial to promote (katib.hyperband.katib_run simulates controller and service)."""
+    max_trials = as_int(as_dict(exp["spec"]).get("maxTrialCount"))
+    run = katib_hyperband.katib_run(plan.r_l, plan.eta, parallel, max_trials)
+    if not run.stalled:
+        return
+    works = [m for m in range(1, 4 * parallel + 2)
+             if not katib_hyperband.katib_run(plan.r_l, plan.eta, parallel, m).stalled]
+    longest = max(works, key=lambda m: len(katib_hyperband.katib_run(plan.r_l, plan.eta, parallel, m).resources))
+    resources = katib_hyperband.katib_run(plan.r_l, plan.eta, parallel, longest).resources
+    found.warning("spec.algorithm", (
+        f"Katib v0.19's hyperband stalls after {len(run.resources)} trial(s): {run.reason}, so its controller "
+        f"retries forever and the Experiment stays Running (known Katib bugs {katib_hyperband.ISSUE_LINKS}). "
+        f"With parallelTrialCount {parallel} the longest run that ends is maxTrialCount {longest}: "
+        f"{len(resources)} trials at {plan.resource_name} {', '.join(map(str, resources))}, then "
+        "ExperimentMaxTrialsReached"))
+
+
+PBT_REQUIRED = ("suggestion_trial_dir", "n_population", "truncation_threshold")
+
+
+def _pbt(exp: dict[str, Any], found: Findings) -> None:
+    """Katib v0.19's pbt service's ValidateAlgorithmSettings (`pkg/suggestion/v1beta1/pbt/service.py`)."""
+    settings = {name: (i, value) for i, name, value in settings_of(as_dict(exp["spec"]).get("algorithm"))}
+    missing = [k for k in PBT_REQUIRED if k not in settings]
+    if missing:
+        found.error(SETTINGS, f"pbt: required settings missing: {', '.join(missing)}")
+        return
+    i, value = settings["n_population"]
+    try:
+        if int(str(value)) < 5:
+            found.error(f"{SETTINGS}[{i}].value", f"pbt: n_population {value} should be >= 5")
+    except ValueError:
+        found.error(f"{SETTINGS}[{i}].value", f"pbt: n_population {value!r} is not an integer")
+    i, value = settings["truncation_threshold"]
+    threshold = py_float(value)
+    if threshold is None or not 0 <= threshold <= 1:
+        found.error(f"{SETTINGS}[{i}].value", f"pbt: truncation_threshold {value!r} should be between 0 and 1")
+    if "resample_probability" in settings:
+        i, _ = settings["resample_probability"]
+        found.error(f"{SETTINGS}[{i}].name", "pbt: Katib v0.19's service compares resample_probability, a "
+                                             "string, with numbers and raises, so the Experiment fails at its "
+                                             "first suggestion; leave it out (perturb by 0.8 / 1.2)")
+    found.note("spec.algorithm", "pbt: the local dry-run cannot run it (its trials share checkpoints); the "
+                                 "settings above are Katib's checks")
 
 
 SPACE_RULES: dict[str, Callable[[dict[str, Any], str, Findings], None]] = {
@@ -171,6 +225,8 @@ def check_algorithm_settings(exp: dict[str, Any]) -> Findings:
     if service:
         _settings(exp, name, found)
         SPACE_RULES[service.backend](exp, name, found)
+    elif name == "pbt":
+        _pbt(exp, found)
     elif name in rules.UNMODELLED:
         found.note("spec.algorithm", f"{name}: its settings and search space are checked by its service on "
                                      "the cluster, not offline")

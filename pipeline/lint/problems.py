@@ -8,6 +8,9 @@ ERROR = "error"      # Katib (webhook or the suggestion service) rejects it, or 
 WARNING = "warning"  # Katib silently accepts it, but it is a mistake: we are stricter than Katib
 NOTE = "note"        # Katib accepts it and it works, but not the way the YAML reads
 STRICTER = "stricter than Katib"
+# An error Katib's webhook does not raise (the Experiment is admitted), but that makes
+# Katib create no trial, or fail every trial: still an error, said so in the message.
+ADMITTED_BUT_FAILS = "Katib's webhook admits this, but"
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,10 @@ class Findings(list):
 
     def warning(self, path: str, message: str) -> None:
         self.append(Problem(path, f"{message} ({STRICTER})", WARNING))
+
+    def fails_later(self, path: str, message: str) -> None:
+        """An error Katib finds only after admission (no trial is created, or every one fails)."""
+        self.append(Problem(path, f"{ADMITTED_BUT_FAILS} {message}", ERROR))
 
     def note(self, path: str, message: str) -> None:
         self.append(Problem(path, message, NOTE))

@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from pipeline.katib import medianstop
+from pipeline.katib import goregex, medianstop
 from pipeline.lint.fields import check_job, katib_config
 from pipeline.lint.problems import Findings, as_dict, as_int, as_list, settings_of
 from trial.metrics import KATIB_METRIC_NAME
@@ -26,7 +26,6 @@ META_KEYS = ("Name", "Namespace", "Kind", "APIVersion", "Annotations", "Labels")
 PLACEHOLDER = re.compile(r"\$\{trialParameters\..+?\}")
 META_REF = re.compile(r"\$\{trialSpec\.(.+?)\}")
 AUTO_INJECT_COLLECTORS = ("StdOut", "TensorFlowEvent", "File", "PrometheusMetric")
-TWO_GROUPS = re.compile(r".*\(.*\).*\(.*\).*")
 
 def check_name(exp: dict[str, Any]) -> Findings:
     found = Findings()
@@ -273,8 +272,21 @@ def check_trial_template(exp: dict[str, Any]) -> Findings:
     for i, param in enumerate(as_list(spec.get("parameters"))):
         name = as_dict(param).get("name")
         if name and name not in refs:
-            found.warning(f"spec.parameters[{i}].name", f"{name!r} is searched but no trialParameter references "
-                                                        "it, so the trial never sees its value")
+            found.fails_later(f"spec.parameters[{i}].name", f"no trialParameter references {name!r}: Katib's "
+                                                            "manifest generator (applyParameters) refuses every "
+                                                            "trial when a suggested parameter is not used, so the "
+                                                            "Experiment creates no trial at all")
+    tmeta = as_dict(trial_spec.get("metadata"))
+    for i, tp in enumerate(as_list(template.get("trialParameters"))):
+        ref = str(as_dict(tp).get("reference") or "")
+        m = META_REF.search(ref)
+        sub = re.search(r"(.+)\[(.+)]", m.group(1)) if m else None
+        if sub and sub.group(1) in ("Labels", "Annotations"):
+            key, index = sub.group(1), sub.group(2)
+            if index not in as_dict(tmeta.get(key.lower())):
+                found.fails_later(f"{tp_path}[{i}].reference",
+                                  f"{ref!r}: the trial template's metadata has no {key[:-1].lower()} {index!r}; "
+                                  f"Katib fails every trial (\"failed to fetch {key[:-1]}\")")
 
     job = json.loads(text)
     metadata = as_dict(job.get("metadata"))
@@ -353,15 +365,44 @@ def check_metrics_collector(exp: dict[str, Any]) -> Findings:
         found.error(f"{path}.collector.kind", f"{kind!r}: invalid metrics collector kind (StdOut, File, "
                                               "TensorFlowEvent, PrometheusMetric, Custom, Push)")
     formats = as_list(as_dict(source.get("filter")).get("metricsFormat"))
+    # The webhook compiles filters (Go RE2) for every kind but StdOut and Push; the StdOut
+    # sidecar compiles them only when the trial runs, and crashes on one it cannot compile.
+    at_admission = kind not in ("StdOut", "Push")
     for i, fmt in enumerate(formats):
         where = f"{path}.source.filter.metricsFormat[{i}]"
-        try:
-            re.compile(str(fmt))
-        except re.error as exc:
-            found.error(where, f"invalid filter: {exc}")
+        fmt = str(fmt)
+        if kind == "Push":
             continue
-        if not TWO_GROUPS.search(str(fmt)):
-            found.error(where, "two top subexpressions are required (metric name, then value)")
+        try:
+            goregex.compile_go(fmt)
+        except goregex.GoRegexError as exc:
+            if at_admission:
+                found.error(where, f"invalid filter: Go's regexp cannot compile it: {exc}")
+            else:
+                found.fails_later(where, f"Go's regexp cannot compile this filter ({exc}): the metrics-collector "
+                                         "sidecar crashes on it and no trial reports a metric")
+            continue
+        if not goregex.has_two_groups(fmt):
+            if at_admission:
+                found.error(where, "two top subexpressions are required (metric name, then value)")
+            else:
+                found.fails_later(where, "the filter needs two top subexpressions (metric name, then value); "
+                                         "with fewer the sidecar finds no metric and every trial ends "
+                                         "MetricsUnavailable")
+            continue
+        if ";" in fmt and kind in ("StdOut", "File"):
+            pieces = goregex.sidecar_filters([fmt])
+            bad = [piece for piece in pieces if not goregex.go_compiles(piece)]
+            if bad:
+                found.fails_later(where, f"the filter contains ';': Katib hands the filters to its sidecar joined "
+                                         f"by ';' and splits them there, so it arrives as {pieces!r}, and "
+                                         f"{bad[0]!r} does not compile: the sidecar crashes")
+            else:
+                found.warning(where, f"the filter contains ';': Katib hands the filters to its sidecar joined by "
+                                     f"';' and splits them there, so it arrives as {pieces!r}, not as written")
+    if kind == "Push" and formats:
+        found.warning(f"{path}.source.filter", "ignored: the Push collector has no sidecar; the trial reports "
+                                               "its metrics itself")
     if kind in ("StdOut", "File") and fs.get("format", "TEXT") == "TEXT" and not formats:
         objective = as_dict(spec.get("objective"))
         metrics = [objective.get("objectiveMetricName"), *as_list(objective.get("additionalMetricNames"))]
@@ -377,6 +418,10 @@ def check_early_stopping(exp: dict[str, Any]) -> Findings:
     early = as_dict(exp.get("spec")).get("earlyStopping")
     if as_dict(early).get("algorithmName") != medianstop.ALGORITHM:
         return found
+    kind = as_dict(as_dict(as_dict(exp.get("spec")).get("metricsCollectorSpec")).get("collector")).get("kind")
+    if kind not in medianstop.SIDECAR_COLLECTORS:
+        found.warning("spec.earlyStopping", f"never applied with the {kind} collector: Katib injects no "
+                                            "metrics-collector sidecar, which is what stops a trial")
     for i, name, value in settings_of(early):
         where = f"spec.earlyStopping.algorithmSettings[{i}]"
         rule = medianstop.SETTINGS.get(name)

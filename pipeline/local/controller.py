@@ -27,18 +27,18 @@ import click
 from pipeline.errors import UserError
 from pipeline.katib import collector as mc
 from pipeline.katib import status as ks
-from pipeline.katib.budget import with_budget
+from pipeline.katib.budget import resume_refusal, with_budget
 from pipeline.katib.experiment import Experiment
 from pipeline.katib.medianstop import MedianStopSettings, StopCheck, threshold
 from pipeline.katib.render import render_value, trial_argv
 from pipeline.local import outputs, samplers
-from pipeline.local.hyperband import WAIT
+from pipeline.local.hyperband import KATIB_ISSUES, WAIT, HyperbandState, NotReady, SeenTrial
 from pipeline.local.process import KILL_GRACE_S, Runner, TrialRun, kill_group
 from pipeline.local.study import INTERRUPTED, Store, katib_state, outcome
 
 DEFAULT_BACKOFF_LIMIT = 6  # Kubernetes Job default: a failing pod is retried this many times
-# Katib's trial names: `<experiment>-<8 random letters>` (utilrand.String(8)).
-TRIAL_NAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+# Katib's trial names: `<experiment>-<8 random characters>` (utilrand.String(8) in suggestionclient.go).
+TRIAL_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery utilrand's alphanums
 
 
 def _now() -> str:
@@ -80,6 +80,8 @@ class DryRun:
         self.runner = Runner(self.cspec, self.events)
         self.active: dict[int, TrialRun] = {}
         self.exhausted = False
+        self.hang: str | None = None  # where Katib v0.19 would stay Running forever
+        self._hyperband_refusal = "the hyperband service gave no answer"
         self.signal: int | None = None
         self.warnings: list[str] = []
 
@@ -120,16 +122,57 @@ class DryRun:
             if name not in taken:
                 return name
 
-    def _finished_for_hyperband(self):
+    def katib_add_count(self) -> int:
+        """How many trials Katib's ReconcileTrials asks the suggestion for now: free slots, capped by
+        maxTrialCount minus the completed trials, where (unlike the end condition) MetricsUnavailable
+        trials do not count as completed, so Katib can start more than maxTrialCount trials."""
+        c = ks.counts(self.outcomes())
+        completed = c[ks.SUCCEEDED] + c[ks.FAILED] + c[ks.KILLED] + c[ks.EARLY_STOPPED]
+        parallel = self.exp.parallel_trial_count
+        required = parallel if self.max_trials is None else min(self.max_trials - completed, parallel)
+        return max(0, required - len(self.active))
+
+    def _seen_by_hyperband(self) -> list[SeenTrial]:
         out = []
         for t in self.trials():
             state = katib_state(t)
-            if t.user_attrs.get("rung") is None or state not in ks.COMPLETED:
-                continue
-            value = mc.go_parse_float(t.user_attrs.get("objective", "")) if state in (ks.SUCCEEDED,
-                                                                                      ks.EARLY_STOPPED) else None
-            out.append((t.user_attrs["rung"], t.user_attrs["raw"], value))
+            out.append(SeenTrial(start=float(t.user_attrs.get("start") or 0.0), succeeded=state == ks.SUCCEEDED,
+                                 objective=str(t.user_attrs.get("objective", mc.UNAVAILABLE)),
+                                 assignments=dict(t.user_attrs.get("assignments") or {})))
         return out
+
+    def propose_hyperband(self, request: int):
+        """Katib's hyperband service asked for `request` trials: the proposals, or WAIT when Katib's
+        call fails and is retried later (the service raised, or answered a different number)."""
+        hb = self.algorithm.hyperband
+        try:
+            state, values = hb.suggest(request, self._seen_by_hyperband())
+        except NotReady as exc:
+            self._hyperband_refusal = f"the hyperband service raised ({exc})"
+            return WAIT
+        if len(values) != request:
+            if not values:
+                self._hyperband_refusal = (
+                    "hyperband has no more trials to suggest (its schedule is over) and Katib v0.19 never ends an "
+                    "Experiment for that (ExperimentSuggestionEndReached is never set)")
+            else:
+                self._hyperband_refusal = (
+                    f"the controller asked the hyperband service for {request} trial(s) and it answered "
+                    f"{len(values)}: Katib rejects the answer (\"The response contains unexpected trials\") and "
+                    "asks again, forever, because the service sizes its rung from the request "
+                    "(current_request_number), not from its schedule")
+            return WAIT
+        hb.state = state
+        self.store.study.set_user_attr("hyperband_state", dict(vars(state)))
+        out = []
+        for strings in values:
+            out.append((self._ask_fixed(strings), strings, {"rung": f"s={state.current_s},i={state.current_i}",
+                                                           "raw": strings}))
+        return out
+
+    def _queued_retry(self) -> bool:
+        from optuna.trial import TrialState
+        return bool(self.store.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
     def propose(self):
         """(optuna trial, Katib strings, extra attrs), WAIT, or None when the algorithm is exhausted."""
@@ -141,14 +184,6 @@ class DryRun:
             getattr(alg.sampler, "raw", {}).pop(trial.number, None)
             a = trial.user_attrs
             return trial, dict(a["assignments"]), {"rung": a.get("rung"), "retry_of": a.get("name"), "raw": a.get("raw")}
-        if alg.hyperband is not None:
-            values = alg.hyperband.propose(self._finished_for_hyperband())
-            study.set_user_attr("hyperband_state", dict(vars(alg.hyperband.state)))
-            if values is None or values == WAIT:
-                return values
-            rung = values.pop("_rung")
-            strings = {k: render_value(v, alg.style) for k, v in values.items()}
-            return self._ask_fixed(strings), strings, {"rung": rung, "raw": strings}
         if alg.grid_size is not None and len(self.trials()) >= alg.grid_size:  # running ones included
             return None
         trial = study.ask(alg.distributions)
@@ -213,7 +248,12 @@ class DryRun:
             except FileNotFoundError:
                 text = ""
         else:
-            text = run.log_path.read_text(encoding="utf-8", errors="replace") if run.log_path.exists() else ""
+            # Only the last attempt (pod) reports to Katib's DB: its output starts at log_offset.
+            text = ""
+            if run.log_path.exists():
+                with open(run.log_path, "rb") as f:
+                    f.seek(run.log_offset)
+                    text = f.read().decode("utf-8", errors="replace")
         reason, message = "", ""
         try:
             metrics = mc.collect(self.cspec, text)
@@ -285,21 +325,36 @@ class DryRun:
     def run(self) -> dict[str, Any]:
         self.store = Store(self.storage_url, self.exp.name, self.algorithm.sampler, self.objective.maximize, self.out)
         try:
+            self._check_restart()
             self.store.claim(self.exp.spec, self.exp.source)
             saved = self.store.study.user_attrs.get("hyperband_state")
-            if self.algorithm.hyperband is not None and saved:
-                for k, v in saved.items():
-                    setattr(self.algorithm.hyperband.state, k, v)
+            if self.algorithm.hyperband is not None and saved and "current_s" in saved:
+                self.algorithm.hyperband.state = HyperbandState(**saved)
             self.start_time = self.store.study.user_attrs.get("startTime") or _now()
             self.store.study.set_user_attr("startTime", self.start_time)
             self._say_notes()
             end = self._loop()
+            if end is not None:
+                self.store.study.set_user_attr("end", list(end))
             self.status = outputs.write(self._snapshot(end))
             for w in self.warnings if self.options.progress else ():
                 click.echo(f"warning: {w}", err=True)
         finally:
             self.store.release()
         return self.status
+
+    def _check_restart(self) -> None:
+        """A completed study run again with another spec (a raised budget) is an edit of a completed
+        Experiment: refused unless Katib's webhook would admit it (budget.resume_refusal)."""
+        attrs = self.store.study.user_attrs
+        prev_spec, prev_end = attrs.get("spec"), attrs.get("end")
+        if prev_spec is None or prev_end is None or prev_spec == self.exp.spec:
+            return
+        why = resume_refusal(self.exp.resume_policy, prev_end[1], len(self.trials()), self.max_trials)
+        if why:
+            raise UserError(f"{self.exp.source}: this Experiment already ended ({prev_end[1]}) in {self.out}; "
+                            f"{why}. Use another --out, or set resumePolicy: LongRunning to continue it")
+        self.store.study.set_user_attr("end", None)
 
     def _loop(self) -> tuple[str, str, str] | None:
         bar = outputs.Progress(self.exp.name, self.max_trials, enabled=self.options.progress)
@@ -313,16 +368,28 @@ class DryRun:
                 end = self.end_condition()
                 if end is not None:
                     break
-                completed = sum(ks.counts(self.outcomes()).values())
-                while (len(self.active) < self.exp.parallel_trial_count and not self.exhausted
-                       and (self.max_trials is None or completed + len(self.active) < self.max_trials)):
-                    proposal = self.propose()
-                    if proposal == WAIT:
-                        break
-                    if proposal is None:
-                        self.exhausted = True
-                        break
-                    self.launch(*proposal)
+                want = self.katib_add_count()
+                if self.algorithm.hyperband is not None:
+                    while want > 0 and self._queued_retry():
+                        self.launch(*self.propose())  # an interrupted trial comes back first
+                        want -= 1
+                    if want > 0:
+                        proposals = self.propose_hyperband(want)
+                        for proposal in proposals if proposals != WAIT else ():
+                            self.launch(*proposal)
+                else:
+                    if want > 0 and hasattr(self.algorithm.sampler, "start_batch"):
+                        self.algorithm.sampler.start_batch(want)
+                    for _ in range(want):
+                        if self.exhausted:
+                            break
+                        proposal = self.propose()
+                        if proposal == WAIT:
+                            break
+                        if proposal is None:
+                            self.exhausted = True
+                            break
+                        self.launch(*proposal)
                 bar.update(self.outcomes(), self.objective, running=len(self.active))
                 end = self.end_condition()
                 if end is not None:
@@ -330,12 +397,25 @@ class DryRun:
                 if not self.active:
                     if self.exhausted:
                         continue
+                    if self.algorithm.hyperband is not None:
+                        # Nothing runs, nothing will change: Katib would retry the same call forever.
+                        self.hang = (f"Katib v0.19 would stay Running here forever: {self._hyperband_refusal}. "
+                                     f"This is a known Katib bug ({KATIB_ISSUES}); the local run stops instead "
+                                     f"of inventing more rungs. {self.algorithm.hyperband.describe()}")
+                        self.warnings.append(self.hang)
+                        break
                     raise RuntimeError("no trial is running and the algorithm proposes none")  # a bug if reached
                 self._wait_events()
             if end is not None and self.active:
-                # Goal reached or failed budget spent: the trials still running are stopped (Killed).
-                self.kill_all()
-                self._drain()
+                # Katib does not stop the trials still running when an Experiment ends: they run to
+                # their own end and their outcomes still enter the status (and may become the best);
+                # only the end condition stays. The local run waits for them the same way.
+                if self.options.progress:
+                    click.echo(f"  {self.exp.name}: {end[1]}; {len(self.active)} trial(s) still running finish "
+                               "first, as on Katib (it does not stop them)", err=True)
+                while self.active and self.signal is None:
+                    self.store.heartbeat(list(self.active))
+                    self._wait_events()
         finally:
             self._restore_signals(old)
             if self.signal is not None or sys.exc_info()[0] is not None:
@@ -349,7 +429,7 @@ class DryRun:
                                 start_time=self.start_time, end=end, storage_url=self.storage_url,
                                 notes=self.algorithm.notes, trial_args=list(self.options.trial_args),
                                 metric_names=self.cspec.metric_names, signal=self.signal,
-                                html=self.options.report)
+                                html=self.options.report, hang=self.hang)
 
     def _wait_events(self) -> None:
         timeout = 5.0

@@ -35,6 +35,7 @@ class Snapshot:
     metric_names: list[str]
     signal: int | None = None
     html: bool = True
+    hang: str | None = None  # where Katib would stay Running forever (the local run stopped there)
 
 
 def _ts(epoch: float | None) -> str | None:
@@ -55,9 +56,12 @@ def experiment_object(snap: Snapshot) -> dict[str, Any]:
         status[list_key] = names
     conditions = [ks.condition("Created", "True", "ExperimentCreated", "Experiment is created", snap.start_time)]
     if snap.end is None:
-        conditions.append(ks.condition("Running", "True", "ExperimentRunning",
-                                       "Experiment is running (local dry-run interrupted: run the same command "
-                                       "again to resume)" if snap.signal else "Experiment is running", now))
+        message = "Experiment is running"
+        if snap.signal:
+            message += " (local dry-run interrupted: run the same command again to resume)"
+        elif snap.hang:
+            message += f" (local dry-run stopped: {snap.hang})"
+        conditions.append(ks.condition("Running", "True", "ExperimentRunning", message, now))
     else:
         ctype, reason, message = snap.end
         conditions.append(ks.condition("Running", "False", "ExperimentRunning", "Experiment is running", now))

@@ -51,6 +51,7 @@ class TrialRun:
     timed_out: bool = False
     killed: bool = False
     returncode: int | None = None
+    log_offset: int = 0  # where this attempt's output starts in log_path (each pod has its own log)
 
 
 def kill_group(proc: subprocess.Popen, grace: float = KILL_GRACE_S) -> None:
@@ -89,6 +90,16 @@ class Runner:
         run.log_path.parent.mkdir(parents=True, exist_ok=True)
         if run.metrics_path is not None and run.attempt == 1:
             run.metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        if run.attempt > 1:
+            # A retried Job starts a new pod: a fresh metrics emptyDir and a fresh sidecar. The failed
+            # pod's sidecar never reported (no "completed" marker: it exits before ReportObservationLog),
+            # so only the last attempt's metric lines reach Katib's DB.
+            run.reports = []
+            if run.stop is not None:
+                run.stop = StopCheck(run.stop.value, run.stop.maximize, run.stop.start_step_total)
+            if run.metrics_path is not None and run.metrics_path.exists():
+                run.metrics_path.unlink()
+        run.log_offset = run.log_path.stat().st_size if run.log_path.exists() else 0
         log = open(run.log_path, "ab")
         try:
             run.proc = subprocess.Popen(run.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

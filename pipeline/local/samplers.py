@@ -92,6 +92,11 @@ class _KatibSampler(optuna.samplers.BaseSampler):
         self.raw: dict[int, dict[str, Any]] = {}
         self._rng: np.random.RandomState | None = None
         self._independent = optuna.samplers.RandomSampler(seed=seed)
+        self.request = 1  # Katib's current_request_number for the batch being proposed
+
+    def start_batch(self, request: int) -> None:
+        """The controller is about to ask for `request` trials at once, as Katib's GetSuggestions does."""
+        self.request = max(1, request)
 
     def _ensure_rng(self, study: optuna.Study) -> np.random.RandomState:
         if self._rng is None:
@@ -195,7 +200,9 @@ class HyperoptSampler(_KatibSampler):
         new_id = trials.new_trial_ids(1)
         seed = int(self._ensure_rng(study).randint(2**31 - 1))
         if self.algorithm == "tpe":
-            doc = hyperopt.tpe.suggest(new_id, self._domain, trials, seed, n_startup_jobs=self.parallel,
+            # Katib's hyperopt service passes current_request_number as n_startup_jobs (not the
+            # parallelism): after the first batch, TPE starts as soon as one trial has finished.
+            doc = hyperopt.tpe.suggest(new_id, self._domain, trials, seed, n_startup_jobs=self.request,
                                        **self.tpe_settings)[0]
         else:
             doc = hyperopt.rand.suggest(new_id, self._domain, trials, seed)[0]
@@ -232,7 +239,26 @@ class SkoptSampler(_KatibSampler):
                                           acq_func=acq_func, acq_optimizer=acq_optimizer, random_state=seed)
         self._told: int = 0
 
+    def start_batch(self, request: int) -> None:
+        """Katib's skopt service answers a request with ONE ask(n_points=request): the points of a
+        batch differ even when no new result came in between."""
+        super().start_batch(request)
+        self._batch = []
+        self._batch_size = self.request
+
     def propose(self, study):
+        self._tell(study)
+        if not getattr(self, "_batch", None):
+            n = getattr(self, "_batch_size", 1)
+            self._batch = list(self._optimizer.ask(n_points=n)) if n > 1 else [self._optimizer.ask()]
+            self._batch_size = 1
+        x = self._batch.pop(0)
+        out = {}
+        for p, v in zip(self.params, x):
+            out[p.name] = int(v) if p.type == "int" else float(v) if p.type == "double" else str(v)
+        return out
+
+    def _tell(self, study):
         hist = self.history(study)
         new = hist[self._told:]
         if new:
@@ -246,11 +272,6 @@ class SkoptSampler(_KatibSampler):
                 ys.append(-value if self.maximize else value)
             self._optimizer.tell(xs, ys)
             self._told = len(hist)
-        x = self._optimizer.ask()
-        out = {}
-        for p, v in zip(self.params, x):
-            out[p.name] = int(v) if p.type == "int" else float(v) if p.type == "double" else str(v)
-        return out
 
 
 class _GridSampler(optuna.samplers.GridSampler):
@@ -286,8 +307,9 @@ NOTES = {
     "sobol": "sobol: Optuna QMCSampler(sobol, unscrambled); Katib runs goptuna's Sobol sequence (the points differ)",
     "bayesianoptimization": "bayesianoptimization: scikit-optimize Optimizer, as Katib (every double log-uniform, "
                             "as Katib's skopt service does)",
-    "hyperband": "hyperband: Katib's bracket schedule reimplemented (master rungs of random configs, top 1/eta "
-                 "promoted); a failed trial is ranked out instead of stopping the schedule",
+    "hyperband": "hyperband: Katib v0.19's service and controller reproduced, bugs included (rungs sized from the "
+                 "controller's request, uniform sampling; where Katib would retry forever the run stops and says "
+                 "so: kubeflow/katib#1168, #1366)",
 }
 
 

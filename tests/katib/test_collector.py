@@ -101,7 +101,7 @@ def test_objective_missing_is_unavailable():
 
 
 @pytest.mark.parametrize("text,value", [("1.5", 1.5), ("-2e3", -2000.0), ("NaN", "nan"), ("+Inf", math.inf),
-                                        ("1e400", None), ("1_0", None), (" 1", None), ("", None), ("0x1p-2", 0.25),
+                                        ("1e400", None), ("1_0", 10.0), ("_1", None), ("1__0", None), ("1_e5", None), (" 1", None), ("", None), ("0x1p-2", 0.25),
                                         ("e5", None), ("+", None)])
 def test_go_parse_float(text, value):
     got = mc.go_parse_float(text)
@@ -149,3 +149,14 @@ def test_min_max_latest_of_printed_values(values):
     m = got.observation.metrics["accuracy"]
     assert float(m["latest"]) == finite[-1]
     assert (float(m["min"]), float(m["max"])) == (min(finite), max(finite))
+
+
+def test_json_float_timestamps_read_as_katib_does():
+    """Item 10: parseTimestamp reads the digits after the dot as nanoseconds; the DB keeps microseconds."""
+    assert mc.go_unix_timestamp(1700000000.5) == "2023-11-14T22:13:20.000000005Z"
+    assert mc.go_unix_timestamp(1e21) == ""  # beyond int64: no timestamp
+    logs = [mc.MetricLog("2024-01-01T00:00:00.0000012Z", "accuracy", "0.9"),
+            mc.MetricLog("2024-01-01T00:00:00.0000015Z", "accuracy", "0.7"),
+            mc.MetricLog("2024-01-01T00:00:00.0000011Z", "accuracy", "0.8")]
+    # all three within one microsecond: a tie, so the last one written is `latest`
+    assert mc.observe(logs, ["accuracy"]).metrics["accuracy"]["latest"] == "0.8"

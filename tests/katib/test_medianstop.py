@@ -75,3 +75,18 @@ def test_defaults():
     exp = {"spec": {"earlyStopping": {"algorithmName": "medianstop"}}}
     assert MedianStopSettings.from_experiment(Experiment(exp)) == MedianStopSettings(3, 4)
     assert MedianStopSettings.from_experiment(Experiment({"spec": {}})) is None
+
+
+def test_push_collector_gets_no_early_stopping():
+    """Item 16: with the Push collector Katib injects no sidecar, so no early-stopping rule applies."""
+    from pipeline.katib.experiment import Experiment
+    from pipeline.katib.medianstop import MedianStopSettings
+    from pipeline.lint import lint_experiment
+    from tests.fake_trial import experiment
+
+    exp = experiment(early_stopping={"algorithmName": "medianstop"}, collector={"collector": {"kind": "Push"}})
+    assert MedianStopSettings.from_experiment(Experiment(exp)) is None
+    assert any(p.path == "spec.earlyStopping" and "never applied with the Push collector" in p.message
+               for p in lint_experiment(exp))
+    exp["spec"]["metricsCollectorSpec"] = {"collector": {"kind": "StdOut"}}
+    assert MedianStopSettings.from_experiment(Experiment(exp)) is not None

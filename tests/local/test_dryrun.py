@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 import yaml
@@ -147,29 +148,61 @@ def test_trial_args_and_overrides(tmp_path):
     assert log.read_text().count("epoch=") == 1
 
 
+HB_PARAMS = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
+             {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}}]
+HB_SETTINGS = {"r_l": 2, "eta": 2, "resource_name": "epochs", "random_state": 3}
+
+
 @pytest.mark.process
-def test_hyperband_runs_its_schedule(tmp_path):
-    params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
-              {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}}]
-    exp = experiment(algorithm="hyperband", parameters=params, max_trials=None, parallel=2, max_failed=None,
-                     settings={"r_l": 2, "eta": 2, "resource_name": "epochs", "random_state": 3})
+def test_hyperband_runs_as_far_as_katib_does(tmp_path):
+    """maxTrialCount 3 with 2 in parallel: 2 configs at 1 epoch, then (one trial left to start, the only
+    request Katib v0.19's service can satisfy) the better one at 2 epochs; ends at maxTrialCount."""
+    exp = experiment(algorithm="hyperband", parameters=HB_PARAMS, max_trials=3, parallel=2, max_failed=None,
+                     settings=HB_SETTINGS)
     status = run(tmp_path, exp)
-    assert condition(status) == ("Succeeded", "ExperimentSuggestionEndReached")
+    assert condition(status) == ("Succeeded", "ExperimentMaxTrialsReached")
     rows = list(csv.DictReader(open(tmp_path / "out" / "trials.csv")))
-    # s_max=1: bracket 1 -> 2 configs @1 epoch, the better one @2; bracket 0 -> 2 new configs @2
-    assert [int(r["epochs"]) for r in rows] == [1, 1, 2, 2, 2]
+    assert [int(r["epochs"]) for r in rows] == [1, 1, 2]
+    assert all(re.fullmatch(r"fake-[bcdfghjklmnpqrstvwxz2456789]{8}", r["name"]) for r in rows)  # item 9
     first = sorted(rows[:2], key=lambda r: float(r["objective"]))[-1]
     assert rows[2]["x"] == first["x"]
 
 
 @pytest.mark.process
+def test_hyperband_stops_where_katib_would_hang(tmp_path, capsys):
+    """Item 1: no maxTrialCount -> after the first rung the controller asks for 2, the service answers 1,
+    and Katib v0.19 retries forever; the local run stops there, Running, and says why."""
+    exp = experiment(algorithm="hyperband", parameters=HB_PARAMS, max_trials=None, parallel=2, max_failed=None,
+                     settings=HB_SETTINGS)
+    status = run(tmp_path, exp)
+    assert status["status"]["trials"] == 2
+    last = status["status"]["conditions"][-1]
+    assert (last["type"], last["status"]) == ("Running", "True")
+    assert "would stay Running here forever" in last["message"] and "kubeflow/katib#1168" in last["message"]
+    assert "asked the hyperband service for 2" in last["message"]
+
+
+@pytest.mark.process
 def test_resume_keeps_finished_trials(tmp_path):
     exp = experiment(max_trials=3, parallel=1, args=["--epochs=1"])
+    exp["spec"]["resumePolicy"] = "LongRunning"  # Katib restarts a finished Experiment only then
     first = run(tmp_path, exp, max_trial_count=2)
     assert first["status"]["trials"] == 2
     second = run(tmp_path, exp)
     assert second["status"]["trials"] == 3
     assert set(first["status"]["succeededTrialList"]) < set(second["status"]["succeededTrialList"])
+
+
+@pytest.mark.process
+def test_raised_budget_of_a_finished_never_experiment_is_refused(tmp_path):
+    """Item 13: Katib's webhook refuses to restart a completed `resumePolicy: Never` Experiment."""
+    exp = experiment(max_trials=3, parallel=1, args=["--epochs=1"])
+    first = run(tmp_path, exp, max_trial_count=1)
+    assert first["status"]["trials"] == 1
+    with pytest.raises(UserError, match="resumePolicy is LongRunning or FromVolume"):
+        run(tmp_path, exp)
+    again = run(tmp_path, exp, max_trial_count=1)  # the same spec: nothing to restart, same result
+    assert again["status"]["trials"] == 1
 
 
 @pytest.mark.process
@@ -218,3 +251,43 @@ def test_every_shipped_experiment_runs_one_real_trial(tmp_path, path):
     objective = status["spec"]["objective"]["objectiveMetricName"]
     metrics = {m["name"]: m for m in s["currentOptimalTrial"]["observation"]["metrics"]}
     assert 0.0 <= float(metrics[objective]["latest"]) <= 1.0 or objective.endswith("loss")
+
+
+def test_metrics_unavailable_trials_do_not_count_for_new_trials():
+    """Item 6: Katib's ReconcileTrials leaves MetricsUnavailable trials out of `completed`, so it asks
+    for a replacement the end condition (which counts them) does not need: more than maxTrialCount."""
+    from pipeline.katib.experiment import Experiment
+    from pipeline.katib.status import TrialOutcome
+    from pipeline.local.controller import DryRun
+
+    dry = DryRun.__new__(DryRun)
+    dry.exp = Experiment(experiment(max_trials=2, parallel=2))
+    dry.max_trials = 2
+    dry.active = {1: object()}
+    dry.outcomes = lambda: [TrialOutcome("a", "MetricsUnavailable")]
+    assert dry.katib_add_count() == 1  # a third trial is started, as on Katib
+    dry.outcomes = lambda: [TrialOutcome("a", "Succeeded")]
+    assert dry.katib_add_count() == 0
+
+
+@pytest.mark.process
+def test_trials_running_at_the_end_are_not_killed(tmp_path):
+    """Item 7: Katib does not stop the trials still running when the Experiment ends; they finish and
+    are recorded with their own outcome."""
+    script = tmp_path / "first_fails.py"
+    script.write_text(
+        "import os, sys, time\n"
+        f"lock = {str(tmp_path / 'lock')!r}\n"
+        "try:\n"
+        "    os.close(os.open(lock, os.O_CREAT | os.O_EXCL))\n"
+        "    sys.exit(1)\n"
+        "except FileExistsError:\n"
+        "    time.sleep(1.5)\n"
+        "    print('accuracy=0.5', flush=True)\n")
+    exp = experiment(max_trials=4, parallel=2, max_failed=1)
+    container = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = ["python", str(script), "--x=${trialParameters.x}", "--y=${trialParameters.y}"]
+    status = run(tmp_path, exp)
+    assert condition(status) == ("Failed", "ExperimentFailed")
+    assert states(status)["trialsKilled"] == 0 and states(status)["trialsSucceeded"] == 1
+    assert status["status"]["currentOptimalTrial"]["bestTrialName"] == status["status"]["succeededTrialList"][0]

@@ -179,3 +179,25 @@ def test_library_caller_stops_on_sigterm_instead_of_taking_a_half_run(tmp_path):
     assert proc.returncode == 143 and "returned a result" not in stdout
     status = json.loads((out / "experiment.json").read_text())["status"]
     assert status["conditions"][-1]["type"] == "Running"  # consistent, resumable, and not mistaken for done
+
+
+@pytest.mark.process
+def test_only_the_last_pod_attempt_reaches_the_observation(tmp_path):
+    """Item 15: a failed pod's sidecar exits before reporting (no "completed" marker), and the retry
+    is a new pod with a fresh log: Katib's observation holds the last attempt's lines only."""
+    script = tmp_path / "fails_then_works.py"
+    script.write_text(
+        "import os, sys\n"
+        f"mark = {str(tmp_path / 'once')!r}\n"
+        "if not os.path.exists(mark):\n"
+        "    open(mark, 'w').close()\n"
+        "    print('accuracy=0.99 loss=0.01', flush=True)\n"
+        "    sys.exit(1)\n"
+        "print('accuracy=0.5 loss=0.5', flush=True)\n")
+    exp = experiment(max_trials=1, parallel=1, max_failed=1, job_spec={"backoffLimit": 1})
+    container = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = ["python", str(script), "--x=${trialParameters.x}", "--y=${trialParameters.y}"]
+    status = run(tmp_path, exp)
+    acc = status["status"]["currentOptimalTrial"]["observation"]["metrics"][0]
+    assert acc == {"name": "accuracy", "min": "0.5", "max": "0.5", "latest": "0.5"}
+    assert rows(tmp_path)[0]["attempts"] == "2"

@@ -13,7 +13,7 @@ from pipeline.errors import UserError
 from pipeline.katib.algorithms import grid_points
 from pipeline.katib.experiment import Experiment, Param
 from pipeline.local import samplers
-from pipeline.local.hyperband import WAIT
+from pipeline.local.hyperband import NotReady, SeenTrial
 from pipeline.local.samplers import distribution_for, to_optuna
 from tests.fake_trial import experiment
 
@@ -120,22 +120,41 @@ def test_normal_distribution_only_for_hyperopt():
         build(experiment(algorithm="multivariate-tpe", parameters=p))
 
 
-def test_hyperband_schedule_promotes_the_best():
+def test_hyperband_service_sizes_rungs_from_the_request():
+    """Katib v0.19's service: the master rung has as many trials as requested, and a promotion
+    answers ceil(R / eta) to a request for R (so only R = 1 is accepted after the first rung)."""
     params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
               {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}}]
     exp = experiment(algorithm="hyperband", parameters=params, parallel=9, max_trials=30,
                      settings={"r_l": 9, "eta": 3, "resource_name": "epochs", "random_state": 1})
     hb = build(exp).hyperband
-    finished, rung1 = [], []
-    for _ in range(9):  # s_max=2: n=9 configs at r=1
-        v = hb.propose(finished)
-        assert v["epochs"] == 1
-        rung1.append(v)
-    assert hb.propose(finished) == WAIT
-    finished = [(v["_rung"], {k: x for k, x in v.items() if k != "_rung"}, v["x"]) for v in rung1]
-    rung2 = [hb.propose(finished) for _ in range(3)]
-    assert [v["epochs"] for v in rung2] == [3, 3, 3]
-    assert sorted(v["x"] for v in rung2) == sorted(v["x"] for v in rung1)[-3:]
+    state, rung1 = hb.suggest(9, [])
+    assert len(rung1) == 9 and {v["epochs"] for v in rung1} == {"1"}
+    hb.state = state
+    seen = [SeenTrial(float(i), True, v["x"], v) for i, v in enumerate(rung1)]
+    with pytest.raises(NotReady):  # one trial of the rung still running: the service raises, Katib retries
+        hb.suggest(1, seen[:-1] + [SeenTrial(8.0, False, "unavailable", rung1[-1])])
+    _, promoted = hb.suggest(9, seen)
+    assert len(promoted) == 3  # != 9: Katib refuses the answer and retries forever (kubeflow/katib#1168)
+    _, promoted = hb.suggest(1, seen)
+    assert [v["epochs"] for v in promoted] == ["3"]
+    assert promoted[0]["x"] == max((v["x"] for v in rung1), key=float)
+
+
+def test_hyperband_samples_like_katibs_parsing_util():
+    """Item 4: uniform even for logUniform, ints rounded, discrete = nearest entry to a uniform draw."""
+    params = [{"name": "lr", "parameterType": "double",
+               "feasibleSpace": {"min": "0.0003", "max": "0.01", "distribution": "logUniform"}},
+              {"name": "bs", "parameterType": "discrete", "feasibleSpace": {"list": ["32", "64", "128"]}},
+              {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}}]
+    exp = experiment(algorithm="hyperband", parameters=params, parallel=9, max_trials=30,
+                     settings={"r_l": 9, "eta": 3, "resource_name": "epochs", "random_state": 1})
+    hb = build(exp).hyperband
+    draws = [hb._sample() for _ in range(4000)]
+    below = sum(float(d["lr"]) < 0.001 for d in draws) / len(draws)
+    assert abs(below - (0.001 - 0.0003) / (0.01 - 0.0003)) < 0.02  # uniform: 0.072, not log-uniform's 0.35
+    share = {b: sum(d["bs"] == b for d in draws) / len(draws) for b in ("32", "64", "128")}
+    assert abs(share["32"] - 1 / 6) < 0.03 and abs(share["64"] - 1 / 2) < 0.03 and abs(share["128"] - 1 / 3) < 0.03
 
 
 def test_hyperband_parallel_check():
@@ -177,3 +196,34 @@ def test_mapping_round_trips_inside_bounds(param, u):
     assert dist._contains(dist.to_internal_repr(recorded))
     assert dist.low <= recorded <= dist.high
     assert param.min <= dist.low and dist.high <= param.max or (dist.log and param.type == "int")
+
+
+def test_tpe_startup_is_katibs_request_number(monkeypatch):
+    """Item 5: Katib's hyperopt service passes current_request_number as n_startup_jobs."""
+    import hyperopt
+    alg = build(experiment(algorithm="tpe", parallel=4, max_trials=8))
+    seen = []
+    real = hyperopt.tpe.suggest
+    monkeypatch.setattr(hyperopt.tpe, "suggest", lambda *a, **kw: seen.append(kw["n_startup_jobs"]) or real(*a, **kw))
+    alg.sampler.start_batch(4)
+    run_asks(alg, 1)
+    alg.sampler.start_batch(1)  # one trial finished: Katib asks for one more
+    run_asks(alg, 1)
+    assert seen == [4, 1]
+
+
+def test_skopt_asks_once_per_batch():
+    """Item 11: Katib's skopt service asks ask(n_points=k) for a batch of k: different points even
+    when no result came in between."""
+    alg = build(experiment(algorithm="bayesianoptimization", parameters=PARAMS[:1] + PARAMS[2:4], parallel=2,
+                           settings={"n_initial_points": 1, "random_state": 3}))
+    study = optuna.create_study(sampler=alg.sampler, direction="maximize")
+    t = study.ask(alg.distributions)
+    t.set_user_attr("assignments", {k: str(v) for k, v in alg.sampler.raw.pop(t.number).items()})
+    study.tell(t, 0.5)  # one result: past the initial random point, the GP is in charge
+    alg.sampler.start_batch(2)
+    batch = []
+    for _ in range(2):
+        t = study.ask(alg.distributions)
+        batch.append(alg.sampler.raw.pop(t.number))
+    assert batch[0] != batch[1]
