@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint bench clean
+.PHONY: setup run test test-fast test-containers lint bench clean
 
 setup: $(STAMP)
 
@@ -21,12 +21,26 @@ run: setup
 	$(BIN)/katib-digits pipeline run --local --data data/sample --out runs/make-run \
 		--max-trials 3 --trial-max-rows 1000 --trial-epochs 2 --retrain-epochs 5
 
-test: setup
+test: setup oracle
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # seconds, not minutes: no real training, no kfp.local run, no extra processes
 test-fast: setup
 	$(BIN)/python -m pytest -n 2 -m "not slow and not process"
+
+# The container tier (root, Debian): podman from Debian's packages, a debootstrap base image, our
+# Dockerfile built on it, then the trial, the linter and the whole pipeline run in that image.
+PODMAN_SOCKET ?= /run/katib-digits-podman.sock
+test-containers: setup
+	SOCKET=$(PODMAN_SOCKET) bash scripts/containers.sh all
+	DOCKER_HOST=unix://$(PODMAN_SOCKET) $(BIN)/python -m pytest -m containers tests/containers; \
+		status=$$?; SOCKET=$(PODMAN_SOCKET) bash scripts/containers.sh stop; exit $$status
+
+# The Katib oracle (tests/oracle): Katib v0.19.0's own Go code behind a JSON-lines pipe.
+# `go build` is incremental; a cold build (empty Go caches) takes minutes. PHONY: oracle/ is a folder.
+.PHONY: oracle
+oracle:
+	cd oracle && go build -buildvcs=false -o bin/katib-oracle .
 
 lint: setup
 	$(BIN)/katib-digits lint experiments/*.yaml

@@ -58,4 +58,11 @@ def check_our_trial(exp: dict[str, Any]) -> Findings:
         if isinstance(name, str) and name not in metrics:
             found.warning("spec.objective", f"metric {name!r} is never printed by `python -m trial` "
                                             f"(it prints {', '.join(metrics)})")
+    kind = as_dict(as_dict(as_dict(spec.get("metricsCollectorSpec")).get("collector"))).get("kind", "StdOut")
+    if kind == "Push" and not parsed.push_metrics:
+        found.warning(where, "the Push collector reads only what the trial pushes, and `python -m trial` "
+                             "pushes only with --push-metrics: every trial would end MetricsUnavailable")
+    elif kind != "Push" and parsed.push_metrics:
+        found.warning(where, f"--push-metrics beside the {kind} collector: Katib would record every epoch twice "
+                             "(the sidecar's reading and the push)")
     return found

@@ -118,7 +118,7 @@ BROKEN = [
      "spec.parameters[6].feasibleSpace.step", "positive", "error"),
     ("unused-parameter", "random", lambda e: spec(e)["parameters"].append(
         {"name": "momentum", "parameterType": "double", "feasibleSpace": {"min": "0.5", "max": "0.9"}}),
-     "spec.parameters[9].name", "no trialParameter references it", "warning"),
+     "spec.parameters[9].name", "no trialParameter references 'momentum'", "error"),
     # field types (swagger.json) and unknown fields
     ("min-unquoted", "random", lambda e: param(e, "dropout")["feasibleSpace"].update(min=0.1),
      "spec.parameters[6].feasibleSpace.min", "expected a string, found number 0.1 (quote it)", "error"),
@@ -370,3 +370,111 @@ def test_run_flag_runs_one_tiny_trial_after_a_clean_lint():
         "--trial-arg=--epochs=1", str(EXPERIMENTS / "random.yaml")])
     assert result.exit_code == 0, result.output
     assert "the objective metric was collected" in result.output
+
+
+@pytest.mark.parametrize("settings, path, words", [
+    ({"n_population": "5", "truncation_threshold": "0.2"}, "spec.algorithm.algorithmSettings",
+     "missing: suggestion_trial_dir"),
+    ({"suggestion_trial_dir": "/var/log/katib/checkpoints/", "n_population": "4", "truncation_threshold": "0.2"},
+     "spec.algorithm.algorithmSettings[1].value", "should be >= 5"),
+    ({"suggestion_trial_dir": "/d", "n_population": "5", "truncation_threshold": "1.5"},
+     "spec.algorithm.algorithmSettings[2].value", "between 0 and 1"),
+    ({"suggestion_trial_dir": "/d", "n_population": "5", "truncation_threshold": "0.2",
+      "resample_probability": "0.5"}, "spec.algorithm.algorithmSettings[3].name", "raises"),
+])
+def test_pbt_settings_are_linted(settings, path, words):
+    """Item 12: pbt's required settings and n_population >= 5 (its service's own checks)."""
+    from tests.fake_trial import experiment
+    exp = experiment(algorithm="pbt", settings=settings)
+    hits = [p for p in lint_experiment(exp) if p.path == path and words in p.message]
+    assert hits and hits[0].severity == "error", lint_experiment(exp)
+
+
+def test_good_pbt_settings_pass():
+    from tests.fake_trial import experiment
+    exp = experiment(algorithm="pbt", settings={"suggestion_trial_dir": "/d", "n_population": "5",
+                                                "truncation_threshold": "0.2"})
+    assert not [p for p in lint_experiment(exp) if p.severity == "error"]
+
+
+def test_optuna_normal_is_not_called_an_admission_error():
+    """Item 14: at v0.19 the webhook admits normal/logNormal; the Optuna service drops the parameter."""
+    from pipeline.lint.problems import ADMITTED_BUT_FAILS
+    from tests.fake_trial import experiment
+    exp = experiment(algorithm="multivariate-tpe")
+    exp["spec"]["parameters"][0]["feasibleSpace"]["distribution"] = "normal"
+    hits = [p for p in lint_experiment(exp) if p.path.endswith("feasibleSpace.distribution")]
+    assert hits and hits[0].severity == "error"
+    assert ADMITTED_BUT_FAILS in hits[0].message and "creates no trial" in hits[0].message
+
+
+@pytest.mark.parametrize("kind, fmt, severity, words", [
+    ("StdOut", r"(?=a)(\w+)=([\d.]+)", "error", "Go's regexp cannot compile"),  # Katib admits, sidecar crashes
+    ("File", r"(?=a)(\w+)=([\d.]+)", "error", "invalid filter"),                # the webhook rejects it
+    ("StdOut", r"(\w+)=([\d.]+)\z", None, ""),                                  # RE2's \z is fine
+    ("StdOut", r"(\pL+)=([\d.]+)", None, ""),
+    ("StdOut", r"(\w+)=([\d.]+);?", "error", "arrives as"),                     # '?' alone does not compile
+    ("StdOut", r"(\w+)=([\d.]+);(x)", "warning", "arrives as"),                 # split, but compiles
+    ("Push", r"(\w+)=([\d.]+)", "warning", "ignored"),
+])
+def test_filters_are_judged_as_katibs_go_code_does(kind, fmt, severity, words):
+    """Item 3: RE2 syntax, the webhook checks File filters only, ';' splits filters, Push ignores them."""
+    from tests.fake_trial import experiment
+    exp = experiment(collector={"collector": {"kind": kind}, "source": {
+        "filter": {"metricsFormat": [fmt]},
+        **({"fileSystemPath": {"path": "/var/log/m.log", "kind": "File"}} if kind == "File" else {})}})
+    hits = [p for p in lint_experiment(exp) if "filter" in p.path]
+    if severity is None:
+        assert not hits, hits
+    else:
+        assert hits and hits[0].severity == severity and words in hits[0].message, hits
+
+
+def test_missing_label_reference_fails_every_trial():
+    """Item 2: `${trialSpec.Labels[k]}` naming a key the template lacks: Katib admits it, then every trial
+    fails ("failed to fetch Label")."""
+    from pipeline.lint.problems import ADMITTED_BUT_FAILS
+    from tests.fake_trial import experiment
+    exp = experiment()
+    exp["spec"]["trialTemplate"]["trialParameters"].append({"name": "app", "reference": "${trialSpec.Labels[app]}"})
+    container = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["command"].append("--app=${trialParameters.app}")
+    hits = [p for p in lint_experiment(exp) if p.path == "spec.trialTemplate.trialParameters[2].reference"]
+    assert hits and hits[0].severity == "error" and ADMITTED_BUT_FAILS in hits[0].message
+    exp["spec"]["trialTemplate"]["trialSpec"]["metadata"] = {"labels": {"app": "digits"}}
+    assert not [p for p in lint_experiment(exp) if p.path == "spec.trialTemplate.trialParameters[2].reference"]
+
+
+def test_hyperband_stall_is_warned_with_katib_issues():
+    """Item 1: maxTrialCount 30 with 9 in parallel stalls Katib v0.19's hyperband after its first rung."""
+    exp = load_experiment(REPO / "experiments" / "hyperband.yaml")
+    assert not [p for p in lint_experiment(exp) if p.path == "spec.algorithm"]  # the shipped one ends
+    exp["spec"]["maxTrialCount"] = 30
+    hits = [p for p in lint_experiment(exp) if p.path == "spec.algorithm"]
+    assert hits and hits[0].severity == "warning"
+    assert "stalls after 9 trial(s)" in hits[0].message
+    assert "kubeflow/katib/issues/1168" in hits[0].message and "kubeflow/katib/issues/1366" in hits[0].message
+
+
+
+@pytest.mark.parametrize("collector, flag, words", [
+    ({"collector": {"kind": "Push"}}, False, "pushes only with --push-metrics"),
+    (None, True, "--push-metrics beside the StdOut collector"),
+])
+def test_push_collector_and_the_trials_push_flag_must_agree(collector, flag, words):
+    exp = load_experiment(EXPERIMENTS / "random.yaml")
+    if collector:
+        exp["spec"]["metricsCollectorSpec"] = collector
+    if flag:
+        exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"].append(
+            "--push-metrics")
+    hits = [p for p in lint_experiment(exp, "x.yaml") if words in p.message]
+    assert hits and hits[0].severity == "warning" and hits[0].path == "spec.trialTemplate.trialSpec"
+
+
+def test_push_collector_with_the_flag_is_clean():
+    exp = load_experiment(EXPERIMENTS / "random.yaml")
+    exp["spec"]["metricsCollectorSpec"] = {"collector": {"kind": "Push"}}
+    exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"].append(
+        "--push-metrics")
+    assert not [p for p in lint_experiment(exp, "x.yaml") if "push" in p.message.lower()]
