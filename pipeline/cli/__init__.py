@@ -18,6 +18,7 @@ COMMANDS = {
                  "Compile the KFP pipeline or run it (locally or on a KFP server)."),
     "train": ("pipeline.cli.train:train_command", "Retrain the best parameters of a tuned Experiment on all labelled rows."),
     "predict": ("pipeline.cli.train:predict_command", "Predict test.csv with a trained model and write submission.csv."),
+    "export": ("pipeline.cli.export:export_command", "Export the trained model as a SavedModel for TF Serving / KServe."),
 }
 
 
