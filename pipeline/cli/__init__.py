@@ -19,6 +19,7 @@ COMMANDS = {
     "train": ("pipeline.cli.train:train_command", "Retrain the best parameters of a tuned Experiment on all labelled rows."),
     "predict": ("pipeline.cli.train:predict_command", "Predict test.csv with a trained model and write submission.csv."),
     "export": ("pipeline.cli.export:export_command", "Export the trained model as a SavedModel for TF Serving / KServe."),
+    "serve": ("pipeline.cli.serve:serve_command", "Serve the trained model with KServe's V1 protocol, here."),
 }
 
 

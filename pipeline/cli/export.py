@@ -1,6 +1,7 @@
 """`katib-digits export`."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -18,5 +19,6 @@ def export_command(model, out, version):
     """Export the trained model as a TensorFlow SavedModel (OUT/VERSION/), the layout TF Serving and
     KServe's TensorFlow runtime load: raw pixels 0-255 of shape [28, 28, 1] in, ten digit
     probabilities out; an ensemble becomes one graph averaging its members, as `predict` does."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     target = export_saved_model(model, out, version)
     click.echo(f"{target}: SavedModel, signature {SIGNATURE!r} (pixels [N, 28, 28, 1] 0-255 -> digit [N, 10])")

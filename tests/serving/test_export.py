@@ -8,24 +8,11 @@ import numpy as np
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.katib.experiment import load
 from pipeline.serving.export import SIGNATURE, export_saved_model
 from pipeline.submission.predict import predict_submission
-from pipeline.submission.retrain import train_best
-from tests.conftest import REPO, SAMPLE, katib_digits
+from tests.conftest import SAMPLE, katib_digits
 
 pytestmark = pytest.mark.slow  # real (tiny) training
-
-
-@pytest.fixture(scope="module")
-def ensemble(tmp_path_factory):
-    """Two tiny members on the sample (seconds, not minutes)."""
-    out = tmp_path_factory.mktemp("ensemble")
-    exp = load(REPO / "experiments" / "random.yaml")
-    best = {"learning-rate": "0.002", "lr-decay": "0.9", "batch-size": "64", "optimizer": "adam",
-            "conv-filters": "8", "dense-units": "32", "dropout": "0.2", "augment": "0.0", "arch": "pool"}
-    train_best(exp, best, SAMPLE / "train.csv.gz", out, epochs=1, max_rows=300, ensemble=2)
-    return out
 
 
 def test_the_saved_model_averages_the_members_as_predict_does(ensemble, tmp_path):
