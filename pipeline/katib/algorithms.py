@@ -93,7 +93,6 @@ class Service:
     unknown_rejected: bool = True    # False: the service ignores unknown settings (we warn)
     ignored: frozenset[str] = frozenset()
     render: str = "python"           # how values are written into the trial: python str() or Go FormatFloat
-    distributions_honoured: bool = True  # False: the service samples numbers uniformly whatever the YAML says
 
 
 ALGORITHMS: dict[str, Service] = {
@@ -112,8 +111,8 @@ ALGORITHMS: dict[str, Service] = {
         "sigma": Setting(py_float, problem="sigma {value!r} is not a number"),
         "restart_strategy": Setting(str, lambda v: v in CMAES_RESTART_STRATEGIES,
                                     "invalid restart_strategy {value!r} (ipop, bipop, none)", "none")},
-        unknown_rejected=False, render="goptuna", distributions_honoured=False),
-    "sobol": Service("goptuna", {}, unknown_rejected=False, render="goptuna", distributions_honoured=False),
+        unknown_rejected=False, render="goptuna"),
+    "sobol": Service("goptuna", {}, unknown_rejected=False, render="goptuna"),
     "bayesianoptimization": Service("skopt", {
         "base_estimator": _choice(SKOPT_CHOICES["base_estimator"], "GP", "Bayesian optimization"),
         "acq_func": _choice(SKOPT_CHOICES["acq_func"], "gp_hedge", "Bayesian optimization"),
@@ -126,7 +125,7 @@ ALGORITHMS: dict[str, Service] = {
                        lambda name, text, value, _: f"eta must be a number, found {text!r}" if value is None
                        else "eta 1 makes hyperband divide by log(1) = 0; use 2 or more", 3),
         "resource_name": Setting(str)},
-        unknown_rejected=False, ignored=HYPERBAND_BOOKKEEPING, distributions_honoured=False),
+        unknown_rejected=False, ignored=HYPERBAND_BOOKKEEPING),
 }
 # Katib algorithms whose services check their own settings and space (not modelled offline).
 UNMODELLED = ("pbt", "enas", "darts")

@@ -280,16 +280,12 @@ def _optional_int(value: Any) -> int | None:
 
 
 class Experiment:
-    """A defaulted Katib Experiment. Build it with `from_dict`/`load` here (parse only) or
+    """A defaulted Katib Experiment. Build it with `Experiment(dict)`/`load` here (parse only) or
     `pipeline.lint.load` (parse, default and validate: what every command uses)."""
 
     def __init__(self, raw: dict[str, Any], source: str = "<experiment>"):
         self.raw = with_defaults(raw)
         self.source = source
-
-    @classmethod
-    def from_dict(cls, exp: dict[str, Any], source: str = "<experiment>") -> "Experiment":
-        return cls(exp, source)
 
     # -- metadata and counts
     @property

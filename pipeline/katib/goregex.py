@@ -75,10 +75,6 @@ def go_compiles(pattern: str) -> bool:
     return True
 
 
-def group_count(pattern: str) -> int:
-    return compile_go(pattern).compiled.groups
-
-
 def has_two_groups(pattern: str) -> bool:
     """The webhook's `.*\\(.*\\).*\\(.*\\).*` test (it looks for two '(' ... ')' pairs in the text)."""
     return _TWO_GROUPS.search(pattern) is not None

@@ -33,7 +33,7 @@ from pipeline.katib.medianstop import MedianStopSettings, StopCheck, threshold
 from pipeline.katib.render import render_value, trial_argv
 from pipeline.local import outputs, samplers
 from pipeline.local.hyperband import KATIB_ISSUES, WAIT, HyperbandState, NotReady, SeenTrial
-from pipeline.local.process import KILL_GRACE_S, Runner, TrialRun, kill_group
+from pipeline.local.process import Runner, TrialRun, kill_group
 from pipeline.local.study import INTERRUPTED, Store, katib_state, outcome
 
 DEFAULT_BACKOFF_LIMIT = 6  # Kubernetes Job default: a failing pod is retried this many times
@@ -315,12 +315,6 @@ class DryRun:
         del self.active[run.number]
         self.finish(run)
 
-    def kill_all(self) -> None:
-        for run in list(self.active.values()):
-            run.killed = True
-            if run.proc is not None:
-                kill_group(run.proc)
-
     # ------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
         self.store = Store(self.storage_url, self.exp.name, self.algorithm.sampler, self.objective.maximize, self.out)
@@ -451,13 +445,6 @@ class DryRun:
     def _handle(self, ev) -> None:
         if ev[0] == "exit":
             self.handle_exit(ev[1], ev[2])
-
-    def _drain(self) -> None:
-        while self.active:
-            try:
-                self._handle(self.events.get(timeout=KILL_GRACE_S * 3))
-            except queue.Empty:
-                break
 
     def _interrupt(self) -> None:
         """Stop every running trial; they are recorded Interrupted and retried by the next run."""

@@ -29,7 +29,6 @@ the state only when Katib would accept the answer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 

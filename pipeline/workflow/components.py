@@ -19,10 +19,10 @@ def prepare(data_dir: str, train_data: Output[Dataset], test_data: Output[Datase
     Args:
         data_dir: Folder with train.csv(.gz) and test.csv(.gz): on a cluster, on the data volume (mounted at /data).
     """
-    from pipeline.workflow.steps import prepare_data, resolve_data_dir, step_errors
+    from pipeline.workflow.steps import in_project, prepare_data, step_errors
 
     with step_errors():
-        info = prepare_data(resolve_data_dir(data_dir), train_data.path, test_data.path)
+        info = prepare_data(in_project(data_dir), train_data.path, test_data.path)
     train_data.metadata.update({"rows": info["train_rows"], "file": info["files"]["train"],
                                 "source": info["sources"]["train"], "sha256": info["sha256"]["train"]})
     test_data.metadata.update({"rows": info["test_rows"], "file": info["files"]["test"],

@@ -56,8 +56,10 @@ TIMEOUTS_S = {"prepare": 3600, "tune": 48 * 3600, "retrain": 24 * 3600, "predict
 RETRIES = {"prepare": 2, "tune": 2, "retrain": 1, "predict": 2, "cleanup": 2}
 
 
-def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ...] = ()):
-    """The pipeline function, every step running in `image` (pulled with `image_pull_secrets`)."""
+def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ...] = (), retries: bool = True):
+    """The pipeline function, every step running in `image` (pulled with `image_pull_secrets`).
+    `retries=False` for kfp.local, which honours retry policies: a step failing on bad input would
+    otherwise be run three times, with 30 s and 60 s pauses, before its error is shown."""
     from kfp import dsl, kubernetes
 
     from pipeline.workflow.components import make_components
@@ -67,7 +69,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ..
     def on_cluster(task, step: str, data_pvc=None):
         """What only a cluster sees (kfp.local ignores it): limits, retries, pull secrets, the data volume."""
         kubernetes.set_timeout(task, TIMEOUTS_S[step])
-        task.set_retry(num_retries=RETRIES[step], backoff_duration="30s", backoff_factor=2)
+        if retries:
+            task.set_retry(num_retries=RETRIES[step], backoff_duration="30s", backoff_factor=2)
         if image_pull_secrets:
             kubernetes.set_image_pull_secrets(task, list(image_pull_secrets))
         if data_pvc is not None:
@@ -296,7 +299,7 @@ def run_local(data_dir: str | Path, experiment_path: str | Path, out: str | Path
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", UserWarning)
         try:
-            build_pipeline(image or DEFAULT_IMAGE)(**arguments)
+            build_pipeline(image or DEFAULT_IMAGE, retries=False)(**arguments)
         except RuntimeError as exc:
             step = _failed_step(str(exc))
             if tee.error:

@@ -52,8 +52,6 @@ def in_project(path: str | Path) -> Path:
     return path
 
 
-resolve_data_dir = in_project
-
 
 def prepare_data(data_dir: str | Path, train_out: str | Path, test_out: str | Path) -> dict[str, Any]:
     """Validate train.csv and test.csv as the trial does, then copy them (and

@@ -344,3 +344,16 @@ def test_summarize_tuning(threshold, reached):
     summary = steps.summarize_tuning(final, threshold)
     assert summary["objective"] == pytest.approx(0.9) and summary["reached"] is reached
     assert summary["assignments"] == {"dropout": "0.2"} and summary["best_trial"] == "e-abc"
+
+
+def test_the_local_run_has_no_retries(tmp_path):
+    """kfp.local honours retry policies: a step failing on bad input would run three times, 90 s of pauses."""
+    from kfp import compiler
+
+    from pipeline.workflow.kfp_pipeline import build_pipeline
+
+    path = tmp_path / "local.yaml"
+    compiler.Compiler().compile(build_pipeline(IMAGE, retries=False), str(path))
+    local = json_format.ParseDict(next(yaml.safe_load_all(path.read_text())), pipeline_spec_pb2.PipelineSpec())
+    steps = local.components["comp-exit-handler-1"].dag.tasks
+    assert all(not steps[name].HasField("retry_policy") for name in ("prepare", "tune"))
