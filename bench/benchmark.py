@@ -213,16 +213,7 @@ def bench_throughput(data: Path, rows: int, epochs: int, out: Path) -> dict:
 
 def bench_flops(throughput: dict | None, n: int = 2048, repeats: int = 10) -> dict:
     """fp32 matmul rate (TensorFlow, all cores) vs the trial's effective rate (3x forward FLOPs per trained image)."""
-    import tensorflow as tf
-
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-    tf.linalg.matmul(a, b).numpy()  # warm up
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        c = tf.linalg.matmul(a, b)
-    c.numpy()
-    peak = 2 * n**3 * repeats / (time.perf_counter() - t0)
+    peak = matmul_gflops("float32", n, repeats) * 1e9
     result = {"matmul_size": n, "matmul_gflops": round(peak / 1e9, 1)}
     if throughput:
         effective = throughput["trial_images_per_s"] * 3 * throughput["forward_mflops_per_image"] * 1e6
