@@ -3,7 +3,9 @@
 What each service accepts as `algorithmSettings` (`ValidateAlgorithmSettings`),
 the defaults it uses, and the search-space facts it depends on: hyperopt
 (random, tpe), Optuna (multivariate-tpe, grid), scikit-optimize
-(bayesianoptimization), goptuna (cmaes, sobol) and Katib's own hyperband.
+(bayesianoptimization), goptuna (cmaes, sobol), Katib's own hyperband, and
+this project's own `asha` (`pipeline.suggestion`, registered in katib-config
+by deploy/katib-config/asha.yaml: an extension, not a Katib built-in).
 The linter turns these rules into findings with field paths; the local run
 reads its typed settings from the same table. Nothing here reports or raises
 on its own except `typed_settings` on a value the linter would have rejected.
@@ -82,6 +84,11 @@ SKOPT_CHOICES = {"base_estimator": ("GP", "RF", "ET", "GBRT"),
 CMAES_RESTART_STRATEGIES = ("ipop", "bipop", "none")
 # Settings hyperband writes back into its own Suggestion; harmless in an Experiment.
 HYPERBAND_BOOKKEEPING = frozenset({"s_max", "b_l", "r", "n", "current_s", "current_i", "evaluating_trials"})
+# The backend of the suggestion services this project ships (pipeline.suggestion), and the setting
+# asha writes back into its Suggestion (the promotions it issued; see pipeline.suggestion.asha).
+EXTENSION_BACKEND = "katib-digits"
+ASHA_SAMPLERS = ("random", "tpe")
+ASHA_PROMOTED = "asha_promoted"
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,15 @@ ALGORITHMS: dict[str, Service] = {
                        else "eta 1 makes hyperband divide by log(1) = 0; use 2 or more", 3),
         "resource_name": Setting(str)},
         unknown_rejected=False, ignored=HYPERBAND_BOOKKEEPING),
+    # max_resource has no fixed default: it is the resource parameter's feasibleSpace.max (asha_plan).
+    "asha": Service(EXTENSION_BACKEND, {
+        "eta": _int_at_least(2, 3),
+        "min_resource": _int_at_least(1, 1),
+        "max_resource": _int_at_least(2),
+        "resource_name": Setting(str, lambda v: v != "", "{name} must name a parameter, found {value!r}", "epochs"),
+        "random_state": RANDOM_STATE,
+        "base_sampler": _choice(ASHA_SAMPLERS, "random", "asha")},
+        ignored=frozenset({ASHA_PROMOTED})),
 }
 # Katib algorithms whose services check their own settings and space (not modelled offline).
 UNMODELLED = ("pbt", "enas", "darts")
@@ -133,9 +149,18 @@ HYPERBAND_REQUIRED = ("r_l", "resource_name")
 CMAES_MIN_NUMERIC_PARAMETERS = 2
 
 
+def is_extension(algorithm: str) -> bool:
+    """True for this project's own services: Katib lacks them until katib-config registers them."""
+    service = ALGORITHMS.get(algorithm)
+    return service is not None and service.backend == EXTENSION_BACKEND
+
+
 def render_style(algorithm: str) -> str:
     service = ALGORITHMS.get(algorithm)
     return service.render if service else "python"
+
+
+SETTINGS_PATH = "spec.algorithm.algorithmSettings"
 
 
 def typed_settings(algorithm: str, settings: dict[str, str]) -> dict[str, Any]:
@@ -149,7 +174,7 @@ def typed_settings(algorithm: str, settings: dict[str, str]) -> dict[str, Any]:
             continue
         problem = rule.check(name, text, algorithm)
         if problem:
-            raise UserError(f"spec.algorithm.algorithmSettings: {problem}")
+            raise UserError(f"{SETTINGS_PATH}: {problem}")
         out[name] = rule.parse(text)
     return out
 
@@ -229,6 +254,76 @@ def hyperband_plan(settings: dict[str, str]) -> HyperbandPlan | None:
 
 def hyperband_min_parallel(r_l: float, eta: int) -> int:
     return HyperbandPlan(r_l, eta, "").min_parallel
+
+
+@dataclass(frozen=True)
+class AshaPlan:
+    """asha's settings, checked and typed: the rungs' resources r_k = min_resource * eta**k, the
+    last one capped at max_resource."""
+
+    eta: int
+    min_resource: int
+    max_resource: int
+    resource_name: str
+    random_state: int
+    base_sampler: str
+
+    @property
+    def rungs(self) -> tuple[int, ...]:
+        out = [self.min_resource]
+        while out[-1] < self.max_resource:
+            out.append(min(out[-1] * self.eta, self.max_resource))
+        return tuple(out)
+
+
+def asha_problems(settings: dict[str, str], params: list[Param]) -> list[tuple[str, str]]:
+    """(setting name, message) for each asha rule the settings break, the single-value rules of
+    ALGORITHMS["asha"] included: what ValidateAlgorithmSettings rejects, in one place."""
+    service = ALGORITHMS["asha"]
+    out = [(name, f"unknown setting {name!r} for algorithm asha (known: {', '.join(service.settings)})")
+           for name in settings if name not in service.settings and name not in service.ignored]
+    out += [(name, problem) for name, text in settings.items() if name in service.settings
+            for problem in [service.settings[name].check(name, text, "asha")] if problem]
+    if out:
+        return out
+    typed = typed_settings("asha", settings)
+    resource = typed["resource_name"]
+    param = next((p for p in params if p.name == resource), None)
+    if param is None:
+        return [("resource_name", f"resource_name {resource!r} must be one of spec.parameters "
+                                  f"({', '.join(p.name for p in params) or 'none'})")]
+    if param.type != "int":
+        return [("resource_name", f"resource_name {resource!r} must be an int parameter (the epochs budget), "
+                                  f"found {param.type}")]
+    low, high = int(param.min), int(param.max)
+    top = typed.get("max_resource", high)
+    if typed["min_resource"] < low:
+        out.append(("min_resource", f"min_resource {typed['min_resource']} is below parameter {resource}'s "
+                                    f"min {low}"))
+    if top > high:
+        out.append(("max_resource", f"max_resource {top} is above parameter {resource}'s max {high}"))
+    if top <= typed["min_resource"]:
+        out.append(("max_resource", f"max_resource {top} must be greater than min_resource "
+                                    f"{typed['min_resource']}"
+                                    + ("" if "max_resource" in typed else f" (it defaults to {resource}'s max)")))
+    return out
+
+
+def asha_plan(settings: dict[str, str], params: list[Param], experiment_name: str = "") -> AshaPlan:
+    """The typed plan; UserError naming the first broken setting. Without random_state the seed is
+    derived from the experiment's name, so a restarted service makes the same decisions."""
+    problems = asha_problems(settings, params)
+    if problems:
+        raise UserError(f"{SETTINGS_PATH}: {problems[0][1]}")
+    typed = typed_settings("asha", settings)
+    resource = next(p for p in params if p.name == typed["resource_name"])
+    seed = typed.get("random_state")
+    if seed is None:
+        import zlib
+
+        seed = zlib.crc32(experiment_name.encode())
+    return AshaPlan(typed["eta"], typed["min_resource"], typed.get("max_resource", int(resource.max)),
+                    typed["resource_name"], seed, typed["base_sampler"])
 
 
 def min_parallel(algorithm: str, settings: dict[str, str]) -> int:

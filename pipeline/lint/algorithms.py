@@ -184,6 +184,25 @@ def _hyperband_stall(exp: dict[str, Any], plan: rules.HyperbandPlan, parallel: i
         "ExperimentMaxTrialsReached"))
 
 
+def _asha(exp: dict[str, Any], algorithm: str, found: Findings) -> None:
+    """asha's rules across settings and search space (rules.asha_problems, which the service's
+    ValidateAlgorithmSettings applies too); single-value problems were reported by _settings."""
+    settings = {name: (i, value) for i, name, value in settings_of(as_dict(exp["spec"]).get("algorithm"))}
+    texts = {name: str(value) for name, (_, value) in settings.items()}
+    service = rules.ALGORITHMS[algorithm]
+    if any(name not in service.ignored and (name not in service.settings
+                                            or service.settings[name].check(name, text, algorithm))
+           for name, text in texts.items()):
+        return
+    try:
+        params = [Param.from_spec(p, f"spec.parameters[{i}]") for i, p in _params(exp)]
+    except (UserError, KeyError):
+        return  # a malformed parameter: the webhook rules report it
+    for name, message in rules.asha_problems(texts, params):
+        path = f"{SETTINGS}[{settings[name][0]}].value" if name in settings else SETTINGS
+        found.error(path, message)
+
+
 PBT_REQUIRED = ("suggestion_trial_dir", "n_population", "truncation_threshold")
 
 
@@ -215,6 +234,7 @@ def _pbt(exp: dict[str, Any], found: Findings) -> None:
 
 SPACE_RULES: dict[str, Callable[[dict[str, Any], str, Findings], None]] = {
     "hyperopt": _hyperopt, "optuna": _optuna, "skopt": _skopt, "goptuna": _goptuna, "hyperband": _hyperband,
+    rules.EXTENSION_BACKEND: _asha,
 }
 
 

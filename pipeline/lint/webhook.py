@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from pipeline.katib import goregex, medianstop
+from pipeline.katib import algorithms, goregex, medianstop
 from pipeline.lint.fields import check_job, katib_config
 from pipeline.lint.problems import Findings, as_dict, as_int, as_list, settings_of
 from trial.metrics import KATIB_METRIC_NAME
@@ -107,6 +107,11 @@ def check_algorithm(exp: dict[str, Any]) -> Findings:
         name = as_dict(block).get("algorithmName")
         if not name:
             found.error(f"spec.{field}.algorithmName", "required: must be specified")
+        elif field == "algorithm" and name not in config[enabled] and algorithms.is_extension(name):
+            found.note(f"spec.{field}.algorithmName", f"{name!r} is this project's suggestion service, not one of "
+                                                      "Katib's built-in algorithms: register it in the cluster's "
+                                                      "katib-config (deploy/katib-config/asha.yaml), or Katib's "
+                                                      "webhook rejects the Experiment")
         elif name not in config[enabled]:
             found.error(f"spec.{field}.algorithmName", f"{name!r} is not enabled in Katib's standalone katib-config "
                                                        f"(enabled: {', '.join(sorted(config[enabled]))})")
