@@ -17,6 +17,14 @@ from trial.hardware import PRECISIONS
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "data" / "sample" / "train.csv.gz"
 OPTIMIZER_NAMES = ("adam", "adamw", "rmsprop", "sgd")
 ARCHS = ("strided", "pool")
+# The checkpoint key's one rule (trial.checkpoint): a checkpoint is reused only by the same training run, so every
+# field is in the key except these, which do not change what training computes: --epochs (resuming is the point;
+# the learning rate of epoch k does not depend on it), where things are cached or written, how metrics are
+# reported, thread counts. --data and --max-rows enter as a hash of the rows actually loaded, --precision as the
+# policy it resolved to. A field added later is in the key unless it is listed here.
+NOT_IN_CHECKPOINT_KEY = ("epochs", "cache_dir", "threads", "model_out", "metrics_file", "push_metrics",
+                         "checkpoint_dir")
+REPLACED_IN_CHECKPOINT_KEY = ("data", "max_rows", "precision")
 GROUPS = ("data", "hyperparameters", "hardware", "output")  # the --help sections, in order
 
 
@@ -31,6 +39,10 @@ def positive_int(value: int) -> str | None:
 
 def non_negative(value: int) -> str | None:
     return None if value >= 0 else "is negative"
+
+
+def not_a_file(value: Path) -> str | None:
+    return "is a file, not a directory" if value.is_file() else None
 
 
 def fraction(low_inclusive: bool, high_inclusive: bool) -> Callable[[float], str | None]:
@@ -95,6 +107,11 @@ class TrialConfig:
                                                "Experiment with the Push collector (under StdOut or File the "
                                                "sidecar reads stdout, and a push would record every epoch twice)",
                               bool)
+    checkpoint_dir: Path | None = flag(None, "output", "save the run after every epoch under CHECKPOINT_DIR/<key>/ "
+                                                       "(key: a hash of every setting that shapes training, "
+                                                       "--epochs excepted) and continue from there when started "
+                                                       "again with more --epochs; created if missing", Path,
+                                       not_a_file)
 
     def __post_init__(self):
         for f in fields(self):

@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from trial.checkpoint import Store, key_material  # noqa: E402
 from trial.config import TrialConfig  # noqa: E402
 from trial.hardware import choose_precision, cpu_flags, cpu_limit  # noqa: E402
 from trial.metrics import METRIC_NAMES, format_line  # noqa: E402
@@ -37,11 +38,24 @@ def split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int):
     return (x[train_idx], y[train_idx]), ((x[val_idx], y[val_idx]) if n_val else None)
 
 
-def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b)).prefetch(tf.data.AUTOTUNE)
+def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None,
+            first_epoch: int = 0) -> tf.data.Dataset:
+    """Batches of (float32 images, labels): one pass in file order, or with `shuffle_seed` an endless
+    stream of epochs from `first_epoch` on, each in an order that depends on (seed, epoch) alone, so
+    a run resumed at epoch e sees the batches a whole run would have (fit it with steps_per_epoch)."""
+    if shuffle_seed is None:
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    else:
+        images, labels = tf.constant(x), tf.constant(y)
+
+        def epoch_batches(epoch):
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(len(x), dtype=tf.int64), seed=tf.stack([tf.constant(shuffle_seed, tf.int64), epoch]))
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+        ds = (tf.data.Dataset.counter(first_epoch).flat_map(epoch_batches)
+              .map(lambda rows: (tf.gather(images, rows), tf.gather(labels, rows))))
+    return ds.map(lambda a, b: (tf.cast(a, tf.float32), b)).prefetch(tf.data.AUTOTUNE)
 
 
 class KatibReporter(keras.callbacks.Callback):
@@ -103,24 +117,42 @@ def use_hardware(config: TrialConfig) -> str:
 
 
 def train(config: TrialConfig, x: np.ndarray, y: np.ndarray) -> dict:
-    """Fit the model `config` describes; returns the Keras history (one list per metric)."""
+    """Fit the model `config` describes; returns the Keras history (one list per metric, epochs 1..--epochs,
+    those a checkpoint supplied included)."""
     c = config
-    use_hardware(c)
+    policy = use_hardware(c)
     keras.utils.set_random_seed(c.seed)
     (x_train, y_train), val = split(x, y, c.val_fraction, c.validation_seed)
     print(f"trial: {len(x_train)} training rows, {len(val[0]) if val else 0} validation rows from {c.data}",
           file=sys.stderr)
 
-    model = build_model(c)
-    model.compile(optimizer=make_optimizer(c.optimizer, c.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    store = Store(c.checkpoint_dir, key_material(c, policy, x, y)) if c.checkpoint_dir else None
+    model, done = resume(store, c) if store else (None, {})
+    start = len(done.get("loss", []))
     reporter = KatibReporter(c.metrics_file, c.push_metrics)
+    if start >= c.epochs:
+        # Katib reads this trial's own output only: every epoch a plain run would print, so the objective
+        # is there under any metricStrategy (latest, max, min).
+        history = {name: values[:c.epochs] for name, values in done.items()}
+        for epoch in range(c.epochs):
+            reporter.on_epoch_end(epoch, {name: values[epoch] for name, values in history.items()})
+        if c.model_out:
+            save(model, c, history, c.model_out)
+        return history
+
+    if model is None:
+        model = build_model(c)
+        model.compile(optimizer=make_optimizer(c.optimizer, c.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    # Epoch k's rate depends on k alone (not on --epochs), so a resumed run follows the plain run's schedule.
     decay = keras.callbacks.LearningRateScheduler(lambda epoch: c.learning_rate * c.lr_decay**epoch)
+    callbacks = [decay, reporter] + ([Checkpointer(store, done, reporter)] if store else [])
     started = time.perf_counter()
     history = model.fit(
-        dataset(x_train, y_train, c.batch_size, shuffle_seed=c.seed),
+        dataset(x_train, y_train, c.batch_size, shuffle_seed=c.seed, first_epoch=start),
+        steps_per_epoch=math.ceil(len(x_train) / c.batch_size),
         validation_data=dataset(*val, c.batch_size, shuffle_seed=None) if val else None,
-        epochs=c.epochs, verbose=0, shuffle=False, callbacks=[decay, reporter],
+        initial_epoch=start, epochs=c.epochs, verbose=0, shuffle=False, callbacks=callbacks,
     )
     elapsed = time.perf_counter() - started
     if reporter.diverged_at is not None:
@@ -129,9 +161,57 @@ def train(config: TrialConfig, x: np.ndarray, y: np.ndarray) -> dict:
     epochs_run = len(history.history.get("loss", []))
     print(f"trial: trained {epochs_run} epochs in {elapsed:.1f} s "
           f"({epochs_run * len(x_train) / elapsed:.0f} images/s)", file=sys.stderr)
+    full = {name: [*done.get(name, [])[:start], *values] for name, values in history.history.items()}
     if c.model_out:
-        save(model, c, history.history, c.model_out)
-    return history.history
+        save(model, c, full, c.model_out)
+    return full
+
+
+def resume(store: Store, config: TrialConfig) -> tuple[keras.Model | None, dict[str, list[float]]]:
+    """The model to continue (None: build a new one) and the history of the epochs it has done; says on
+    stderr, in one line, what it found and why a checkpoint is not used."""
+    snapshot, why = store.latest()
+    if snapshot is None:
+        print(f"trial: {why}: training from scratch", file=sys.stderr)
+        return None, {}
+    epochs, wanted = snapshot.epochs, config.epochs
+    if epochs > wanted and config.model_out:
+        print(f"trial: checkpoint at {snapshot.path} not used (it has {epochs} epochs and --model-out wants the "
+              f"model after {wanted}): training from scratch", file=sys.stderr)
+        return None, {}
+    try:
+        # Only --model-out needs the model of a finished run; the metric lines come from the history.
+        model = store.load_model(snapshot) if epochs < wanted or config.model_out else None
+    except ValueError as exc:
+        print(f"trial: {exc}: training from scratch", file=sys.stderr)
+        return None, {}
+    if epochs >= wanted:
+        print(f"trial: checkpoint at {store.path} has {epochs} epochs: epochs 1..{wanted} reported from its "
+              f"history, no training", file=sys.stderr)
+    else:
+        print(f"trial: resumed from {store.path} at epoch {epochs}", file=sys.stderr)
+    return model, snapshot.history
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """After each epoch, the run so far into the checkpoint store (not after a NaN loss: a promotion
+    must never continue a diverged run). A store that cannot be written costs the checkpoints, not the trial."""
+
+    def __init__(self, store: Store, history: dict[str, list[float]], reporter: KatibReporter):
+        super().__init__()
+        self.store, self.reporter, self.failed = store, reporter, False
+        self.history = {name: list(values) for name, values in history.items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.reporter.diverged_at is not None or self.failed:
+            return
+        for name, value in (logs or {}).items():
+            self.history.setdefault(name, []).append(float(value))
+        try:
+            self.store.save(self.model, epoch + 1, self.history)
+        except OSError as exc:
+            print(f"trial: warning: checkpoint not written ({exc}): going on without checkpoints", file=sys.stderr)
+            self.failed = True
 
 
 def save(model: keras.Model, config: TrialConfig, history: dict, out: Path) -> None:
