@@ -111,8 +111,9 @@ def pod_specs() -> list[dict]:
 
 
 def test_data_volume_is_the_claim_the_experiments_mount_at_data():
-    (pvc,) = by_kind("PersistentVolumeClaim")
-    assert pvc["metadata"]["name"] == "digit-recognizer-data"
+    # The data, and the checkpoints experiments/asha.yaml's trials share (deploy/asha-checkpoints-pvc.yaml).
+    assert {pvc["metadata"]["name"] for pvc in by_kind("PersistentVolumeClaim")} == {"digit-recognizer-data",
+                                                                                   "digits-asha-checkpoints"}
     for spec in pod_specs():
         claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]
                   if "persistentVolumeClaim" in v}
@@ -129,10 +130,13 @@ def test_experiments_mount_the_data_claim_at_data():
             if "persistentVolumeClaim" in vol:
                 claims.append((path.name, vol["persistentVolumeClaim"]["claimName"]))
                 mounts = [m for c in pod["containers"] for m in c.get("volumeMounts", []) if m["name"] == vol["name"]]
-                assert [m["mountPath"] for m in mounts] == ["/data"], path.name
+                if vol["persistentVolumeClaim"]["claimName"] == "digit-recognizer-data":
+                    assert [m["mountPath"] for m in mounts] == ["/data"], path.name
     if not claims:
         pytest.skip("no Experiment in experiments/ mounts a volume yet")
-    assert {claim for _, claim in claims} == {"digit-recognizer-data"}, claims
+    # Every Experiment reads the data claim; every claim mounted is one deploy/ creates.
+    assert {claim for _, claim in claims} <= {pvc["metadata"]["name"] for pvc in by_kind("PersistentVolumeClaim")}
+    assert {name for name, claim in claims if claim == "digit-recognizer-data"} == {name for name, _ in claims}
 
 
 def test_sample_job_copies_files_the_image_has():

@@ -20,7 +20,8 @@ from trial.cli import build_parser
 EXPERIMENTS = REPO / "experiments"
 ALGORITHMS = {"random": "random", "tpe": "tpe", "multivariate-tpe": "multivariate-tpe", "cmaes": "cmaes",
               "bayesianoptimization": "bayesianoptimization", "grid": "grid", "sobol": "sobol",
-              "hyperband": "hyperband", "random-medianstop": "random"}
+              "hyperband": "hyperband", "random-medianstop": "random", "asha": "asha"}
+RESOURCE_IN_SPACE = ("hyperband", "asha")  # epochs is a parameter: the resource the algorithm allocates
 FILES = sorted(ALGORITHMS)
 
 
@@ -55,29 +56,35 @@ def test_algorithm_name_and_objective(stem):
 
 
 def _template_without_epochs(exp):
+    """The trial template without the epochs parameter, and without asha's checkpoint volume."""
     template = copy.deepcopy(exp["spec"]["trialTemplate"])
     template["trialParameters"] = [tp for tp in template["trialParameters"] if tp["name"] != "epochs"]
-    command = template["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"]
-    command[:] = [w for w in command if not w.startswith("--epochs=")]
+    pod = template["trialSpec"]["spec"]["template"]["spec"]
+    command = pod["containers"][0]["command"]
+    command[:] = [w for w in command if not w.startswith(("--epochs=", "--checkpoint-dir="))]
+    pod["containers"][0]["volumeMounts"] = [m for m in pod["containers"][0]["volumeMounts"]
+                                            if m["name"] != "checkpoints"]
+    pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "checkpoints"]
     return template
 
 
 @pytest.mark.parametrize("stem", FILES)
 def test_shared_trial_template(stem):
-    """Every file has random.yaml's trial template; hyperband only swaps --epochs=8 for its resource."""
+    """Every file has random.yaml's trial template; hyperband and asha swap --epochs=8 for their resource,
+    asha adds its checkpoint volume."""
     exp, base = load(stem), load("random")
     assert exp["spec"]["metricsCollectorSpec"] == base["spec"]["metricsCollectorSpec"]
     assert _template_without_epochs(exp) == _template_without_epochs(base)
     command = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"]
-    epochs = "--epochs=${trialParameters.epochs}" if stem == "hyperband" else "--epochs=8"
+    epochs = "--epochs=${trialParameters.epochs}" if stem in RESOURCE_IN_SPACE else "--epochs=8"
     assert epochs in command
 
 
 @pytest.mark.parametrize("stem", FILES)
 def test_shared_search_space(stem):
-    """Same parameters everywhere; grid narrows the spaces (same names and order), hyperband adds epochs."""
+    """Same parameters everywhere; grid narrows the spaces (same names and order), hyperband and asha add epochs."""
     params, base = load(stem)["spec"]["parameters"], load("random")["spec"]["parameters"]
-    if stem == "hyperband":
+    if stem in RESOURCE_IN_SPACE:
         assert params[:-1] == base and params[-1]["name"] == "epochs"
     elif stem == "grid":
         assert [p["name"] for p in params] == [p["name"] for p in base]
@@ -108,6 +115,24 @@ def test_hyperband_parallelism_and_resource():
     settings = {s["name"]: s["value"] for s in spec["algorithm"]["algorithmSettings"]}
     assert settings["resource_name"] == "epochs"
     assert spec["parallelTrialCount"] >= hyperband_min_parallel(float(settings["r_l"]), int(settings["eta"]))
+
+
+def test_asha_rungs_fit_the_epochs_parameter_and_checkpoints_are_writable():
+    """min_resource..max_resource is the epochs parameter's range, and --checkpoint-dir lies on the
+    checkpoint claim (read-write), not on the read-only data volume: promoted trials resume from it."""
+    spec = load("asha")["spec"]
+    settings = {s["name"]: s["value"] for s in spec["algorithm"]["algorithmSettings"]}
+    (epochs,) = [p for p in spec["parameters"] if p["name"] == settings["resource_name"]]
+    assert (epochs["feasibleSpace"]["min"], epochs["feasibleSpace"]["max"]) == (settings["min_resource"],
+                                                                                settings["max_resource"])
+    pod = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    (main,) = pod["containers"]
+    (flag,) = [w for w in main["command"] if w.startswith("--checkpoint-dir=")]
+    (mount,) = [m for m in main["volumeMounts"] if flag.split("=", 1)[1].startswith(m["mountPath"] + "/")]
+    assert not mount.get("readOnly")
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    claim = volume["persistentVolumeClaim"]["claimName"]
+    assert claim in (REPO / "deploy" / "asha-checkpoints-pvc.yaml").read_text()
 
 
 # --- the rendered command parses with the trial's parser ------------------------------------------
@@ -151,7 +176,7 @@ def test_rendered_command_parses_with_the_trial_parser(stem):
         assert args.dropout == pytest.approx(float(values["dropout"]))
         assert args.augment == pytest.approx(float(values["augment"]))
         assert args.lr_decay == pytest.approx(float(values["lr-decay"]))
-        assert args.epochs == (values["epochs"] if stem == "hyperband" else 8)
+        assert args.epochs == (values["epochs"] if stem in RESOURCE_IN_SPACE else 8)
 
 
 def test_goptuna_renders_without_exponent():
