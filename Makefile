@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast test-containers lint bench clean
+.PHONY: setup run test test-fast test-containers test-browser lint bench clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,13 @@ test-containers: setup
 	SOCKET=$(PODMAN_SOCKET) bash scripts/containers.sh all
 	DOCKER_HOST=unix://$(PODMAN_SOCKET) $(BIN)/python -m pytest -m containers tests/containers; \
 		status=$$?; SOCKET=$(PODMAN_SOCKET) bash scripts/containers.sh stop; exit $$status
+
+# The browser tier: the drawing page of `katib-digits serve` in Debian's headless chromium, driven by
+# Playwright (never its own browser downloads); chromium is installed with apt when missing (root, Debian).
+test-browser: setup
+	command -v chromium >/dev/null || { apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	$(BIN)/python -m pytest -m browser tests/serving
 
 # The Katib oracle (tests/oracle): Katib v0.19.0's own Go code behind a JSON-lines pipe.
 # `go build` is incremental; a cold build (empty Go caches) takes minutes. PHONY: oracle/ is a folder.

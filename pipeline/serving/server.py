@@ -1,5 +1,7 @@
 """`katib-digits serve`: the trained model behind KServe's V1 protocol, on this machine.
 
+    GET  /                            -> the page: draw a digit, see the prediction (index.html)
+    GET  /v1/models                   -> {"models": [name]}
     GET  /v1/models/<name>            -> {"name": ..., "ready": true}
     POST /v1/models/<name>:predict    {"instances": [...]} -> {"predictions": [[p0..p9], ...]}
 
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import json
 import threading
+from functools import lru_cache
+from importlib import resources
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +24,17 @@ from typing import Any
 
 MAX_INSTANCES = 256
 MAX_BODY_BYTES = 8 << 20
+
+
+# The page's own policy: inline script and style, requests to this server only, nothing from elsewhere.
+PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+               "img-src data:; base-uri 'none'; form-action 'none'")
+
+
+@lru_cache(maxsize=1)
+def page() -> bytes:
+    """The drawing page (pipeline/serving/index.html, package data)."""
+    return resources.files("pipeline.serving").joinpath("index.html").read_bytes()
 
 
 class BadRequest(ValueError):
@@ -69,23 +84,33 @@ class Predictor:
 
 
 def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
-                max_instances: int = MAX_INSTANCES) -> ThreadingHTTPServer:
+                max_instances: int = MAX_INSTANCES, quiet: bool = False) -> ThreadingHTTPServer:
     """The HTTP server (not started): `serve_forever()` it, `shutdown()` it."""
     model_path = f"/v1/models/{predictor.name}"
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "katib-digits"
 
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
+        def _send(self, status: int, payload: dict[str, Any] | bytes, content_type: str = "application/json",
+                  headers: dict[str, str] | None = None) -> None:
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.end_headers()
             self.wfile.write(data)
 
+        def log_message(self, format, *args):  # noqa: A002 - http.server's signature
+            if not quiet:
+                super().log_message(format, *args)
+
         def do_GET(self):  # noqa: N802 - http.server's naming
-            if self.path.rstrip("/") == model_path:
+            if self.path in ("/", "/index.html"):
+                self._send(HTTPStatus.OK, page(), "text/html; charset=utf-8",
+                           {"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"})
+            elif self.path.rstrip("/") == model_path:
                 self._send(HTTPStatus.OK, {"name": predictor.name, "ready": True})
             elif self.path.rstrip("/") == "/v1/models":
                 self._send(HTTPStatus.OK, {"models": [predictor.name]})
