@@ -20,11 +20,15 @@ from pipeline.serving.server import MAX_INSTANCES, Predictor, make_server
 def serve_command(model, name, host, port, max_instances):
     """Serve the trained model with KServe's V1 protocol: GET /v1/models/NAME, and
     POST /v1/models/NAME:predict with {"instances": [image, ...]} (784 pixels or 28x28, 0-255)
-    answering {"predictions": [[ten probabilities], ...]}. Ctrl-C stops it."""
+    answering {"predictions": [[ten probabilities], ...]}; the V2 / Open Inference Protocol:
+    POST /v2/models/NAME/infer with one input tensor of shape [n, 784]; and at / a page where you
+    draw a digit and see the prediction. Ctrl-C stops it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     server = make_server(Predictor(model, name), host, port, max_instances)
     bound = server.server_address
-    click.echo(f"serving {model} as {name!r}: POST http://{bound[0]}:{bound[1]}/v1/models/{name}:predict", err=True)
+    base = f"http://{bound[0]}:{bound[1]}"
+    click.echo(f"serving {model} as {name!r}: POST {base}/v1/models/{name}:predict or {base}/v2/models/{name}/infer; "
+               f"draw a digit at {base}/", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

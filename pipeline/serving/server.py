@@ -1,24 +1,31 @@
-"""`katib-digits serve`: the trained model behind KServe's V1 protocol, on this machine.
+"""`katib-digits serve`: the trained model behind KServe's V1 protocol and the V2 / Open
+Inference Protocol (REST), and a page to draw a digit, on this machine.
 
     GET  /                            -> the page: draw a digit, see the prediction (index.html)
     GET  /v1/models                   -> {"models": [name]}
     GET  /v1/models/<name>            -> {"name": ..., "ready": true}
     POST /v1/models/<name>:predict    {"instances": [...]} -> {"predictions": [[p0..p9], ...]}
+    GET  /v2, /v2/health/live, /v2/health/ready, /v2/models/<name>, /v2/models/<name>/ready
+    POST /v2/models/<name>/infer      {"inputs": [{"name", "shape": [n, 784], "datatype", "data"}]}
+                                      -> {"model_name", "outputs": [{"name": "probabilities",
+                                          "shape": [n, 10], "datatype": "FP32", "data": [...]}]}
 
-An instance is one image: 784 pixels, or 28 rows of 28, or 28x28x1, each 0-255 (the
-CSV's values). Bad requests get a 400 with a one-line reason and the server keeps
-serving. A small standard-library server, not KServe's own ModelServer: kserve 0.21
-pulls FastAPI, uvicorn, grpcio-tools and more into an environment already pinned by
-TensorFlow and kfp, and these two routes need none of it.
+An image is 784 pixels, or 28 rows of 28, or 28x28x1, each 0-255 (the CSV's values); V2's
+shape is [n, 784], [n, 28, 28] or [n, 28, 28, 1], its data flat (row-major) or nested. Bad
+requests get a 400 with a one-line reason and the server keeps serving. A small
+standard-library server, not KServe's own ModelServer: kserve 0.21 pulls FastAPI, uvicorn,
+grpcio-tools and more into an environment already pinned by TensorFlow and kfp, and these
+routes need none of it.
 """
 from __future__ import annotations
 
 import json
+import math
 import threading
 from functools import lru_cache
-from importlib import resources
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +44,41 @@ def page() -> bytes:
     return resources.files("pipeline.serving").joinpath("index.html").read_bytes()
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("katib-digits")
+    except PackageNotFoundError:  # run from the sources without an install
+        return "0+unknown"
+
+
 class BadRequest(ValueError):
     """What is wrong with a request, in one line (HTTP 400)."""
 
 
-def instances_to_pixels(body: Any, max_instances: int = MAX_INSTANCES):
-    """The request's instances as a float32 array [N, 28, 28, 1]; BadRequest names the first problem."""
+def images_to_pixels(images: list, what: str = "instance"):
+    """Images (each 784 pixels, 28x28 or 28x28x1, 0-255) as a float32 array [N, 28, 28, 1]."""
     import numpy as np
 
+    checked = []
+    for i, image in enumerate(images):
+        try:
+            pixels = np.asarray(image, dtype="float64")
+        except (TypeError, ValueError):
+            raise BadRequest(f"{what} {i}: not an array of numbers") from None
+        if pixels.size != 784 or pixels.shape not in ((784,), (28, 28), (28, 28, 1)):
+            raise BadRequest(f"{what} {i}: shape {list(pixels.shape)}, expected 784 pixels, [28, 28] or "
+                             "[28, 28, 1]")
+        if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
+            raise BadRequest(f"{what} {i}: pixel values must be 0-255 (found {pixels.min():g} to "
+                             f"{pixels.max():g})")
+        checked.append(pixels.reshape(28, 28, 1))
+    return np.stack(checked).astype("float32")
+
+
+def instances_to_pixels(body: Any, max_instances: int = MAX_INSTANCES):
+    """V1: the request's instances as a float32 array [N, 28, 28, 1]; BadRequest names the first problem."""
     if not isinstance(body, dict) or "instances" not in body:
         raise BadRequest('expected a JSON object with "instances": a list of images')
     instances = body["instances"]
@@ -52,20 +86,47 @@ def instances_to_pixels(body: Any, max_instances: int = MAX_INSTANCES):
         raise BadRequest('"instances" must be a non-empty list of images')
     if len(instances) > max_instances:
         raise BadRequest(f"{len(instances)} instances, at most {max_instances} per request")
-    images = []
-    for i, instance in enumerate(instances):
-        try:
-            pixels = np.asarray(instance, dtype="float64")
-        except (TypeError, ValueError):
-            raise BadRequest(f"instance {i}: not an array of numbers") from None
-        if pixels.size != 784 or pixels.shape not in ((784,), (28, 28), (28, 28, 1)):
-            raise BadRequest(f"instance {i}: shape {list(pixels.shape)}, expected 784 pixels, [28, 28] or "
-                             "[28, 28, 1]")
-        if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
-            raise BadRequest(f"instance {i}: pixel values must be 0-255 (found {pixels.min():g} to "
-                             f"{pixels.max():g})")
-        images.append(pixels.reshape(28, 28, 1))
-    return np.stack(images).astype("float32")
+    return images_to_pixels(instances)
+
+
+# V2 (Open Inference Protocol): the one input tensor, the one output tensor.
+V2_INPUT, V2_OUTPUT = "pixels", "probabilities"
+V2_SHAPES = ([784], [28, 28], [28, 28, 1])
+V2_INTEGER_TYPES = {"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"}
+V2_TYPES = V2_INTEGER_TYPES | {"FP16", "FP32", "FP64"}
+
+
+def infer_to_pixels(body: Any, max_instances: int = MAX_INSTANCES):
+    """V2: the request's one input tensor as a float32 array [N, 28, 28, 1]; BadRequest names the problem."""
+    import numpy as np
+
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+        raise BadRequest('expected a JSON object with "inputs": a list of one tensor')
+    if len(body["inputs"]) != 1:
+        raise BadRequest(f'{len(body["inputs"])} input tensors, expected one ("{V2_INPUT}")')
+    tensor = body["inputs"][0]
+    if not isinstance(tensor, dict) or not {"name", "shape", "datatype", "data"} <= tensor.keys():
+        raise BadRequest('the input tensor needs "name", "shape", "datatype" and "data"')
+    shape, datatype = tensor["shape"], tensor["datatype"]
+    if (not isinstance(shape, list) or len(shape) < 2 or not all(type(d) is int for d in shape)
+            or shape[1:] not in V2_SHAPES or shape[0] < 1):
+        raise BadRequest(f"shape {shape}: expected [n, 784], [n, 28, 28] or [n, 28, 28, 1] with n >= 1")
+    if shape[0] > max_instances:
+        raise BadRequest(f"{shape[0]} images, at most {max_instances} per request")
+    if datatype not in V2_TYPES:
+        raise BadRequest(f"datatype {datatype!r}: expected a number type ({', '.join(sorted(V2_TYPES))})")
+    try:
+        data = np.asarray(tensor["data"], dtype="float64")
+    except (TypeError, ValueError):
+        raise BadRequest('"data" is not an array of numbers') from None
+    if data.size != math.prod(shape):
+        raise BadRequest(f"data has {data.size} values, shape {shape} needs {math.prod(shape)}")
+    if datatype in V2_INTEGER_TYPES and np.isfinite(data).all() and (data != data.round()).any():
+        raise BadRequest(f"datatype {datatype}: the data has values that are not integers")
+    for output in body.get("outputs") or []:
+        if not isinstance(output, dict) or output.get("name") != V2_OUTPUT:
+            raise BadRequest(f'requested output {output!r}: the only output is "{V2_OUTPUT}"')
+    return images_to_pixels(list(data.reshape(shape[0], 784)), "image")
 
 
 class Predictor:
@@ -86,7 +147,18 @@ class Predictor:
 def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
                 max_instances: int = MAX_INSTANCES, quiet: bool = False) -> ThreadingHTTPServer:
     """The HTTP server (not started): `serve_forever()` it, `shutdown()` it."""
-    model_path = f"/v1/models/{predictor.name}"
+    model_path, v2_path = f"/v1/models/{predictor.name}", f"/v2/models/{predictor.name}"
+    routes = {
+        "/v1/models": {"models": [predictor.name]},
+        model_path: {"name": predictor.name, "ready": True},
+        "/v2": {"name": "katib-digits", "version": package_version(), "extensions": []},
+        "/v2/health/live": {"live": True},
+        "/v2/health/ready": {"ready": True},
+        v2_path: {"name": predictor.name, "versions": ["1"], "platform": "tensorflow",
+                  "inputs": [{"name": V2_INPUT, "datatype": "FP32", "shape": [-1, 784]}],
+                  "outputs": [{"name": V2_OUTPUT, "datatype": "FP32", "shape": [-1, 10]}]},
+        f"{v2_path}/ready": {"name": predictor.name, "ready": True},
+    }
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "katib-digits"
@@ -106,33 +178,49 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
             if not quiet:
                 super().log_message(format, *args)
 
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            if self.path in ("/", "/index.html"):
-                self._send(HTTPStatus.OK, page(), "text/html; charset=utf-8",
-                           {"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"})
-            elif self.path.rstrip("/") == model_path:
-                self._send(HTTPStatus.OK, {"name": predictor.name, "ready": True})
-            elif self.path.rstrip("/") == "/v1/models":
-                self._send(HTTPStatus.OK, {"models": [predictor.name]})
-            else:
-                self._send(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}; try {model_path}"})
-
-        def do_POST(self):  # noqa: N802
-            if self.path != f"{model_path}:predict":
-                self._send(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}; POST {model_path}:predict"})
-                return
+        def _body(self) -> Any:
             try:
                 length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY_BYTES:
-                    raise BadRequest(f"body of {length} bytes, at most {MAX_BODY_BYTES}")
-                try:
-                    body = json.loads(self.rfile.read(length) or b"null")
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise BadRequest(f"not JSON: {exc}") from None
-                pixels = instances_to_pixels(body, max_instances)
+            except ValueError:
+                raise BadRequest("Content-Length is not a number") from None
+            if length < 0 or length > MAX_BODY_BYTES:
+                raise BadRequest(f"body of {length} bytes, at most {MAX_BODY_BYTES}")
+            try:
+                return json.loads(self.rfile.read(length) or b"null")
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise BadRequest(f"not JSON: {exc}") from None
+
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            path = self.path.rstrip("/") or "/"
+            if path in ("/", "/index.html"):
+                self._send(HTTPStatus.OK, page(), "text/html; charset=utf-8",
+                           {"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"})
+            elif path in routes:
+                self._send(HTTPStatus.OK, routes[path])
+            else:
+                self._send(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}; try {model_path} or {v2_path}"})
+
+        def do_POST(self):  # noqa: N802
+            if self.path not in (f"{model_path}:predict", f"{v2_path}/infer"):
+                self._send(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}; POST {model_path}:predict "
+                                                           f"or {v2_path}/infer"})
+                return
+            v2 = self.path.endswith("/infer")
+            try:
+                body = self._body()
+                pixels = infer_to_pixels(body, max_instances) if v2 else instances_to_pixels(body, max_instances)
             except BadRequest as exc:
                 self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
                 return
-            self._send(HTTPStatus.OK, {"predictions": predictor.predict(pixels)})
+            probabilities = predictor.predict(pixels)
+            if not v2:
+                self._send(HTTPStatus.OK, {"predictions": probabilities})
+                return
+            answer = {"model_name": predictor.name,
+                      "outputs": [{"name": V2_OUTPUT, "shape": [len(probabilities), 10], "datatype": "FP32",
+                                   "data": [p for row in probabilities for p in row]}]}
+            if isinstance(body.get("id"), str):
+                answer["id"] = body["id"]
+            self._send(HTTPStatus.OK, answer)
 
     return ThreadingHTTPServer((host, port), Handler)
