@@ -74,6 +74,7 @@ class DryRun:
         job = exp.trial_spec.get("spec") or {}
         self.deadline_s = job.get("activeDeadlineSeconds")
         self.backoff_limit = int(job.get("backoffLimit", DEFAULT_BACKOFF_LIMIT)) if exp.trial_spec.get("kind") == "Job" else 0
+        self.auto_mounts: list[str] = []
         self.mounts, self.unmapped = self._mounts(options.mounts)
         self.storage_url = options.storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
         self.events: queue.Queue = queue.Queue()
@@ -87,7 +88,10 @@ class DryRun:
 
     # ------------------------------------------------------------ set-up
     def _mounts(self, mounts: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-        declared = {m.get("mountPath") for m in self.exp.primary_container().get("volumeMounts") or []}
+        """--mount folders by container path, and the read-only mounts left unmapped (the trial's input,
+        which only the user can provide). A writable mount left unmapped (asha's checkpoints) gets a
+        folder of the run's own, OUT/volumes/NAME, kept across a resumed run like a PVC."""
+        declared = self.exp.primary_container().get("volumeMounts") or []
         out = {}
         for path, local in mounts.items():
             if not path.startswith("/"):
@@ -95,7 +99,15 @@ class DryRun:
             if not Path(local).is_dir():
                 raise UserError(f"--mount {path}={local}: {local} is not a directory")
             out[path.rstrip("/") or "/"] = str(Path(local).resolve())
-        return out, sorted(d for d in declared if d and d.rstrip("/") not in out)
+        for m in declared:
+            path = (m.get("mountPath") or "").rstrip("/")
+            if path and path not in out and not m.get("readOnly") and m.get("name"):
+                folder = self.out / "volumes" / str(m["name"])
+                folder.mkdir(parents=True, exist_ok=True)
+                out[path] = str(folder.resolve())
+                self.auto_mounts.append(f"{path} -> {folder}")
+        return out, sorted(m.get("mountPath") for m in declared
+                           if m.get("mountPath") and m["mountPath"].rstrip("/") not in out)
 
     def _map_paths(self, text: str, extra: dict[str, str]) -> str:
         for path, local in sorted({**self.mounts, **extra}.items(), key=lambda kv: -len(kv[0])):
@@ -169,6 +181,19 @@ class DryRun:
             out.append((self._ask_fixed(strings), strings, {"rung": f"s={state.current_s},i={state.current_i}",
                                                            "raw": strings}))
         return out
+
+    def propose_service(self, request: int) -> list:
+        """Our suggestion service (asha) asked, as Katib's controller asks it, for `request` trials."""
+        from pipeline.suggestion.request import TrialRecord
+
+        records = [TrialRecord(str(t.user_attrs.get("name")), dict(t.user_attrs.get("assignments") or {}),
+                               katib_state(t), list(t.user_attrs.get("observation") or []))
+                   for t in self.trials()]
+        driver = self.algorithm.service
+        values = driver.suggest(records, request)
+        self.store.study.set_user_attr("suggestion_state", driver.state())
+        return [(self._ask_fixed(strings), strings, {"rung": driver.rung(strings), "raw": strings})
+                for strings in values]
 
     def _queued_retry(self) -> bool:
         from optuna.trial import TrialState
@@ -324,6 +349,8 @@ class DryRun:
             saved = self.store.study.user_attrs.get("hyperband_state")
             if self.algorithm.hyperband is not None and saved and "current_s" in saved:
                 self.algorithm.hyperband.state = HyperbandState(**saved)
+            if self.algorithm.service is not None and self.store.study.user_attrs.get("suggestion_state"):
+                self.algorithm.service.restore(self.store.study.user_attrs["suggestion_state"])
             self.start_time = self.store.study.user_attrs.get("startTime") or _now()
             self.store.study.set_user_attr("startTime", self.start_time)
             self._say_notes()
@@ -363,11 +390,14 @@ class DryRun:
                 if end is not None:
                     break
                 want = self.katib_add_count()
-                if self.algorithm.hyperband is not None:
+                if self.algorithm.hyperband is not None or self.algorithm.service is not None:
                     while want > 0 and self._queued_retry():
                         self.launch(*self.propose())  # an interrupted trial comes back first
                         want -= 1
-                    if want > 0:
+                    if want > 0 and self.algorithm.service is not None:
+                        for proposal in self.propose_service(want):
+                            self.launch(*proposal)
+                    elif want > 0:
                         proposals = self.propose_hyperband(want)
                         for proposal in proposals if proposals != WAIT else ():
                             self.launch(*proposal)
@@ -478,6 +508,8 @@ class DryRun:
         if self.medianstop:
             lines.append(f"  early stopping: medianstop, Katib's rule (min_trials_required="
                          f"{self.medianstop.min_trials_required}, start_step={self.medianstop.start_step})")
+        for mount in self.auto_mounts:
+            lines.append(f"  volume (writable, not given with --mount): {mount}")
         if self.unmapped:
             lines.append(f"  warning: volume mount(s) {', '.join(self.unmapped)} not mapped; pass "
                          f"--mount {self.unmapped[0]}=LOCAL_DIR if the trial reads from them")

@@ -294,6 +294,7 @@ class Algorithm:
     style: str
     grid_size: int | None = None
     hyperband: Hyperband | None = None
+    service: Any = None  # pipeline.local.suggestion.ServiceDriver: one of our own suggestion services
     notes: list[str] = field(default_factory=list)
 
 
@@ -310,6 +311,8 @@ NOTES = {
     "hyperband": "hyperband: Katib v0.19's service and controller reproduced, bugs included (rungs sized from the "
                  "controller's request, uniform sampling; where Katib would retry forever the run stops and says "
                  "so: kubeflow/katib#1168, #1366)",
+    "asha": "asha: this project's suggestion service (pipeline.suggestion.AshaService, the class the cluster "
+            "runs), driven in-process with the GetSuggestionsRequest Katib's controller builds",
 }
 
 
@@ -373,4 +376,8 @@ def build_algorithm(exp: Experiment) -> Algorithm:
         alg.hyperband = Hyperband(params, maximize, plan, seed=seed)
         res = next(p for p in params if p.name == plan.resource_name)
         alg.distributions[res.name] = IntDistribution(0, max(int(plan.r_l), int(res.max or 1)))
+    elif rules.is_extension(name):
+        from pipeline.local.suggestion import ServiceDriver
+
+        alg.service = ServiceDriver(exp)
     return alg
