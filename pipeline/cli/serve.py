@@ -11,7 +11,8 @@ from pipeline.serving.server import MAX_INSTANCES, Predictor, make_server
 
 @click.command("serve")
 @click.option("--model", "model", type=click.Path(path_type=Path), default=Path("runs/train"), show_default=True,
-              help="model.keras, or the folder `katib-digits train --out` wrote (an ensemble is averaged).")
+              help="model.keras, the folder `katib-digits train --out` wrote (an ensemble is averaged), or a "
+                   "SavedModel `katib-digits export` wrote (its --out folder: the highest version is served).")
 @click.option("--name", default="digits", show_default=True, help="The model's name in the routes.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
@@ -24,11 +25,12 @@ def serve_command(model, name, host, port, max_instances):
     POST /v2/models/NAME/infer with one input tensor of shape [n, 784]; and at / a page where you
     draw a digit and see the prediction. Ctrl-C stops it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
-    server = make_server(Predictor(model, name), host, port, max_instances)
+    predictor = Predictor(model, name)
+    server = make_server(predictor, host, port, max_instances)
     bound = server.server_address
     base = f"http://{bound[0]}:{bound[1]}"
-    click.echo(f"serving {model} as {name!r}: POST {base}/v1/models/{name}:predict or {base}/v2/models/{name}/infer; "
-               f"draw a digit at {base}/", err=True)
+    click.echo(f"serving {predictor.saved_model or model} as {name!r}: POST {base}/v1/models/{name}:predict or "
+               f"{base}/v2/models/{name}/infer; draw a digit at {base}/", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -129,19 +129,43 @@ def infer_to_pixels(body: Any, max_instances: int = MAX_INSTANCES):
     return images_to_pixels(list(data.reshape(shape[0], 784)), "image")
 
 
+def saved_model_dir(path: str | Path) -> Path | None:
+    """The SavedModel `path` names: the folder itself when it holds saved_model.pb, or, as TF Serving
+    reads a model folder (`export --out`, KServe's /mnt/models), its highest numbered version; else None."""
+    path = Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    if path.is_dir():
+        versions = [p for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()]
+        if versions:
+            return max(versions, key=lambda p: int(p.name))
+    return None
+
+
 class Predictor:
-    """The model (an ensemble averaged, as `predict` does); one prediction at a time."""
+    """The model: a Keras model or the folder `train` wrote (an ensemble averaged, as `predict` does), or
+    a SavedModel `export` wrote (the highest version, as TF Serving loads it); one prediction at a time."""
 
     def __init__(self, model_path: str | Path, name: str):
-        from pipeline.serving.export import serving_model
-
         self.name = name
-        self.model = serving_model(model_path)
         self.lock = threading.Lock()
+        self.saved_model = saved_model_dir(model_path)
+        if self.saved_model is not None:
+            import tensorflow as tf
+
+            from pipeline.serving.export import SIGNATURE
+
+            signature = tf.saved_model.load(str(self.saved_model)).signatures[SIGNATURE]
+            self._predict = lambda pixels: next(iter(signature(tf.constant(pixels)).values())).numpy()
+        else:
+            from pipeline.serving.export import serving_model
+
+            model = serving_model(model_path)
+            self._predict = lambda pixels: model.predict(pixels, verbose=0)
 
     def predict(self, pixels) -> list[list[float]]:
         with self.lock:
-            return self.model.predict(pixels, verbose=0).astype(float).tolist()
+            return self._predict(pixels).astype(float).tolist()
 
 
 def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,

@@ -147,3 +147,19 @@ def test_the_page_is_served_whole_and_loads_nothing_from_elsewhere(url):
     assert '<canvas id="pad"' in html and "v1/models" in html and '<button id="clear" type="button">Clear' in html
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
     assert "<script src" not in html and "<link rel=\"stylesheet\"" not in html
+
+
+def test_an_exported_saved_model_serves_the_same_answers(ensemble, tmp_path):
+    """`serve --model OUT` on what `export --out OUT` wrote: the highest version, as TF Serving loads it."""
+    import numpy as np
+
+    from pipeline.serving.export import export_saved_model
+    from pipeline.serving.server import images_to_pixels
+
+    export_saved_model(ensemble / "member-0", tmp_path / "digits")  # version 1: one member, not the ensemble
+    export_saved_model(ensemble, tmp_path / "digits", version=2)
+    pixels = images_to_pixels(sample_test_rows(8))
+    served = Predictor(tmp_path / "digits", "digits")
+    assert served.saved_model == tmp_path / "digits" / "2"
+    assert np.allclose(served.predict(pixels), Predictor(ensemble, "digits").predict(pixels), atol=1e-5)
+    assert Predictor(tmp_path / "digits" / "1", "digits").saved_model == tmp_path / "digits" / "1"
