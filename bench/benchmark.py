@@ -8,6 +8,8 @@ Sections (all by default):
   precision   the default trial in float32 and in bfloat16 (and what --precision auto picks here), per batch
               size, side by side, each against the matmul rate of its own precision measured in the same run
   overhead    dry-run overhead per trial (N one-epoch trials via `katib-digits tune`)
+  asha        ASHA (our suggestion service's rule) vs random vs medianstop: epochs to a target over many
+              replayed orders of the same recorded configurations (resumed promotions cost only new epochs)
   efficiency  epochs to first reach a val_accuracy target: medianstop / hyperband vs plain random
               (default target: the best plain random search finds, less a margin), and the mean of
               the same over many orders of random search's recorded trials (the luck of one order removed)
@@ -436,6 +438,117 @@ def bench_efficiency(data: Path, trials: int, rows: int, epochs: int, target: fl
     return result
 
 
+ASHA_ORDERS = 200
+
+
+def replay_asha(curves: list[list[float]], target: float, plan) -> dict:
+    """Recorded val_accuracy curves (one per configuration, plan.max_resource epochs each, in the order given)
+    run through ASHA's own rule (`pipeline.suggestion.asha.suggest`, one free slot at a time): a new configuration
+    is the next recorded curve, run to the lowest rung; a promotion continues a curve from the lower rung's
+    epochs, as a trial resumed from its checkpoint does. Ends when ASHA asks for a new configuration and none is
+    left (it asks for one only when nothing can be promoted). Epochs until a report reaches `target`, epochs in
+    all, and the best report seen. The trial's objective summary is the max of its reports (Katib's default
+    metricStrategy for a maximize objective); a resumed trial prints the epochs it trains."""
+    from pipeline.suggestion.asha import SUCCEEDED, TrialView, suggest
+
+    rungs = plan.rungs
+    trials: list[TrialView] = []
+    promoted: set[str] = set()
+    spent, reached, best, used = 0, None, 0.0, 0
+    while True:
+        # No search space: the replay supplies each new configuration itself (the next recorded curve).
+        (decision,), promoted = suggest(plan, [], True, trials, 1, len(trials), promoted)
+        if decision.promoted_from is None:
+            if used == len(curves):
+                break
+            config, start, stop = used, 0, rungs[0]
+            used += 1
+        else:
+            config = int(decision.assignments["config"])
+            start, stop = rungs[decision.rung - 1], rungs[decision.rung]
+        reports = curves[config][start:stop]
+        for value in reports:
+            spent += 1
+            if reached is None and value >= target:
+                reached = spent
+        best = max([best, *reports])
+        trials.append(TrialView(f"t{len(trials)}", {"config": str(config), plan.resource_name: str(stop)},
+                                SUCCEEDED, str(max(reports))))
+    return {"epochs_to_target": reached, "epochs_total": spent, "best": best, "trials": len(trials)}
+
+
+def _spread(values: list[float]) -> dict:
+    import statistics
+
+    return {"mean": round(statistics.fmean(values), 2), "stdev": round(statistics.pstdev(values), 2),
+            "min": min(values), "max": max(values)}
+
+
+def bench_asha(data: Path, trials: int, rows: int, out: Path, random_state: int = 7, orders: int = ASHA_ORDERS,
+               resume: bool = False, run_trials: int = 0) -> dict:
+    """ASHA (experiments/asha.yaml's rungs) vs plain random search vs random + medianstop on the same
+    configurations: plain random search records `trials` configurations trained to asha's max_resource epochs,
+    then each of `orders` random orders of them is replayed three ways (random: every configuration to the
+    end; medianstop: Katib's rule from random-medianstop.yaml; asha: replay_asha). Target: plain random
+    search's best less BEST_MARGIN. `run_trials` > 0 also runs experiments/asha.yaml for real (its own
+    proposals, trials resuming from checkpoints) as a check on the replay."""
+    import random
+
+    from pipeline.katib.algorithms import asha_plan
+    from pipeline.katib.experiment import load
+    from pipeline.katib.medianstop import MedianStopSettings
+
+    asha_exp = load(REPO / "experiments" / "asha.yaml")
+    plan = asha_plan(asha_exp.algorithm_settings, asha_exp.parameters, asha_exp.name)
+    folder = out / "asha-random"
+    if not resume:
+        shutil.rmtree(folder, ignore_errors=True)
+    _, wall = _tune("random.yaml", data, folder, trials, 1, [f"--max-rows={rows}", f"--epochs={plan.max_resource}"],
+                    random_state=str(random_state))
+    curves = [[r.get("val_accuracy", 0.0) for r in reports] for reports in _trial_reports(folder)]
+    curves = [c for c in curves if len(c) == plan.max_resource]  # failed trials have no whole curve
+    best = max(max(c) for c in curves)
+    target = round(best - BEST_MARGIN, 4)
+    settings = MedianStopSettings.from_experiment(load(REPO / "experiments" / "random-medianstop.yaml"))
+    rng = random.Random(random_state)
+    per_order = {"random": [], "medianstop": [], "asha": []}
+    asha_totals, asha_best, missed = [], [], {"medianstop": 0, "asha": 0}
+    for _ in range(orders):
+        order = rng.sample(curves, len(curves))
+        per_order["random"].append(replay(order, target, settings, False)[0])
+        stopped = replay(order, target, settings, True)[0]
+        asha = replay_asha(order, target, plan)
+        asha_totals.append(asha["epochs_total"])
+        asha_best.append(asha["best"])
+        for name, value in (("medianstop", stopped), ("asha", asha["epochs_to_target"])):
+            if value is None:
+                missed[name] += 1
+            else:
+                per_order[name].append(value)
+    result = {"configurations": len(curves), "rows_per_trial": rows, "rungs": list(plan.rungs), "eta": plan.eta,
+              "random_state": random_state, "orders": orders, "target_val_accuracy": target,
+              "target_rule": f"best val_accuracy of plain random search ({best}) - {BEST_MARGIN}",
+              "record_wall_s": round(wall, 1), "resumed": resume,
+              "epochs_total": {"random": len(curves) * plan.max_resource, "asha": _spread(asha_totals)},
+              "best_val_accuracy": {"random": best, "asha": _spread(asha_best)},
+              "missed_orders": missed}
+    for name, values in per_order.items():
+        if values:
+            result[name] = _spread(values)
+    for name in ("medianstop", "asha"):
+        if name in result:
+            result[name]["speedup_vs_random"] = round(result["random"]["mean"] / result[name]["mean"], 2)
+    if run_trials:
+        run_folder = out / "asha-run"
+        if not resume:
+            shutil.rmtree(run_folder, ignore_errors=True)
+        _, run_wall = _tune("asha.yaml", data, run_folder, run_trials, 1, [f"--max-rows={rows}"])
+        reached, spent = _epochs_to_target(run_folder, target)
+        result["real_asha_run"] = {"trials": run_trials, "epochs_to_target": reached, "epochs_total": spent,
+                                   "wall_s": round(run_wall, 1)}
+    return result
+
+
 def accelerators() -> list[str]:
     """GPUs TensorFlow can use here; none with the tensorflow-cpu this project pins (the Dockerfile's GPU
     build installs tensorflow[and-cuda], and this script then times the GPU the same way)."""
@@ -489,6 +602,23 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
                 rows.append(("check: replay in the run's own order", f"{o['own_order_replayed_epochs_total']} epochs in "
                                                                       f"all (the medianstop run: "
                                                                       f"{e['medianstop']['epochs_total']})"))
+    if h := report.get("asha"):
+        def fig(d: dict) -> str:
+            return f"{d['mean']} (sd {d['stdev']}, {d['min']}-{d['max']})"
+        what = f"epochs to val_accuracy {h['target_val_accuracy']} over {h['orders']} orders of {h['configurations']} configs"
+        for name in ("random", "medianstop", "asha"):
+            if name in h:
+                speedup = f", {h[name]['speedup_vs_random']}x vs random" if "speedup_vs_random" in h[name] else ""
+                missed = f"; missed in {h['missed_orders'][name]} orders" if h["missed_orders"].get(name) else ""
+                rows.append((f"{what}: {name}", f"{fig(h[name])}{speedup}{missed}"))
+        rows.append(("asha epochs in all / best val_accuracy", f"{fig(h['epochs_total']['asha'])} (random "
+                                                               f"{h['epochs_total']['random']}) / "
+                                                               f"{fig(h['best_val_accuracy']['asha'])} (random "
+                                                               f"{h['best_val_accuracy']['random']})"))
+        if r := h.get("real_asha_run"):
+            rows.append(("asha.yaml run for real (own proposals)", f"{r['epochs_to_target'] or 'not reached'} epochs to "
+                                                                   f"target, {r['epochs_total']} in all, "
+                                                                   f"{r['wall_s']} s"))
     if a := report.get("accuracy"):
         low, high = a["ensemble_val_accuracy_ci95"]
         rows.append(("retrained default, 10 % hold-out", f"{a['ensemble_val_accuracy']:.4f} (95 % interval {low:.4f}-"
@@ -510,7 +640,7 @@ def print_table(rows: list[tuple[str, str]]) -> None:
 
 
 SECTIONS = {"throughput": None, "flops": None, "precision": None, "overhead": None, "efficiency": None,
-            "accuracy": None}
+            "asha": None, "accuracy": None}
 
 
 def main() -> int:
@@ -538,6 +668,12 @@ def main() -> int:
     p.add_argument("--efficiency-epochs", type=int, default=8, help="epochs per trial (the Experiments' own 8)")
     p.add_argument("--efficiency-target", default="best",
                    help=f"val_accuracy target, or 'best': plain random search's best less {BEST_MARGIN}")
+    p.add_argument("--asha-trials", type=int, default=27, help="configurations plain random search records (default 27)")
+    p.add_argument("--asha-rows", type=int, default=2000)
+    p.add_argument("--asha-random-state", type=int, default=7)
+    p.add_argument("--asha-orders", type=int, default=ASHA_ORDERS, help=f"replayed orders (default {ASHA_ORDERS})")
+    p.add_argument("--asha-run-trials", type=int, default=0,
+                   help="also run experiments/asha.yaml for real with this many trials (0: replay only)")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "bench")
     p.add_argument("--json-out", type=Path, default=None)
     args = p.parse_args()
@@ -560,6 +696,9 @@ def main() -> int:
                                                 args.efficiency_epochs,
                                                 None if args.efficiency_target == "best" else float(args.efficiency_target),
                                                 args.out, args.efficiency_random_state, args.resume)
+    if "asha" in args.only:
+        report["asha"] = bench_asha(args.data, args.asha_trials, args.asha_rows, args.out, args.asha_random_state,
+                                    args.asha_orders, args.resume, args.asha_run_trials)
     if "accuracy" in args.only:
         report["accuracy"] = bench_accuracy(args.data, args.accuracy_epochs, args.accuracy_members, args.out, args.resume,
                                             args.accuracy_split_seed)

@@ -156,3 +156,22 @@ def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(bench, tmp_pa
     (_, _), (seed_0_rows, _) = split(rows, rows, 0.1, 0)
     assert set(seed_1_rows) != set(seed_0_rows)
     assert {e["train_csv_line"] - 2 for e in result["errors"]} <= set(seed_1_rows.tolist())
+
+
+def test_asha_replay_follows_ashas_rule_by_hand(bench):
+    from pipeline.katib.algorithms import AshaPlan
+
+    plan = AshaPlan(eta=3, min_resource=1, max_resource=9, resource_name="epochs", random_state=0, base_sampler="random")
+    curves = [[0.1 * (i + 1)] * 9 for i in range(8)] + [[0.9] * 8 + [0.99]]
+    # Worst order for ASHA, each configuration better than all before it: every new one is promoted as soon as
+    # its rung has room (rung 0's top third, then rung 1's), worked through by hand: 9 new (1 epoch each),
+    # 7 to rung 1 (+2 each), 5 to rung 2 (+6 each) = 9 + 14 + 30 = 53, the target met at the very last epoch.
+    assert bench.replay_asha(curves, 0.99, plan) == {"epochs_to_target": 53, "epochs_total": 53, "best": 0.99,
+                                                     "trials": 21}
+    # Best first: random search meets the target at epoch 9, ASHA only once rung 0 holds 9 results and
+    # rung 1 holds 3 (9 x 1 + 3 x 2 + 6): ASHA is no help when the first configuration is the best.
+    assert bench.replay(curves[::-1], 0.99, None, stop=False)[0] == 9
+    assert bench.replay_asha(curves[::-1], 0.99, plan) == {"epochs_to_target": 21, "epochs_total": 21,
+                                                           "best": 0.99, "trials": 13}
+    # A target nothing reaches: every epoch ASHA decides to spend is counted, none reaches it.
+    assert bench.replay_asha(curves, 1.5, plan)["epochs_to_target"] is None
