@@ -82,3 +82,5 @@ def test_tune_experiments_asha_yaml_promotes_with_the_real_trial(tmp_path):
         by_config.setdefault(config_key({n: row[n] for n in names}, "epochs"), []).append(row["epochs"])
     assert any(len(e) > 1 and e[:2] == ["1", "3"] for e in by_config.values()), by_config
     assert (out / "volumes" / "checkpoints" / "digits-asha").is_dir()
+    logs = [log.read_text() for log in (out / "trials").glob("*/trial.log")]
+    assert any("trial: resumed from" in log for log in logs)  # a promotion continued, not retrained
