@@ -153,7 +153,24 @@ def predict(model: Input[Model], test_data: Input[Dataset], submission: Output[D
     return rows
 
 
-STEPS = (prepare, tune, submit_gate, retrain, predict, cleanup)
+def export(model: Input[Model], export_dir: str, saved_model: Output[Model]):
+    """The retrained model as a TensorFlow SavedModel (saved_model/1/: pixels 0-255 [N, 28, 28, 1] in, ten
+    probabilities out; an ensemble averaged in one graph) for TF Serving and KServe.
+
+    Args:
+        export_dir: Model folder on the data volume (mounted at /data) where this run's SavedModel becomes the next version (KServe's storageUri pvc://CLAIM/models/digits); empty: the artifact only.
+    """
+    from pipeline.workflow.steps import export_model, step_errors
+
+    with step_errors():
+        info = export_model(model.path, saved_model.path, export_dir)
+    saved_model.metadata.update({"framework": "tensorflow", "format": "saved_model", "signature": info["signature"],
+                                 "published": info["published"], "version": info["version"]})
+    where = f"; published as version {info['version']}: {info['published']}" if info["published"] else ""
+    print(f"export: SavedModel {info['saved_model']}{where}")
+
+
+STEPS = (prepare, tune, submit_gate, retrain, predict, export, cleanup)
 
 
 def make_components(image: str) -> SimpleNamespace:

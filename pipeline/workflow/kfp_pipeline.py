@@ -1,4 +1,4 @@
-"""The KFP v2 pipeline: prepare -> tune -> gate -> retrain -> predict.
+"""The KFP v2 pipeline: prepare -> tune -> gate -> retrain -> predict, and export (the SavedModel).
 
 `build_pipeline(image)` returns the @dsl.pipeline; `compile_pipeline` writes the
 IR YAML for upload; `run_local` runs it with kfp.local (tuning with Optuna);
@@ -23,11 +23,12 @@ from typing import Any, Iterator
 
 from pipeline.errors import UserError
 from pipeline.submission.retrain import RETRAIN_ENSEMBLE, RETRAIN_EPOCHS
-from pipeline.workflow.steps import DATA_MOUNT, DATA_PVC, ERROR_PREFIX, REPO, in_project
+from pipeline.workflow.steps import DATA_MOUNT, DATA_PVC, ERROR_PREFIX, EXPORT_DIR, REPO, in_project
 
 PIPELINE_NAME = "katib-digits"
 DEFAULT_IMAGE = "katib-digits:0.1.0"  # what the Dockerfile's build comment tags and experiments/*.yaml run
 DEFAULT_EXPERIMENT = "experiments/random.yaml"
+LOCAL_SAVED_MODEL = "models/digits"  # under a local run's --out: the export step's SavedModel, version 1
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,9 @@ LOCAL_BUDGET = Budget(max_trial_count=3, parallel_trial_count=1, trial_max_rows=
 
 # Each step's limit on a cluster (kfp-kubernetes sets the pod's activeDeadlineSeconds) and its retries
 # (a lost node, an evicted pod); the tune step's own `timeout_s` bounds the Experiment.
-TIMEOUTS_S = {"prepare": 3600, "tune": 48 * 3600, "retrain": 24 * 3600, "predict": 3600, "cleanup": 600}
-RETRIES = {"prepare": 2, "tune": 2, "retrain": 1, "predict": 2, "cleanup": 2}
+TIMEOUTS_S = {"prepare": 3600, "tune": 48 * 3600, "retrain": 24 * 3600, "predict": 3600, "export": 3600,
+              "cleanup": 600}
+RETRIES = {"prepare": 2, "tune": 2, "retrain": 1, "predict": 2, "export": 1, "cleanup": 2}
 
 
 def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ...] = (), retries: bool = True):
@@ -79,7 +81,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ..
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="Tune the digit-recognizer CNN with one Katib Experiment, retrain the best "
-                              "trial on all labelled rows and write submission.csv.")
+                              "trial on all labelled rows, write submission.csv and export the model as a "
+                              "SavedModel for KServe.")
     def digits_pipeline(
         data_dir: str = DATA_MOUNT,
         data_pvc: str = DATA_PVC,
@@ -97,8 +100,9 @@ def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ..
         namespace: str = "",
         timeout_s: int = 6 * 3600,
         delete_after: bool = False,
+        export_dir: str = EXPORT_DIR,
     ):
-        """Tune, retrain the best trial on every labelled row, predict the test file.
+        """Tune, retrain the best trial on every labelled row, predict the test file, export the model.
 
         Args:
             data_dir: Folder with Kaggle's train.csv(.gz) and test.csv(.gz), on the data volume (mounted at /data); locally, a folder on this machine.
@@ -117,6 +121,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ..
             namespace: Namespace of the Katib Experiment (empty: the step's own namespace).
             timeout_s: Seconds to wait for the Experiment (and for its trials still running after it ends).
             delete_after: Delete the Experiment when the tune step ends.
+            export_dir: Model folder on the data volume (mounted at /data) where the export step adds this run's SavedModel as the next version, for KServe (deploy/kserve/); empty: the step's artifact only.
         """
         cleanup = on_cluster(c.cleanup(backend=backend, namespace=namespace, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
                              "cleanup")
@@ -144,19 +149,23 @@ def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ..
                 retrain.set_display_name("retrain best").set_cpu_request("2").set_memory_request("4G")
                 on_cluster(c.predict(model=retrain.outputs["model"], test_data=prepare.outputs["test_data"]),
                            "predict").set_display_name("predict submission.csv")
+                export = on_cluster(c.export(model=retrain.outputs["model"], export_dir=export_dir), "export",
+                                    data_pvc).set_display_name("export SavedModel")
+                export.set_caching_options(False)  # publishing a version on the volume is the point of the step
 
     return digits_pipeline
 
 
 def pipeline_arguments(data_dir: str, experiment: str, backend: str, budget: Budget, namespace: str = "",
                        timeout_s: int = 6 * 3600, delete_after: bool = False, data_pvc: str | None = None,
-                       trial_image: str | None = None) -> dict[str, Any]:
+                       trial_image: str | None = None, export_dir: str = EXPORT_DIR) -> dict[str, Any]:
     """The pipeline's run arguments (same names as the pipeline function's parameters; None keeps its default)."""
     if backend not in ("katib", "optuna"):
         raise UserError(f"backend: {backend!r} is not one of katib, optuna")
     extra = {k: v for k, v in (("data_pvc", data_pvc), ("trial_image", trial_image)) if v is not None}
     return {"data_dir": data_dir, "experiment": experiment, "backend": backend, **asdict(budget),
-            "namespace": namespace, "timeout_s": timeout_s, "delete_after": delete_after, **extra}
+            "namespace": namespace, "timeout_s": timeout_s, "delete_after": delete_after, "export_dir": export_dir,
+            **extra}
 
 
 def compile_pipeline(out: str | Path, image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ...] = ()) -> Path:
@@ -258,7 +267,8 @@ def _containers_removed_after_exit() -> Iterator[None]:
 
 def run_local(data_dir: str | Path, experiment_path: str | Path, out: str | Path,
               budget: Budget = LOCAL_BUDGET, image: str | None = None) -> dict[str, Any]:
-    """Run the whole pipeline with kfp.local (Optuna tuning); copy submission.csv and summary.json to `out`.
+    """Run the whole pipeline with kfp.local (Optuna tuning); copy submission.csv, summary.json and the
+    SavedModel (`out/models/digits/1/`) to `out`.
 
     image None: every step is a subprocess here. An image: every step runs in a container of it,
     `python3 -m kfp.dsl.executor_main` as KFP's launcher runs it on a cluster, through kfp.local's
@@ -277,17 +287,19 @@ def run_local(data_dir: str | Path, experiment_path: str | Path, out: str | Path
     pipeline_root.mkdir(parents=True, exist_ok=True)
     for stale in ("submission.csv", "summary.json", "experiment.json"):  # never mistake an old result for this run's
         (out / stale).unlink(missing_ok=True)
+    shutil.rmtree(out / LOCAL_SAVED_MODEL, ignore_errors=True)
     before = set(pipeline_root.iterdir())
     if image is None:
         # The step reads the file itself (same machine), so its messages name it.
-        arguments = pipeline_arguments(str(data_dir), str(experiment_path), "optuna", budget)
+        arguments = pipeline_arguments(str(data_dir), str(experiment_path), "optuna", budget, export_dir="")
         runner = local.SubprocessRunner(use_venv=False)
     else:
         staged = pipeline_root / "input-data"
         shutil.rmtree(staged, ignore_errors=True)
         shutil.copytree(data_dir, staged)
         pipeline_root.chmod(0o777)  # the image runs as UID 1000
-        arguments = pipeline_arguments(str(staged), experiment_argument(str(experiment_path)), "optuna", budget)
+        arguments = pipeline_arguments(str(staged), experiment_argument(str(experiment_path)), "optuna", budget,
+                                       export_dir="")
         runner = local.DockerRunner()
     local.init(runner=runner, pipeline_root=str(pipeline_root), raise_on_error=True)
     tee = _Tee(sys.stdout)
@@ -341,6 +353,10 @@ def collect_local_run(run_dir: Path, out: Path, threshold: float = 0.0) -> dict[
         shutil.copyfile(submission, out / "submission.csv")
         summary["submitted"] = True
         summary["submission"] = str(out / "submission.csv")
+    saved_model = find("**/export/saved_model")
+    if saved_model is not None:  # the model folder a server watches: `serve --model` or TF Serving
+        shutil.copytree(saved_model, out / LOCAL_SAVED_MODEL, dirs_exist_ok=True)
+        summary["saved_model"] = str(out / LOCAL_SAVED_MODEL)
     (out / "experiment.json").write_text(json.dumps(final, indent=2) + "\n")
     summary["experiment_json"] = str(out / "experiment.json")
     return summary

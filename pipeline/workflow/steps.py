@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -24,6 +25,9 @@ BACKENDS = ("katib", "optuna")
 ERROR_PREFIX = "katib-digits: error: "
 DATA_MOUNT = "/data"  # where the data volume is mounted in prepare and, in the shipped Experiments, in every trial
 DATA_PVC = "digit-recognizer-data"  # deploy/data-pvc.yaml
+# Where the export step adds each run's SavedModel as the next version, on the data volume: KServe's
+# storageUri pvc://digit-recognizer-data/models/digits (deploy/kserve/).
+EXPORT_DIR = f"{DATA_MOUNT}/models/digits"
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -282,6 +286,44 @@ def summarize_tuning(final: dict[str, Any], threshold: float = 0.0) -> dict[str,
         # threshold 0 = no gate (a maximized accuracy always reaches 0; a minimized loss never could).
         "reached": reaches(value, threshold or None, kind),
     }
+
+
+# --- export ----------------------------------------------------------------------
+
+
+def next_version(model_dir: str | Path) -> int:
+    """One more than the highest numbered version in a TF Serving model folder (1 for a new folder)."""
+    model_dir = Path(model_dir)
+    versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()] if model_dir.is_dir() else []
+    return max(versions, default=0) + 1
+
+
+def export_model(model_dir: str | Path, out_dir: str | Path, publish_dir: str | Path = "") -> dict[str, Any]:
+    """The retrained model as a SavedModel in `out_dir/1/` (the step's artifact) and, when `publish_dir` is
+    set (the data volume on a cluster), copied there as its next version. The copy lands under a name
+    TF Serving ignores and is then renamed, so a server watching the folder never sees half a model."""
+    from pipeline.serving.export import SIGNATURE, export_saved_model
+
+    saved = export_saved_model(model_dir, out_dir)
+    info: dict[str, Any] = {"saved_model": str(saved), "signature": SIGNATURE, "published": "", "version": 1}
+    if publish_dir:
+        publish_dir = Path(publish_dir)
+        try:
+            publish_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{publish_dir}: cannot create the model folder ({exc.strerror}); is the data volume "
+                            "mounted read-write?") from None
+        version = next_version(publish_dir)
+        staging = publish_dir / f".incoming-{version}-{os.getpid()}"
+        shutil.copytree(saved, staging)
+        target = publish_dir / str(version)
+        try:
+            staging.rename(target)  # atomic; fails if another run took this version meanwhile
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise UserError(f"{target}: exists (another run exported at the same time); run the step again") from None
+        info.update(published=str(target), version=version)
+    return info
 
 
 def write_json(path: str | Path, obj: Any) -> None:

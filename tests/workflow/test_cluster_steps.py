@@ -76,7 +76,7 @@ def test_run_link_points_at_the_ui(host, url):
 
 def test_component_files_load_in_another_pipeline(tmp_path):
     written = compile_components(tmp_path, "me/digits:1")
-    assert {p.stem for p in written} == {"prepare", "tune", "submit_gate", "retrain", "predict", "cleanup"}
+    assert {p.stem for p in written} == {"prepare", "tune", "submit_gate", "retrain", "predict", "export", "cleanup"}
     tune = components.load_component_from_file(str(tmp_path / "tune.yaml"))
     assert {"experiment", "data_pvc", "trial_image", "run_id"} <= set(tune.component_spec.inputs)
     assert tune.component_spec.implementation.container.image == "me/digits:1"

@@ -59,8 +59,11 @@ def test_compiled_ir_has_the_steps_in_order(spec):
     assert list(steps["tune"].dependent_tasks) == ["prepare"]
     assert list(steps["submit-gate"].dependent_tasks) == ["tune"]
     inner = spec.components["comp-condition-2"].dag.tasks
-    assert set(inner) == {"retrain", "predict"}
+    assert set(inner) == {"retrain", "predict", "export"}
     assert list(inner["predict"].dependent_tasks) == ["retrain"]
+    assert list(inner["export"].dependent_tasks) == ["retrain"]
+    assert inner["export"].inputs.artifacts["model"].task_output_artifact.producer_task == "retrain"
+    assert not inner["export"].caching_options.enable_cache  # it publishes a version on the volume
 
 
 def test_the_if_gate_reads_the_gate_steps_output(spec):
@@ -70,7 +73,8 @@ def test_the_if_gate_reads_the_gate_steps_output(spec):
 
 def test_every_step_runs_our_image_without_installing_kfp(spec):
     found = executors(spec)
-    assert set(found) == {f"exec-{n}" for n in ("prepare", "tune", "submit-gate", "retrain", "predict", "cleanup")}
+    assert set(found) == {f"exec-{n}" for n in ("prepare", "tune", "submit-gate", "retrain", "predict", "export",
+                                                 "cleanup")}
     for name, executor in found.items():
         container = executor["container"]
         assert container["image"] == IMAGE, name
@@ -82,13 +86,15 @@ def test_pipeline_parameters_and_defaults(spec):
     assert set(params) == {"data_dir", "data_pvc", "experiment", "trial_image", "backend", "max_trial_count",
                            "parallel_trial_count", "trial_max_rows", "trial_epochs", "retrain_epochs",
                            "retrain_val_fraction", "retrain_ensemble", "threshold",
-                           "namespace", "timeout_s", "delete_after"}
+                           "namespace", "timeout_s", "delete_after", "export_dir"}
     assert params["backend"].default_value.string_value == "katib"
     assert params["experiment"].default_value.string_value == "experiments/random.yaml"
     # on a cluster the data is the volume's, not the image's sample; the trials run the compiled image
     assert params["data_dir"].default_value.string_value == "/data"
     assert params["data_pvc"].default_value.string_value == "digit-recognizer-data"
     assert params["trial_image"].default_value.string_value == IMAGE
+    # on a cluster the export step adds a version where deploy/kserve/inferenceservice.yaml's storageUri points
+    assert params["export_dir"].default_value.string_value == "/data/models/digits"
     assert spec.pipeline_info.name == "katib-digits"
 
 
@@ -102,11 +108,13 @@ def test_prepare_reads_the_data_volume_the_trials_read(platform):
     (mount,) = platform["exec-prepare"]["pvcMount"]
     assert mount["mountPath"] == "/data"
     assert mount["pvcNameParameter"] == {"componentInputParameter": "pipelinechannel--data_pvc"}
-    assert not any("pvcMount" in platform[e] for e in platform if e != "exec-prepare")
+    # export writes the SavedModel there too; no other step touches the volume
+    assert {e for e in platform if "pvcMount" in platform[e]} == {"exec-prepare", "exec-export"}
+    assert platform["exec-export"]["pvcMount"] == [mount]
 
 
 def test_every_step_has_a_timeout_retries_and_the_pull_secret(spec, platform):
-    for name in ("prepare", "tune", "retrain", "predict", "cleanup"):
+    for name in ("prepare", "tune", "retrain", "predict", "export", "cleanup"):
         assert int(platform[f"exec-{name}"]["activeDeadlineSeconds"]) >= 600, name
         assert [s["secretName"] for s in platform[f"exec-{name}"]["imagePullSecret"]] == ["regcred"], name
     steps = spec.components["comp-exit-handler-1"].dag.tasks
@@ -244,6 +252,17 @@ def test_local_run_writes_submission_and_summary(tmp_path):
     final = json.loads((out / "experiment.json").read_text())
     assert final["status"]["currentOptimalTrial"]["bestTrialName"] == summary["best_trial"]
     assert final["spec"]["maxTrialCount"] == 2 and final["status"]["trials"] == 2  # the budget override
+    # the export step's SavedModel, version 1 of a model folder a server watches, answers what predict wrote
+    assert saved["saved_model"] == str(out / "models" / "digits")
+    from pipeline.serving.server import Predictor
+    from trial.data import load_test
+
+    served = Predictor(out / "models" / "digits", "digits")
+    assert served.saved_model == out / "models" / "digits" / "1"
+    with open(out / "submission.csv") as fh:
+        labels = [int(row["Label"]) for row in csv.DictReader(fh)][:32]
+    probabilities = served.predict(load_test(SAMPLE / "test.csv.gz")[:32].astype("float32"))
+    assert [max(range(10), key=p.__getitem__) for p in probabilities] == labels
 
 
 @pytest.mark.process
