@@ -34,17 +34,24 @@ def fake_asha(max_trials: int, parallel: int = 2) -> dict:
 
 
 def test_the_dry_run_promotes_through_the_service(tmp_path):
-    dry = dry_run(fake_asha(14), tmp_path / "out", progress=False, report=False)
-    assert dry.status["status"]["trials"] == 14
-    assert dry.algorithm.service.count == 14  # Katib's SuggestionCount: one assignment per trial
-    found = ladders(dry)
-    assert [1, 3] in found.values() and [1, 3, 9] in found.values()
-    assert all(ladder == [1, 3, 9][:len(ladder)] for ladder in found.values())
-    rungs = [t.user_attrs["rung"] for t in dry.trials()]
-    assert "asha rung 2 (epochs=9)" in rungs
-    # The best trial is a promoted one: a run of 9 epochs beats every 1-epoch run here.
+    """One trial at a time the order of results is fixed, so the ladder is too: 13 trials reach 9 epochs."""
+    dry = dry_run(fake_asha(13, parallel=1), tmp_path / "out", progress=False, report=False)
+    assert dry.status["status"]["trials"] == 13
+    assert dry.algorithm.service.count == 13  # Katib's SuggestionCount: one assignment per trial
+    assert sorted(ladders(dry).values()) == [[1]] * 6 + [[1, 3]] * 2 + [[1, 3, 9]]
+    assert "asha rung 2 (epochs=9)" in [t.user_attrs["rung"] for t in dry.trials()]
+    # The best trial is the promoted one: 9 epochs of the fake trial beat every shorter run here.
     best = dry.status["status"]["currentOptimalTrial"]["parameterAssignments"]
-    assert {a["name"]: a["value"] for a in best}["epochs"] in ("3", "9")
+    assert {a["name"]: a["value"] for a in best}["epochs"] == "9"
+
+
+def test_in_parallel_the_dry_run_never_waits_for_a_rung(tmp_path):
+    """Two trials at a time, in whatever order they end: a promotion comes without waiting for the
+    rung, and promotions go rung by rung, each configuration once per rung."""
+    dry = dry_run(fake_asha(12, parallel=2), tmp_path / "out", progress=False, report=False)
+    found = ladders(dry)
+    assert dry.status["status"]["trials"] == 12 and [1, 3] in found.values()
+    assert all(ladder == [1, 3, 9][:len(ladder)] for ladder in found.values())
 
 
 def test_a_resumed_run_continues_the_same_decisions(tmp_path):
