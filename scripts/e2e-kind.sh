@@ -14,6 +14,9 @@
 #   TIMEOUT=1800                 seconds to wait for the Experiment (and for each other wait)
 #   RUN_BACKEND=1                also run the same Experiment through pipeline/cluster/katib_api.py
 #   WITH_KFP=0                   1: install KFP standalone ($KFP_VERSION) and run the pipeline there
+#   KSERVE_SETUP=""              a command that installs KServe in the new cluster (e.g. KServe's quick
+#                                install for your release); the KServe part (deploy/kserve/) runs only when
+#                                the InferenceService CRD is there, so without it that part is skipped
 #   KEEP_CLUSTER=0               1: leave the cluster up at the end
 #   CLUSTER=katib-digits-e2e IMAGE=katib-digits:0.1.0 KATIB_VERSION=v0.19.0 KFP_VERSION=2.14.0
 set -euo pipefail
@@ -151,6 +154,60 @@ log "retrain the best trial's parameters and predict"
 rows="$(wc -l < "$WORK/submission.csv")"
 [[ "$rows" -gt 1 ]] || { echo "submission.csv has no rows" >&2; exit 1; }
 echo "submission.csv: $((rows - 1)) predictions"
+
+if [[ -n "${KSERVE_SETUP:-}" ]]; then
+  log "KServe setup: $KSERVE_SETUP"
+  bash -c "$KSERVE_SETUP"
+fi
+if kubectl get crd inferenceservices.serving.kserve.io >/dev/null 2>&1; then
+  log "KServe: the exported SavedModel on the data volume, both InferenceServices, a prediction from each"
+  "$CLI" export --model "$WORK/model" --out "$WORK/models/digits"
+  with_image() {  # the manifest with $IMAGE in every container that runs ours
+    "$PY" - "$1" "$IMAGE" <<'PY'
+import sys
+import yaml
+
+doc = yaml.safe_load(open(sys.argv[1]))
+pod = doc["spec"]["predictor"] if doc["kind"] == "InferenceService" else doc["spec"]
+for container in pod["containers"]:
+    if container["image"].startswith("katib-digits:"):
+        container["image"] = sys.argv[2]
+print(yaml.safe_dump(doc, sort_keys=False))
+PY
+  }
+  with_image deploy/data-shell-pod.yaml | kubectl apply -f -
+  kubectl -n "$NS" wait --for=condition=Ready pod/digit-recognizer-data-shell --timeout="${TIMEOUT}s"
+  # where the pipeline's export step publishes (EXPORT_DIR), as version 1
+  kubectl -n "$NS" exec digit-recognizer-data-shell -- mkdir -p /data/models/digits
+  kubectl -n "$NS" cp "$WORK/models/digits/1" digit-recognizer-data-shell:/data/models/digits/1
+  kubectl -n "$NS" delete pod digit-recognizer-data-shell --wait=true
+  kubectl apply -f deploy/kserve/inferenceservice.yaml
+  with_image deploy/kserve/custom-predictor.yaml | kubectl apply -f -
+  # The first test row as one 28x28x1 instance: the shape TF Serving's signature takes, which ours accepts too.
+  "$PY" -c 'import csv, gzip, json
+row = next(csv.DictReader(gzip.open("data/sample/test.csv.gz", "rt")))
+px = [int(row[f"pixel{i}"]) for i in range(784)]
+print(json.dumps({"instances": [[[[v] for v in px[r * 28:(r + 1) * 28]] for r in range(28)]]}))' > "$WORK/instance.json"
+  for isvc in digits digits-custom; do
+    kubectl -n "$NS" wait --for=condition=Ready "inferenceservice/$isvc" --timeout="${TIMEOUT}s"
+    pod="$(kubectl -n "$NS" get pod -l "serving.kserve.io/inferenceservice=$isvc" \
+      -o jsonpath='{.items[0].metadata.name}')"
+    # straight to the model server's port in the pod: no ingress needed, serverless or raw deployment
+    kubectl -n "$NS" port-forward "pod/$pod" 18080:8080 >/dev/null 2>&1 &
+    PF_PID=$!
+    sleep 5
+    curl -sf -H 'Content-Type: application/json' --data-binary @"$WORK/instance.json" \
+      http://localhost:18080/v1/models/digits:predict > "$WORK/answer-$isvc.json"
+    kill "$PF_PID"
+    PF_PID=""
+    "$PY" -c 'import json, sys
+(p,) = json.load(open(sys.argv[1]))["predictions"]
+assert len(p) == 10 and abs(sum(p) - 1) < 1e-3, p
+print(sys.argv[2], "predicts", max(range(10), key=p.__getitem__))' "$WORK/answer-$isvc.json" "$isvc"
+  done
+else
+  log "KServe not installed (no inferenceservices.serving.kserve.io CRD): deploy/kserve/ skipped"
+fi
 
 if [[ "$RUN_BACKEND" == 1 ]]; then
   log "the same Experiment through pipeline/cluster/katib_api.py (create, wait, delete)"

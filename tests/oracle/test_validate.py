@@ -91,10 +91,21 @@ def test_hand_mutated_templates_admitted_as_katib_does(oracle, how):
 def test_shipped_and_katib_examples_admitted_as_katib_does(oracle, shared_katib):
     from pipeline.katib.experiment import load_experiment
     from tests.conftest import REPO
+    from pipeline.katib.algorithms import is_extension
     paths = sorted((REPO / "experiments").glob("*.yaml")) + sorted((shared_katib / "examples").glob("*.yaml"))
     exps = [load_experiment(p) for p in paths]
     answers = oracle.ask_many([{"op": "validate", "experiment": e, "namespace": "default"} for e in exps])
     for path, exp, answer in zip(paths, exps, answers):
+        if is_extension(exp["spec"]["algorithm"]["algorithmName"]):
+            # Our own service (asha): Katib's standalone katib-config lacks it, and that is all Katib
+            # rejects (lint says so as a note: deploy/katib-config/asha.yaml registers it); the rest of
+            # the file, with a built-in algorithm in its place, is admitted as our linter says.
+            assert _katib_fields(answer) == ["spec.algorithm.algorithmName"], (path.name, answer)
+            builtin = copy.deepcopy(exp)
+            builtin["spec"]["algorithm"] = {"algorithmName": "random"}
+            _compare(builtin, oracle.ask("validate", experiment=builtin, namespace="default"))
+            assert not _admission_errors(builtin) and not _admission_errors(exp), path.name
+            continue
         katib = _katib_fields(answer)
         assert katib is not None, (path, answer)
         assert bool(katib) == bool(_admission_errors(exp)), (path.name, answer["errors"], _admission_errors(exp))
