@@ -73,21 +73,24 @@ class Store:
 
     def latest(self) -> tuple[Snapshot | None, str]:
         """The newest snapshot, or None and why not (one line, for stderr)."""
-        numbered = sorted((int(m.group(1)), p) for p in self._entries() if (m := SNAPSHOT.fullmatch(p.name)))
-        if not numbered:
-            return None, f"no checkpoint at {self.path}"
-        epochs, path = numbered[-1]
-        try:
-            state = json.loads((path / "state.json").read_text())
-            problem = self._mismatch(state, epochs)
-            if problem is None and not (path / "model.keras").is_file():
-                problem = "model.keras is missing"
-        except (OSError, ValueError) as exc:  # ValueError: not JSON
-            problem = f"state.json unreadable: {type(exc).__name__}: {exc}"
-        if problem:
-            self.unusable = path
-            return None, f"checkpoint at {path} not used ({_one_line(problem)})"
-        return Snapshot(path, epochs, state["history"], state["seeds"]), f"checkpoint at {path}"
+        for _ in range(3):  # a duplicate's save may prune the newest while it is read: look again
+            numbered = sorted((int(m.group(1)), p) for p in self._entries() if (m := SNAPSHOT.fullmatch(p.name)))
+            if not numbered:
+                return None, f"no checkpoint at {self.path}"
+            epochs, path = numbered[-1]
+            try:
+                state = json.loads((path / "state.json").read_text())
+                problem = self._mismatch(state, epochs)
+                if problem is None and not (path / "model.keras").is_file():
+                    problem = "model.keras is missing"
+            except (OSError, ValueError) as exc:  # ValueError: not JSON
+                problem = f"state.json unreadable: {type(exc).__name__}: {exc}"
+            if problem is None:
+                return Snapshot(path, epochs, state["history"], state["seeds"]), f"checkpoint at {path}"
+            if path.exists():
+                break
+        self.unusable = path
+        return None, f"checkpoint at {path} not used ({_one_line(problem)})"
 
     def _mismatch(self, state, epochs: int) -> str | None:
         if not isinstance(state, dict) or not {"key", "epochs", "history", "seeds"} <= set(state):
@@ -96,6 +99,9 @@ class Store:
             theirs = state["key"] if isinstance(state["key"], dict) else {}
             diff = [f"{k} {theirs.get(k)!r} here {v!r}" for k, v in self.material.items() if theirs.get(k) != v]
             return "written for other settings: " + ", ".join(diff or ["unknown"])
+        if not isinstance(state["history"], dict) or "loss" not in state["history"] \
+                or not isinstance(state["seeds"], dict):
+            return "state.json has no loss history or no generator states"
         if state["epochs"] != epochs or any(len(v) != epochs for v in state["history"].values()):
             return f"state.json says {state['epochs']} epochs in folder epoch-{epochs:04d}"
         return None
@@ -108,9 +114,13 @@ class Store:
         try:
             model = keras.models.load_model(snapshot.path / "model.keras")
             for layer in model.layers:
-                if layer.name in snapshot.seeds:
+                if getattr(layer, "seed_generator", None) is not None:
                     state = layer.seed_generator.state
                     state.assign(np.asarray(snapshot.seeds[layer.name], state.dtype))
+        except KeyError as exc:
+            self.unusable = snapshot.path
+            raise ValueError(f"checkpoint at {snapshot.path} not used (state.json has no random generator state "
+                             f"for layer {exc})") from None
         except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a damaged file
             self.unusable = snapshot.path
             raise ValueError(f"checkpoint at {snapshot.path} not used (model.keras does not load: "

@@ -163,6 +163,8 @@ def test_duplicates_racing_for_one_epoch_keep_the_first(tmp_path, trained):
     (lambda d: (d / "model.keras").unlink(), "model.keras is missing"),
     (lambda d: (d / "state.json").write_text(json.dumps({**json.loads((d / "state.json").read_text()),
                                                          "epochs": 3})), "state.json says 3 epochs in folder"),
+    (lambda d: (d / "state.json").write_text(json.dumps({**json.loads((d / "state.json").read_text()),
+                                                         "history": {}})), "state.json has no loss history"),
     (lambda d: (d / "state.json").write_text(json.dumps(
         {**json.loads((d / "state.json").read_text()),
          "key": {**key_material(TrialConfig(), "float32", X, Y), "learning_rate": 0.01}})),
@@ -187,6 +189,17 @@ def test_a_model_file_that_does_not_load_is_one_line(tmp_path, trained):
         store.load_model(snapshot)
     assert str(err.value).startswith(f"checkpoint at {written} not used (model.keras does not load: ")
     assert "\n" not in str(err.value)
+
+
+def test_a_snapshot_without_a_generators_state_is_not_resumed(tmp_path, trained):
+    store = store_in(tmp_path)
+    written = store.save(trained, 1, history(1))
+    state = json.loads((written / "state.json").read_text())
+    name = sorted(state["seeds"])[0]
+    del state["seeds"][name]
+    (written / "state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=rf"not used \(state.json has no random generator state for layer '{name}'\)$"):
+        store.load_model(store.latest()[0])
 
 
 # --- the trial ----------------------------------------------------------------------------------------
