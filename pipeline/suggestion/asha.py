@@ -113,10 +113,13 @@ def suggest(plan: AshaPlan, params: list[Param], maximize: bool, trials: list[Tr
             best[k][key] = (score, order, trial)
     out: list[Decision] = []
     issued = set(promoted)
+    history: list[Any] | None = None
     for i in range(request):
         decision = _promotion(plan, rungs, best, taken)
         if decision is None:
-            assignments = new_configuration(plan, params, maximize, trials, first_index + i, keys)
+            if history is None:
+                history = lowest_rung_history(plan, params, trials) if plan.base_sampler == "tpe" else []
+            assignments = new_configuration(plan, params, maximize, history, first_index + i, keys)
             keys.add(config_key(assignments, plan.resource_name))
             decision = Decision(assignments, 0)
         else:
@@ -173,15 +176,14 @@ def distributions(params: list[Param], resource_name: str) -> dict[str, Any]:
     return out
 
 
-def new_configuration(plan: AshaPlan, params: list[Param], maximize: bool, trials: list[TrialView], index: int,
+def new_configuration(plan: AshaPlan, params: list[Param], maximize: bool, history: list[Any], index: int,
                       known: set[str] = frozenset()) -> dict[str, str]:
-    """A configuration nobody has tried, at the lowest rung, from the base sampler seeded for this slot.
-    tpe learns from the lowest rung's results (all at the same resource, so comparable)."""
+    """A configuration nobody has tried, at the lowest rung, from the base sampler seeded for this slot;
+    tpe learns from `history` (lowest_rung_history)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = distributions(params, plan.resource_name)
-    history = _lowest_rung_history(plan, dists, trials) if plan.base_sampler == "tpe" else []
     strings: dict[str, str] = {}
     for attempt in range(100):
         seed = slot_seed(plan.random_state, index, attempt)
@@ -200,10 +202,12 @@ def new_configuration(plan: AshaPlan, params: list[Param], maximize: bool, trial
     return strings
 
 
-def _lowest_rung_history(plan: AshaPlan, dists: dict[str, Any], trials: list[TrialView]) -> list[Any]:
+def lowest_rung_history(plan: AshaPlan, params: list[Param], trials: list[TrialView]) -> list[Any]:
+    """The lowest rung's results as Optuna trials: all at the same resource, so comparable."""
     import optuna
     from optuna.distributions import CategoricalDistribution
 
+    dists = distributions(params, plan.resource_name)
     out = []
     for trial in trials:
         value = trial.result()
