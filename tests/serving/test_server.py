@@ -163,3 +163,26 @@ def test_an_exported_saved_model_serves_the_same_answers(ensemble, tmp_path):
     assert served.saved_model == tmp_path / "digits" / "2"
     assert np.allclose(served.predict(pixels), Predictor(ensemble, "digits").predict(pixels), atol=1e-5)
     assert Predictor(tmp_path / "digits" / "1", "digits").saved_model == tmp_path / "digits" / "1"
+
+
+@pytest.mark.process
+def test_the_bodies_docs_serving_md_makes_get_answers(url):
+    """The doc's one-liners (run as written, from the project root) and its two curl routes."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    doc = (REPO / "docs" / "serving.md").read_text()
+    made = re.findall(r"^\.venv/bin/python -c '(.+)' > (\w+\.json)$", doc, re.M)
+    assert [name for _, name in made] == ["instance.json", "infer.json"]
+    answers = []
+    for code, name in made:
+        body = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, check=True,
+                              timeout=60).stdout
+        route = re.search(rf"--data-binary @{name} http://127\.0\.0\.1:8080(\S+)", doc)[1]
+        status, answer = call(url, route, body)
+        assert status == 200, answer
+        answers.append(answer["predictions"][0] if "predictions" in answer else answer["outputs"][0]["data"])
+    assert answers[0] == pytest.approx(answers[1], abs=1e-6)
