@@ -184,6 +184,8 @@ def new_configuration(plan: AshaPlan, params: list[Param], maximize: bool, histo
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = distributions(params, plan.resource_name)
+    if not dists:  # nothing to draw (a caller replaying its own configurations): only the resource
+        return {p.name: str(plan.rungs[0]) for p in params if p.name == plan.resource_name}
     strings: dict[str, str] = {}
     for attempt in range(100):
         seed = slot_seed(plan.random_state, index, attempt)
