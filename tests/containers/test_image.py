@@ -65,7 +65,7 @@ def test_every_component_module_imports_in_the_image():
             "print(sorted(vars(c.make_components('x'))))")
     ran = podman_run("python", "-c", code)
     assert ran.returncode == 0, ran.stderr[-3000:]
-    assert ran.stdout.strip() == "['cleanup', 'predict', 'prepare', 'retrain', 'submit_gate', 'tune']"
+    assert ran.stdout.strip() == "['cleanup', 'export', 'predict', 'prepare', 'retrain', 'submit_gate', 'tune']"
 
 
 def test_the_whole_pipeline_runs_with_every_step_in_a_container(tmp_path, capsys):
@@ -85,5 +85,6 @@ def test_the_whole_pipeline_runs_with_every_step_in_a_container(tmp_path, capsys
         assert len(list(csv.reader(fh))) == 501  # one row per test row of the file that was prepared
     run_dir = Path(summary["run_dir"])
     assert (run_dir / "predict" / "submission").stat().st_uid == 1000  # written inside the image, as its user
+    assert (tmp_path / "out" / "models" / "digits" / "1" / "saved_model.pb").is_file()  # the export step's SavedModel
     trial_logs = list((run_dir / "tune" / "tuned" / "dryrun" / "trials").glob("*/trial.log"))
     assert len(trial_logs) == 2 and all("epoch=1" in log.read_text() for log in trial_logs)
