@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -143,6 +142,9 @@ class Store:
             state = {"key": self.material, "epochs": epochs, "seeds": seeds,
                      "history": {k: [float(v) for v in vs] for k, vs in history.items()}}
             (temp / "state.json").write_text(json.dumps(state, indent=1))
+            for name in ("model.keras", "state.json"):  # on disk before the rename, should the node go down
+                with open(temp / name, "rb") as fh:
+                    os.fsync(fh.fileno())
             try:
                 temp.rename(target)
             except OSError:  # a duplicate trial renamed this epoch first: its copy is the same run
