@@ -447,8 +447,8 @@ def replay_asha(curves: list[list[float]], target: float, plan) -> dict:
     is the next recorded curve, run to the lowest rung; a promotion continues a curve from the lower rung's
     epochs, as a trial resumed from its checkpoint does. Ends when ASHA asks for a new configuration and none is
     left (it asks for one only when nothing can be promoted). Epochs until a report reaches `target`, epochs in
-    all, and the best report seen. The trial's objective summary is the max of its reports (Katib's default
-    metricStrategy for a maximize objective); a resumed trial prints the epochs it trains."""
+    all, and the best report seen. A trial's objective is its last report (asha.yaml's metricStrategy `latest`:
+    a resumed trial prints only the epochs it trains, so its last report is the value at the rung's budget)."""
     from pipeline.suggestion.asha import SUCCEEDED, TrialView, suggest
 
     rungs = plan.rungs
@@ -473,7 +473,7 @@ def replay_asha(curves: list[list[float]], target: float, plan) -> dict:
                 reached = spent
         best = max([best, *reports])
         trials.append(TrialView(f"t{len(trials)}", {"config": str(config), plan.resource_name: str(stop)},
-                                SUCCEEDED, str(max(reports))))
+                                SUCCEEDED, str(reports[-1])))
     return {"epochs_to_target": reached, "epochs_total": spent, "best": best, "trials": len(trials)}
 
 
