@@ -37,7 +37,7 @@ RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
       && pip uninstall --yes tensorflow-cpu \
       && pip install --no-cache-dir "tensorflow[and-cuda]==${tf_version}"; \
     elif [ "$VARIANT" != "cpu" ]; then echo "VARIANT must be cpu or gpu, not $VARIANT" >&2; exit 1; fi \
- && python -c "import kfp, kfp.kubernetes, kubernetes, kubeflow.katib, optuna, tensorflow"
+ && python -c "import kfp, kfp.kubernetes, kubernetes, kubeflow.katib.katib_api_pb2_grpc, grpc_health.v1.health, optuna, tensorflow"
 COPY trial/ trial/
 COPY pipeline/ pipeline/
 # The project itself (the `katib-digits` command); its dependencies are all in already.

@@ -20,8 +20,10 @@ from pipeline.katib.render import trial_argv
 from pipeline.submission.predict import load_model, model_files
 
 # Flags the retrain decides itself; the rendered trial command's values for them are dropped.
+# --checkpoint-dir: the retrain trains on other rows, and must not write into (or fail on) the
+# experiment's checkpoint volume.
 RETRAIN_OWNED_FLAGS = ("--data", "--max-rows", "--val-fraction", "--epochs", "--model-out", "--metrics-file",
-                       "--cache-dir")
+                       "--cache-dir", "--checkpoint-dir")
 # The default retrain, the one bench/benchmark.py's accuracy section measures (README, Results):
 # 3 seeds x 20 epochs, the trial's own defaults.
 RETRAIN_EPOCHS = 20

@@ -68,6 +68,37 @@ def test_every_component_module_imports_in_the_image():
     assert ran.stdout.strip() == "['cleanup', 'export', 'predict', 'prepare', 'retrain', 'submit_gate', 'tune']"
 
 
+SUGGESTION_CLIENT = """
+import subprocess, sys, grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from kubeflow.katib import katib_api_pb2 as api, katib_api_pb2_grpc as api_grpc
+from pipeline.lint import load
+from pipeline.suggestion import request
+service = subprocess.Popen([sys.executable, "-m", "pipeline.suggestion"])
+channel = grpc.insecure_channel("localhost:6789")
+grpc.channel_ready_future(channel).result(timeout=120)
+health = health_pb2_grpc.HealthStub(channel).Check(
+    health_pb2.HealthCheckRequest(service="manager.v1beta1.Suggestion"), timeout=60)
+exp = load("experiments/asha.yaml")
+stub = api_grpc.SuggestionStub(channel)
+stub.ValidateAlgorithmSettings(api.ValidateAlgorithmSettingsRequest(experiment=request.experiment(exp)), timeout=60)
+reply = stub.GetSuggestions(request.get_suggestions(exp, [], 0, 3), timeout=60)
+print(health_pb2.HealthCheckResponse.ServingStatus.Name(health.status), len(reply.parameter_assignments),
+      sorted({a.value for p in reply.parameter_assignments for a in p.assignments if a.name == "epochs"}))
+service.terminate()
+sys.exit(service.wait(timeout=30))
+"""
+
+
+def test_the_asha_suggestion_service_serves_katibs_grpc_api_from_the_image():
+    """What katib-config's asha entry runs (`python -m pipeline.suggestion` on port 6789), asked as Katib's
+    controller and probes ask: health for manager.v1beta1.Suggestion, the settings check, three suggestions."""
+    ran = podman_run("python", "-c", SUGGESTION_CLIENT)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert ran.stdout.split("\n")[0] == "SERVING 3 ['1']"  # three new configurations at the lowest rung
+    assert "GetSuggestions digits-asha" in ran.stderr and "stopped" in ran.stderr
+
+
 def test_the_whole_pipeline_runs_with_every_step_in_a_container(tmp_path, capsys):
     """kfp.local's DockerRunner: each step is `python3 -m kfp.dsl.executor_main` in the image, as KFP's
     launcher runs it on a cluster; outputs cross between steps only through the pipeline root."""

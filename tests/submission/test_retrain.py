@@ -8,11 +8,11 @@ import pytest
 
 from pipeline.cli import main as cli_main
 from pipeline.errors import UserError
-from pipeline.katib.experiment import Experiment
+from pipeline.katib.experiment import Experiment, load_experiment
 from pipeline.submission.predict import check_submission
 from pipeline.submission.retrain import (best_trial_flags, drop_flags, load_best, retrain_argv,
                               trial_epochs)
-from tests.conftest import SAMPLE
+from tests.conftest import REPO, SAMPLE
 
 
 def experiment(epochs_flag="--epochs=3"):
@@ -86,6 +86,16 @@ def test_retrain_argv_replaces_where_and_how_long(tmp_path):
     assert argv == ["--learning-rate=0.002", "--optimizer", "rmsprop", f"--data={SAMPLE / 'train.csv.gz'}",
                     "--max-rows=0", "--val-fraction=0", "--epochs=3", f"--model-out={tmp_path}"]
     assert "--epochs=7" in retrain_argv(flags, SAMPLE / "train.csv.gz", tmp_path, epochs=7)
+
+
+def test_retrain_drops_the_experiments_checkpoint_dir(tmp_path):
+    """An asha trial's --checkpoint-dir names the experiment's volume, which the retrain neither has nor needs."""
+    exp = load_experiment(REPO / "experiments" / "asha.yaml")
+    flags = best_trial_flags(Experiment(exp), {p["name"]: "1" if p["name"] == "epochs" else "x"
+                                               for p in exp["spec"]["parameters"]})
+    assert any(f.startswith("--checkpoint-dir") for f in flags)
+    argv = retrain_argv(flags, SAMPLE / "train.csv.gz", tmp_path, epochs=20)
+    assert not any(f.startswith("--checkpoint-dir") for f in argv) and "--epochs=20" in argv
 
 
 def test_load_best_needs_the_yaml_for_a_bare_trial(tmp_path):
