@@ -7,6 +7,7 @@ Sections (all by default):
   flops       the machine's fp32 matmul rate vs the trial's effective FLOP rate
   precision   the default trial in float32 and in bfloat16 (and what --precision auto picks here), per batch
               size, side by side, each against the matmul rate of its own precision measured in the same run
+  profile     where one epoch of the default trial goes: TensorFlow's profiler, op self time grouped by role
   overhead    dry-run overhead per trial (N one-epoch trials via `katib-digits tune`)
   asha        ASHA (our suggestion service's rule) vs random vs medianstop: epochs to a target over many
               replayed orders of the same recorded configurations (resumed promotions cost only new epochs)
@@ -266,6 +267,67 @@ def bench_precision(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, 
         row["ratio_bfloat16_vs_float32"] = round(row["bfloat16"]["images_per_s"] / row["float32"]["images_per_s"], 2)
         result["runs"].append(row)
     return result
+
+
+# Op types of TensorFlow's profile, grouped by what they do in one training epoch (the first match wins).
+PROFILE_GROUPS = [("convolution, backward", r"Conv2DBackprop"), ("convolution, forward", r"Conv2D"),
+                  ("dense layer", r"MatMul"), ("augmentation", r"ImageProjectiveTransform|StatelessRandom"),
+                  ("input pipeline", r"^(Dataset|Iterator|IteratorGetNext|GatherV2|Cast)"),
+                  ("optimizer", r"ResourceApply|AssignAdd|AssignSub|AssignVariable"),
+                  ("batch norm, dropout, loss, other element-wise", r".")]
+
+
+def bench_profile(data: Path, rows: int, out: Path) -> dict:
+    """Where one epoch of the default trial's training goes: TensorFlow's profiler over the second epoch (the
+    first pays for tracing) of the trial's own model, optimizer and tf.data input, then the profile's
+    framework op statistics (self time per op type on the host's threads, idle time left out), grouped."""
+    import collections
+    import math
+
+    import tensorflow as tf
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin  # what TensorBoard reads
+
+    from trial import train as trial_train
+    from trial.config import TrialConfig
+    from trial.data import load_train
+    from trial.model import build_model, make_optimizer
+
+    c = TrialConfig(precision="float32")
+    x, y = load_train(data / "train.csv.gz", max_rows=rows)
+    (xt, yt), val = trial_train.split(x, y, c.val_fraction, c.validation_seed)
+    model = build_model(c)
+    model.compile(optimizer=make_optimizer(c.optimizer, c.learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    fit = dict(x=trial_train.dataset(xt, yt, c.batch_size, shuffle_seed=c.seed),
+               steps_per_epoch=math.ceil(len(xt) / c.batch_size),
+               validation_data=trial_train.dataset(*val, c.batch_size, shuffle_seed=None), verbose=0)
+    model.fit(epochs=1, **fit)
+    logdir = out / "profile"
+    shutil.rmtree(logdir, ignore_errors=True)
+    tf.profiler.experimental.start(str(logdir))
+    t0 = time.perf_counter()
+    model.fit(initial_epoch=1, epochs=2, **fit)
+    wall = time.perf_counter() - t0
+    tf.profiler.experimental.stop()
+    xplane = sorted(logdir.rglob("*.xplane.pb"))[-1]
+    raw, ok = plugin.xspace_to_tools_data([str(xplane)], "framework_op_stats", {})
+    if not ok:
+        raise RuntimeError(f"{xplane}: TensorFlow's profiler could not read its own trace")
+    table = json.loads(raw)[0]
+    cols = [col["id"] for col in table["cols"]]
+    ops = [dict(zip(cols, [cell.get("v") if cell else None for cell in row["c"]])) for row in table["rows"]]
+    by_type: collections.Counter = collections.Counter()
+    for op in ops:
+        if op["type"] != "IDLE":
+            by_type[op["type"]] += op["total_self_time"] / 1e6
+    busy = sum(by_type.values())
+    groups: collections.Counter = collections.Counter()
+    for op_type, seconds in by_type.items():
+        groups[next(name for name, pattern in PROFILE_GROUPS if re.search(pattern, op_type))] += seconds
+    return {"rows": len(xt), "validation_rows": len(val[0]), "batch_size": c.batch_size, "epoch_wall_s": round(wall, 2),
+            "op_self_s": round(busy, 2), "trace": str(xplane),
+            "groups": {name: round(100 * seconds / busy, 1) for name, seconds in groups.most_common()},
+            "top_op_types": {name: round(100 * seconds / busy, 1) for name, seconds in by_type.most_common(8)}}
 
 
 def _tune(experiment: str, data: Path, out: Path, trials: int, parallel: int, trial_args: list[str],
@@ -576,6 +638,9 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
             rows.append((f"images/s float32 vs bfloat16, batch {run['batch_size']}",
                          f"{f32['images_per_s']} vs {b16['images_per_s']} ({run['ratio_bfloat16_vs_float32']}x); "
                          f"of matmul {f32['of_matmul']} / {b16['of_matmul']}"))
+    if pf := report.get("profile"):
+        rows.append(("one epoch's op time (float32, TF profiler)", ", ".join(f"{k} {v} %" for k, v in pf["groups"].items())
+                     + f" (of {pf['op_self_s']} s op time; epoch {pf['epoch_wall_s']} s wall, {pf['rows']} rows)"))
     if o := report.get("overhead"):
         rows.append(("dry-run overhead per trial", f"{100 * o['overhead_vs_trial_durations']:.1f} % vs the trials' own "
                                                    f"durations, {100 * o['overhead_vs_by_hand']:.1f} % vs by hand "
@@ -639,7 +704,7 @@ def print_table(rows: list[tuple[str, str]]) -> None:
         print(f"{name:<{width}}  {value}")
 
 
-SECTIONS = {"throughput": None, "flops": None, "precision": None, "overhead": None, "efficiency": None,
+SECTIONS = {"throughput": None, "flops": None, "precision": None, "profile": None, "overhead": None, "efficiency": None,
             "asha": None, "accuracy": None}
 
 
@@ -659,6 +724,7 @@ def main() -> int:
     p.add_argument("--precision-rows", type=int, default=7560)
     p.add_argument("--precision-epochs", type=int, default=2)
     p.add_argument("--precision-batch-sizes", type=int, nargs="+", default=[64, 256])
+    p.add_argument("--profile-rows", type=int, default=7560)
     p.add_argument("--overhead-trials", type=int, default=3)
     p.add_argument("--overhead-rows", type=int, default=0, help="rows per overhead trial (0 = all 42,000)")
     p.add_argument("--efficiency-trials", type=int, default=12)
@@ -689,6 +755,8 @@ def main() -> int:
     if "precision" in args.only:
         report["precision"] = bench_precision(args.data, args.precision_rows, args.precision_epochs,
                                               tuple(args.precision_batch_sizes), args.out)
+    if "profile" in args.only:
+        report["profile"] = bench_profile(args.data, args.profile_rows, args.out)
     if "overhead" in args.only:
         report["overhead"] = bench_overhead(args.data, args.overhead_trials, args.overhead_rows, args.out)
     if "efficiency" in args.only:

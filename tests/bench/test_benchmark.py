@@ -175,3 +175,14 @@ def test_asha_replay_follows_ashas_rule_by_hand(bench):
                                                            "best": 0.99, "trials": 13}
     # A target nothing reaches: every epoch ASHA decides to spend is counted, none reaches it.
     assert bench.replay_asha(curves, 1.5, plan)["epochs_to_target"] is None
+
+
+@pytest.mark.slow
+def test_profile_section_groups_one_epochs_op_time(bench, tmp_path):
+    result = bench.bench_profile(SAMPLE, 300, tmp_path)
+    assert Path(result["trace"]).exists() and result["op_self_s"] > 0
+    groups = result["groups"]
+    # Every op type falls in one group, so the shares cover all the op time (rounded to 0.1 % each).
+    assert sum(groups.values()) == pytest.approx(100, abs=0.5)
+    assert {"convolution, backward", "convolution, forward", "dense layer"} <= set(groups)
+    assert set(result["top_op_types"]) and max(result["top_op_types"].values()) <= 100

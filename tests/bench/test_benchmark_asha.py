@@ -35,3 +35,4 @@ def test_asha_section_records_replays_and_runs_asha_for_real(bench, tmp_path):
     timed = {"record_wall_s", "resumed", "real_asha_run"}
     assert {k: v for k, v in again.items() if k not in timed} == {k: v for k, v in result.items() if k not in timed}
     assert again["resumed"] and again["real_asha_run"]["epochs_total"] == result["real_asha_run"]["epochs_total"]
+
