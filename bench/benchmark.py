@@ -337,8 +337,8 @@ def _tune(experiment: str, data: Path, out: Path, trials: int, parallel: int, tr
 
     exp = load_experiment(REPO / "experiments" / experiment)
     if random_state is not None:  # same seed, same proposals: the runs differ only in early stopping
-        settings = exp["spec"]["algorithm"].setdefault("algorithmSettings", [])
-        settings.append({"name": "random_state", "value": random_state})
+        settings = [s for s in exp["spec"]["algorithm"].get("algorithmSettings") or [] if s["name"] != "random_state"]
+        exp["spec"]["algorithm"]["algorithmSettings"] = [*settings, {"name": "random_state", "value": random_state}]
     t0 = time.perf_counter()
     result = run_experiment(exp, out, {"/data": str(data)}, max_trial_count=trials,
                             parallel_trial_count=parallel, trial_args=trial_args, progress=False)
@@ -552,8 +552,8 @@ def bench_asha(data: Path, trials: int, rows: int, out: Path, random_state: int 
     configurations: plain random search records `trials` configurations trained to asha's max_resource epochs,
     then each of `orders` random orders of them is replayed three ways (random: every configuration to the
     end; medianstop: Katib's rule from random-medianstop.yaml; asha: replay_asha). Target: plain random
-    search's best less BEST_MARGIN. `run_trials` > 0 also runs experiments/asha.yaml for real (its own
-    proposals, trials resuming from checkpoints) as a check on the replay."""
+    search's best less BEST_MARGIN. `run_trials` > 0 also runs experiments/asha.yaml for real with the same
+    random_state (its own proposals, trials resuming from checkpoints) as a check on the replay."""
     import random
 
     from pipeline.katib.algorithms import asha_plan
@@ -604,7 +604,8 @@ def bench_asha(data: Path, trials: int, rows: int, out: Path, random_state: int 
         run_folder = out / "asha-run"
         if not resume:
             shutil.rmtree(run_folder, ignore_errors=True)
-        _, run_wall = _tune("asha.yaml", data, run_folder, run_trials, 1, [f"--max-rows={rows}"])
+        _, run_wall = _tune("asha.yaml", data, run_folder, run_trials, 1, [f"--max-rows={rows}"],
+                            random_state=str(random_state))
         reached, spent = _epochs_to_target(run_folder, target)
         result["real_asha_run"] = {"trials": run_trials, "epochs_to_target": reached, "epochs_total": spent,
                                    "wall_s": round(run_wall, 1)}
