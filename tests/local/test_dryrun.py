@@ -91,8 +91,10 @@ def test_medianstop_end_to_end(tmp_path):
     # Runs score 0.9, 0.95, 0.2, 0.99 (reports: score - 0.1/epoch). Rule after one success: mean of
     # the first 2 reports of run 1 = 0.825. Run 2 (best 0.9 at report 2) goes on; rule for run 3:
     # mean(0.825, 0.875) = 0.85 > 0.15 -> stopped at its 2nd report; run 4 goes on.
+    # 0.5 s per epoch: the stopped run must still be running when the controller reads its 2nd report,
+    # also on a loaded CI machine (with 0.05 s it sometimes finished first).
     exp = experiment(max_trials=4, parallel=1,
-                     args=["--epochs=4", "--scores=0.9,0.95,0.2,0.99", f"--counter={tmp_path / 'n'}", "--sleep=0.05"],
+                     args=["--epochs=4", "--scores=0.9,0.95,0.2,0.99", f"--counter={tmp_path / 'n'}", "--sleep=0.5"],
                      early_stopping={"algorithmName": "medianstop", "algorithmSettings": [
                          {"name": "min_trials_required", "value": "1"}, {"name": "start_step", "value": "2"}]})
     status = run(tmp_path, exp)
