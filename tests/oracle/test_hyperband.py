@@ -6,6 +6,7 @@ writes back, and when it raises. Then the controller's side: the shipped
 hyperband.yaml runs to its end on Katib and the local run stops where Katib hangs."""
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kubeflow.katib import katib_api_pb2 as api
 
 from pipeline.katib.algorithms import HyperbandPlan
 from pipeline.katib.experiment import Param
@@ -25,7 +27,9 @@ pytestmark = pytest.mark.process
 
 @pytest.fixture(scope="session")
 def katib_service():
-    """Katib's HyperbandService class and its api_pb2, from Katib v0.19.0's source."""
+    """Katib's HyperbandService, from Katib v0.19.0's source, in its own process (katib_hyperband_worker.py):
+    a function from a GetSuggestionsRequest (the kubeflow-katib stubs: the same api.v1.beta1 wire format) to
+    its reply, or None where the service raised."""
     go = shutil.which("go") or "/usr/local/go/bin/go"
     try:
         ran = subprocess.run([go, "mod", "download", "-json", "github.com/kubeflow/katib"], cwd=ORACLE_DIR,
@@ -35,24 +39,29 @@ def katib_service():
     except Exception as exc:  # noqa: BLE001 - any failure here is a test failure, said plainly
         pytest.fail(f"cannot locate Katib v0.19.0's source through `go mod download` in oracle/: {exc}",
                     pytrace=False)
-    for extra in (root, root / "pkg/apis/manager/v1beta1/python", root / "pkg/apis/manager/health/python"):
-        if str(extra) not in sys.path:
-            sys.path.append(str(extra))
-    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # the module cache is read-only
-    try:
-        from pkg.apis.manager.v1beta1.python import api_pb2  # noqa: E402  (Katib's generated protos)
-        from pkg.suggestion.v1beta1.hyperband.service import HyperbandService  # noqa: E402
-    finally:
-        sys.dont_write_bytecode = before
-    import logging
-    logging.getLogger("pkg.suggestion.v1beta1.hyperband.service").setLevel(logging.ERROR)
-    return HyperbandService, api_pb2
+    worker = subprocess.Popen([sys.executable, str(Path(__file__).with_name("katib_hyperband_worker.py")), str(root)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if worker.stdout.readline().strip() != "ready":
+        pytest.fail("Katib's hyperband service did not start (see the worker's stderr above)", pytrace=False)
+
+    def call(request):
+        worker.stdin.write(base64.b64encode(request.SerializeToString()).decode() + "\n")
+        worker.stdin.flush()
+        kind, _, payload = worker.stdout.readline().strip().partition(" ")
+        if kind == "ok":
+            return api.GetSuggestionsReply.FromString(base64.b64decode(payload))
+        assert kind == "raised", f"Katib's hyperband worker answered {kind!r}"
+        return None
+
+    yield call
+    worker.stdin.close()
+    worker.wait(timeout=30)
 
 
 PARAMS = [Param("x", "double", 0.0, 1.0), Param("epochs", "int", 1.0, 81.0)]
 
 
-def _request(api, settings, trials, request, maximize):
+def _request(settings, trials, request, maximize):
     spec = api.ExperimentSpec(
         algorithm=api.AlgorithmSpec(algorithm_name="hyperband",
                                     algorithm_settings=[api.AlgorithmSetting(name=k, value=v)
@@ -88,7 +97,6 @@ def schedules(draw):
 @hypothesis_settings(400)
 @given(schedules())
 def test_hyperband_service_answers_as_katib_does(katib_service, case):
-    service_cls, api = katib_service
     r_l, eta, requests, maximize, seed = case
     import random
     rnd = random.Random(seed)
@@ -99,11 +107,7 @@ def test_hyperband_service_answers_as_katib_does(katib_service, case):
         # a running trial finishes now and then (Katib asks again as trials end)
         trials = [t if t.succeeded or rnd.random() < 0.6 else SeenTrial(t.start, True, t.objective, t.assignments)
                   for t in trials]
-        katib = service_cls()
-        try:
-            reply = katib.GetSuggestions(_request(api, settings, trials, request, maximize), None)
-        except Exception:  # noqa: BLE001 - Katib's service raises a bare Exception
-            reply = None
+        reply = katib_service(_request(settings, trials, request, maximize))
         try:
             state, answer = ours.suggest(request, trials)
         except NotReady:
