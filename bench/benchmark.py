@@ -77,7 +77,7 @@ def run_trial(argv: list[str], log: Path | None = None, progress: str | None = N
 
 
 def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resume: bool = False,
-                   split_seed: int = 0) -> dict:
+                   split_seed: int = 0, precision: str | None = None) -> dict:
     """The retrained default: `members` trials with the trial's default flags (seeds 0..N-1, one 10 % hold-out
     drawn with `split_seed`), their probabilities averaged the way `katib-digits train --ensemble N` does.
 
@@ -90,6 +90,7 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
         model_dir = out / "accuracy-model" / f"member-{k}"
         argv = ["--data", str(data / "train.csv.gz"), "--val-fraction", "0.1", "--seed", str(k),
                 "--split-seed", str(split_seed), "--model-out", str(model_dir)] + (["--epochs", str(epochs)] if epochs else [])
+        argv += ["--precision", precision] if precision else []  # None: the trial's default
         commands.append("python -m trial " + " ".join(argv))
         record = out / f"accuracy-member-{k}.json"
         saved = json.loads(record.read_text()) if resume and record.exists() else {}
@@ -120,7 +121,7 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
               for i in wrong]
     plot_errors(x_val[wrong], errors, out / "accuracy-errors.png")
     return {
-        "commands": commands, "members": members, "split_seed": split_seed, "epochs_per_member": len(runs[0]["epochs"]),
+        "commands": commands, "members": members, "split_seed": split_seed, "precision": precision or "default", "epochs_per_member": len(runs[0]["epochs"]),
         "hold_out_rows": len(y_val), "member_final_val_accuracy": [r["epochs"][-1]["val_accuracy"] for r in runs],
         "ensemble_val_accuracy": float((predicted == y_val).mean()),
         "ensemble_val_accuracy_ci95": accuracy_interval(int((predicted == y_val).sum()), len(y_val)),
@@ -718,6 +719,8 @@ def main() -> int:
                    help=f"ensemble size of the retrained default (default {RETRAIN_ENSEMBLE}, as the pipeline retrains)")
     p.add_argument("--accuracy-split-seed", type=int, default=0,
                    help="seed of the 10 %% hold-out (default 0); another seed measures the same recipe on other rows")
+    p.add_argument("--accuracy-precision", choices=["float32", "bfloat16", "float16", "auto"], default=None,
+                   help="the members' --precision (default: the trial's own default)")
     p.add_argument("--resume", action="store_true",
                    help="accuracy: reuse members already trained in --out by the same command (their recorded times "
                         "count); efficiency: keep the trials already finished in --out (the dry-run resumes)")
@@ -770,7 +773,7 @@ def main() -> int:
                                     args.asha_orders, args.resume, args.asha_run_trials)
     if "accuracy" in args.only:
         report["accuracy"] = bench_accuracy(args.data, args.accuracy_epochs, args.accuracy_members, args.out, args.resume,
-                                            args.accuracy_split_seed)
+                                            args.accuracy_split_seed, args.accuracy_precision)
     print_table(summary_rows(report))
     print(json.dumps(report, indent=2))
     if args.json_out:

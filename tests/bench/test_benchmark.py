@@ -146,8 +146,11 @@ def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(bench, tmp_pa
 
     from trial.train import split
 
-    result = bench.bench_accuracy(SAMPLE, epochs=1, members=1, out=tmp_path, split_seed=1)
+    result = bench.bench_accuracy(SAMPLE, epochs=1, members=1, out=tmp_path, split_seed=1, precision="bfloat16")
     assert result["split_seed"] == 1 and "--split-seed 1" in result["commands"][0]
+    # --accuracy-precision reaches the member: the trial's first stderr line names the policy it set.
+    assert result["precision"] == "bfloat16" and "--precision bfloat16" in result["commands"][0]
+    assert "trial: precision mixed_bfloat16" in (tmp_path / "accuracy-member-0.log.err").read_text()
     # One member: the bench's own scoring must agree with what the trial measured on its hold-out,
     # which holds only if both drew the same rows.
     assert result["ensemble_val_accuracy"] == pytest.approx(result["member_final_val_accuracy"][0], abs=1e-6)
