@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from pipeline.katib.algorithms import AshaPlan
+from pipeline.katib.algorithms import AshaPlan, py_int
 from pipeline.katib.experiment import Param
 from pipeline.katib.render import PYTHON_STYLE, render_value
 
@@ -101,7 +101,7 @@ def suggest(plan: AshaPlan, params: list[Param], maximize: bool, trials: list[Tr
     for order, trial in enumerate(trials):
         key = config_key(trial.assignments, plan.resource_name)
         keys.add(key)
-        k = rung_of.get(_int(trial.assignments.get(plan.resource_name)))
+        k = rung_of.get(py_int(trial.assignments.get(plan.resource_name)))
         if k is None:
             continue  # a resource no rung has (a hand-made trial): not part of the ladder
         taken.add(promotion_mark(key, k))
@@ -141,13 +141,6 @@ def _promotion(plan: AshaPlan, rungs: tuple[int, ...], best, taken: set[str]) ->
                 assignments[plan.resource_name] = str(rungs[k + 1])
                 return Decision(assignments, k + 1, trial.name)
     return None
-
-
-def _int(text: Any) -> int | None:
-    try:
-        return int(str(text))
-    except ValueError:
-        return None
 
 
 # --- new configurations ---------------------------------------------------------------------------
@@ -213,7 +206,7 @@ def lowest_rung_history(plan: AshaPlan, params: list[Param], trials: list[TrialV
     out = []
     for trial in trials:
         value = trial.result()
-        if value is None or _int(trial.assignments.get(plan.resource_name)) != plan.rungs[0]:
+        if value is None or py_int(trial.assignments.get(plan.resource_name)) != plan.rungs[0]:
             continue
         params = {}
         try:
