@@ -119,8 +119,16 @@ def use_hardware(config: TrialConfig) -> str:
 def train(config: TrialConfig, x: np.ndarray, y: np.ndarray) -> dict:
     """Fit the model `config` describes; returns the Keras history (one list per metric, epochs 1..--epochs,
     those a checkpoint supplied included)."""
-    c = config
-    policy = use_hardware(c)
+    previous = keras.mixed_precision.global_policy()
+    try:
+        return _train(config, x, y, use_hardware(config))
+    finally:
+        # Keras' dtype policy is global: an in-process caller (the retrain, a test) builds its next model in its
+        # own policy, not in this trial's (the model trained here keeps its layers' policies).
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _train(c: TrialConfig, x: np.ndarray, y: np.ndarray, policy: str) -> dict:
     keras.utils.set_random_seed(c.seed)
     (x_train, y_train), val = split(x, y, c.val_fraction, c.validation_seed)
     print(f"trial: {len(x_train)} training rows, {len(val[0]) if val else 0} validation rows from {c.data}",

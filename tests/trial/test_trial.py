@@ -326,6 +326,22 @@ def test_cpu_flags_and_limit_are_read_from_the_system_files(tmp_path):
 
 
 @pytest.mark.process
+def test_an_in_process_run_leaves_kerass_global_policy_as_it_found_it(tmp_path):
+    import keras
+
+    from trial.config import TrialConfig
+    from trial.data import load_train
+    from trial.train import train
+
+    x, y = load_train(SAMPLE / "train.csv.gz", max_rows=64)
+    keras.mixed_precision.set_global_policy("float32")
+    train(TrialConfig(epochs=1, val_fraction=0, precision="bfloat16", threads=1, model_out=tmp_path / "m"), x, y)
+    # the retrain trains several members in one process, and what it loads or builds next is not the trial's
+    assert keras.mixed_precision.global_policy().name == "float32"
+    saved = keras.saving.load_model(tmp_path / "m" / "model.keras")
+    assert saved.layers[1].dtype_policy.name == "mixed_bfloat16"  # the trained model keeps its own
+
+
 def test_the_first_stderr_line_says_the_precision_and_threads():
     proc = subprocess.run([sys.executable, "-m", "trial", "--max-rows", "100", "--epochs", "1", "--precision",
                            "bfloat16", "--threads", "1"], capture_output=True, text=True, cwd=REPO, timeout=300)
