@@ -5,7 +5,7 @@
 Sections (all by default):
   throughput  trial images/s vs a bare `model.fit` on in-memory arrays (same model)
   flops       the machine's fp32 matmul rate vs the trial's effective FLOP rate
-  precision   the default trial in float32 and in bfloat16 (and what --precision auto picks here), per batch
+  precision   the default trial in float32 and in what --precision auto picks here (bfloat16 if float32), per batch
               size, side by side, each against the matmul rate of its own precision measured in the same run
   profile     where one epoch of the default trial goes: TensorFlow's profiler, op self time grouped by role
   overhead    dry-run overhead per trial (N one-epoch trials via `katib-digits tune`)
@@ -240,32 +240,35 @@ def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 10) -> float:
 
 
 def bench_precision(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, ...], out: Path) -> dict:
-    """The default trial (its own defaults, no validation split) in float32 and in mixed bfloat16, same rows,
-    epochs and seed, per batch size; images/s of the last epochs (the first pays for tracing) come from the
-    trial's own report. Each is set against the matmul rate of its precision, measured here too."""
+    """The default trial (its own defaults, no validation split) in float32 and in the precision `--precision
+    auto` picks here (mixed float16 on a GPU, mixed bfloat16 on a CPU; bfloat16 where auto keeps float32, to
+    show what it would give), same rows, epochs and seed, per batch size; images/s of the last epochs (the
+    first pays for tracing) come from the trial's own report. Each is set against the matmul rate of its
+    precision, measured here too."""
     from trial.hardware import choose_precision, cpu_flags
     from trial.model import build_model
 
     import tensorflow as tf
 
     auto, why = choose_precision("auto", cpu_flags(), bool(tf.config.list_physical_devices("GPU")))
+    chosen = {"mixed_float16": "float16"}.get(auto, "bfloat16")
     flops = model_forward_flops(build_model()) * 3  # forward + backward per trained image
-    peaks = {"float32": matmul_gflops("float32"), "bfloat16": matmul_gflops("bfloat16")}
-    result = {"rows": rows, "epochs": epochs, "auto_picks": auto, "auto_because": why,
+    peaks = {precision: matmul_gflops(precision) for precision in ("float32", chosen)}
+    result = {"rows": rows, "epochs": epochs, "auto_picks": auto, "auto_because": why, "compared": chosen,
               "matmul_gflops": {k: round(v, 1) for k, v in peaks.items()}, "runs": []}
     argv = ["--data", str(data / "train.csv.gz"), "--max-rows", str(rows), "--val-fraction", "0", "--seed", "0",
             "--epochs", str(epochs)]
     run_trial(argv[:4] + ["--epochs", "1", "--max-rows", "64"])  # fills the parsed-CSV cache
     for batch in batch_sizes:
         row = {"batch_size": batch}
-        for precision in ("float32", "bfloat16"):
+        for precision in ("float32", chosen):
             ran = run_trial([*argv, "--batch-size", str(batch), "--precision", precision],
                             log=out / f"precision-{precision}-{batch}.log")
             rate = ran["images_per_s"]
             row[precision] = {"images_per_s": rate, "cpu_s": round(ran["cpu_s"], 1),
                               "effective_gflops": round(rate * flops / 1e9, 1),
                               "of_matmul": round(rate * flops / 1e9 / peaks[precision], 3)}
-        row["ratio_bfloat16_vs_float32"] = round(row["bfloat16"]["images_per_s"] / row["float32"]["images_per_s"], 2)
+        row["ratio_vs_float32"] = round(row[chosen]["images_per_s"] / row["float32"]["images_per_s"], 2)
         result["runs"].append(row)
     return result
 
@@ -632,14 +635,15 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
         if "trial_effective_gflops" in f:
             rows.append(("trial effective GFLOP/s", f"{f['trial_effective_gflops']} (ratio {f['ratio_trial_vs_matmul']})"))
     if pr := report.get("precision"):
-        rows.append(("matmul GFLOP/s float32 / bfloat16", f"{pr['matmul_gflops']['float32']} / "
-                                                           f"{pr['matmul_gflops']['bfloat16']}"))
+        other = pr["compared"]
+        rows.append((f"matmul GFLOP/s float32 / {other}", f"{pr['matmul_gflops']['float32']} / "
+                                                           f"{pr['matmul_gflops'][other]}"))
         rows.append(("--precision auto here", f"{pr['auto_picks']} ({pr['auto_because']})"))
         for run in pr["runs"]:
-            f32, b16 = run["float32"], run["bfloat16"]
-            rows.append((f"images/s float32 vs bfloat16, batch {run['batch_size']}",
-                         f"{f32['images_per_s']} vs {b16['images_per_s']} ({run['ratio_bfloat16_vs_float32']}x); "
-                         f"of matmul {f32['of_matmul']} / {b16['of_matmul']}"))
+            f32, low = run["float32"], run[other]
+            rows.append((f"images/s float32 vs {other}, batch {run['batch_size']}",
+                         f"{f32['images_per_s']} vs {low['images_per_s']} ({run['ratio_vs_float32']}x); "
+                         f"of matmul {f32['of_matmul']} / {low['of_matmul']}"))
     if pf := report.get("profile"):
         rows.append(("one epoch's op time (float32, TF profiler)", ", ".join(f"{k} {v} %" for k, v in pf["groups"].items())
                      + f" (of {pf['op_self_s']} s op time; epoch {pf['epoch_wall_s']} s wall, {pf['rows']} rows)"))

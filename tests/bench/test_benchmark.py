@@ -161,6 +161,29 @@ def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(bench, tmp_pa
     assert {e["train_csv_line"] - 2 for e in result["errors"]} <= set(seed_1_rows.tolist())
 
 
+@pytest.mark.process
+@pytest.mark.slow
+def test_precision_section_sets_float32_beside_what_auto_picks(bench, tmp_path):
+    from trial.hardware import choose_precision, cpu_flags
+
+    result = bench.bench_precision(SAMPLE, rows=256, epochs=2, batch_sizes=(64,), out=tmp_path)
+    auto, _ = choose_precision("auto", cpu_flags(), has_gpu=False)  # no GPU on the machines CI runs on
+    assert result["auto_picks"] == auto
+    assert result["compared"] == "bfloat16"  # auto's mixed bfloat16 here, or bfloat16 to show what it would give
+    assert set(result["matmul_gflops"]) == {"float32", "bfloat16"} and min(result["matmul_gflops"].values()) > 0
+    [run] = result["runs"]
+    for precision, policy in (("float32", "float32"), ("bfloat16", "mixed_bfloat16")):
+        # each side really ran in its precision: the trial's first stderr line names the policy it set
+        err = (tmp_path / f"precision-{precision}-64.log.err").read_text().splitlines()
+        assert next(line for line in err if line.startswith("trial:")).startswith(f"trial: precision {policy} (asked")
+        assert run[precision]["images_per_s"] > 0
+        assert run[precision]["of_matmul"] == pytest.approx(
+            run[precision]["effective_gflops"] / result["matmul_gflops"][precision], abs=0.002)
+    assert run["ratio_vs_float32"] == pytest.approx(
+        run["bfloat16"]["images_per_s"] / run["float32"]["images_per_s"], abs=0.01)
+    assert "images/s float32 vs bfloat16, batch 64" in dict(bench.summary_rows({"precision": result}))
+
+
 def test_asha_replay_follows_ashas_rule_by_hand(bench):
     from pipeline.katib.algorithms import AshaPlan
 
