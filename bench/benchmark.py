@@ -15,7 +15,7 @@ Sections (all by default):
               (default target: the best plain random search finds, less a margin), and the mean of
               the same over many orders of random search's recorded trials (the luck of one order removed)
   accuracy    the retrained default (pipeline/retrain.py's seeds x epochs of the trial's defaults,
-              averaged) on a 10% hold-out of train.csv (long: about 13 minutes per member on 2 CPU cores)
+              averaged) on a 10% hold-out of train.csv (long: 9-13 minutes per member on 2 CPU cores)
 Figures depend on the machine and its load; each section prints what it ran.
 """
 from __future__ import annotations
