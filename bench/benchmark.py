@@ -35,6 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from pipeline.submission.retrain import RETRAIN_ENSEMBLE  # noqa: E402  (the ensemble size the pipeline retrains)
+from trial.hardware import PRECISIONS  # noqa: E402  (the trial's --precision choices)
 from trial.metrics import parse_line  # noqa: E402  (Katib's default filter, as the collector reads it)
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "digit-recognizer"
 
@@ -276,18 +277,23 @@ def bench_precision(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, 
 # Op types of TensorFlow's profile, grouped by what they do in one training epoch (the first match wins).
 PROFILE_GROUPS = [("convolution, backward", r"Conv2DBackprop"), ("convolution, forward", r"Conv2D"),
                   ("dense layer", r"MatMul"), ("augmentation", r"ImageProjectiveTransform|StatelessRandom"),
-                  ("input pipeline", r"^(Dataset|Iterator|IteratorGetNext|GatherV2|Cast)"),
+                  # Casts: the input's one per batch, and mixed precision's between float32 variables and
+                  # bfloat16/float16 activations (most of them, when a mixed policy trains).
+                  ("dtype casts", r"^Cast$"),
+                  ("input pipeline", r"^(Dataset|Iterator|IteratorGetNext|GatherV2)"),
                   ("optimizer", r"ResourceApply|AssignAdd|AssignSub|AssignVariable"),
                   ("batch norm, dropout, loss, other element-wise", r".")]
 
 
-def bench_profile(data: Path, rows: int, out: Path) -> dict:
-    """Where one epoch of the default trial's training goes: TensorFlow's profiler over the second epoch (the
-    first pays for tracing) of the trial's own model, optimizer and tf.data input, then the profile's
-    framework op statistics (self time per op type on the host's threads, idle time left out), grouped."""
+def bench_profile(data: Path, rows: int, out: Path, precision: str = "auto") -> dict:
+    """Where one epoch of the default trial's training goes, in `precision` (as the trial's --precision: auto,
+    the default, is what a trial here trains in): TensorFlow's profiler over the second epoch (the first pays
+    for tracing) of the trial's own model, optimizer and tf.data input, then the profile's framework op
+    statistics (self time per op type on the host's threads, idle time left out), grouped."""
     import collections
     import math
 
+    import keras
     import tensorflow as tf
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin  # what TensorBoard reads
 
@@ -296,23 +302,28 @@ def bench_profile(data: Path, rows: int, out: Path) -> dict:
     from trial.data import load_train
     from trial.model import build_model, make_optimizer
 
-    c = TrialConfig(precision="float32")
+    c = TrialConfig(precision=precision)
     x, y = load_train(data / "train.csv.gz", max_rows=rows)
     (xt, yt), val = trial_train.split(x, y, c.val_fraction, c.validation_seed)
-    model = build_model(c)
-    model.compile(optimizer=make_optimizer(c.optimizer, c.learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    fit = dict(x=trial_train.dataset(xt, yt, c.batch_size, shuffle_seed=c.seed),
-               steps_per_epoch=math.ceil(len(xt) / c.batch_size),
-               validation_data=trial_train.dataset(*val, c.batch_size, shuffle_seed=None), verbose=0)
-    model.fit(epochs=1, **fit)
-    logdir = out / "profile"
-    shutil.rmtree(logdir, ignore_errors=True)
-    tf.profiler.experimental.start(str(logdir))
-    t0 = time.perf_counter()
-    model.fit(initial_epoch=1, epochs=2, **fit)
-    wall = time.perf_counter() - t0
-    tf.profiler.experimental.stop()
+    caller_policy = keras.mixed_precision.global_policy()
+    policy = trial_train.use_hardware(c)  # the trial's own choice, printed as the trial prints it
+    logdir = out / f"profile-{policy}"
+    try:
+        model = build_model(c)
+        model.compile(optimizer=make_optimizer(c.optimizer, c.learning_rate), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        fit = dict(x=trial_train.dataset(xt, yt, c.batch_size, shuffle_seed=c.seed),
+                   steps_per_epoch=math.ceil(len(xt) / c.batch_size),
+                   validation_data=trial_train.dataset(*val, c.batch_size, shuffle_seed=None), verbose=0)
+        model.fit(epochs=1, **fit)
+        shutil.rmtree(logdir, ignore_errors=True)
+        tf.profiler.experimental.start(str(logdir))
+        t0 = time.perf_counter()
+        model.fit(initial_epoch=1, epochs=2, **fit)
+        wall = time.perf_counter() - t0
+        tf.profiler.experimental.stop()
+    finally:
+        keras.mixed_precision.set_global_policy(caller_policy)
     xplane = sorted(logdir.rglob("*.xplane.pb"))[-1]
     raw, ok = plugin.xspace_to_tools_data([str(xplane)], "framework_op_stats", {})
     if not ok:
@@ -328,7 +339,8 @@ def bench_profile(data: Path, rows: int, out: Path) -> dict:
     groups: collections.Counter = collections.Counter()
     for op_type, seconds in by_type.items():
         groups[next(name for name, pattern in PROFILE_GROUPS if re.search(pattern, op_type))] += seconds
-    return {"rows": len(xt), "validation_rows": len(val[0]), "batch_size": c.batch_size, "epoch_wall_s": round(wall, 2),
+    return {"precision": policy, "rows": len(xt), "validation_rows": len(val[0]), "batch_size": c.batch_size,
+            "epoch_wall_s": round(wall, 2), "images_per_s": round(len(xt) / wall, 1),
             "op_self_s": round(busy, 2), "trace": str(xplane),
             "groups": {name: round(100 * seconds / busy, 1) for name, seconds in groups.most_common()},
             "top_op_types": {name: round(100 * seconds / busy, 1) for name, seconds in by_type.most_common(8)}}
@@ -645,7 +657,7 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
                          f"{f32['images_per_s']} vs {low['images_per_s']} ({run['ratio_vs_float32']}x); "
                          f"of matmul {f32['of_matmul']} / {low['of_matmul']}"))
     if pf := report.get("profile"):
-        rows.append(("one epoch's op time (float32, TF profiler)", ", ".join(f"{k} {v} %" for k, v in pf["groups"].items())
+        rows.append((f"one epoch's op time ({pf['precision']}, TF profiler)", ", ".join(f"{k} {v} %" for k, v in pf["groups"].items())
                      + f" (of {pf['op_self_s']} s op time; epoch {pf['epoch_wall_s']} s wall, {pf['rows']} rows)"))
     if o := report.get("overhead"):
         rows.append(("dry-run overhead per trial", f"{100 * o['overhead_vs_trial_durations']:.1f} % vs the trials' own "
@@ -723,7 +735,7 @@ def main() -> int:
                    help=f"ensemble size of the retrained default (default {RETRAIN_ENSEMBLE}, as the pipeline retrains)")
     p.add_argument("--accuracy-split-seed", type=int, default=0,
                    help="seed of the 10 %% hold-out (default 0); another seed measures the same recipe on other rows")
-    p.add_argument("--accuracy-precision", choices=["float32", "bfloat16", "float16", "auto"], default=None,
+    p.add_argument("--accuracy-precision", choices=PRECISIONS, default=None,
                    help="the members' --precision (default: the trial's own default)")
     p.add_argument("--resume", action="store_true",
                    help="accuracy: reuse members already trained in --out by the same command (their recorded times "
@@ -733,6 +745,8 @@ def main() -> int:
     p.add_argument("--precision-epochs", type=int, default=2)
     p.add_argument("--precision-batch-sizes", type=int, nargs="+", default=[64, 256])
     p.add_argument("--profile-rows", type=int, default=7560)
+    p.add_argument("--profile-precision", choices=PRECISIONS, default="auto",
+                   help="the profiled epoch's --precision (default auto, what a trial here trains in)")
     p.add_argument("--overhead-trials", type=int, default=3)
     p.add_argument("--overhead-rows", type=int, default=0, help="rows per overhead trial (0 = all 42,000)")
     p.add_argument("--efficiency-trials", type=int, default=12)
@@ -764,7 +778,7 @@ def main() -> int:
         report["precision"] = bench_precision(args.data, args.precision_rows, args.precision_epochs,
                                               tuple(args.precision_batch_sizes), args.out)
     if "profile" in args.only:
-        report["profile"] = bench_profile(args.data, args.profile_rows, args.out)
+        report["profile"] = bench_profile(args.data, args.profile_rows, args.out, args.profile_precision)
     if "overhead" in args.only:
         report["overhead"] = bench_overhead(args.data, args.overhead_trials, args.overhead_rows, args.out)
     if "efficiency" in args.only:

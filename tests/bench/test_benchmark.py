@@ -204,11 +204,20 @@ def test_asha_replay_follows_ashas_rule_by_hand(bench):
 
 
 @pytest.mark.slow
-def test_profile_section_groups_one_epochs_op_time(bench, tmp_path):
-    result = bench.bench_profile(SAMPLE, 300, tmp_path)
-    assert Path(result["trace"]).exists() and result["op_self_s"] > 0
+@pytest.mark.parametrize("precision, policy", [("float32", "float32"), ("bfloat16", "mixed_bfloat16")])
+def test_profile_section_groups_one_epochs_op_time(bench, tmp_path, precision, policy):
+    import keras
+
+    result = bench.bench_profile(SAMPLE, 300, tmp_path, precision)
+    assert result["precision"] == policy and Path(result["trace"]).exists() and result["op_self_s"] > 0
+    assert f"profile-{policy}" in result["trace"]
     groups = result["groups"]
     # Every op type falls in one group, so the shares cover all the op time (rounded to 0.1 % each).
     assert sum(groups.values()) == pytest.approx(100, abs=0.5)
     assert {"convolution, backward", "convolution, forward", "dense layer"} <= set(groups)
     assert set(result["top_op_types"]) and max(result["top_op_types"].values()) <= 100
+    # Mixed precision casts between float32 variables and bfloat16 activations in every layer: far more cast
+    # time than float32's one input cast per batch, and counted apart from the input pipeline.
+    if policy == "mixed_bfloat16":
+        assert groups["dtype casts"] > 1
+    assert keras.mixed_precision.global_policy().name == "float32"  # the section leaves the policy as it found it

@@ -203,6 +203,51 @@ def test_batch_norm_statistics_are_bias_corrected_after_few_steps():
     assert np.allclose(keras.ops.convert_to_numpy(debiased(x, training=False)), keras.ops.convert_to_numpy(plain(x, training=False)), atol=1e-4)
 
 
+@pytest.mark.parametrize("policy, tolerance", [("float32", 1e-4), ("mixed_bfloat16", 3e-2)])
+def test_fused_batch_norm_trains_as_kerass_own_batch_norm(policy, tolerance):
+    """The conv layers' training step runs TensorFlow's fused kernel; it must compute what Keras' op-by-op
+    BatchNormalization computes: outputs, gradients and moving statistics (bfloat16: to its 3 digits)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from trial.model import DebiasedBatchNormalization
+
+    caller = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        rng = np.random.default_rng(0)
+        x = tf.constant(rng.normal(3.0, 2.0, (16, 6, 6, 8)).astype("float32"))
+        weights = tf.constant(rng.normal(size=(16, 6, 6, 8)).astype("float32"))
+        fused, plain = DebiasedBatchNormalization(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+        for layer in (fused, plain):
+            layer.build(x.shape)
+            layer.gamma.assign(rng.normal(1.0, 0.3, 8).astype("float32"))
+            layer.beta.assign(rng.normal(0.0, 0.3, 8).astype("float32"))
+        for layer in (fused, plain):
+            layer.gamma.assign(fused.gamma), layer.beta.assign(fused.beta)
+
+        def step(layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(tf.cast(y, tf.float32) * weights)
+            return (y, *tape.gradient(loss, [x, layer.gamma, layer.beta]))
+
+        for _ in range(3):
+            got, want = step(fused), step(plain)
+        assert got[0].dtype == want[0].dtype == keras.mixed_precision.global_policy().compute_dtype
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(np.asarray(tf.cast(a, tf.float32)), np.asarray(tf.cast(b, tf.float32)),
+                                       rtol=tolerance, atol=tolerance)
+        for a, b in ((fused.moving_mean, plain.moving_mean), (fused.moving_variance, plain.moving_variance)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+        graph = tf.function(lambda images: fused(images, training=True)).get_concrete_function(x).graph
+        assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}  # the fused path, not the fallback
+    finally:
+        keras.mixed_precision.set_global_policy(caller)
+
+
 def test_arch_picks_the_down_sampling():
     import keras
 
