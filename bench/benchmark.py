@@ -74,7 +74,9 @@ def run_trial(argv: list[str], log: Path | None = None, progress: str | None = N
         raise SystemExit(f"trial failed ({returncode}): {stderr.strip().splitlines()[-1:]}")
     epochs = [parse_line(line) for line in stdout.splitlines()]
     rate = re.search(r"\(([\d.]+) images/s\)", stderr)
-    return {"wall_s": wall, "cpu_s": cpu, "epochs": epochs, "images_per_s": float(rate.group(1)) if rate else None}
+    per_cpu = re.search(r"\(([\d.]+) images per CPU second\)", stderr)
+    return {"wall_s": wall, "cpu_s": cpu, "epochs": epochs, "images_per_s": float(rate.group(1)) if rate else None,
+            "images_per_cpu_s": float(per_cpu.group(1)) if per_cpu else None}
 
 
 def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resume: bool = False,
@@ -243,8 +245,8 @@ def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 10) -> float:
 def bench_precision(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, ...], out: Path) -> dict:
     """The default trial (its own defaults, no validation split) in float32 and in the precision `--precision
     auto` picks here (mixed float16 on a GPU, mixed bfloat16 on a CPU; bfloat16 where auto keeps float32, to
-    show what it would give), same rows, epochs and seed, per batch size; images/s of the last epochs (the
-    first pays for tracing) come from the trial's own report. Each is set against the matmul rate of its
+    show what it would give), same rows, epochs and seed, per batch size; images/s and images per CPU second
+    of the training come from the trial's own report. Each is set against the matmul rate of its
     precision, measured here too."""
     from trial.hardware import choose_precision, cpu_flags
     from trial.model import build_model
@@ -266,10 +268,13 @@ def bench_precision(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, 
             ran = run_trial([*argv, "--batch-size", str(batch), "--precision", precision],
                             log=out / f"precision-{precision}-{batch}.log")
             rate = ran["images_per_s"]
-            row[precision] = {"images_per_s": rate, "cpu_s": round(ran["cpu_s"], 1),
+            row[precision] = {"images_per_s": rate, "images_per_cpu_s": ran["images_per_cpu_s"],
+                              "cpu_s": round(ran["cpu_s"], 1),
                               "effective_gflops": round(rate * flops / 1e9, 1),
                               "of_matmul": round(rate * flops / 1e9 / peaks[precision], 3)}
         row["ratio_vs_float32"] = round(row[chosen]["images_per_s"] / row["float32"]["images_per_s"], 2)
+        # The same ratio in CPU time: wall-clock rates swing with the machine's neighbours, CPU seconds much less.
+        row["cpu_ratio_vs_float32"] = round(row[chosen]["images_per_cpu_s"] / row["float32"]["images_per_cpu_s"], 2)
         result["runs"].append(row)
     return result
 
@@ -655,7 +660,8 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
             f32, low = run["float32"], run[other]
             rows.append((f"images/s float32 vs {other}, batch {run['batch_size']}",
                          f"{f32['images_per_s']} vs {low['images_per_s']} ({run['ratio_vs_float32']}x); "
-                         f"of matmul {f32['of_matmul']} / {low['of_matmul']}"))
+                         f"of matmul {f32['of_matmul']} / {low['of_matmul']}; per CPU second "
+                         f"{f32['images_per_cpu_s']} vs {low['images_per_cpu_s']} ({run['cpu_ratio_vs_float32']}x)"))
     if pf := report.get("profile"):
         rows.append((f"one epoch's op time ({pf['precision']}, TF profiler)", ", ".join(f"{k} {v} %" for k, v in pf["groups"].items())
                      + f" (of {pf['op_self_s']} s op time; epoch {pf['epoch_wall_s']} s wall, {pf['rows']} rows)"))

@@ -155,20 +155,23 @@ def _train(c: TrialConfig, x: np.ndarray, y: np.ndarray, policy: str) -> dict:
     # Epoch k's rate depends on k alone (not on --epochs), so a resumed run follows the plain run's schedule.
     decay = keras.callbacks.LearningRateScheduler(lambda epoch: c.learning_rate * c.lr_decay**epoch)
     callbacks = [decay, reporter] + ([Checkpointer(store, done, reporter)] if store else [])
-    started = time.perf_counter()
+    # CPU seconds beside wall seconds: on a shared node (or a VM whose host takes its CPUs away) wall-clock
+    # images/s swing with the neighbours; images per CPU second is what the code itself costs.
+    started, cpu_started = time.perf_counter(), time.process_time()
     history = model.fit(
         dataset(x_train, y_train, c.batch_size, shuffle_seed=c.seed, first_epoch=start),
         steps_per_epoch=math.ceil(len(x_train) / c.batch_size),
         validation_data=dataset(*val, c.batch_size, shuffle_seed=None) if val else None,
         initial_epoch=start, epochs=c.epochs, verbose=0, shuffle=False, callbacks=callbacks,
     )
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     if reporter.diverged_at is not None:
         raise TrainingDiverged(f"loss became NaN or infinite at epoch {reporter.diverged_at} "
                                f"(learning rate {c.learning_rate:g} with {c.optimizer} is probably too high)")
     epochs_run = len(history.history.get("loss", []))
-    print(f"trial: trained {epochs_run} epochs in {elapsed:.1f} s "
-          f"({epochs_run * len(x_train) / elapsed:.0f} images/s)", file=sys.stderr)
+    images = epochs_run * len(x_train)
+    print(f"trial: trained {epochs_run} epochs in {elapsed:.1f} s ({images / elapsed:.0f} images/s), "
+          f"{cpu:.1f} CPU s ({images / cpu:.0f} images per CPU second)", file=sys.stderr)
     full = {name: [*done.get(name, [])[:start], *values] for name, values in history.history.items()}
     if c.model_out:
         save(model, c, full, c.model_out)

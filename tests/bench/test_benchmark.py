@@ -176,12 +176,14 @@ def test_precision_section_sets_float32_beside_what_auto_picks(bench, tmp_path):
         # each side really ran in its precision: the trial's first stderr line names the policy it set
         err = (tmp_path / f"precision-{precision}-64.log.err").read_text().splitlines()
         assert next(line for line in err if line.startswith("trial:")).startswith(f"trial: precision {policy} (asked")
-        assert run[precision]["images_per_s"] > 0
+        assert run[precision]["images_per_s"] > 0 and run[precision]["images_per_cpu_s"] > 0
         assert run[precision]["of_matmul"] == pytest.approx(
             run[precision]["effective_gflops"] / result["matmul_gflops"][precision], abs=0.002)
     assert run["ratio_vs_float32"] == pytest.approx(
         run["bfloat16"]["images_per_s"] / run["float32"]["images_per_s"], abs=0.01)
-    assert "images/s float32 vs bfloat16, batch 64" in dict(bench.summary_rows({"precision": result}))
+    assert run["cpu_ratio_vs_float32"] == pytest.approx(
+        run["bfloat16"]["images_per_cpu_s"] / run["float32"]["images_per_cpu_s"], abs=0.01)
+    assert "per CPU second" in dict(bench.summary_rows({"precision": result}))["images/s float32 vs bfloat16, batch 64"]
 
 
 def test_asha_replay_follows_ashas_rule_by_hand(bench):

@@ -288,10 +288,19 @@ def test_real_trial_end_to_end(tmp_path):
         pairs = parse_line(line)
         assert set(METRIC_NAMES) <= set(pairs) and 0 <= pairs["val_accuracy"] <= 1 and pairs["loss"] > 0
     assert metrics_file.read_text().splitlines() == lines
+    # The closing line: wall and CPU cost of the training, 2 epochs x 270 training rows = 540 images.
+    import re
+
+    done = re.search(r"trained 2 epochs in ([\d.]+) s \((\d+) images/s\), ([\d.]+) CPU s \((\d+) images per CPU "
+                     r"second\)", proc.stderr)
+    assert done, proc.stderr
+    wall, rate, cpu, per_cpu = map(float, done.groups())
+    assert rate == pytest.approx(540 / wall, rel=0.05, abs=1) and per_cpu == pytest.approx(540 / cpu, rel=0.05, abs=1)
 
     import keras
     import numpy as np
 
+    import trial.model  # noqa: F401  (registers the custom layers; run alone, nothing else here imports it)
     from trial.data import load_test
 
     model = keras.models.load_model(tmp_path / "model" / "model.keras")
