@@ -273,7 +273,7 @@ def bench_precision(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, 
                               "effective_gflops": round(rate * flops / 1e9, 1),
                               "of_matmul": round(rate * flops / 1e9 / peaks[precision], 3)}
         row["ratio_vs_float32"] = round(row[chosen]["images_per_s"] / row["float32"]["images_per_s"], 2)
-        # The same ratio in CPU time: wall-clock rates swing with the machine's neighbours, CPU seconds much less.
+        # The same ratio in CPU time: wall-clock rates swing with the machine's neighbours, CPU seconds less.
         row["cpu_ratio_vs_float32"] = round(row[chosen]["images_per_cpu_s"] / row["float32"]["images_per_cpu_s"], 2)
         result["runs"].append(row)
     return result

@@ -156,7 +156,8 @@ def _train(c: TrialConfig, x: np.ndarray, y: np.ndarray, policy: str) -> dict:
     decay = keras.callbacks.LearningRateScheduler(lambda epoch: c.learning_rate * c.lr_decay**epoch)
     callbacks = [decay, reporter] + ([Checkpointer(store, done, reporter)] if store else [])
     # CPU seconds beside wall seconds: on a shared node (or a VM whose host takes its CPUs away) wall-clock
-    # images/s swing with the neighbours; images per CPU second is what the code itself costs.
+    # images/s swing with the neighbours; images per CPU second swing less (threads that spin while they
+    # wait still count, so not zero).
     started, cpu_started = time.perf_counter(), time.process_time()
     history = model.fit(
         dataset(x_train, y_train, c.batch_size, shuffle_seed=c.seed, first_epoch=start),
