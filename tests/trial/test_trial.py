@@ -220,12 +220,10 @@ def test_fused_batch_norm_trains_as_kerass_own_batch_norm(policy, tolerance):
         x = tf.constant(rng.normal(3.0, 2.0, (16, 6, 6, 8)).astype("float32"))
         weights = tf.constant(rng.normal(size=(16, 6, 6, 8)).astype("float32"))
         fused, plain = DebiasedBatchNormalization(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
-        for layer in (fused, plain):
+        gamma, beta = rng.normal(1.0, 0.3, 8).astype("float32"), rng.normal(0.0, 0.3, 8).astype("float32")
+        for layer in (fused, plain):  # the same weights in both
             layer.build(x.shape)
-            layer.gamma.assign(rng.normal(1.0, 0.3, 8).astype("float32"))
-            layer.beta.assign(rng.normal(0.0, 0.3, 8).astype("float32"))
-        for layer in (fused, plain):
-            layer.gamma.assign(fused.gamma), layer.beta.assign(fused.beta)
+            layer.gamma.assign(gamma), layer.beta.assign(beta)
 
         def step(layer):
             with tf.GradientTape() as tape:
