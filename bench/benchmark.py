@@ -79,10 +79,38 @@ def run_trial(argv: list[str], log: Path | None = None, progress: str | None = N
             "images_per_cpu_s": float(per_cpu.group(1)) if per_cpu else None}
 
 
+# The accuracy section's own flags: a recipe passed with --accuracy-flags may not move the hold-out or the members.
+ACCURACY_OWNED_FLAGS = ("--data", "--val-fraction", "--seed", "--split-seed", "--model-out", "--epochs", "--precision",
+                        "--max-rows")
+
+
+def accuracy_recipe(flags: str) -> list[str]:
+    """`--accuracy-flags` as trial argv, checked by the trial's own parser here rather than minutes into a run."""
+    import shlex
+
+    from trial.cli import build_parser
+
+    argv = shlex.split(flags)
+    owned = [a for a in argv if a.split("=")[0] in ACCURACY_OWNED_FLAGS]
+    if owned:
+        raise SystemExit(f"benchmark: --accuracy-flags: {owned[0].split('=')[0]} is set by the accuracy section "
+                         f"itself (use --accuracy-epochs, --accuracy-precision, --accuracy-split-seed)")
+    parser = build_parser()
+    parser.exit_on_error = False
+    try:
+        _, unknown = parser.parse_known_args(argv)
+    except argparse.ArgumentError as e:
+        raise SystemExit(f"benchmark: --accuracy-flags: {e}") from None
+    if unknown:
+        raise SystemExit(f"benchmark: --accuracy-flags: not a trial flag: {unknown[0]} (see python -m trial --help)")
+    return argv
+
+
 def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resume: bool = False,
-                   split_seed: int = 0, precision: str | None = None) -> dict:
+                   split_seed: int = 0, precision: str | None = None, flags: list[str] = ()) -> dict:
     """The retrained default: `members` trials with the trial's default flags (seeds 0..N-1, one 10 % hold-out
     drawn with `split_seed`), their probabilities averaged the way `katib-digits train --ensemble N` does.
+    `flags` (trial flags) make it another recipe's retrain, e.g. a larger batch with its learning rate.
 
     Each member's figures are saved in `out` (accuracy-member-K.json); with `resume`, a member whose
     record holds the same command is reused, its recorded wall and CPU seconds counted, not retrained."""
@@ -93,7 +121,7 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
         model_dir = out / "accuracy-model" / f"member-{k}"
         argv = ["--data", str(data / "train.csv.gz"), "--val-fraction", "0.1", "--seed", str(k),
                 "--split-seed", str(split_seed), "--model-out", str(model_dir)] + (["--epochs", str(epochs)] if epochs else [])
-        argv += ["--precision", precision] if precision else []  # None: the trial's default
+        argv += (["--precision", precision] if precision else []) + list(flags)  # None: the trial's default
         commands.append("python -m trial " + " ".join(argv))
         record = out / f"accuracy-member-{k}.json"
         saved = json.loads(record.read_text()) if resume and record.exists() else {}
@@ -124,7 +152,8 @@ def bench_accuracy(data: Path, epochs: int | None, members: int, out: Path, resu
               for i in wrong]
     plot_errors(x_val[wrong], errors, out / "accuracy-errors.png")
     return {
-        "commands": commands, "members": members, "split_seed": split_seed, "precision": precision or "default", "epochs_per_member": len(runs[0]["epochs"]),
+        "commands": commands, "members": members, "split_seed": split_seed, "precision": precision or "default",
+        "flags": list(flags), "epochs_per_member": len(runs[0]["epochs"]),
         "hold_out_rows": len(y_val), "member_final_val_accuracy": [r["epochs"][-1]["val_accuracy"] for r in runs],
         "ensemble_val_accuracy": float((predicted == y_val).mean()),
         "ensemble_val_accuracy_ci95": accuracy_interval(int((predicted == y_val).sum()), len(y_val)),
@@ -743,6 +772,9 @@ def main() -> int:
                    help="seed of the 10 %% hold-out (default 0); another seed measures the same recipe on other rows")
     p.add_argument("--accuracy-precision", choices=PRECISIONS, default=None,
                    help="the members' --precision (default: the trial's own default)")
+    p.add_argument("--accuracy-flags", default="",
+                   help="more trial flags for every member, one string: another recipe's retrain, e.g. "
+                        "--accuracy-flags='--batch-size 128 --learning-rate 0.0014' (default: none)")
     p.add_argument("--resume", action="store_true",
                    help="accuracy: reuse members already trained in --out by the same command (their recorded times "
                         "count); efficiency: keep the trials already finished in --out (the dry-run resumes)")
@@ -771,6 +803,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=REPO / "runs" / "bench")
     p.add_argument("--json-out", type=Path, default=None)
     args = p.parse_args()
+    accuracy_flags = accuracy_recipe(args.accuracy_flags)
     if not (args.data / "train.csv.gz").exists():
         raise SystemExit(f"benchmark: {args.data / 'train.csv.gz'}: not found (pass --data DIR with Kaggle's files)")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -797,7 +830,7 @@ def main() -> int:
                                     args.asha_orders, args.resume, args.asha_run_trials)
     if "accuracy" in args.only:
         report["accuracy"] = bench_accuracy(args.data, args.accuracy_epochs, args.accuracy_members, args.out, args.resume,
-                                            args.accuracy_split_seed, args.accuracy_precision)
+                                            args.accuracy_split_seed, args.accuracy_precision, accuracy_flags)
     print_table(summary_rows(report))
     print(json.dumps(report, indent=2))
     if args.json_out:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import pytest
@@ -146,8 +147,13 @@ def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(bench, tmp_pa
 
     from trial.train import split
 
-    result = bench.bench_accuracy(SAMPLE, epochs=1, members=1, out=tmp_path, split_seed=1, precision="bfloat16")
+    result = bench.bench_accuracy(SAMPLE, epochs=1, members=1, out=tmp_path, split_seed=1, precision="bfloat16",
+                                  flags=bench.accuracy_recipe("--batch-size 32 --learning-rate 0.0007"))
     assert result["split_seed"] == 1 and "--split-seed 1" in result["commands"][0]
+    # --accuracy-flags reach the member: the hyperparameters it saved beside its model are the recipe's.
+    hparams = json.loads((tmp_path / "accuracy-model" / "member-0" / "hparams.json").read_text())
+    assert (hparams["batch_size"], hparams["learning_rate"]) == (32, 0.0007)
+    assert result["flags"] == ["--batch-size", "32", "--learning-rate", "0.0007"]
     # --accuracy-precision reaches the member: the trial's first stderr line names the policy it set.
     assert result["precision"] == "bfloat16" and "--precision bfloat16" in result["commands"][0]
     assert "trial: precision mixed_bfloat16" in (tmp_path / "accuracy-member-0.log.err").read_text()
@@ -159,6 +165,25 @@ def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(bench, tmp_pa
     (_, _), (seed_0_rows, _) = split(rows, rows, 0.1, 0)
     assert set(seed_1_rows) != set(seed_0_rows)
     assert {e["train_csv_line"] - 2 for e in result["errors"]} <= set(seed_1_rows.tolist())
+
+
+@pytest.mark.parametrize("flags, message", [
+    ("--seed 3", "--seed is set by the accuracy section itself"),
+    ("--epochs=4", "--epochs is set by the accuracy section itself"),
+    ("--batch-size 0", "argument --batch-size: 0 is not a positive integer"),
+    ("--optimizer lion", "argument --optimizer: invalid choice: 'lion'"),
+    ("--bogus 1", "not a trial flag: --bogus"),
+])
+def test_accuracy_flags_are_checked_before_any_member_trains(bench, flags, message):
+    with pytest.raises(SystemExit) as refused:
+        bench.accuracy_recipe(flags)
+    assert str(refused.value).startswith("benchmark: --accuracy-flags: ") and message in str(refused.value)
+
+
+def test_accuracy_flags_become_trial_argv(bench):
+    assert bench.accuracy_recipe("--batch-size 128 --learning-rate=0.0014") == ["--batch-size", "128",
+                                                                              "--learning-rate=0.0014"]
+    assert bench.accuracy_recipe("") == []
 
 
 @pytest.mark.process
