@@ -277,20 +277,21 @@ def bench_precision(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, 
     show what it would give), same rows, epochs and seed, per batch size; images/s and images per CPU second
     of the training come from the trial's own report. Each is set against the matmul rate of its
     precision, measured here too."""
-    from trial.hardware import choose_precision, cpu_flags
     from trial.model import build_model
 
-    import tensorflow as tf
-
-    auto, why = choose_precision("auto", cpu_flags(), bool(tf.config.list_physical_devices("GPU")))
+    argv = ["--data", str(data / "train.csv.gz"), "--max-rows", str(rows), "--val-fraction", "0", "--seed", "0",
+            "--epochs", str(epochs)]
+    # A one-epoch trial with the default --precision fills the parsed-CSV cache and says what auto picks here,
+    # in the trial's own first stderr line (trial.train.use_hardware).
+    run_trial(argv[:4] + ["--epochs", "1", "--max-rows", "64"], log=out / "precision-auto-picks.log")
+    picked = re.search(r"^trial: precision (\S+) \((.*)\), \d+ threads$",
+                       Path(out / "precision-auto-picks.log.err").read_text(), re.M)
+    auto, why = picked.groups()
     chosen = {"mixed_float16": "float16"}.get(auto, "bfloat16")
     flops = model_forward_flops(build_model()) * 3  # forward + backward per trained image
     peaks = {precision: matmul_gflops(precision) for precision in ("float32", chosen)}
     result = {"rows": rows, "epochs": epochs, "auto_picks": auto, "auto_because": why, "compared": chosen,
               "matmul_gflops": {k: round(v, 1) for k, v in peaks.items()}, "runs": []}
-    argv = ["--data", str(data / "train.csv.gz"), "--max-rows", str(rows), "--val-fraction", "0", "--seed", "0",
-            "--epochs", str(epochs)]
-    run_trial(argv[:4] + ["--epochs", "1", "--max-rows", "64"])  # fills the parsed-CSV cache
     for batch in batch_sizes:
         row = {"batch_size": batch}
         for precision in ("float32", chosen):
@@ -693,7 +694,8 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
                          f"{f32['images_per_cpu_s']} vs {low['images_per_cpu_s']} ({run['cpu_ratio_vs_float32']}x)"))
     if pf := report.get("profile"):
         rows.append((f"one epoch's op time ({pf['precision']}, TF profiler)", ", ".join(f"{k} {v} %" for k, v in pf["groups"].items())
-                     + f" (of {pf['op_self_s']} s op time; epoch {pf['epoch_wall_s']} s wall, {pf['rows']} rows)"))
+                     + f" (of {pf['op_self_s']} s op time; epoch {pf['epoch_wall_s']} s wall, {pf['images_per_s']} "
+                       f"images/s under the profiler, {pf['rows']} rows)"))
     if o := report.get("overhead"):
         rows.append(("dry-run overhead per trial", f"{100 * o['overhead_vs_trial_durations']:.1f} % vs the trials' own "
                                                    f"durations, {100 * o['overhead_vs_by_hand']:.1f} % vs by hand "

@@ -171,7 +171,7 @@ def _train(c: TrialConfig, x: np.ndarray, y: np.ndarray, policy: str) -> dict:
                                f"(learning rate {c.learning_rate:g} with {c.optimizer} is probably too high)")
     epochs_run = len(history.history.get("loss", []))
     images = epochs_run * len(x_train)
-    print(f"trial: trained {epochs_run} epochs in {elapsed:.1f} s ({images / elapsed:.0f} images/s), "
+    print(f"trial: trained {epochs_run} epoch{'' if epochs_run == 1 else 's'} in {elapsed:.1f} s ({images / elapsed:.0f} images/s), "
           f"{cpu:.1f} CPU s ({images / cpu:.0f} images per CPU second)", file=sys.stderr)
     full = {name: [*done.get(name, [])[:start], *values] for name, values in history.history.items()}
     if c.model_out:

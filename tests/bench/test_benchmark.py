@@ -193,7 +193,7 @@ def test_precision_section_sets_float32_beside_what_auto_picks(bench, tmp_path):
 
     result = bench.bench_precision(SAMPLE, rows=256, epochs=2, batch_sizes=(64,), out=tmp_path)
     auto, _ = choose_precision("auto", cpu_flags(), has_gpu=False)  # no GPU on the machines CI runs on
-    assert result["auto_picks"] == auto
+    assert result["auto_picks"] == auto  # the trial's own choice (its first stderr line) is the hardware module's
     assert result["compared"] == "bfloat16"  # auto's mixed bfloat16 here, or bfloat16 to show what it would give
     assert set(result["matmul_gflops"]) == {"float32", "bfloat16"} and min(result["matmul_gflops"].values()) > 0
     [run] = result["runs"]
@@ -249,3 +249,6 @@ def test_profile_section_groups_one_epochs_op_time(bench, tmp_path, precision, p
     if policy == "mixed_bfloat16":
         assert groups["dtype casts"] > 1
     assert keras.mixed_precision.global_policy().name == caller  # the section leaves the policy as it found it
+    assert result["images_per_s"] == pytest.approx(result["rows"] / result["epoch_wall_s"], rel=0.01)
+    shown = dict(bench.summary_rows({"profile": result}))[f"one epoch's op time ({policy}, TF profiler)"]
+    assert f"{result['images_per_s']} images/s under the profiler" in shown

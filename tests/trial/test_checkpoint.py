@@ -231,7 +231,7 @@ def test_a_longer_run_continues_from_the_shorter_ones_checkpoint(tmp_path):
     second = run_trial("--epochs", "2", "--checkpoint-dir", ckpt, "--model-out", tmp_path / "model",
                        "--metrics-file", tmp_path / "metrics.log")
     assert f"trial: resumed from {key_dir} at epoch 1" in said(second)
-    assert "trial: trained 1 epochs in" in second.stderr
+    assert "trial: trained 1 epoch in" in second.stderr
     assert second.stdout.splitlines() == plain[1:]  # epoch=2 only, and what the plain run printed
     assert (tmp_path / "metrics.log").read_text().splitlines() == plain[1:]
     saved = json.loads((tmp_path / "model" / "history.json").read_text())
