@@ -90,7 +90,10 @@ def accuracy_recipe(flags: str) -> list[str]:
 
     from trial.cli import build_parser
 
-    argv = shlex.split(flags)
+    try:
+        argv = shlex.split(flags)
+    except ValueError as e:  # an unclosed quote
+        raise SystemExit(f"benchmark: --accuracy-flags: {e}: {flags}") from None
     owned = [a for a in argv if a.split("=")[0] in ACCURACY_OWNED_FLAGS]
     if owned:
         raise SystemExit(f"benchmark: --accuracy-flags: {owned[0].split('=')[0]} is set by the accuracy section "
@@ -286,6 +289,9 @@ def bench_precision(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, 
     run_trial(argv[:4] + ["--epochs", "1", "--max-rows", "64"], log=out / "precision-auto-picks.log")
     picked = re.search(r"^trial: precision (\S+) \((.*)\), \d+ threads$",
                        Path(out / "precision-auto-picks.log.err").read_text(), re.M)
+    if not picked:
+        raise SystemExit(f"benchmark: precision: the trial did not name its precision on stderr; see "
+                         f"{out / 'precision-auto-picks.log.err'}")
     auto, why = picked.groups()
     chosen = {"mixed_float16": "float16"}.get(auto, "bfloat16")
     flops = model_forward_flops(build_model()) * 3  # forward + backward per trained image

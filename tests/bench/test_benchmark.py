@@ -173,6 +173,7 @@ def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(bench, tmp_pa
     ("--batch-size 0", "argument --batch-size: 0 is not a positive integer"),
     ("--optimizer lion", "argument --optimizer: invalid choice: 'lion'"),
     ("--bogus 1", "not a trial flag: --bogus"),
+    ("--optimizer 'adam", "No closing quotation"),
 ])
 def test_accuracy_flags_are_checked_before_any_member_trains(bench, flags, message):
     with pytest.raises(SystemExit) as refused:
