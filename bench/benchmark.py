@@ -80,8 +80,12 @@ def run_trial(argv: list[str], log: Path | None = None, progress: str | None = N
 
 
 # The accuracy section's own flags: a recipe passed with --accuracy-flags may not move the hold-out or the members.
-ACCURACY_OWNED_FLAGS = ("--data", "--val-fraction", "--seed", "--split-seed", "--model-out", "--epochs", "--precision",
-                        "--max-rows")
+# Each names what to use instead.
+ACCURACY_OWNED_FLAGS = {
+    "--data": "--data", "--val-fraction": "the fixed 10 % hold-out", "--max-rows": "all rows",
+    "--seed": "members' seeds 0..N-1: --accuracy-members", "--split-seed": "--accuracy-split-seed",
+    "--model-out": "--out", "--epochs": "--accuracy-epochs", "--precision": "--accuracy-precision",
+}
 
 
 def accuracy_recipe(flags: str) -> list[str]:
@@ -94,10 +98,10 @@ def accuracy_recipe(flags: str) -> list[str]:
         argv = shlex.split(flags)
     except ValueError as e:  # an unclosed quote
         raise SystemExit(f"benchmark: --accuracy-flags: {e}: {flags}") from None
-    owned = [a for a in argv if a.split("=")[0] in ACCURACY_OWNED_FLAGS]
+    owned = [a.split("=")[0] for a in argv if a.split("=")[0] in ACCURACY_OWNED_FLAGS]
     if owned:
-        raise SystemExit(f"benchmark: --accuracy-flags: {owned[0].split('=')[0]} is set by the accuracy section "
-                         f"itself (use --accuracy-epochs, --accuracy-precision, --accuracy-split-seed)")
+        raise SystemExit(f"benchmark: --accuracy-flags: {owned[0]} is set by the accuracy section itself "
+                         f"(instead: {ACCURACY_OWNED_FLAGS[owned[0]]})")
     parser = build_parser()
     parser.exit_on_error = False
     try:

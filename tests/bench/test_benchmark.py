@@ -168,8 +168,8 @@ def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(bench, tmp_pa
 
 
 @pytest.mark.parametrize("flags, message", [
-    ("--seed 3", "--seed is set by the accuracy section itself"),
-    ("--epochs=4", "--epochs is set by the accuracy section itself"),
+    ("--seed 3", "--seed is set by the accuracy section itself (instead: members' seeds 0..N-1: --accuracy-members)"),
+    ("--epochs=4", "--epochs is set by the accuracy section itself (instead: --accuracy-epochs)"),
     ("--batch-size 0", "argument --batch-size: 0 is not a positive integer"),
     ("--optimizer lion", "argument --optimizer: invalid choice: 'lion'"),
     ("--bogus 1", "not a trial flag: --bogus"),
@@ -179,6 +179,13 @@ def test_accuracy_flags_are_checked_before_any_member_trains(bench, flags, messa
     with pytest.raises(SystemExit) as refused:
         bench.accuracy_recipe(flags)
     assert str(refused.value).startswith("benchmark: --accuracy-flags: ") and message in str(refused.value)
+
+
+def test_every_flag_the_accuracy_section_owns_is_a_trial_flag(bench):
+    from trial.cli import build_parser
+
+    trial_flags = {o for a in build_parser()._actions for o in a.option_strings}
+    assert set(bench.ACCURACY_OWNED_FLAGS) <= trial_flags
 
 
 def test_accuracy_flags_become_trial_argv(bench):
