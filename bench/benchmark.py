@@ -317,7 +317,7 @@ def bench_precision(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, 
         row["cpu_ratio_vs_float32"] = round(row[chosen]["images_per_cpu_s"] / row["float32"]["images_per_cpu_s"], 2)
         # Against float32 at the first batch size too: a larger batch in the chosen precision against the float32
         # default of before (batch 64) is the speed-up a change of both defaults would give.
-        first = (result["runs"] or [row])[0]["float32"]
+        first = result["runs"][0]["float32"] if result["runs"] else row["float32"]  # this row is the first
         row["ratio_vs_float32_first_batch"] = round(row[chosen]["images_per_s"] / first["images_per_s"], 2)
         row["cpu_ratio_vs_float32_first_batch"] = round(row[chosen]["images_per_cpu_s"] / first["images_per_cpu_s"], 2)
         result["runs"].append(row)
