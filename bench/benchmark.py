@@ -291,7 +291,7 @@ def bench_precision(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, 
     # A one-epoch trial with the default --precision fills the parsed-CSV cache and says what auto picks here,
     # in the trial's own first stderr line (trial.train.use_hardware).
     run_trial(argv[:4] + ["--epochs", "1", "--max-rows", "64"], log=out / "precision-auto-picks.log")
-    picked = re.search(r"^trial: precision (\S+) \((.*)\), \d+ threads$",
+    picked = re.search(r"^trial: precision (\S+) \((.*)\), \d+ threads?$",
                        Path(out / "precision-auto-picks.log.err").read_text(), re.M)
     if not picked:
         raise SystemExit(f"benchmark: precision: the trial did not name its precision on stderr; see "

@@ -112,7 +112,7 @@ def use_hardware(config: TrialConfig) -> str:
         threads = tf.config.threading.get_intra_op_parallelism_threads() or threads
     policy, why = choose_precision(config.precision, cpu_flags(), bool(tf.config.list_physical_devices("GPU")))
     keras.mixed_precision.set_global_policy(policy)
-    print(f"trial: precision {policy} ({why}), {threads} threads", file=sys.stderr, flush=True)
+    print(f"trial: precision {policy} ({why}), {threads} thread{'' if threads == 1 else 's'}", file=sys.stderr, flush=True)
     return policy
 
 

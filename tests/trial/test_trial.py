@@ -399,5 +399,5 @@ def test_the_first_stderr_line_says_the_precision_and_threads():
                            "bfloat16", "--threads", "1"], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     first = next(line for line in proc.stderr.splitlines() if line.startswith("trial:"))
-    assert first == "trial: precision mixed_bfloat16 (asked for), 1 threads"
+    assert first == "trial: precision mixed_bfloat16 (asked for), 1 thread"
     assert "epoch=1 " in proc.stdout
