@@ -75,7 +75,7 @@ def test_drop_flags(flags, expected):
     assert drop_flags(flags, ["--data", "--epochs"]) == expected
 
 
-@pytest.mark.parametrize("epochs_flag, expected", [("--epochs=3", 3), ("", 20)])
+@pytest.mark.parametrize("epochs_flag, expected", [("--epochs=3", 3), ("", 27)])
 def test_trial_epochs_reads_the_template_or_the_trial_default(epochs_flag, expected):
     assert trial_epochs(best_trial_flags(Experiment(experiment(epochs_flag)), BEST)) == expected
 
