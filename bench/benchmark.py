@@ -82,9 +82,9 @@ def run_trial(argv: list[str], log: Path | None = None, progress: str | None = N
 # The accuracy section's own flags: a recipe passed with --accuracy-flags may not move the hold-out or the members.
 # Each names what to use instead.
 ACCURACY_OWNED_FLAGS = {
-    "--data": "--data", "--val-fraction": "the fixed 10 % hold-out", "--max-rows": "all rows",
+    "--data": "the bench's --data", "--val-fraction": "the fixed 10 % hold-out", "--max-rows": "all rows",
     "--seed": "members' seeds 0..N-1: --accuracy-members", "--split-seed": "--accuracy-split-seed",
-    "--model-out": "--out", "--epochs": "--accuracy-epochs", "--precision": "--accuracy-precision",
+    "--model-out": "the bench's --out", "--epochs": "--accuracy-epochs", "--precision": "--accuracy-precision",
 }
 
 
