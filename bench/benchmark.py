@@ -278,6 +278,20 @@ def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
+def significant(value: float, digits: int = 3) -> float:
+    """`value` to `digits` significant digits. A fixed number of decimals does not fit rates that span
+    orders of magnitude: an emulated bfloat16 matmul of 1.8 GFLOP/s and a trial's 0.104 GFLOP/s shown as
+    0.1 would lose 4 % of the ratio they make."""
+    return float(f"{value:.{digits}g}")
+
+
+def matmul_share(images_per_s: float, flops_per_image: float, matmul_gflops: float) -> dict:
+    """A training rate as GFLOP/s and as a share of the matmul rate of its precision, both computed from
+    the unrounded figures, then each rounded to 3 significant digits."""
+    effective = images_per_s * flops_per_image / 1e9
+    return {"effective_gflops": significant(effective), "of_matmul": significant(effective / matmul_gflops)}
+
+
 def bench_precision(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, ...], out: Path) -> dict:
     """The default trial (its own defaults, no validation split) in float32 and in the precision `--precision
     auto` picks here (mixed float16 on a GPU, mixed bfloat16 on a CPU; bfloat16 where auto keeps float32, to
@@ -301,7 +315,7 @@ def bench_precision(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, 
     flops = model_forward_flops(build_model()) * 3  # forward + backward per trained image
     peaks = {precision: matmul_gflops(precision) for precision in ("float32", chosen)}
     result = {"rows": rows, "epochs": epochs, "auto_picks": auto, "auto_because": why, "compared": chosen,
-              "matmul_gflops": {k: round(v, 1) for k, v in peaks.items()}, "runs": []}
+              "matmul_gflops": {k: significant(v) for k, v in peaks.items()}, "runs": []}
     for batch in batch_sizes:
         row = {"batch_size": batch}
         for precision in ("float32", chosen):
@@ -310,8 +324,7 @@ def bench_precision(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, 
             rate = ran["images_per_s"]
             row[precision] = {"images_per_s": rate, "images_per_cpu_s": ran["images_per_cpu_s"],
                               "cpu_s": round(ran["cpu_s"], 1),
-                              "effective_gflops": round(rate * flops / 1e9, 1),
-                              "of_matmul": round(rate * flops / 1e9 / peaks[precision], 3)}
+                              **matmul_share(rate, flops, peaks[precision])}
         row["ratio_vs_float32"] = round(row[chosen]["images_per_s"] / row["float32"]["images_per_s"], 2)
         # The same ratio in CPU time: wall-clock rates swing with the machine's neighbours, CPU seconds less.
         row["cpu_ratio_vs_float32"] = round(row[chosen]["images_per_cpu_s"] / row["float32"]["images_per_cpu_s"], 2)
