@@ -211,9 +211,9 @@ def assert_ratio_within_rounding(ratio: float, numerator: float, denominator: fl
 
 
 def test_the_share_of_matmul_survives_its_rounding_on_an_emulated_bfloat16(bench):
-    # Issue 29's CPU without native bfloat16: its bfloat16 matmul ran at 1.8 GFLOP/s and the trial at about
-    # 0.104 GFLOP/s, a share of 0.058; rounded to one decimal the trial's rate was 0.1 and the share
-    # recomputed from it 0.0556, 4 % off.
+    # Issue 29's CPU without native bfloat16: the share 0.058 (from unrounded figures) was checked against
+    # 0.0556, which is 0.1 / 1.8, the trial's GFLOP/s and the emulated bfloat16 matmul's, each rounded to one
+    # decimal; a trial at about 0.104 GFLOP/s loses 4 % of the share in that rounding.
     peak = 1.8037  # what matmul_gflops returns, unrounded
     share = bench.matmul_share(images_per_s=60, flops_per_image=1.74e6, matmul_gflops=peak)
     assert share == {"effective_gflops": 0.104, "of_matmul": 0.0579}
