@@ -12,25 +12,44 @@ Inference Protocol (REST), and a page to draw a digit, on this machine.
 
 An image is 784 pixels, or 28 rows of 28, or 28x28x1, each 0-255 (the CSV's values); V2's
 shape is [n, 784], [n, 28, 28] or [n, 28, 28, 1], its data flat (row-major) or nested. Bad
-requests get a 400 with a one-line reason and the server keeps serving. A small
-standard-library server, not KServe's own ModelServer: kserve 0.21 pulls FastAPI, uvicorn,
-grpcio-tools and more into an environment already pinned by TensorFlow and kfp, and these
-routes need none of it.
+requests get a 400 with a one-line reason and the server keeps serving. A request's images go
+to the model in one call.
+
+Under load: a fixed pool of `workers` threads handles requests; up to `waiting` more accepted
+connections wait for one, in arrival order; beyond that a connection gets 503 with Retry-After.
+Each connection has `request_timeout` seconds to send its whole request (a deadline, not an
+idle timer, so trickling bytes buys no time), then gets 408 and is closed.
+
+A small standard-library server, not KServe's own ModelServer: kserve 0.21 pulls FastAPI,
+uvicorn, grpcio-tools and more into an environment already pinned by TensorFlow and kfp, and
+these routes need none of it (docs/serving.md).
 """
 from __future__ import annotations
 
+import io
 import json
 import math
+import queue
+import socket
 import threading
+import time
 from functools import lru_cache
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 MAX_INSTANCES = 256
 MAX_BODY_BYTES = 8 << 20
+# The model answers one call at a time (Predictor.lock): more workers only overlap reading and parsing
+# requests with it, and a fixed number keeps a thousand clients from meaning a thousand threads.
+WORKERS = 8
+WAITING = 64  # connections accepted beyond the busy workers; one more gets 503
+REQUEST_TIMEOUT = 10.0  # seconds to send one whole request: 8 MB at 1 MB/s, far more than 256 images need
+RETRY_AFTER_S = 1
+BUSY_READ_S = 1.0  # a refused connection's time to send its headers (so the 503 can be answered and read)
+LINGER_S = 1.0  # a connection closed with its request unread is drained this long first
 
 
 # The page's own policy: inline script and style, requests to this server only, nothing from elsewhere.
@@ -55,6 +74,46 @@ def package_version() -> str:
 
 class BadRequest(ValueError):
     """What is wrong with a request, in one line (HTTP 400)."""
+
+
+class RequestTimeout(Exception):
+    """The request did not arrive whole before its deadline (HTTP 408). Not a TimeoutError: http.server
+    swallows those and closes the connection without an answer."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's reads under one deadline for the whole request: a per-read timeout would start again with
+    every byte a slow client trickles in."""
+
+    def __init__(self, sock: socket.socket, seconds: float):
+        self.sock, self.deadline = sock, time.monotonic() + seconds
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise RequestTimeout
+        self.sock.settimeout(left)
+        try:
+            return self.sock.recv_into(buffer)
+        except TimeoutError:
+            raise RequestTimeout from None
+
+
+def _linger(sock: socket.socket, seconds: float = LINGER_S) -> None:
+    """Stop writing, then read what the client still sends, briefly: closing a socket with unread bytes makes
+    the kernel send a reset, and the client can lose the answer (a 4xx or 503) before it reads it."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(65536):
+                break
+    except OSError:  # the client is gone, or the time is up
+        pass
 
 
 def images_to_pixels(images: list, what: str = "instance"):
@@ -161,16 +220,82 @@ class Predictor:
             from pipeline.serving.export import serving_model
 
             model = serving_model(model_path)
-            self._predict = lambda pixels: model.predict(pixels, verbose=0)
+            # one step for the whole batch (predict() would cut it into steps of 32)
+            self._predict = lambda pixels: model.predict_on_batch(pixels)
 
     def predict(self, pixels) -> list[list[float]]:
+        """The probabilities of all `pixels` [N, 28, 28, 1], from one model call."""
         with self.lock:
             return self._predict(pixels).astype(float).tolist()
 
 
+class BoundedHTTPServer(HTTPServer):
+    """HTTP with a fixed pool of `workers` threads and at most `waiting` accepted connections waiting for one;
+    a connection beyond those gets `busy_handler` (503) from a thread of its own. The accepting thread only
+    queues, so a slow client never holds it."""
+
+    request_queue_size = 128  # the listen backlog: a burst of connects waits to be accepted instead of failing
+
+    def __init__(self, address, handler, busy_handler, workers: int = WORKERS, waiting: int = WAITING):
+        super().__init__(address, handler)
+        self.max_waiting = waiting
+        self.in_progress, self._count = 0, threading.Lock()  # connections the workers hold now
+        self.waiting: queue.SimpleQueue = queue.SimpleQueue()
+        self.refused: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads = [threading.Thread(target=self._work, args=(self.waiting, handler), daemon=True,
+                                         name=f"katib-digits-worker-{i}") for i in range(workers)]
+        self.threads.append(threading.Thread(target=self._work, args=(self.refused, busy_handler), daemon=True,
+                                             name="katib-digits-busy"))
+        for thread in self.threads:
+            thread.start()
+
+    def process_request(self, request, client_address):
+        # Only this thread adds to the queues, so their sizes never run over the limit.
+        if self.waiting.qsize() < self.max_waiting:
+            self.waiting.put((request, client_address))
+        elif self.refused.qsize() < self.max_waiting:
+            self.refused.put((request, client_address))
+        else:  # far beyond the limit: closed without an answer rather than queued without bound
+            self.shutdown_request(request)
+
+    def _work(self, jobs: queue.SimpleQueue, handler) -> None:
+        counted = jobs is self.waiting
+        while (job := jobs.get()) is not None:
+            request, client_address = job
+            if counted:
+                with self._count:
+                    self.in_progress += 1
+            try:
+                handler(request, client_address, self)
+            except OSError:  # the client went away
+                pass
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+                if counted:
+                    with self._count:
+                        self.in_progress -= 1
+
+    def server_close(self) -> None:
+        super().server_close()
+        for jobs, threads in ((self.waiting, len(self.threads) - 1), (self.refused, 1)):
+            while True:  # connections never handled are closed, not left to the workers
+                try:
+                    job = jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    self.shutdown_request(job[0])
+            for _ in range(threads):
+                jobs.put(None)
+
+
 def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
-                max_instances: int = MAX_INSTANCES, quiet: bool = False) -> ThreadingHTTPServer:
-    """The HTTP server (not started): `serve_forever()` it, `shutdown()` it."""
+                max_instances: int = MAX_INSTANCES, quiet: bool = False, workers: int = WORKERS,
+                waiting: int = WAITING, request_timeout: float = REQUEST_TIMEOUT) -> BoundedHTTPServer:
+    """The HTTP server (not started; its workers are): `serve_forever()` it, `shutdown()` and
+    `server_close()` it."""
     model_path, v2_path = f"/v1/models/{predictor.name}", f"/v2/models/{predictor.name}"
     routes = {
         "/v1/models": {"models": [predictor.name]},
@@ -186,10 +311,41 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "katib-digits"
+        default_request_version = "HTTP/1.0"  # so that a refusal of a garbled request line still has a status line
+        seconds = request_timeout  # to send the whole request
+
+        def setup(self):
+            super().setup()
+            self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self.seconds))
+            self.read_whole = False  # set once the request, body included, has been read
+
+        def handle(self):
+            self.requestline, self.request_version, self.command = "", "HTTP/1.0", None  # until one is read
+            try:
+                super().handle()
+            except RequestTimeout:
+                self.close_connection = True
+                self._send(HTTPStatus.REQUEST_TIMEOUT,
+                           {"error": f"the request did not arrive whole within {self.seconds:g} s"})
+
+        def finish(self):
+            super().finish()
+            if not self.read_whole:
+                _linger(self.connection)
+
+        def send_error(self, code, message=None, explain=None):
+            # http.server's own refusals (a malformed request line, an unknown method) as one JSON line too;
+            # an unknown method is the client's mistake: 405, not http.server's 501
+            headers = {}
+            if code == HTTPStatus.NOT_IMPLEMENTED:
+                code, headers = HTTPStatus.METHOD_NOT_ALLOWED, {"Allow": "GET, POST"}
+            self.close_connection = True
+            self._send(code, {"error": message or HTTPStatus(code).phrase}, headers=headers)
 
         def _send(self, status: int, payload: dict[str, Any] | bytes, content_type: str = "application/json",
                   headers: dict[str, str] | None = None) -> None:
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.connection.settimeout(self.seconds)  # a client that does not read cannot hold the thread either
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
@@ -209,12 +365,15 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
                 raise BadRequest("Content-Length is not a number") from None
             if length < 0 or length > MAX_BODY_BYTES:
                 raise BadRequest(f"body of {length} bytes, at most {MAX_BODY_BYTES}")
+            data = self.rfile.read(length)
+            self.read_whole = len(data) == length
             try:
-                return json.loads(self.rfile.read(length) or b"null")
+                return json.loads(data or b"null")
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise BadRequest(f"not JSON: {exc}") from None
 
         def do_GET(self):  # noqa: N802 - http.server's naming
+            self.read_whole = (self.headers.get("Content-Length") or "0") == "0"
             path = self.path.rstrip("/") or "/"
             if path in ("/", "/index.html"):
                 self._send(HTTPStatus.OK, page(), "text/html; charset=utf-8",
@@ -247,4 +406,17 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
                 answer["id"] = body["id"]
             self._send(HTTPStatus.OK, answer)
 
-    return ThreadingHTTPServer((host, port), Handler)
+    class Busy(Handler):
+        """The answer to a connection beyond the workers and the waiting: 503 once its headers are in."""
+
+        seconds = min(request_timeout, BUSY_READ_S)
+
+        def parse_request(self):
+            if super().parse_request():
+                self.close_connection = True
+                self._send(HTTPStatus.SERVICE_UNAVAILABLE,
+                           {"error": f"busy ({workers} in progress, {waiting} waiting); retry after "
+                                     f"{RETRY_AFTER_S} s"}, headers={"Retry-After": str(RETRY_AFTER_S)})
+            return False  # answered: no do_* method runs, the body is drained unread
+
+    return BoundedHTTPServer((host, port), Handler, Busy, workers, waiting)
