@@ -16,6 +16,9 @@ Sections (all by default):
               the same over many orders of random search's recorded trials (the luck of one order removed)
   accuracy    the retrained default (pipeline/retrain.py's seeds x epochs of the trial's defaults,
               averaged) on a 10% hold-out of train.csv (long: 9-13 minutes per member on 2 CPU cores)
+  serve       `katib-digits serve` under load on loopback: N clients POSTing real test rows
+              (data/sample/test.csv.gz) for S seconds (and at most M requests); requests/s, latency
+              percentiles, every status, the server's RSS and threads before, during and after
 Figures depend on the machine and its load; each section prints what it ran.
 """
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pipeline.submission.retrain import RETRAIN_ENSEMBLE  # noqa: E402  (the ens
 from trial.hardware import PRECISIONS  # noqa: E402  (the trial's --precision choices)
 from trial.metrics import parse_line  # noqa: E402  (Katib's default filter, as the collector reads it)
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "digit-recognizer"
+SAMPLE = REPO / "data" / "sample"
 
 
 def children_cpu_seconds() -> float:
@@ -691,6 +695,149 @@ def bench_asha(data: Path, trials: int, rows: int, out: Path, random_state: int 
     return result
 
 
+def serve_model(out: Path, rows: int = 1000) -> Path:
+    """A SavedModel of the trial's default model, as `katib-digits export` writes it for KServe. One epoch on
+    the sample's first `rows` rows: the serving path's cost is the architecture's, not the weights'."""
+    model, saved = out / "serve-model", out / "serve-saved-model"
+    for folder in (model, saved):
+        shutil.rmtree(folder, ignore_errors=True)
+    run_trial(["--data", str(SAMPLE / "train.csv.gz"), "--max-rows", str(rows), "--val-fraction", "0",
+               "--epochs", "1", "--model-out", str(model)], log=out / "serve-model.log")
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "--model", str(model), "--out", str(saved)],
+                   cwd=REPO, check=True, capture_output=True, timeout=600)
+    return saved
+
+
+def request_bodies(batch: int, rows: int = 500) -> list[bytes]:
+    """V1 bodies of `batch` real test rows each (the sample's test.csv.gz, 784 pixels a row), encoded once."""
+    import csv
+    import gzip
+
+    with gzip.open(SAMPLE / "test.csv.gz", "rt") as fh:
+        reader = csv.reader(fh)
+        next(reader)  # the header
+        pixels = [[int(v) for v in row] for _, row in zip(range(rows), reader)]
+    return [json.dumps({"instances": pixels[i:i + batch]}).encode() for i in range(0, len(pixels) - batch + 1, batch)]
+
+
+def load(port: int, bodies: list[bytes], clients: int, seconds: float, max_requests: int,
+         path: str = "/v1/models/digits:predict", timeout: float = 30.0) -> dict:
+    """`clients` threads POSTing `bodies` in turn, a new connection each (the server speaks HTTP/1.0), until
+    `seconds` have passed or `max_requests` have been sent. Every answer's status and latency, every failure."""
+    import collections
+    import http.client
+    import threading
+
+    lock, sent = threading.Lock(), [0]
+    answers: list[tuple[int, float]] = []
+    failures: collections.Counter = collections.Counter()
+    deadline = time.monotonic() + seconds
+
+    def client(k: int) -> None:
+        mine, i = [], k
+        while time.monotonic() < deadline:
+            with lock:
+                if sent[0] >= max_requests:
+                    break
+                sent[0] += 1
+            body, i = bodies[i % len(bodies)], i + clients
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+            t0 = time.perf_counter()
+            try:
+                connection.request("POST", path, body, {"Content-Type": "application/json"})
+                answer = connection.getresponse()
+                answer.read()
+                mine.append((answer.status, time.perf_counter() - t0))
+            except (OSError, http.client.HTTPException) as e:
+                with lock:
+                    failures[type(e).__name__] += 1
+            finally:
+                connection.close()
+        with lock:
+            answers.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + timeout + 10)
+    wall = time.perf_counter() - t0
+    latencies = sorted(seconds for _, seconds in answers)
+
+    def percentile(q: float) -> float | None:
+        return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else None
+
+    return {"clients": clients, "seconds": seconds, "max_requests": max_requests, "wall_s": round(wall, 2),
+            "requests": sent[0], "answered": len(answers), "requests_per_s": significant(len(answers) / wall),
+            "statuses": dict(sorted(collections.Counter(status for status, _ in answers).items())),
+            "failures": dict(failures),
+            "latency_ms": {"p50": percentile(0.50), "p90": percentile(0.90), "p99": percentile(0.99),
+                           "max": percentile(1.0)}}
+
+
+def _proc_status(pid: int) -> dict[str, int]:
+    """The process's resident memory (now and its peak, MiB) and threads, from /proc."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {"rss_mib": round(int(fields["VmRSS"].split()[0]) / 1024), "peak_rss_mib": round(
+        int(fields["VmHWM"].split()[0]) / 1024), "threads": int(fields["Threads"])}
+
+
+def bench_serve(out: Path, clients: int, seconds: float, max_requests: int, batch: int = 1,
+                model: Path | None = None) -> dict:
+    """`katib-digits serve` (its defaults, its own process) on loopback under `load`: warmed up with 20
+    requests, then loaded; its memory and threads read before, every half second during, and after."""
+    import signal
+    import threading
+
+    from pipeline.serving.server import REQUEST_TIMEOUT, WAITING, WORKERS
+
+    model = model or serve_model(out)
+    bodies = request_bodies(batch)
+    log = out / "serve.log"
+    command = [sys.executable, "-m", "pipeline.cli", "serve", "--model", str(model), "--port", "0"]
+    with log.open("w") as err:
+        server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err,
+                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        started = time.monotonic()
+        while not (bound := re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())):
+            if server.poll() is not None or time.monotonic() - started > 300:
+                raise SystemExit(f"benchmark: serve: the server did not start; see {log}")
+            time.sleep(0.2)
+        port = int(bound.group(1))
+        warm = load(port, bodies, clients=1, seconds=120, max_requests=20)
+        if warm["statuses"] != {200: 20}:
+            raise SystemExit(f"benchmark: serve: the warm-up got {warm['statuses']} {warm['failures']}; see {log}")
+        before, during, done = _proc_status(server.pid), [], threading.Event()
+
+        def watch() -> None:
+            while not done.wait(0.5):
+                during.append(_proc_status(server.pid))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        result = load(port, bodies, clients, seconds, max_requests)
+        done.set()
+        watcher.join()
+        after = _proc_status(server.pid)
+    finally:
+        server.send_signal(signal.SIGINT)  # serve's Ctrl-C
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    return {**result, "batch": batch, "model": str(model), "server": " ".join(["katib-digits", *command[3:]]),
+            "server_limits": {"workers": WORKERS, "waiting": WAITING, "request_timeout_s": REQUEST_TIMEOUT},
+            "rss_mib": {"before": before["rss_mib"], "max_during": max((d["rss_mib"] for d in during),
+                                                                       default=after["rss_mib"]),
+                        "after": after["rss_mib"], "peak_since_start": after["peak_rss_mib"]},
+            "threads": {"before": before["threads"], "max_during": max((d["threads"] for d in during),
+                                                                       default=after["threads"]),
+                        "after": after["threads"]}}
+
+
 def accelerators() -> list[str]:
     """GPUs TensorFlow can use here; none with the tensorflow-cpu this project pins (the Dockerfile's GPU
     build installs tensorflow[and-cuda], and this script then times the GPU the same way)."""
@@ -783,6 +930,16 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
         rows.append(("retrained default, hold-out errors", f"{len(a['errors'])} ({a['confident_errors']} with "
                                                            f"p(label) < {CONFIDENT}, {a['errors_every_member_makes']} "
                                                            f"made by every member); {a['errors_picture']}"))
+    if sv := report.get("serve"):
+        lat = sv["latency_ms"]
+        rows.append((f"serve: {sv['clients']} clients, {sv['batch']} image(s) a request, V1",
+                     f"{sv['requests_per_s']} requests/s over {sv['wall_s']} s; latency p50 {lat['p50']} ms, "
+                     f"p90 {lat['p90']} ms, p99 {lat['p99']} ms, max {lat['max']} ms"))
+        rss, threads = sv["rss_mib"], sv["threads"]
+        rows.append(("serve: answers, server memory and threads",
+                     f"{sv['statuses']}, failures {sv['failures'] or 'none'}; RSS {rss['before']} -> "
+                     f"{rss['after']} MiB (max {rss['max_during']} during); threads {threads['before']} -> "
+                     f"{threads['after']} (max {threads['max_during']})"))
     return rows
 
 
@@ -793,7 +950,7 @@ def print_table(rows: list[tuple[str, str]]) -> None:
 
 
 SECTIONS = {"throughput": None, "flops": None, "precision": None, "profile": None, "overhead": None, "efficiency": None,
-            "asha": None, "accuracy": None}
+            "asha": None, "accuracy": None, "serve": None}
 
 
 def main() -> int:
@@ -835,11 +992,17 @@ def main() -> int:
     p.add_argument("--asha-orders", type=int, default=ASHA_ORDERS, help=f"replayed orders (default {ASHA_ORDERS})")
     p.add_argument("--asha-run-trials", type=int, default=0,
                    help="also run experiments/asha.yaml for real with this many trials (0: replay only)")
+    p.add_argument("--serve-clients", type=int, default=48, help="concurrent clients of the serve section")
+    p.add_argument("--serve-seconds", type=float, default=30.0, help="how long the serve section loads the server")
+    p.add_argument("--serve-max-requests", type=int, default=100_000, help="most requests it sends in all")
+    p.add_argument("--serve-batch", type=int, default=1, help="test rows per request")
+    p.add_argument("--serve-model", type=Path, default=None,
+                   help="a SavedModel folder to serve (default: the trial's default model, one epoch on the sample)")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "bench")
     p.add_argument("--json-out", type=Path, default=None)
     args = p.parse_args()
     accuracy_flags = accuracy_recipe(args.accuracy_flags)
-    if not (args.data / "train.csv.gz").exists():
+    if set(args.only) - {"serve"} and not (args.data / "train.csv.gz").exists():  # serve reads data/sample
         raise SystemExit(f"benchmark: {args.data / 'train.csv.gz'}: not found (pass --data DIR with Kaggle's files)")
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.processor() or platform.machine()}, "
@@ -866,6 +1029,9 @@ def main() -> int:
     if "accuracy" in args.only:
         report["accuracy"] = bench_accuracy(args.data, args.accuracy_epochs, args.accuracy_members, args.out, args.resume,
                                             args.accuracy_split_seed, args.accuracy_precision, accuracy_flags)
+    if "serve" in args.only:
+        report["serve"] = bench_serve(args.out, args.serve_clients, args.serve_seconds, args.serve_max_requests,
+                                      args.serve_batch, args.serve_model)
     print_table(summary_rows(report))
     print(json.dumps(report, indent=2))
     if args.json_out:
