@@ -4,11 +4,15 @@ Create it under a fresh name (or, for a retried step, find the one this run
 already made), poll it until it ends or the time is up, saying on every poll
 how its trials stand, fail fast with the pod's own reason when trials cannot
 start (an image that cannot be pulled, a pod that cannot be scheduled, a
-namespace without Katib's metrics-collector label), fail loudly when it fails
-(the retired v1 katib-launcher exited 0 on failure), and return the final
-object exactly as `kubectl get experiment -o json` shows it, once no trial is
-running any more: Katib does not stop running trials when an Experiment ends
-and keeps updating `currentOptimalTrial` while they finish.
+namespace without Katib's metrics-collector label) or when its Suggestion's
+service cannot (Katib leaves such a Suggestion at DeploymentReady=False and
+never fails it), fail loudly when it fails (the retired v1 katib-launcher
+exited 0 on failure), and return the final object exactly as `kubectl get
+experiment -o json` shows it, once every trial has ended by its own
+conditions: Katib does not stop running trials when an Experiment ends, keeps
+updating `currentOptimalTrial` while it lists one as running, and stops
+updating the object at all once it lists none (so its pending count may stay
+stale: experiment_controller.go, Reconcile).
 
 Why the plain `CustomObjectsApi` and not kubeflow-katib's `KatibClient`: the
 SDK's create/get wrap every `ApiException` into a RuntimeError/TimeoutError,
@@ -44,6 +48,18 @@ COLLECTOR_CONTAINER = "metrics-logger-and-collector"  # the sidecar Katib inject
 INJECTION_LABEL = "katib.kubeflow.org/metrics-collector-injection"
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
 CONFIG_REASONS = ("CreateContainerConfigError", "CreateContainerError")
+CRASH_REASONS = ("CrashLoopBackOff",)
+# Katib's suggestion Deployment: named <experiment>-<algorithm>, its pods labelled so (util.SuggestionLabels),
+# its early-stopping service in container `early-stopping` (consts.ContainerEarlyStopping).
+SUGGESTION_DEPLOYMENT_LABEL = "katib.kubeflow.org/deployment"
+EARLY_STOPPING_CONTAINER = "early-stopping"
+# experiment_controller.go, ReconcileSuggestions: the Experiment's Failed message when its Suggestion failed.
+SUGGESTION_FAILED_MESSAGE = "Suggestion has failed"
+# updateTrialsSummary's order of trial conditions (status_util.go); none of them True: Pending.
+TRIAL_STATES = ("Killed", "Failed", "Succeeded", "EarlyStopped", "Running", "MetricsUnavailable")
+TRIAL_ENDED = frozenset({"Killed", "Failed", "Succeeded", "EarlyStopped", "MetricsUnavailable"})
+ENDED_TRIAL_LISTS = ("succeededTrialList", "failedTrialList", "killedTrialList", "earlyStoppedTrialList",
+                     "metricsUnavailableTrialList")
 UNSCHEDULABLE_GRACE_S = 300  # a cluster autoscaler may still add a node
 REQUEST_TIMEOUT_S = 30  # one HTTP request; a hung API server must not hang the step
 
@@ -64,6 +80,7 @@ API_CALLS: dict[str, ApiCall] = {
     "list_experiments": ApiCall("list_namespaced_custom_object", "list", "experiments"),
     "delete_experiment": ApiCall("delete_namespaced_custom_object", "delete", "experiments"),
     "list_trials": ApiCall("list_namespaced_custom_object", "list", "trials"),
+    "get_suggestion": ApiCall("get_namespaced_custom_object", "get", "suggestions"),
     "list_pods": ApiCall("list_namespaced_pod", "list", "pods", group=""),
 }
 
@@ -217,7 +234,8 @@ def default_api() -> Any:
 # --- the run -------------------------------------------------------------------
 
 
-def _prepare(experiment: dict[str, Any], namespace: str, name: str, run_id: str) -> dict[str, Any]:
+def _prepare(experiment: dict[str, Any], namespace: str, name: str, run_id: str,
+             owner: dict[str, str] | None = None) -> dict[str, Any]:
     body = copy.deepcopy(experiment)
     body.pop("status", None)
     meta = body.setdefault("metadata", {})
@@ -226,6 +244,9 @@ def _prepare(experiment: dict[str, Any], namespace: str, name: str, run_id: str)
     meta["name"] = name
     meta["namespace"] = namespace
     meta.setdefault("labels", {})[RUN_ID_LABEL] = run_id
+    if owner:
+        # The garbage collector deletes the Experiment (and Katib's trials with it) when its owner goes.
+        meta["ownerReferences"] = [*(meta.get("ownerReferences") or []), dict(owner)]
     return body
 
 
@@ -239,38 +260,121 @@ def trial_counts(obj: dict[str, Any] | None) -> str:
     return f"{st.get('trials', 0)} trials" + (": " + ", ".join(parts) if parts else "")
 
 
-def pod_problem(pod: dict[str, Any], collector_kind: str, now: float,
-                unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S) -> str | None:
-    """Why a trial pod will never report a metric, from its status (the pod's own reason), or None.
-    Kubernetes never fails a Job for these, so without this the step would wait for its timeout."""
-    from datetime import datetime
+def trial_state(trial: dict[str, Any]) -> str:
+    """A Trial's state from its own conditions, as Katib's updateTrialsSummary reads them."""
+    return next((kind for kind in TRIAL_STATES if condition_is_true(trial, kind)), "Pending")
 
-    name = (pod.get("metadata") or {}).get("name", "?")
+
+def _waiting(pod: dict[str, Any]):
+    """(container status, its waiting state) for each container that waits with a reason."""
     status = pod.get("status") or {}
     for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
         waiting = (cs.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in IMAGE_PULL_REASONS:
-            return (f"trial pod {name} cannot pull image {cs.get('image')!r} ({waiting['reason']}: "
-                    f"{waiting.get('message', '')}); pass the image the cluster can pull (trial_image)")
-        if waiting.get("reason") in CONFIG_REASONS:
-            return f"trial pod {name}: {waiting['reason']}: {waiting.get('message', '')}"
-    for cond in status.get("conditions") or []:
+        if waiting.get("reason"):
+            yield cs, waiting
+
+
+def _unschedulable(pod: dict[str, Any], now: float, grace_s: float) -> tuple[str, float] | None:
+    """(the scheduler's message, seconds) once the pod has been Unschedulable for grace_s."""
+    from datetime import datetime
+
+    for cond in (pod.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
             since = cond.get("lastTransitionTime")
             try:
                 waited = now - datetime.fromisoformat(str(since).replace("Z", "+00:00")).timestamp()
             except ValueError:
-                waited = unschedulable_grace_s
-            if waited >= unschedulable_grace_s:
-                return (f"trial pod {name} cannot be scheduled ({cond.get('message', '')}) for {waited:.0f}s: "
-                        "lower the trial's resources or free the cluster; a missing PersistentVolumeClaim "
-                        "(data_pvc) shows here too")
+                waited = grace_s
+            if waited >= grace_s:
+                return cond.get("message", ""), waited
+    return None
+
+
+def pod_problem(pod: dict[str, Any], collector_kind: str, now: float,
+                unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S, primary: str | None = None) -> str | None:
+    """Why a trial pod will never report a metric, from its status (the pod's own reason), or None.
+    Kubernetes never fails a Job for these, so without this the step would wait for its timeout.
+    `primary`: the trial template's primaryContainerName, the one container trial_image sets."""
+    name = (pod.get("metadata") or {}).get("name", "?")
+    for cs, waiting in _waiting(pod):
+        reason, container, image = waiting["reason"], cs.get("name"), cs.get("image")
+        why = f"{reason}: {waiting.get('message', '')}"
+        if reason in IMAGE_PULL_REASONS:
+            if container == COLLECTOR_CONTAINER:
+                return (f"trial pod {name}: Katib's metrics collector (container {container}) cannot pull image "
+                        f"{image!r} ({why}); trial_image does not set it: it is katib-config's "
+                        f"runtime.metricsCollectors image for kind {collector_kind} (kubectl -n kubeflow get "
+                        "configmap katib-config -o yaml)")
+            if primary is not None and container != primary:
+                return (f"trial pod {name}: container {container} cannot pull image {image!r} ({why}); "
+                        f"trial_image sets only the primary container {primary}: fix this container's image "
+                        "in the Experiment's trial template")
+            return (f"trial pod {name} cannot pull image {image!r} ({why}); "
+                    "pass the image the cluster can pull (trial_image)")
+        if reason in CONFIG_REASONS:
+            return f"trial pod {name}: {why}"
+    unscheduled = _unschedulable(pod, now, unschedulable_grace_s)
+    if unscheduled:
+        return (f"trial pod {name} cannot be scheduled ({unscheduled[0]}) for {unscheduled[1]:.0f}s: "
+                "lower the trial's resources or free the cluster; a missing PersistentVolumeClaim "
+                "(data_pvc) shows here too")
     labels = (pod.get("metadata") or {}).get("labels") or {}
     containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
     if collector_kind in ("StdOut", "File") and TRIAL_LABEL not in labels and COLLECTOR_CONTAINER not in containers:
         return (f"trial pod {name} has no Katib metrics collector: the namespace lacks the label "
                 f"{INJECTION_LABEL}=enabled, so no trial ever reports a metric (kubectl label namespace "
                 f"{(pod.get('metadata') or {}).get('namespace', 'NAMESPACE')} {INJECTION_LABEL}=enabled)")
+    return None
+
+
+def suggestion_deployment(suggestion: dict[str, Any]) -> str:
+    """The name of the Deployment Katib runs a Suggestion's service in (GetSuggestionDeploymentName)."""
+    spec = suggestion.get("spec") or {}
+    return f"{suggestion['metadata']['name']}-{(spec.get('algorithm') or {}).get('algorithmName', '')}"
+
+
+def _suggestion_image_hint(container: str | None, suggestion: dict[str, Any]) -> str:
+    spec = suggestion.get("spec") or {}
+    if container == EARLY_STOPPING_CONTAINER:
+        name = (spec.get("earlyStopping") or {}).get("algorithmName", "")
+        return f"it is katib-config's runtime.earlyStoppings image for {name!r}"
+    name = (spec.get("algorithm") or {}).get("algorithmName", "")
+    ours = " (this project's service: deploy/katib-config/asha.yaml, docs/asha.md)" if name == "asha" else ""
+    return f"it is katib-config's runtime.suggestions image for algorithm {name!r}{ours}"
+
+
+def suggestion_problem(suggestion: dict[str, Any] | None, pods: list[dict[str, Any]], now: float,
+                       unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S) -> str | None:
+    """Why the Experiment's Suggestion will never hand out trials, with Katib's own condition and the
+    service pod's reason, or None. Katib marks such a Suggestion DeploymentReady=False and nothing
+    else (suggestion_controller.go, checkDeploymentReady), so the Experiment would just stay Running."""
+    ready = next((c for c in conditions(suggestion) if c.get("type") == "DeploymentReady"), None)
+    if suggestion is None or ready is None or ready.get("status") != "False":
+        return None
+    said = (f"its Suggestion is DeploymentReady=False ({ready.get('reason', '')}: {ready.get('message', '')}): "
+            "Katib never fails it")
+    ns = suggestion["metadata"].get("namespace", "NAMESPACE")
+    for pod in pods:
+        name = (pod.get("metadata") or {}).get("name", "?")
+        for cs, waiting in _waiting(pod):
+            reason, container = waiting["reason"], cs.get("name")
+            why = f"{reason}: {waiting.get('message', '')}"
+            if reason in IMAGE_PULL_REASONS:
+                return (f"{said}; suggestion pod {name} container {container} cannot pull image "
+                        f"{cs.get('image')!r} ({why}); {_suggestion_image_hint(container, suggestion)}")
+            if reason in CRASH_REASONS:
+                last = (cs.get("lastState") or {}).get("terminated") or {}
+                exit_ = (f", last exit code {last.get('exitCode')} ({last.get('reason', '')}"
+                         + (f": {last['message'].strip()}" if last.get("message") else "") + ")") if last else ""
+                return (f"{said}; suggestion pod {name} container {container} keeps crashing ({reason}, "
+                        f"{cs.get('restartCount', 0)} restarts{exit_}); its log: kubectl -n {ns} logs {name} "
+                        f"-c {container} --previous")
+            if reason in CONFIG_REASONS:
+                return f"{said}; suggestion pod {name} container {container}: {why}"
+        unscheduled = _unschedulable(pod, now, unschedulable_grace_s)
+        if unscheduled:
+            return (f"{said}; suggestion pod {name} cannot be scheduled ({unscheduled[0]}) for "
+                    f"{unscheduled[1]:.0f}s: katib-config's resources for it do not fit the cluster")
     return None
 
 
@@ -297,7 +401,8 @@ class _Session:
             raise _api_error(exc, "list_experiments", self.namespace, None) from exc
         return list(found.get("items") or [])
 
-    def create(self, experiment: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+    def create(self, experiment: dict[str, Any], run_id: str | None = None,
+               owner: dict[str, str] | None = None) -> dict[str, Any]:
         meta = experiment.get("metadata") or {}
         base = meta.get("name") or meta.get("generateName") or "experiment"
         if run_id:
@@ -310,7 +415,7 @@ class _Session:
         run_id = run_id or uuid.uuid4().hex
         for _ in range(3):  # three random names all taken: something else is wrong
             name = unique_name(base)
-            body = _prepare(experiment, self.namespace, name, run_id)
+            body = _prepare(experiment, self.namespace, name, run_id, owner)
             try:
                 return self.call("create_experiment", body=body)
             except Exception as exc:  # noqa: BLE001
@@ -348,21 +453,71 @@ class _Session:
                 lines.append(f"{trial['metadata']['name']}: {last.get('reason', '')}: {last.get('message', '')}")
         return ("failed trials: " + "; ".join(lines)) if lines else ""
 
-    def stuck_trial(self, name: str, collector_kind: str, now: float) -> str | None:
-        """The first running trial whose pod can never report a metric, with the pod's reason."""
-        running = [t["metadata"]["name"] for t in self.trials(name)
-                   if (conditions(t) or [{}])[-1].get("type") in ("Created", "Running")]
-        if not running:
+    def suggestion(self, name: str) -> dict[str, Any] | None:
+        """The Experiment's Suggestion (same name), None before Katib has made it."""
+        try:
+            return self.call("get_suggestion", name)
+        except Exception as exc:  # noqa: BLE001
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise _api_error(exc, "get_suggestion", self.namespace, name) from exc
+
+    def failed_suggestion(self, name: str) -> str:
+        """The Suggestion's own Failed condition, for the error message; never masks the failure itself."""
+        try:
+            suggestion = self.call("get_suggestion", name)
+        except Exception as exc:  # noqa: BLE001
+            return f"(its Suggestion is not readable: {_status_message(exc)})"
+        failed = [c for c in conditions(suggestion) if c.get("type") == "Failed" and c.get("status") == "True"]
+        return (f"its Suggestion failed ({failed[-1].get('reason', '')}: {failed[-1].get('message', '')})"
+                if failed else "")
+
+    def suggestion_trouble(self, name: str, now: float) -> str | None:
+        suggestion = self.suggestion(name)
+        if not any(c.get("type") == "DeploymentReady" and c.get("status") == "False" for c in conditions(suggestion)):
+            return None  # not made yet, or its service is up: no need to read its pods
+        selector = f"{SUGGESTION_DEPLOYMENT_LABEL}={suggestion_deployment(suggestion)}"
+        try:
+            pods = self.call("list_pods", label_selector=selector).get("items") or []
+        except Exception as exc:  # noqa: BLE001
+            raise _api_error(exc, "list_pods", self.namespace, None) from exc
+        return suggestion_problem(suggestion, pods, now)
+
+    def stuck_trial(self, trials: list[dict[str, Any]], collector_kind: str, primary: str | None,
+                    now: float) -> str | None:
+        """The first trial that has not ended whose pod can never report a metric, with the pod's reason."""
+        open_ = [t["metadata"]["name"] for t in trials if trial_state(t) not in TRIAL_ENDED]
+        if not open_:
             return None
         try:
-            pods = self.call("list_pods", label_selector=f"{JOB_NAME_LABEL} in ({','.join(running)})")
+            pods = self.call("list_pods", label_selector=f"{JOB_NAME_LABEL} in ({','.join(open_)})")
         except Exception as exc:  # noqa: BLE001
             raise _api_error(exc, "list_pods", self.namespace, None) from exc
         for pod in pods.get("items") or []:
-            problem = pod_problem(pod, collector_kind, now)
+            problem = pod_problem(pod, collector_kind, now, primary=primary)
             if problem:
                 return problem
         return None
+
+    def ended(self, last: dict[str, Any], trials: list[dict[str, Any]], collector_kind: str, primary: str | None,
+              now: float) -> bool:
+        """True once a Succeeded Experiment's result is final: every trial ended by its own conditions (or
+        can never run) and Katib lists none as running (while it does, it still updates the object)."""
+        ns, name = self.namespace, last["metadata"]["name"]
+        if any(trial_state(t) not in TRIAL_ENDED for t in trials):
+            stuck = self.stuck_trial(trials, collector_kind, primary, now)
+            if stuck:
+                self.log(f"tune: {ns}/{name} ended; not waiting for a trial that can never finish: {stuck}")
+            return stuck is not None
+        st = last.get("status") or {}
+        if st.get("runningTrialList"):
+            return False
+        counted = {n for key in ENDED_TRIAL_LISTS for n in st.get(key) or []}
+        late = sorted(t["metadata"]["name"] for t in trials if t["metadata"]["name"] not in counted)
+        if late:
+            self.log(f"tune: {ns}/{name}: {', '.join(late)} ended after Katib stopped updating the Experiment "
+                     "(it does once it lists no running trial): not in its currentOptimalTrial")
+        return True
 
     def delete(self, name: str) -> None:
         try:
@@ -374,8 +529,9 @@ class _Session:
     def wait(self, created: dict[str, Any], deadline: float, timeout_s: int, poll_s: float,
              clock: Callable[[], float], keep_hint: bool, wall: Callable[[], float] = time.time) -> dict[str, Any]:
         name, ns, last = created["metadata"]["name"], self.namespace, created
-        kind = ((((created.get("spec") or {}).get("metricsCollectorSpec") or {}).get("collector") or {})
-                .get("kind", "StdOut"))
+        spec = created.get("spec") or {}
+        kind = ((spec.get("metricsCollectorSpec") or {}).get("collector") or {}).get("kind", "StdOut")
+        primary = (spec.get("trialTemplate") or {}).get("primaryContainerName")
         said = None
         while True:
             try:
@@ -393,24 +549,29 @@ class _Session:
             if line != said:
                 self.log(line)
                 said = line
-            st = last.get("status") or {}
-            busy = (st.get("trialsRunning") or 0) + (st.get("trialsPending") or 0)
-            if condition_is_true(last, "Succeeded") and not busy:
-                return last
             if condition_is_true(last, "Failed"):
-                trials = self.failed_trials(name)
+                failed = next(c for c in reversed(conditions(last)) if c.get("type") == "Failed")
+                why = [self.failed_suggestion(name) if failed.get("message") == SUGGESTION_FAILED_MESSAGE else "",
+                       self.failed_trials(name)]
                 raise KatibExperimentFailed(
-                    f"Experiment {ns}/{name} failed: {describe_conditions(last)}" + (f"; {trials}" if trials else ""),
+                    f"Experiment {ns}/{name} failed: {describe_conditions(last)}"
+                    + "".join(f"; {w}" for w in why if w),
                     last,
                 )
-            if busy and not condition_is_true(last, "Succeeded"):
-                stuck = self.stuck_trial(name, kind, wall())
-                if stuck:
-                    raise KatibExperimentFailed(f"Experiment {ns}/{name} cannot make progress: {stuck}", last)
+            trials = self.trials(name)
+            if condition_is_true(last, "Succeeded"):
+                if self.ended(last, trials, kind, primary, wall()):
+                    return last
+            else:
+                problem = self.suggestion_trouble(name, wall()) or self.stuck_trial(trials, kind, primary, wall())
+                if problem:
+                    raise KatibExperimentFailed(f"Experiment {ns}/{name} cannot make progress: {problem}", last)
             remaining = deadline - clock()
             if remaining <= 0:
                 hint = f"; it is still there: kubectl delete experiment {name} -n {ns}" if keep_hint else ""
-                waiting = f" ({busy} trial(s) still running after it ended)" if busy else ""
+                busy = [t["metadata"]["name"] for t in trials if trial_state(t) not in TRIAL_ENDED]
+                waiting = (f" ({len(busy)} trial(s) still running after it ended: {', '.join(busy)})"
+                           if busy and condition_is_true(last, "Succeeded") else "")
                 raise KatibTimeout(
                     f"Experiment {ns}/{name} did not finish within {timeout_s}s{waiting}; "
                     f"last conditions: {describe_conditions(last)}{hint}",
@@ -428,23 +589,26 @@ def run_on_katib(
     api: Any = None,
     *,
     run_id: str | None = None,
+    owner: dict[str, str] | None = None,
     retry: RetryPolicy | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     log: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> dict[str, Any]:
     """Create `experiment` in `namespace` under a fresh name (labelled with `run_id`; a second call
-    with the same run_id waits for the Experiment the first made), wait until it ends and no trial
-    runs any more, return the final Experiment object (`kubectl get experiment -o json`).
+    with the same run_id waits for the Experiment the first made), wait until it ends and every trial
+    has ended, return the final Experiment object (`kubectl get experiment -o json`). `owner`: an
+    ownerReference (same namespace) the Experiment is deleted with, e.g. the tune step's pod.
 
-    Raises KatibExperimentFailed (Failed condition, deleted meanwhile, or a trial pod that can never
-    run: image pull errors, unschedulable, no metrics collector), KatibTimeout (not finished within
+    Raises KatibExperimentFailed (Failed condition, deleted meanwhile, a trial pod that can never
+    run: image pull errors, unschedulable, no metrics collector; or a Suggestion whose service pod
+    cannot pull its image, crash-loops or cannot be scheduled), KatibTimeout (not finished within
     timeout_s; left running unless delete_after) and KatibApiError (403/404/409/4xx at once, 5xx
     and connection errors after retries). All are UserError: one line in the CLI.
     """
     session = _Session(api if api is not None else default_api(), namespace, retry or RetryPolicy(), sleep, log)
     deadline = clock() + timeout_s
-    created = session.create(experiment, run_id)
+    created = session.create(experiment, run_id, owner)
     name = created["metadata"]["name"]
     try:
         result = session.wait(created, deadline, timeout_s, poll_s, clock, keep_hint=not delete_after)

@@ -318,7 +318,7 @@ def test_5xx_is_retried_with_backoff(kube):
     kube.on("GET", "experiments", True, status(503, "ServiceUnavailable", "x"),
             status(503, "ServiceUnavailable", "x"), "succeeded")
     run(kube, sleep=sleeps.append, retry=kb.RetryPolicy(attempts=3, backoff_s=0.5))
-    assert len(sent(kube, "POST")) == 2 and len(sent(kube, "GET")) == 3
+    assert len(sent(kube, "POST")) == 2 and experiment_polls(kube) == 3
     assert sleeps == [0.5, 0.5, 1.0]  # create retry; then two doubling retries of the poll
 
 
@@ -353,13 +353,13 @@ def test_no_credentials_is_a_user_error(monkeypatch, tmp_path):
 
 # --- the RBAC the backend needs is derived from the code ------------------------------------
 
-GROUP_OF = {"experiments": "kubeflow.org", "trials": "kubeflow.org", "pods": ""}
+GROUP_OF = {"experiments": "kubeflow.org", "trials": "kubeflow.org", "suggestions": "kubeflow.org", "pods": ""}
 HTTP_VERB = {("POST", False): "create", ("GET", True): "get", ("GET", False): "list", ("DELETE", True): "delete"}
 
 
 def test_every_request_sent_is_covered_by_required_rbac(kube):
     # One run that takes every path: look for this run's Experiment, 409 -> get -> create, poll while a
-    # trial runs (its trials and pods), fail, list trials, delete.
+    # trial runs (its Suggestion, its trials and pods), fail, list trials, delete.
     kube.on("POST", "experiments", False, status(409, "AlreadyExists", "taken"), "created")
     kube.on("GET", "experiments", True, (200, fixture("created")), "running", "failed")
     kube.on("GET", "trials", False, (200, {"items": [RUNNING_TRIAL]}))
@@ -478,16 +478,21 @@ def test_a_healthy_pod_is_no_problem():
     assert kb.pod_problem(pod(), "StdOut", 0) is None
 
 
-def test_succeeded_with_trials_still_running_waits_for_them(kube):
-    """Katib keeps running trials after the end condition and may still change currentOptimalTrial."""
+def test_succeeded_while_katib_lists_a_running_trial_waits_for_katibs_update(kube):
+    """Katib keeps running trials after the end condition and, while it lists one as running, still
+    updates the object (currentOptimalTrial included): the result is its object after that trial."""
     ended_busy = fixture("succeeded")
-    ended_busy["status"]["trialsRunning"] = 1
+    ended_busy["status"].update(trialsRunning=1, runningTrialList=["darts-example-n4fpnxlm"], trialsSucceeded=0,
+                                succeededTrialList=None)
     ended_busy["status"]["currentOptimalTrial"]["bestTrialName"] = "an-earlier-best"
+    done = trial("darts-example-n4fpnxlm", "Succeeded")
     kube.on("POST", "experiments", False, "created")
-    kube.on("GET", "experiments", True, (200, ended_busy), (200, ended_busy), "succeeded")
+    kube.on("GET", "experiments", True, (200, ended_busy), (200, ended_busy), (200, ended_busy), "succeeded")
+    # its own conditions say Succeeded one poll before Katib's object does: still Katib's update is awaited
+    kube.on("GET", "trials", False, trials(trial("darts-example-n4fpnxlm", "Running")), trials(done))
     result = run(kube)
     assert result["status"]["currentOptimalTrial"]["bestTrialName"] == "darts-example-n4fpnxlm"
-    assert len([r for r in sent(kube, "GET") if r["plural"] == "experiments" and r["name"]]) == 3
+    assert len([r for r in sent(kube, "GET") if r["plural"] == "experiments" and r["name"]]) == 4
 
 
 def test_a_retried_step_waits_for_the_experiment_its_run_made(kube):
@@ -511,3 +516,296 @@ def test_stop_run_deletes_only_what_has_not_ended(kube):
     stopped = kb.stop_run(NS, "run-1", api=kube.api, retry=FAST, log=lambda _: None)
     assert stopped == ["digits-tpe-aaaaa"]
     assert [r["name"] for r in sent(kube, "DELETE")] == ["digits-tpe-aaaaa"]
+
+
+# --- Katib v0.19's Trial, Suggestion and suggestion-pod objects, constructed in the shapes its controllers
+# write (trial_controller_util.go, suggestion_controller.go, composer.go; not recorded from a cluster) --------
+
+AT = "2026-01-05T10:00:00Z"
+TRIAL_CONDITIONS = {  # trial_controller.go / trial_controller_util.go reasons and messages
+    "Created": ("TrialCreated", "Trial is created"),
+    "Running": ("TrialRunning", "Trial is running"),
+    "Succeeded": ("TrialSucceeded", "Trial has succeeded"),
+    "MetricsUnavailable": ("MetricsUnavailable", "Metrics are not available"),
+    "Failed": ("TrialFailed", "Trial has failed"),
+}
+
+
+def trial(name: str, state: str, experiment: str = "darts-example") -> dict:
+    """A Trial as Katib's trial controller leaves it in `state` (Pending: Created only)."""
+    def cond(kind, status):
+        reason, message = TRIAL_CONDITIONS[kind]
+        return {"type": kind, "status": status, "reason": reason, "message": message,
+                "lastUpdateTime": AT, "lastTransitionTime": AT}
+
+    conds = [cond("Created", "True")]
+    if state == "Running":
+        conds.append(cond("Running", "True"))
+    elif state != "Pending":  # Mark...: Running set False, then the end condition
+        conds += [cond("Running", "False"), cond(state, "True")]
+    status = {"startTime": AT, "conditions": conds}
+    if state == "Succeeded":
+        status["observation"] = {"metrics": [{"name": "Best-Genotype", "min": "unavailable", "max": "unavailable",
+                                              "latest": "Genotype(normal=[])"}]}
+    return {"apiVersion": "kubeflow.org/v1beta1", "kind": "Trial",
+            "metadata": {"name": name, "namespace": NS, "labels": {"katib.kubeflow.org/experiment": experiment},
+                         "ownerReferences": [{"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
+                                              "name": experiment, "uid": "3fbda962", "controller": True,
+                                              "blockOwnerDeletion": True}]},
+            "spec": {"objective": {"type": "maximize", "objectiveMetricName": "Best-Genotype"},
+                     "primaryContainerName": "training-container"},
+            "status": status}
+
+
+def trials(*items):
+    return 200, {"apiVersion": "kubeflow.org/v1beta1", "kind": "TrialList", "metadata": {}, "items": list(items)}
+
+
+def suggestion(name: str, algorithm: str = "asha", ready: tuple[str, str, str] | None = None,
+               failed: tuple[str, str] | None = None, early_stopping: str | None = None) -> dict:
+    """The Suggestion Katib makes for Experiment `name` (same name, its labels, owned by it)."""
+    conds = [{"type": "Created", "status": "True", "reason": "SuggestionCreated", "message": "Suggestion is created",
+              "lastUpdateTime": AT, "lastTransitionTime": AT}]
+    ready = ready or ("False", "DeploymentNotReady", "Deployment is not ready")
+    conds.append({"type": "DeploymentReady", "status": ready[0], "reason": ready[1], "message": ready[2],
+                  "lastUpdateTime": AT, "lastTransitionTime": AT})
+    if failed:
+        conds.append({"type": "Failed", "status": "True", "reason": failed[0], "message": failed[1],
+                      "lastUpdateTime": AT, "lastTransitionTime": AT})
+    spec = {"algorithm": {"algorithmName": algorithm, "algorithmSettings": [{"name": "eta", "value": "3"}]},
+            "requests": 3, "resumePolicy": "Never"}
+    if early_stopping:
+        spec["earlyStopping"] = {"algorithmName": early_stopping}
+    return {"apiVersion": "kubeflow.org/v1beta1", "kind": "Suggestion",
+            "metadata": {"name": name, "namespace": NS, "labels": {kb.RUN_ID_LABEL: "run-1"},
+                         "ownerReferences": [{"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
+                                              "name": name, "uid": "3fbda962", "controller": True,
+                                              "blockOwnerDeletion": True}]},
+            "spec": spec, "status": {"startTime": AT, "suggestionCount": 0, "conditions": conds}}
+
+
+def suggestion_pod(experiment: str, algorithm: str = "asha", statuses: list[dict] | None = None,
+                   scheduled: tuple[str, str] | None = None) -> dict:
+    """A pod of Katib's `<experiment>-<algorithm>` Deployment (util.SuggestionLabels), with its containers'
+    statuses as the kubelet writes them."""
+    deployment = f"{experiment}-{algorithm}"
+    names = [s["name"] for s in statuses or []] or ["suggestion"]
+    status = {"phase": "Pending", "conditions": [], "containerStatuses": statuses or []}
+    if scheduled:
+        status["conditions"].append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                     "message": scheduled[0], "lastTransitionTime": scheduled[1]})
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{deployment}-6d9f8b7c5d-x2x9q", "namespace": NS,
+                         "labels": {"katib.kubeflow.org/deployment": deployment,
+                                    "katib.kubeflow.org/experiment": experiment,
+                                    "katib.kubeflow.org/suggestion": experiment,
+                                    "sidecar.istio.io/inject": "false", "pod-template-hash": "6d9f8b7c5d"}},
+            "spec": {"containers": [{"name": n, "image": "katib-digits:0.1.0"} for n in names]},
+            "status": status}
+
+
+def waiting(container: str, image: str, reason: str, message: str, restarts: int = 0,
+            last_exit: tuple[int, str, str] | None = None) -> dict:
+    cs = {"name": container, "image": image, "imageID": "", "ready": False, "restartCount": restarts,
+          "state": {"waiting": {"reason": reason, "message": message}}}
+    if last_exit:
+        cs["lastState"] = {"terminated": {"exitCode": last_exit[0], "reason": last_exit[1], "message": last_exit[2],
+                                          "startedAt": AT, "finishedAt": AT}}
+    return cs
+
+
+def answer_suggestion(**kwargs):
+    return lambda fake, name, body: (200, suggestion(name, **kwargs))
+
+
+def answer_pods(**kwargs):
+    def answer(fake, name, body):
+        (created,) = fake.stored  # the suggestion pods of the one Experiment this run made
+        return pods(suggestion_pod(created, **kwargs))
+    return answer
+
+
+def experiment_polls(kube) -> int:
+    return len([r for r in sent(kube, "GET") if r["plural"] == "experiments" and r["name"]])
+
+
+# --- item 3: a Suggestion whose service never starts fails the step at the first poll -------------------------
+
+
+def test_a_suggestion_image_that_cannot_be_pulled_fails_at_the_first_poll_with_katibs_reason(kube):
+    kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, "created")
+    kube.on("GET", "suggestions", True, answer_suggestion())
+    kube.on("GET", "pods", False, answer_pods(statuses=[waiting(
+        "suggestion", "katib-digits:0.1.0", "ErrImagePull",
+        'rpc error: code = NotFound desc = failed to pull and unpack image "katib-digits:0.1.0": not found')]))
+    with pytest.raises(kb.KatibExperimentFailed) as err:
+        run(kube, timeout_s=30)
+    msg = str(err.value)
+    assert "its Suggestion is DeploymentReady=False (DeploymentNotReady: Deployment is not ready)" in msg
+    assert "container suggestion cannot pull image 'katib-digits:0.1.0' (ErrImagePull: rpc error" in msg
+    assert "katib-config's runtime.suggestions image for algorithm 'asha'" in msg and "trial_image" not in msg
+    assert experiment_polls(kube) == 1  # the first poll, not the 30 s timeout
+    name = sent(kube, "POST")[0]["body"]["metadata"]["name"]
+    (pod_query,) = [r["query"] for r in sent(kube, "GET") if r["plural"] == "pods"]
+    assert pod_query["labelSelector"] == [f"katib.kubeflow.org/deployment={name}-asha"]  # <experiment>-<algorithm>
+
+
+def test_a_crash_looping_suggestion_service_fails_with_its_exit_and_where_its_log_is(kube):
+    kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, "running")
+    kube.on("GET", "suggestions", True, answer_suggestion())
+    kube.on("GET", "pods", False, answer_pods(statuses=[waiting(
+        "suggestion", "katib-digits:0.1.0", "CrashLoopBackOff",
+        "back-off 40s restarting failed container=suggestion", restarts=3,
+        last_exit=(1, "Error", "ModuleNotFoundError: No module named 'optuna'\n"))]))
+    with pytest.raises(kb.KatibExperimentFailed) as err:
+        run(kube, timeout_s=30)
+    msg = str(err.value)
+    assert "container suggestion keeps crashing (CrashLoopBackOff, 3 restarts, last exit code 1 (Error: " \
+           "ModuleNotFoundError: No module named 'optuna'))" in msg
+    assert f"kubectl -n {NS} logs darts-example-" in msg and "-c suggestion --previous" in msg
+    assert experiment_polls(kube) == 1
+
+
+def test_an_early_stopping_image_that_cannot_be_pulled_names_katib_configs_early_stopping_entry():
+    exp = "digits-medianstop-ab12c"
+    problem = kb.suggestion_problem(
+        suggestion(exp, "random", early_stopping="medianstop"),
+        [suggestion_pod(exp, "random", statuses=[
+            {"name": "suggestion", "image": "suggestion-hyperopt:v0.19.0", "ready": True, "restartCount": 0,
+             "state": {"running": {"startedAt": AT}}},
+            waiting("early-stopping", "earlystopping-medianstop:v0.19.0", "ImagePullBackOff",
+                    'Back-off pulling image "earlystopping-medianstop:v0.19.0"')])], 0)
+    assert "container early-stopping cannot pull image 'earlystopping-medianstop:v0.19.0' (ImagePullBackOff" in problem
+    assert "katib-config's runtime.earlyStoppings image for 'medianstop'" in problem
+
+
+def test_a_suggestion_still_starting_or_ready_is_no_problem():
+    exp = "digits-asha-ab12c"
+    creating = suggestion_pod(exp, statuses=[waiting("suggestion", "katib-digits:0.1.0", "ContainerCreating", "")])
+    assert kb.suggestion_problem(suggestion(exp), [creating], 0) is None
+    assert kb.suggestion_problem(suggestion(exp), [], 0) is None  # the Deployment has no pod yet
+    ready = suggestion(exp, ready=("True", "DeploymentReady", "Deployment is ready"))
+    crashing = suggestion_pod(exp, statuses=[waiting("suggestion", "x:1", "CrashLoopBackOff", "back-off")])
+    assert kb.suggestion_problem(ready, [crashing], 0) is None  # Katib's own condition decides
+    assert kb.suggestion_problem(None, [crashing], 0) is None  # not made yet
+
+
+def test_an_unschedulable_suggestion_pod_fails_after_the_grace_period():
+    exp = "digits-asha-ab12c"
+    message = "0/1 nodes are available: 1 Insufficient memory."
+    stuck = suggestion_pod(exp, scheduled=(message, "2026-01-05T10:00:00Z"))
+    from datetime import datetime
+
+    t0 = datetime.fromisoformat("2026-01-05T10:00:00+00:00").timestamp()
+    assert kb.suggestion_problem(suggestion(exp), [stuck], t0 + 60) is None
+    assert "suggestion pod digits-asha-ab12c-asha-6d9f8b7c5d-x2x9q cannot be scheduled (0/1 nodes are available: " \
+           "1 Insufficient memory.) for 400s" in kb.suggestion_problem(suggestion(exp), [stuck], t0 + 400)
+
+
+def test_a_failed_suggestion_is_named_in_the_experiments_failure(kube):
+    failed = fixture("failed")
+    cond = next(c for c in failed["status"]["conditions"] if c["type"] == "Failed")
+    cond["message"] = "Suggestion has failed"  # experiment_controller.go, ReconcileSuggestions
+    kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, (200, failed))
+    kube.on("GET", "suggestions", True, answer_suggestion(failed=(
+        "SuggestionFailed", "Validation failed: resource_name 'epoch' must be one of spec.parameters")))
+    with pytest.raises(kb.KatibExperimentFailed) as err:
+        run(kube)
+    assert "Failed=True (ExperimentFailed: Suggestion has failed); its Suggestion failed (SuggestionFailed: " \
+           "Validation failed: resource_name 'epoch' must be one of spec.parameters)" in str(err.value)
+
+
+# --- item 4: the end is Katib's terminal condition plus the trials' own conditions, not its counts -------------
+
+
+def ended_with_a_frozen_pending_trial() -> dict:
+    """Katib's object after the MetricsUnavailable race: ReconcileTrials did not count the MetricsUnavailable
+    trial as completed and created one more; the end condition did and marked MaxTrialsReached, with that
+    trial pending. With no trial listed as running, Reconcile returns early from then on: frozen."""
+    obj = fixture("succeeded")
+    obj["status"].update(trials=3, trialsSucceeded=1, trialMetricsUnavailable=1, trialsPending=1,
+                         succeededTrialList=["darts-example-n4fpnxlm"],
+                         metricsUnavailableTrialList=["darts-example-m2kq7bvz"],
+                         pendingTrialList=["darts-example-x9w8v7u6"])
+    return obj
+
+
+def test_an_extra_trial_pending_when_it_ended_does_not_freeze_the_end(kube):
+    frozen = ended_with_a_frozen_pending_trial()
+    done = [trial("darts-example-n4fpnxlm", "Succeeded"), trial("darts-example-m2kq7bvz", "MetricsUnavailable")]
+    kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, (200, frozen))
+    kube.on("GET", "trials", False, trials(*done, trial("darts-example-x9w8v7u6", "Pending")),
+            trials(*done, trial("darts-example-x9w8v7u6", "Running")),
+            trials(*done, trial("darts-example-x9w8v7u6", "Succeeded")))
+    said = []
+    now = [0.0]
+    result = run(kube, timeout_s=30, poll_s=1, log=said.append, clock=lambda: now[0],
+                 sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert experiment_polls(kube) == 3  # until the extra trial's own conditions say it ended
+    assert result["status"] == frozen["status"]  # Katib's object, as it left it
+    assert any("darts-example-x9w8v7u6 ended after Katib stopped updating the Experiment" in line for line in said)
+
+
+def test_an_extra_trial_that_can_never_run_after_the_end_is_not_waited_for(kube):
+    frozen = ended_with_a_frozen_pending_trial()
+    extra = trial("darts-example-x9w8v7u6", "Pending")
+    kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, (200, frozen))
+    kube.on("GET", "trials", False, trials(trial("darts-example-n4fpnxlm", "Succeeded"), extra))
+    kube.on("GET", "pods", False, pods(pod(waiting=("ImagePullBackOff", 'Back-off pulling image "x"'),
+                                           name="darts-example-x9w8v7u6-abcde")))
+    said = []
+    result = run(kube, log=said.append)
+    assert experiment_polls(kube) == 1 and result["status"] == frozen["status"]
+    assert any("not waiting for a trial that can never finish" in line for line in said)
+
+
+def test_a_trial_still_running_after_the_end_is_named_when_the_time_is_up(kube):
+    running = ended_with_a_frozen_pending_trial()
+    kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, (200, running))
+    kube.on("GET", "trials", False, trials(trial("darts-example-x9w8v7u6", "Running")))
+    now = [0.0]
+    with pytest.raises(kb.KatibTimeout, match=r"1 trial\(s\) still running after it ended: darts-example-x9w8v7u6"):
+        run(kube, timeout_s=0.3, poll_s=0.1, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+
+
+def test_trial_state_follows_katibs_order_of_conditions():
+    assert [kb.trial_state(trial("t", s)) for s in ("Pending", "Running", "Succeeded", "MetricsUnavailable",
+                                                     "Failed")] == \
+        ["Pending", "Running", "Succeeded", "MetricsUnavailable", "Failed"]
+
+
+# --- the smaller item: an image error names the container that has it ---------------------------------------
+
+
+def test_a_sidecar_image_error_blames_katibs_collector_not_trial_image():
+    p = pod()
+    p["status"]["containerStatuses"] = [
+        {"name": "training-container", "image": "katib-digits:0.1.0", "ready": False, "restartCount": 0,
+         "state": {"running": {"startedAt": AT}}},
+        waiting("metrics-logger-and-collector", "file-metrics-collector:v0.19.0", "ImagePullBackOff",
+                'Back-off pulling image "file-metrics-collector:v0.19.0"')]
+    problem = kb.pod_problem(p, "StdOut", 0, primary="training-container")
+    assert "Katib's metrics collector (container metrics-logger-and-collector) cannot pull image " \
+           "'file-metrics-collector:v0.19.0'" in problem
+    assert "trial_image does not set it: it is katib-config's runtime.metricsCollectors image for kind StdOut" in problem
+    p["status"]["containerStatuses"][1]["name"] = "init-data"  # another container of the trial template
+    assert "trial_image sets only the primary container training-container" in \
+        kb.pod_problem(p, "StdOut", 0, primary="training-container")
+
+
+def test_the_primary_containers_image_error_still_points_at_trial_image():
+    problem = kb.pod_problem(pod(waiting=("ErrImagePull", "not found")), "StdOut", 0, primary="training-container")
+    assert problem.endswith("pass the image the cluster can pull (trial_image)")
+
+
+# --- item 5: the Experiment can be owned by the tune step's pod -----------------------------------------------
+
+
+def test_the_experiment_is_created_owned_by_the_given_pod(kube):
+    kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, "succeeded")
+    owner = {"apiVersion": "v1", "kind": "Pod", "name": "katib-digits-x7-system-container-impl-123", "uid": "u-1"}
+    run(kube, owner=owner)
+    assert sent(kube, "POST")[0]["body"]["metadata"]["ownerReferences"] == [owner]
+    kube.requests.clear()
+    run(kube)
+    assert "ownerReferences" not in sent(kube, "POST")[0]["body"]["metadata"]
