@@ -56,6 +56,18 @@ LOCAL_BUDGET = Budget(max_trial_count=3, parallel_trial_count=1, trial_max_rows=
 TIMEOUTS_S = {"prepare": 3600, "tune": 48 * 3600, "retrain": 24 * 3600, "predict": 3600, "export": 3600,
               "cleanup": 600}
 RETRIES = {"prepare": 2, "tune": 2, "retrain": 1, "predict": 2, "export": 1, "cleanup": 2}
+RETRY_BACKOFF_S, RETRY_BACKOFF_FACTOR = 30, 2
+POD_START_SLACK_S = 600  # scheduling and image pulls: a pod's own deadline starts only when it runs
+
+
+def retry_window_s(step: str) -> int:
+    """The step's backoff_max_duration. Argo counts it from the first attempt's start and ends the
+    retries, and kills a running retry, at that mark (operator.go, processNodeRetries); kfp's default,
+    3600 s, would stop tune and retrain from ever being retried. So: every attempt's whole timeout
+    and the backoffs between them."""
+    retries = RETRIES[step]
+    waits = sum(RETRY_BACKOFF_S * RETRY_BACKOFF_FACTOR ** i for i in range(retries))
+    return (retries + 1) * (TIMEOUTS_S[step] + POD_START_SLACK_S) + waits
 
 
 def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ...] = (), retries: bool = True):
@@ -72,7 +84,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ..
         """What only a cluster sees (kfp.local ignores it): limits, retries, pull secrets, the data volume."""
         kubernetes.set_timeout(task, TIMEOUTS_S[step])
         if retries:
-            task.set_retry(num_retries=RETRIES[step], backoff_duration="30s", backoff_factor=2)
+            task.set_retry(num_retries=RETRIES[step], backoff_duration=f"{RETRY_BACKOFF_S}s",
+                           backoff_factor=RETRY_BACKOFF_FACTOR, backoff_max_duration=f"{retry_window_s(step)}s")
         if image_pull_secrets:
             kubernetes.set_image_pull_secrets(task, list(image_pull_secrets))
         if data_pvc is not None:

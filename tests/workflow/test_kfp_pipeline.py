@@ -122,6 +122,26 @@ def test_every_step_has_a_timeout_retries_and_the_pull_secret(spec, platform):
     assert not steps["prepare"].caching_options.enable_cache  # changed data under one folder name is new data
 
 
+def all_tasks(spec) -> dict:
+    tasks = dict(spec.root.dag.tasks)
+    for component in spec.components.values():
+        tasks.update(component.dag.tasks)
+    return tasks
+
+
+def test_retries_outlast_each_steps_own_timeout(spec, platform):
+    """Argo ends retries (and kills a running retry) backoffMaxDuration after the first attempt started;
+    kfp's default is 3600 s, less than one tune or retrain attempt may take."""
+    retried = {name: task.retry_policy for name, task in all_tasks(spec).items() if task.HasField("retry_policy")}
+    assert set(retried) == {"prepare", "tune", "retrain", "predict", "export", "cleanup"}
+    for name, policy in retried.items():
+        timeout = int(platform[f"exec-{name}"]["activeDeadlineSeconds"])
+        waits = sum(policy.backoff_duration.seconds * policy.backoff_factor ** i
+                    for i in range(policy.max_retry_count))
+        assert policy.backoff_max_duration.seconds >= (policy.max_retry_count + 1) * timeout + waits, name
+    assert retried["tune"].backoff_max_duration.seconds > 3 * 48 * 3600
+
+
 def test_tune_and_cleanup_know_the_run_id(spec):
     steps = spec.components["comp-exit-handler-1"].dag.tasks
     run_id = steps["tune"].inputs.parameters["run_id"].runtime_value.constant.string_value
