@@ -10,6 +10,9 @@
   maxTrialCount trials, but Katib would reject the object: `katib_admissible`
   says so, and the cluster path refuses it before sending it.
 - grid: a maxTrialCount above the number of grid points is refused, as Katib does.
+- A trial flag appended for budget (trial_epochs' `--epochs=N`) never overrides the flag the
+  algorithm's resource parameter sets (hyperband's and asha's resource_name): the trial's argparse
+  keeps the last value, so every rung would train the same epochs. `resource_override_refusal`.
 """
 from __future__ import annotations
 
@@ -81,3 +84,50 @@ def resume_refusal(resume_policy: str, old_status: str | None, old_trials: int |
         return (f"spec.maxTrialCount {new_max_trial_count} must be greater than the {old_trials} trials the "
                 "Experiment already has")
     return None
+
+
+RESOURCE_SETTING = "resource_name"
+_MARK = "katibdigitsresource7"  # a value no template contains, to see where the resource lands
+
+
+def resource_parameter(exp: Experiment) -> str | None:
+    """The parameter the algorithm sets per trial as its resource (hyperband, asha), or None."""
+    service = algorithms.ALGORITHMS.get(exp.algorithm_name)
+    if service is None or RESOURCE_SETTING not in service.settings:
+        return None
+    return str(algorithms.typed_settings(exp.algorithm_name, exp.algorithm_settings).get(RESOURCE_SETTING) or "") \
+        or None
+
+
+def resource_flags(exp: Experiment) -> tuple[str, ...]:
+    """The trial command's flags that carry the resource parameter's value (`--epochs` in
+    experiments/hyperband.yaml), read from the command Katib renders with a marker value for it."""
+    from pipeline.katib.render import trial_argv
+
+    name = resource_parameter(exp)
+    if name is None or name not in {p.name for p in exp.parameters}:
+        return ()
+    samples = {p.name: _MARK if p.name == name else p.choices[0] if p.choices
+               else int(p.min) if p.type == "int" else p.min for p in exp.parameters}
+    argv = trial_argv(exp, samples)
+    flags = []
+    for i, word in enumerate(argv):
+        if _MARK not in word:
+            continue
+        if word.startswith("-") and "=" in word:
+            flags.append(word.split("=", 1)[0])
+        elif i and argv[i - 1].startswith("-"):
+            flags.append(argv[i - 1])
+    return tuple(flags)
+
+
+def resource_override_refusal(exp: Experiment, arg: str, origin: str) -> str | None:
+    """Why appending the trial flag `arg` (asked for by `origin`) is refused, or None: it would
+    override the resource the algorithm gives each trial."""
+    flag = arg.split("=", 1)[0]
+    if flag not in resource_flags(exp):
+        return None
+    alg, name = exp.algorithm_name, resource_parameter(exp)
+    return (f"{exp.source}: {algorithms.SETTINGS_PATH}.{RESOURCE_SETTING}: {origin} would append {arg} to every "
+            f"trial, overriding {flag}, which {alg} sets per rung from parameter {name!r}: every rung would "
+            f"train the same; leave it at 0 for {alg}")

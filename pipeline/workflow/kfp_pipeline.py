@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,7 +38,7 @@ class Budget:
     max_trial_count: int = 0
     parallel_trial_count: int = 0
     trial_max_rows: int = 0
-    trial_epochs: int = 0
+    trial_epochs: int | None = 0  # None: the local default, resolved per Experiment by local_budget()
     retrain_epochs: int = RETRAIN_EPOCHS
     retrain_val_fraction: float = 0.0
     retrain_ensemble: int = RETRAIN_ENSEMBLE
@@ -47,8 +47,24 @@ class Budget:
 
 # `pipeline run --local` on a 2-core laptop: 3 one-epoch trials on 300 rows, then a 3-epoch retrain
 # on every labelled row. A user with the full data passes bigger flags.
-LOCAL_BUDGET = Budget(max_trial_count=3, parallel_trial_count=1, trial_max_rows=300, trial_epochs=1,
+LOCAL_TRIAL_EPOCHS = 1
+LOCAL_BUDGET = Budget(max_trial_count=3, parallel_trial_count=1, trial_max_rows=300, trial_epochs=None,
                       retrain_epochs=3, retrain_ensemble=1)
+
+
+def local_budget(budget: Budget, experiment) -> Budget:
+    """`budget` with the local default trial epochs resolved: LOCAL_TRIAL_EPOCHS, except where the
+    Experiment's algorithm gives each trial its epochs (hyperband, asha: the one budget rule refuses
+    to override them), which keep their own."""
+    from pipeline.katib.budget import resource_override_refusal
+
+    if budget.trial_epochs is not None:
+        return budget
+    if resource_override_refusal(experiment, f"--epochs={LOCAL_TRIAL_EPOCHS}", "the local default") is None:
+        return replace(budget, trial_epochs=LOCAL_TRIAL_EPOCHS)
+    print(f"pipeline: {experiment.algorithm_name} gives each trial its epochs: the local default "
+          f"--trial-epochs {LOCAL_TRIAL_EPOCHS} is not applied", flush=True)
+    return replace(budget, trial_epochs=0)
 
 
 # Each step's limit on a cluster (kfp-kubernetes sets the pod's activeDeadlineSeconds) and its retries
@@ -175,6 +191,14 @@ def pipeline_arguments(data_dir: str, experiment: str, backend: str, budget: Bud
     """The pipeline's run arguments (same names as the pipeline function's parameters; None keeps its default)."""
     if backend not in ("katib", "optuna"):
         raise UserError(f"backend: {backend!r} is not one of katib, optuna")
+    if budget.trial_epochs is None:
+        raise ValueError("resolve the local default trial epochs first (local_budget)")
+    if budget.trial_epochs or budget.trial_max_rows:  # refused here, before a run is made, when we can read it
+        from pipeline.workflow.steps import read_experiment, refuse_resource_overrides
+
+        text = "\n" in experiment or experiment.lstrip().startswith(("{", "apiVersion"))
+        if text or in_project(experiment).is_file():
+            refuse_resource_overrides(read_experiment(experiment), budget.trial_max_rows, budget.trial_epochs)
     extra = {k: v for k, v in (("data_pvc", data_pvc), ("trial_image", trial_image)) if v is not None}
     return {"data_dir": data_dir, "experiment": experiment, "backend": backend, **asdict(budget),
             "namespace": namespace, "timeout_s": timeout_s, "delete_after": delete_after, "export_dir": export_dir,
@@ -291,10 +315,13 @@ def run_local(data_dir: str | Path, experiment_path: str | Path, out: str | Path
     """
     from kfp import local
 
-    from pipeline.workflow.steps import read_experiment
+    from pipeline.workflow.steps import read_experiment, refuse_resource_overrides
 
     data_dir, experiment_path = in_project(data_dir).resolve(), in_project(experiment_path)
-    read_experiment(str(experiment_path))  # missing, not YAML or rejected by Katib: one line before any step
+    # missing, not YAML, rejected by Katib or by the budget rule: one line before any step
+    exp = read_experiment(str(experiment_path))
+    budget = local_budget(budget, exp)
+    refuse_resource_overrides(exp, budget.trial_max_rows, budget.trial_epochs)
     out = Path(out).resolve()
     pipeline_root = out / "kfp-local"
     pipeline_root.mkdir(parents=True, exist_ok=True)
@@ -381,11 +408,15 @@ def collect_local_run(run_dir: Path, out: Path, threshold: float = 0.0) -> dict[
 def experiment_argument(experiment: str) -> str:
     """What the tune step gets: a file here is sent as its content (one-line JSON, which the KFP UI
     also shows and edits), after the same check the step makes; anything else names a file in the image."""
-    from pipeline.workflow.steps import read_experiment
+    import copy
+
+    from pipeline.workflow.steps import SOURCE_ANNOTATION, read_experiment
 
     path = Path(experiment)
     if path.is_file():
-        return json.dumps(read_experiment(str(path)).raw, separators=(",", ":"))
+        raw = copy.deepcopy(read_experiment(str(path)).raw)
+        raw.setdefault("metadata", {}).setdefault("annotations", {})[SOURCE_ANNOTATION] = experiment
+        return json.dumps(raw, separators=(",", ":"))
     return experiment
 
 

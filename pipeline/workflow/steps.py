@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pipeline.errors import UserError
-from pipeline.katib.budget import with_budget
+from pipeline.katib.budget import resource_override_refusal, with_budget
 from pipeline.katib.experiment import Experiment
 
 BACKENDS = ("katib", "optuna")
@@ -30,6 +30,8 @@ DATA_PVC = "digit-recognizer-data"  # deploy/data-pvc.yaml
 EXPORT_DIR = f"{DATA_MOUNT}/models/digits"
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# The file an Experiment sent with a run came from, so the step's messages can name it.
+SOURCE_ANNOTATION = "katib-digits/source"
 
 
 @contextlib.contextmanager
@@ -105,17 +107,31 @@ def read_experiment(path_or_text: str) -> Experiment:
     if "\n" not in path_or_text and not path_or_text.lstrip().startswith(("apiVersion", "kind", "{")):
         path_or_text = str(in_project(path_or_text))
     try:
-        return lint.load(path_or_text)
+        exp = lint.load(path_or_text)
     except UserError as exc:  # a step's log ends in one line: the first problem, and where to see the rest
         first, *more = str(exc).splitlines()
         where = path_or_text if "\n" not in path_or_text else "FILE"
         raise UserError(first + (f" (and {len(more)} more: katib-digits lint {where})" if more else "")) from None
+    sent_from = ((exp.raw.get("metadata") or {}).get("annotations") or {}).get(SOURCE_ANNOTATION)
+    return Experiment(exp.raw, sent_from) if sent_from and exp.source == "<experiment text>" else exp
 
 
 def trial_budget_args(trial_max_rows: int = 0, trial_epochs: int = 0) -> list[str]:
     """Trial flags appended after the template's own (argparse: the last one wins)."""
     return ([f"--max-rows={trial_max_rows}"] if trial_max_rows else []) + \
            ([f"--epochs={trial_epochs}"] if trial_epochs else [])
+
+
+BUDGET_FLAG_ORIGINS = {"--max-rows": "trial_max_rows (--trial-max-rows)", "--epochs": "trial_epochs (--trial-epochs)"}
+
+
+def refuse_resource_overrides(experiment: Experiment, trial_max_rows: int = 0, trial_epochs: int = 0) -> None:
+    """UserError (one line: the file and field) when a budget flag would override the resource the
+    Experiment's algorithm gives each trial (hyperband's and asha's epochs); other algorithms take it."""
+    for arg in trial_budget_args(trial_max_rows, trial_epochs):
+        problem = resource_override_refusal(experiment, arg, BUDGET_FLAG_ORIGINS[arg.split("=", 1)[0]])
+        if problem:
+            raise UserError(problem)
 
 
 def append_trial_args(experiment: Experiment, args: list[str]) -> Experiment:
@@ -209,6 +225,7 @@ def tune(experiment: Experiment, backend: str, out_dir: str | Path, train_file: 
     for note in budgeted.notes:
         print(f"tune: {note}", flush=True)
     experiment = budgeted.experiment
+    refuse_resource_overrides(experiment, trial_max_rows, trial_epochs)
     budget = trial_budget_args(trial_max_rows, trial_epochs)
     if backend == "katib":
         from pipeline.cluster.katib_api import run_on_katib

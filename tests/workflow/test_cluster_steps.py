@@ -56,7 +56,10 @@ def test_a_local_experiment_file_is_sent_with_the_run(tmp_path):
     """Not its path (the pod would look for it in the image): one-line JSON the step reads back."""
     sent = experiment_argument(str(RANDOM))
     assert "\n" not in sent and json.loads(sent)["metadata"]["name"] == "digits-random"
-    assert steps.read_experiment(sent).raw == load(RANDOM).raw
+    back = steps.read_experiment(sent)
+    assert back.source == str(RANDOM)  # the step's messages name the file it came from
+    assert back.raw["metadata"].pop("annotations") == {steps.SOURCE_ANNOTATION: str(RANDOM)}
+    assert back.raw == load(RANDOM).raw
     assert experiment_argument("experiments/in-the-image.yaml") == "experiments/in-the-image.yaml"
     bad = tmp_path / "bad.yaml"
     bad.write_text(RANDOM.read_text().replace("type: maximize", "type: maximise"))

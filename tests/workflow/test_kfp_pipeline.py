@@ -15,9 +15,9 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from pipeline.workflow import steps
 from pipeline.cli import main as cli_main
 from pipeline.errors import UserError
-from pipeline.workflow.kfp_pipeline import (LOCAL_BUDGET, Budget, _failed_step, _Tee, compile_pipeline, pipeline_arguments,
-                                   run_local)
-from pipeline.katib.experiment import Experiment
+from pipeline.workflow.kfp_pipeline import (LOCAL_BUDGET, Budget, _failed_step, _Tee, compile_pipeline, local_budget,
+                                            pipeline_arguments, run_local)
+from pipeline.katib.experiment import Experiment, load
 from pipeline.submission.predict import check_submission
 from tests.conftest import REPO, SAMPLE
 
@@ -178,7 +178,46 @@ def test_pipeline_arguments_cover_every_parameter(spec):
 
 
 def test_local_budget_is_tiny():
-    assert LOCAL_BUDGET.max_trial_count <= 4 and LOCAL_BUDGET.trial_epochs == 1 and LOCAL_BUDGET.trial_max_rows <= 500
+    tiny = local_budget(LOCAL_BUDGET, load(LOCAL_EXPERIMENT))
+    assert tiny.max_trial_count <= 4 and tiny.trial_epochs == 1 and tiny.trial_max_rows <= 500
+
+
+@pytest.mark.parametrize("name", ["hyperband", "asha"])
+def test_the_local_default_epochs_leave_the_resource_to_hyperband_and_asha(name, capsys):
+    resolved = local_budget(LOCAL_BUDGET, load(REPO / "experiments" / f"{name}.yaml"))
+    assert resolved.trial_epochs == 0 and resolved.trial_max_rows == LOCAL_BUDGET.trial_max_rows
+    assert f"{name} gives each trial its epochs: the local default --trial-epochs 1 is not applied" in \
+        capsys.readouterr().out
+    assert local_budget(Budget(trial_epochs=2), load(REPO / "experiments" / f"{name}.yaml")).trial_epochs == 2
+
+
+RESOURCE_REFUSAL = ("{path}: spec.algorithm.algorithmSettings.resource_name: trial_epochs (--trial-epochs) would "
+                    "append --epochs=2 to every trial, overriding --epochs, which {alg} sets per rung from "
+                    "parameter 'epochs': every rung would train the same; leave it at 0 for {alg}")
+
+
+@pytest.mark.parametrize("name", ["hyperband", "asha"])
+@pytest.mark.parametrize("where", ["--local", "--host"])
+def test_trial_epochs_that_would_override_the_resource_are_refused_before_a_run(tmp_path, capsys, name, where):
+    path = f"experiments/{name}.yaml"
+    argv = ["pipeline", "run", "--experiment", path, "--trial-epochs", "2", "--out", str(tmp_path / "out")]
+    argv += ["--local"] if where == "--local" else ["--host", "http://127.0.0.1:9"]  # nothing is contacted
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "katib-digits: error: " + RESOURCE_REFUSAL.format(path=path, alg=name)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_tune_step_refuses_it_too_and_takes_other_budget_flags(tmp_path):
+    hyperband = load(REPO / "experiments" / "hyperband.yaml")
+    with pytest.raises(UserError) as err:
+        steps.tune(hyperband, "optuna", tmp_path, trial_epochs=2)
+    assert str(err.value) == RESOURCE_REFUSAL.format(path=hyperband.source, alg="hyperband")
+    assert not list(tmp_path.iterdir())  # refused before any trial
+    steps.refuse_resource_overrides(hyperband, trial_max_rows=300)  # rows are not hyperband's resource
+    steps.refuse_resource_overrides(load(REPO / "experiments" / "tpe.yaml"), 300, 2)  # tpe has no resource
 
 
 @pytest.mark.parametrize("argv, message", [
