@@ -191,20 +191,27 @@ def for_cluster(experiment: Experiment, trial_image: str = "", data_pvc: str = "
     return changed
 
 
-def require_same_data(experiment: Experiment, data_pvc: str, data_dir: str, train_file: str) -> None:
+def require_same_data(experiment: Experiment, data_pvc: str, data_dir: str, train_file: str, *,
+                      experiment_namespace: str, data_namespace: str) -> None:
     """Refuse to tune when the trials would read other data than the retrain: the retrain reads
-    `data_dir/train_file` from the claim `data_pvc` mounted at DATA_MOUNT (the prepare step)."""
+    `data_dir/train_file` from the claim `data_pvc` in `data_namespace`, mounted at DATA_MOUNT (the
+    prepare step, in the run's namespace). A pod mounts a claim by name in its own namespace, so the
+    trials read theirs in `experiment_namespace`: a claim is its namespace and its name."""
     path, claim, inside = trial_data(experiment)
     where = f"{data_dir.rstrip('/')}/{train_file}"
     if not (where == DATA_MOUNT or where.startswith(DATA_MOUNT + "/")):
         raise UserError(f"data_dir {data_dir!r}: on a cluster the data is read from the volume {data_pvc!r} "
                         f"mounted at {DATA_MOUNT}; pass a folder under {DATA_MOUNT}")
     expected = str(Path(where).relative_to(DATA_MOUNT))
-    if claim != data_pvc or Path(inside) != Path(expected):
-        source = f"claim {claim!r}, {inside}" if claim else "the image's own files"
-        raise UserError(f"{experiment.source}: the trials read {path} ({source}) but the retrain would read "
-                        f"{where} (claim {data_pvc!r}, {expected}): tuning on other data than the submission is "
-                        "trained on; make the trial template's --data and volume match data_dir and data_pvc")
+    if claim == data_pvc and Path(inside) == Path(expected) and experiment_namespace == data_namespace:
+        return
+    source = f"claim {experiment_namespace}/{claim}, {inside}" if claim else "the image's own files"
+    fix = (f"run the Experiment in the run's namespace (namespace {data_namespace!r}, or empty) and keep the "
+           "claim there" if claim == data_pvc and Path(inside) == Path(expected)
+           else "make the trial template's --data and volume match data_dir and data_pvc")
+    raise UserError(f"{experiment.source}: the trials read {path} ({source}) but the retrain would read {where} "
+                    f"(claim {data_namespace}/{data_pvc}, {expected}): tuning on other data than the submission is "
+                    f"trained on; {fix}")
 
 
 def tune(experiment: Experiment, backend: str, out_dir: str | Path, train_file: str | Path | None = None,
@@ -215,9 +222,10 @@ def tune(experiment: Experiment, backend: str, out_dir: str | Path, train_file: 
     Budget counts of 0 keep the Experiment's own (the one budget rule: pipeline.katib.budget).
 
     optuna: our local dry-run; its trials read `train_file` (the prepared data).
-    katib: creates the Experiment in `namespace` with `cluster`'s trial_image, data_pvc and
-    image_pull_secrets applied, after checking its trials read the data the retrain will
-    (data_dir, train_file); `cluster["run_id"]` labels it, so a retried step finds it again.
+    katib: creates the Experiment in `namespace` (empty: this pod's) with `cluster`'s trial_image,
+    data_pvc and image_pull_secrets applied, after checking its trials read the data the retrain will
+    (data_dir, train_file, and data_pvc in data_namespace, default this pod's: where prepare mounted
+    it); `cluster["run_id"]` labels it, so a retried step finds it again.
     """
     if backend not in BACKENDS:
         raise UserError(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
@@ -235,12 +243,16 @@ def tune(experiment: Experiment, backend: str, out_dir: str | Path, train_file: 
                             f"parallelTrialCount {experiment.parallel_trial_count}, which Katib rejects; "
                             f"raise max_trial_count to at least {experiment.parallel_trial_count}")
         cluster = cluster or {}
+        namespace = namespace or current_namespace()
         experiment = for_cluster(experiment, cluster.get("trial_image", ""), cluster.get("data_pvc", ""),
                                  cluster.get("image_pull_secrets"))
         if cluster.get("data_pvc"):
+            data_namespace = cluster.get("data_namespace") or current_namespace()
             require_same_data(experiment, cluster["data_pvc"], cluster.get("data_dir", DATA_MOUNT),
-                              Path(str(train_file)).name if train_file else "train.csv.gz")
-        return run_on_katib(append_trial_args(experiment, budget).raw, namespace or current_namespace(), timeout_s,
+                              Path(str(train_file)).name if train_file else "train.csv.gz",
+                              experiment_namespace=namespace, data_namespace=data_namespace)
+            print(f"tune: the trials read claim {namespace}/{cluster['data_pvc']}, the one prepare read", flush=True)
+        return run_on_katib(append_trial_args(experiment, budget).raw, namespace, timeout_s,
                             delete_after, run_id=cluster.get("run_id") or None)
     from pipeline.local.controller import run_experiment
 

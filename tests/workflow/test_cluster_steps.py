@@ -30,26 +30,48 @@ def test_the_tune_step_applies_image_volume_and_pull_secrets():
     assert load(RANDOM).primary_container()["image"] == "katib-digits:0.1.0"  # the file is untouched
 
 
+SAME_NS = {"experiment_namespace": "team-a", "data_namespace": "team-a"}
+
+
 def test_same_data_passes_when_trials_and_retrain_read_one_file():
     steps.require_same_data(steps.for_cluster(load(RANDOM), data_pvc="team-data"), "team-data", "/data",
-                            "train.csv.gz")
+                            "train.csv.gz", **SAME_NS)
 
 
 @pytest.mark.parametrize("data_pvc, data_dir, message", [
-    ("other-claim", "/data", "claim 'digit-recognizer-data'"),       # the YAML's claim, not the pipeline's
+    ("other-claim", "/data", "claim team-a/digit-recognizer-data"),  # the YAML's claim, not the pipeline's
     ("digit-recognizer-data", "/data/full", "full/train.csv.gz"),     # another folder on the same claim
     ("digit-recognizer-data", "data/sample", "pass a folder under /data"),  # the image's sample
 ])
 def test_the_tune_step_refuses_to_tune_on_other_data_than_the_retrain(data_pvc, data_dir, message):
     with pytest.raises(UserError, match=message):
-        steps.require_same_data(load(RANDOM), data_pvc, data_dir, "train.csv.gz")
+        steps.require_same_data(load(RANDOM), data_pvc, data_dir, "train.csv.gz", **SAME_NS)
 
 
 def test_trials_reading_the_images_own_files_are_refused():
     exp = load(RANDOM)
     exp.primary_container()["volumeMounts"] = []
     with pytest.raises(UserError, match="the image's own files"):
-        steps.require_same_data(exp, "digit-recognizer-data", "/data", "train.csv.gz")
+        steps.require_same_data(exp, "digit-recognizer-data", "/data", "train.csv.gz", **SAME_NS)
+
+
+def test_the_same_claim_name_in_another_namespace_is_other_data():
+    """Standalone KFP runs its steps in its own namespace (kubeflow): a claim of the same name in the
+    Experiment's namespace is another volume."""
+    with pytest.raises(UserError) as err:
+        steps.require_same_data(load(RANDOM), "digit-recognizer-data", "/data", "train.csv.gz",
+                                experiment_namespace="katib-digits", data_namespace="kubeflow")
+    assert str(err.value) == (
+        f"{RANDOM}: the trials read /data/train.csv.gz (claim katib-digits/digit-recognizer-data, train.csv.gz) "
+        "but the retrain would read /data/train.csv.gz (claim kubeflow/digit-recognizer-data, train.csv.gz): "
+        "tuning on other data than the submission is trained on; run the Experiment in the run's namespace "
+        "(namespace 'kubeflow', or empty) and keep the claim there")
+
+
+def test_the_tune_step_checks_the_claims_namespace_before_creating_anything(tmp_path):
+    cluster = {"data_pvc": "digit-recognizer-data", "data_dir": "/data", "data_namespace": "kubeflow"}
+    with pytest.raises(UserError, match="claim katib-digits/digit-recognizer-data.*claim kubeflow/digit-"):
+        steps.tune(load(RANDOM), "katib", tmp_path, namespace="katib-digits", cluster=cluster)
 
 
 def test_a_local_experiment_file_is_sent_with_the_run(tmp_path):
