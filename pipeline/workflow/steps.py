@@ -252,8 +252,12 @@ def tune(experiment: Experiment, backend: str, out_dir: str | Path, train_file: 
                               Path(str(train_file)).name if train_file else "train.csv.gz",
                               experiment_namespace=namespace, data_namespace=data_namespace)
             print(f"tune: the trials read claim {namespace}/{cluster['data_pvc']}, the one prepare read", flush=True)
+        owner = step_pod_owner(namespace)
+        if owner:
+            print(f"tune: the Experiment is owned by this step's pod {owner['name']}: it is deleted with the "
+                  "run's Workflow, even if the exit handler never runs", flush=True)
         return run_on_katib(append_trial_args(experiment, budget).raw, namespace, timeout_s,
-                            delete_after, run_id=cluster.get("run_id") or None)
+                            delete_after, run_id=cluster.get("run_id") or None, owner=owner)
     from pipeline.local.controller import run_experiment
 
     trial_args = ([f"--data={train_file}"] if train_file else []) + budget
@@ -288,6 +292,20 @@ def require_succeeded(final: dict[str, Any], hint: str = "") -> None:
         name = (final.get("metadata") or {}).get("name", "experiment")
         raise UserError(f"Experiment {name} Failed ({failed[-1].get('reason', '')}): "
                         f"{failed[-1].get('message', '')}" + (f"; {hint}" if hint else ""))
+
+
+def step_pod_owner(experiment_namespace: str, environ: dict[str, str] | None = None,
+                   pod_namespace: str | None = None) -> dict[str, str] | None:
+    """The ownerReference that ties the Experiment to this step's pod (KFP's executor sets KFP_POD_NAME
+    and KFP_POD_UID from the downward API), so it goes with the run's Workflow when that is deleted
+    (by hand, with the run, or by KFP's garbage collection of finished runs). None outside a KFP pod
+    and across namespaces: an owner in another namespace counts as absent, and the garbage collector
+    would delete the Experiment at once."""
+    env = os.environ if environ is None else environ
+    name, uid = env.get("KFP_POD_NAME"), env.get("KFP_POD_UID")
+    if not name or not uid or (pod_namespace or current_namespace()) != experiment_namespace:
+        return None
+    return {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}
 
 
 def current_namespace() -> str:

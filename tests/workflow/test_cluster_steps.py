@@ -74,6 +74,14 @@ def test_the_tune_step_checks_the_claims_namespace_before_creating_anything(tmp_
         steps.tune(load(RANDOM), "katib", tmp_path, namespace="katib-digits", cluster=cluster)
 
 
+def test_the_experiment_is_owned_by_the_tune_pod_only_in_its_own_namespace():
+    env = {"KFP_POD_NAME": "katib-digits-abc12-system-container-impl-1234", "KFP_POD_UID": "9f0c-uid"}
+    assert steps.step_pod_owner("kubeflow", env, pod_namespace="kubeflow") == {
+        "apiVersion": "v1", "kind": "Pod", "name": "katib-digits-abc12-system-container-impl-1234", "uid": "9f0c-uid"}
+    assert steps.step_pod_owner("katib-digits", env, pod_namespace="kubeflow") is None  # GC would delete it at once
+    assert steps.step_pod_owner("kubeflow", {}, pod_namespace="kubeflow") is None  # not a KFP step
+
+
 def test_a_local_experiment_file_is_sent_with_the_run(tmp_path):
     """Not its path (the pod would look for it in the image): one-line JSON the step reads back."""
     sent = experiment_argument(str(RANDOM))
