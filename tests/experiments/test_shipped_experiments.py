@@ -59,10 +59,12 @@ def test_algorithm_name_and_objective(stem):
 
 
 def _template_without_epochs(exp):
-    """The trial template without the epochs parameter, and without asha's checkpoint volume."""
+    """The trial template without the epochs parameter, and without asha's checkpoint volume and the
+    security context that makes it writable."""
     template = copy.deepcopy(exp["spec"]["trialTemplate"])
     template["trialParameters"] = [tp for tp in template["trialParameters"] if tp["name"] != "epochs"]
     pod = template["trialSpec"]["spec"]["template"]["spec"]
+    pod.pop("securityContext", None)
     command = pod["containers"][0]["command"]
     command[:] = [w for w in command if not w.startswith(("--epochs=", "--checkpoint-dir="))]
     pod["containers"][0]["volumeMounts"] = [m for m in pod["containers"][0]["volumeMounts"]
@@ -136,6 +138,32 @@ def test_asha_rungs_fit_the_epochs_parameter_and_checkpoints_are_writable():
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     claim = volume["persistentVolumeClaim"]["claimName"]
     assert claim in (REPO / "deploy" / "asha-checkpoints-pvc.yaml").read_text()
+
+
+def _deploy_pod_specs():
+    import yaml
+
+    specs = []
+    for path in sorted((REPO / "deploy").glob("data-*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] in ("Job", "Pod"):
+                specs.append(doc["spec"]["template"]["spec"] if doc["kind"] == "Job" else doc["spec"])
+    return specs
+
+
+@pytest.mark.parametrize("stem", FILES)
+def test_trials_that_write_to_a_volume_run_with_the_data_jobs_security_context(stem):
+    """A volume the trial writes to (asha's checkpoints) is root-owned 0755 on most block-storage CSI
+    drivers and Katib leaves it alone: without fsGroup the image's UID 1000 cannot write there, every
+    trial exits 2 and the Experiment fails at maxFailedTrialCount."""
+    (context,) = {tuple(sorted(spec["securityContext"].items())) for spec in _deploy_pod_specs()}
+    assert dict(context)["fsGroup"] == dict(context)["runAsUser"] == 1000
+    pod = load(stem)["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    writable = {m["name"] for c in pod["containers"] for m in c.get("volumeMounts", []) if not m.get("readOnly")}
+    writes_a_claim = any("persistentVolumeClaim" in v for v in pod.get("volumes", []) if v["name"] in writable)
+    assert writes_a_claim == (stem == "asha")
+    if writes_a_claim:
+        assert pod["securityContext"] == dict(context)
 
 
 # --- the rendered command parses with the trial's parser ------------------------------------------
