@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast test-containers test-browser lint bench clean
+.PHONY: setup run test test-fast test-containers test-browser cluster-up cluster-down test-cluster lint bench clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,20 @@ test-browser: setup
 	command -v chromium >/dev/null || { apt-get update -qq \
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/python -m pytest -m browser tests/serving
+
+# The Katib box (root, Debian): a single-node Kubernetes built from upstream sources with Katib v0.19.0 from its
+# own manifests, in a network namespace of its own (docs/cluster.md, "The box"). The first `cluster-up` builds
+# Kubernetes, etcd, CoreDNS and every image (tens of minutes, cached under ~/.cache/katib-digits/cluster and in
+# podman); the next takes about a minute. `scripts/cluster/kubectl` talks to it.
+cluster-up: setup
+	bash scripts/cluster/box.sh up
+
+cluster-down:
+	bash scripts/cluster/box.sh down
+
+# Every shipped Experiment on Katib (brings the box up when it is down; leaves it up: make cluster-down).
+test-cluster: cluster-up
+	$(BIN)/python -m pytest -m cluster tests/box
 
 # The Katib oracle (tests/oracle): Katib v0.19.0's own Go code behind a JSON-lines pipe.
 # `go build` is incremental; a cold build (empty Go caches) takes minutes. PHONY: oracle/ is a folder.

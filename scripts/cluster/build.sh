@@ -4,6 +4,7 @@
 #   scripts/cluster/build.sh kubernetes   # kubelet, kube-apiserver, -controller-manager, -scheduler, -proxy, kubectl
 #   scripts/cluster/build.sh etcd         # etcd (go.etcd.io/etcd/server/v3)
 #   scripts/cluster/build.sh coredns      # CoreDNS with the plugins the box's Corefile uses
+#   scripts/cluster/build.sh katib        # Katib's Go commands: controller, db-manager, metrics collector, goptuna
 #   scripts/cluster/build.sh all
 #
 # Each lands in $CLUSTER_CACHE/<name>-<version>/ (versions.sh); a folder that is there is not rebuilt.
@@ -43,17 +44,37 @@ kubernetes() {
 
 etcd() {
   go_build etcd "$ETCD_VERSION" "$HERE/modules/etcd" "" go.etcd.io/etcd/server/v3
-  [[ -x "$CLUSTER_CACHE/etcd-$ETCD_VERSION/etcd" ]] || mv "$CLUSTER_CACHE/etcd-$ETCD_VERSION/v3" "$CLUSTER_CACHE/etcd-$ETCD_VERSION/etcd"
+  # go names the binary of .../server/v3 "server"
+  [[ -x "$CLUSTER_CACHE/etcd-$ETCD_VERSION/etcd" ]] || mv "$CLUSTER_CACHE/etcd-$ETCD_VERSION/server" "$CLUSTER_CACHE/etcd-$ETCD_VERSION/etcd"
 }
 
 coredns() {
   go_build coredns "$COREDNS_VERSION" "$HERE/modules/coredns" "" katib-digits/cluster/coredns
 }
 
+# Katib's Go commands, each in its own folder (the four main packages are all named v1beta1 or similar).
+katib() {
+  local out="$CLUSTER_CACHE/katib-$KATIB_VERSION"
+  if [[ -f "$out/.built" ]]; then log "katib $KATIB_VERSION cached in $out"; return; fi
+  log "building Katib $KATIB_VERSION's Go commands"
+  local start=$SECONDS name pkg tmp="$out.tmp"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  for name in katib-controller:katib-controller/v1beta1 katib-db-manager:db-manager/v1beta1 \
+      file-metricscollector:metricscollector/v1beta1/file-metricscollector goptuna-suggestion:suggestion/goptuna/v1beta1; do
+    pkg="github.com/kubeflow/katib/cmd/${name#*:}"
+    (cd "$HERE/modules/katib" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" \
+      -o "$tmp/${name%%:*}" "$pkg")
+  done
+  touch "$tmp/.built"
+  rm -rf "$out" && mv "$tmp" "$out"
+  log "katib $KATIB_VERSION built in $((SECONDS - start)) s"
+}
+
 case "${1:-all}" in
   kubernetes) kubernetes ;;
   etcd) etcd ;;
   coredns) coredns ;;
-  all) kubernetes; etcd; coredns ;;
-  *) echo "usage: $0 kubernetes|etcd|coredns|all" >&2; exit 2 ;;
+  katib) katib ;;
+  all) kubernetes; etcd; coredns; katib ;;
+  *) echo "usage: $0 kubernetes|etcd|coredns|katib|all" >&2; exit 2 ;;
 esac

@@ -6,4 +6,4 @@ COREDNS_VERSION=v1.12.1       # what kubeadm 1.34 deploys (cmd/kubeadm/app/const
 PAUSE_VERSION=3.10.1          # the sandbox image kubeadm 1.34 names; compiled from Kubernetes' pause.c
 KATIB_VERSION=v0.19.0
 
-CLUSTER_CACHE="${KATIB_DIGITS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/katib-digits}/cluster"
+CLUSTER_CACHE="${KATIB_BOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/katib-digits/cluster}"
