@@ -274,17 +274,22 @@ def _waiting(pod: dict[str, Any]):
             yield cs, waiting
 
 
-def _unschedulable(pod: dict[str, Any], now: float, grace_s: float) -> tuple[str, float] | None:
-    """(the scheduler's message, seconds) once the pod has been Unschedulable for grace_s."""
+def _since(timestamp: Any, now: float) -> float | None:
+    """Seconds from an RFC 3339 timestamp to `now`, None when it does not parse."""
     from datetime import datetime
 
+    try:
+        return now - datetime.fromisoformat(str(timestamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _unschedulable(pod: dict[str, Any], now: float, grace_s: float) -> tuple[str, float] | None:
+    """(the scheduler's message, seconds) once the pod has been Unschedulable for grace_s."""
     for cond in (pod.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
-            since = cond.get("lastTransitionTime")
-            try:
-                waited = now - datetime.fromisoformat(str(since).replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                waited = grace_s
+            waited = _since(cond.get("lastTransitionTime"), now)
+            waited = grace_s if waited is None else waited
             if waited >= grace_s:
                 return cond.get("message", ""), waited
     return None
@@ -375,6 +380,12 @@ def suggestion_problem(suggestion: dict[str, Any] | None, pods: list[dict[str, A
         if unscheduled:
             return (f"{said}; suggestion pod {name} cannot be scheduled ({unscheduled[0]}) for "
                     f"{unscheduled[1]:.0f}s: katib-config's resources for it do not fit the cluster")
+    if not pods:
+        waited = _since(ready.get("lastTransitionTime"), now)
+        if waited is not None and waited >= unschedulable_grace_s:
+            return (f"{said}; its Deployment {suggestion_deployment(suggestion)} has made no pod in {waited:.0f}s "
+                    f"(a quota or an admission policy refusing it?): kubectl -n {ns} describe replicaset -l "
+                    f"{SUGGESTION_DEPLOYMENT_LABEL}={suggestion_deployment(suggestion)}")
     return None
 
 

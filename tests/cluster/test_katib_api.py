@@ -683,7 +683,7 @@ def test_a_suggestion_still_starting_or_ready_is_no_problem():
     exp = "digits-asha-ab12c"
     creating = suggestion_pod(exp, statuses=[waiting("suggestion", "katib-digits:0.1.0", "ContainerCreating", "")])
     assert kb.suggestion_problem(suggestion(exp), [creating], 0) is None
-    assert kb.suggestion_problem(suggestion(exp), [], 0) is None  # the Deployment has no pod yet
+    assert kb.suggestion_problem(suggestion(exp), [], 0) is None  # the Deployment has no pod yet (AT is later)
     ready = suggestion(exp, ready=("True", "DeploymentReady", "Deployment is ready"))
     crashing = suggestion_pod(exp, statuses=[waiting("suggestion", "x:1", "CrashLoopBackOff", "back-off")])
     assert kb.suggestion_problem(ready, [crashing], 0) is None  # Katib's own condition decides
@@ -700,6 +700,16 @@ def test_an_unschedulable_suggestion_pod_fails_after_the_grace_period():
     assert kb.suggestion_problem(suggestion(exp), [stuck], t0 + 60) is None
     assert "suggestion pod digits-asha-ab12c-asha-6d9f8b7c5d-x2x9q cannot be scheduled (0/1 nodes are available: " \
            "1 Insufficient memory.) for 400s" in kb.suggestion_problem(suggestion(exp), [stuck], t0 + 400)
+
+
+def test_a_suggestion_deployment_that_makes_no_pod_fails_after_the_grace_period():
+    from datetime import datetime
+
+    t0 = datetime.fromisoformat(AT.replace("Z", "+00:00")).timestamp()  # when DeploymentReady turned False
+    assert kb.suggestion_problem(suggestion("digits-asha-ab12c"), [], t0 + 60) is None
+    problem = kb.suggestion_problem(suggestion("digits-asha-ab12c"), [], t0 + 400)
+    assert "its Deployment digits-asha-ab12c-asha has made no pod in 400s" in problem
+    assert f"kubectl -n {NS} describe replicaset -l katib.kubeflow.org/deployment=digits-asha-ab12c-asha" in problem
 
 
 def test_a_failed_suggestion_is_named_in_the_experiments_failure(kube):
