@@ -729,10 +729,13 @@ def test_a_failed_suggestion_is_named_in_the_experiments_failure(kube):
 
 
 def ended_with_a_frozen_pending_trial() -> dict:
-    """Katib's object after the MetricsUnavailable race: ReconcileTrials did not count the MetricsUnavailable
-    trial as completed and created one more; the end condition did and marked MaxTrialsReached, with that
-    trial pending. With no trial listed as running, Reconcile returns early from then on: frozen."""
+    """Katib's object after the MetricsUnavailable race (maxTrialCount 2, parallel 2): m2kq7bvz ended
+    MetricsUnavailable while n4fpnxlm ran; ReconcileTrials does not count it as completed (2 - 0 more
+    wanted, 1 active) and created x9w8v7u6; when n4fpnxlm succeeded the end condition, which does count
+    it, marked MaxTrialsReached with x9w8v7u6 pending. With no trial listed as running, Reconcile returns
+    early from then on (experiment_controller.go): frozen."""
     obj = fixture("succeeded")
+    obj["spec"].update(maxTrialCount=2, parallelTrialCount=2, maxFailedTrialCount=3)
     obj["status"].update(trials=3, trialsSucceeded=1, trialMetricsUnavailable=1, trialsPending=1,
                          succeededTrialList=["darts-example-n4fpnxlm"],
                          metricsUnavailableTrialList=["darts-example-m2kq7bvz"],
