@@ -200,7 +200,7 @@ def _api_error(exc: Exception, op: str, namespace: str, name: str | None) -> Kat
     if status in (401, 403):
         hint = (
             f"the service account needs RBAC verb {call.verb!r} on {resource} in {namespace!r}: "
-            "apply deploy/rbac.yaml, which grants it to the pipeline's own runner account"
+            f"kubectl -n {namespace} apply -f deploy/rbac.yaml grants it to the pipeline's own runner account"
         )
         return KatibApiError(f"forbidden to {what} (HTTP {status}): {detail}; {hint}", status)
     if status == 404 and op == "create_experiment":

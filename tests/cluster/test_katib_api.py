@@ -260,7 +260,7 @@ def test_403_is_not_retried_and_names_the_missing_verb(kube):
     assert err.value.status == 403
     assert len(kube.requests) == 1
     assert "RBAC verb 'create' on experiments.kubeflow.org" in str(err.value)
-    assert "deploy/rbac.yaml" in str(err.value)
+    assert f"kubectl -n {NS} apply -f deploy/rbac.yaml" in str(err.value)  # the Role has no namespace of its own
 
 
 def test_404_on_create_says_katib_is_missing(kube):
