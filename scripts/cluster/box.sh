@@ -89,7 +89,7 @@ pki() {
   fi
   cert apiserver "/CN=kube-apiserver" \
     "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:$SERVICE_API_IP,IP:$NODE_IP,IP:127.0.0.1"
-  cert apiserver-kubelet-client "/O=kubeadm:cluster-admins/CN=kube-apiserver-kubelet-client"
+  cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
   cert apiserver-etcd-client "/CN=kube-apiserver-etcd-client"
   cert etcd "/CN=etcd" "DNS:localhost,IP:127.0.0.1"
   cert admin "/O=system:masters/CN=katib-box-admin"
@@ -112,7 +112,8 @@ pki() {
 start() {
   local name=$1; shift
   if alive "$name"; then return; fi
-  in_ns setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+  # nsenter and setsid exec, so $! is the program's pid and its session (not so through a shell function)
+  nsenter --net="/run/netns/$NETNS" -- setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN/$name.pid"
 }
 alive() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
@@ -236,7 +237,7 @@ control_plane() {
     --bind-address 127.0.0.1 --leader-elect=false --use-service-account-credentials \
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
-    --service-cluster-ip-range "$SERVICE_CIDR" --enable-hostpath-provisioner
+    --service-cluster-ip-range "$SERVICE_CIDR"
   start kube-scheduler "$K8S/kube-scheduler" --kubeconfig "$STATE/scheduler.kubeconfig" \
     --authentication-kubeconfig "$STATE/scheduler.kubeconfig" --authorization-kubeconfig "$STATE/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --leader-elect=false
@@ -258,7 +259,35 @@ addons() {
   sed -e "s|@DNS_IP@|$DNS_IP|g" -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" "$HERE/manifests/coredns.yaml" \
     | "${kubectl[@]}" apply -f - >/dev/null
   "${kubectl[@]}" apply -f "$HERE/manifests/storage.yaml" >/dev/null
+  volumes | "${kubectl[@]}" apply -f - >/dev/null
   "${kubectl[@]}" -n kube-system rollout status deployment/coredns --timeout 180s >/dev/null
+}
+
+# The box's storage: $VOLUMES local PersistentVolumes of the default class, each a root-owned 0755 folder as a
+# fresh block-storage volume is, so fsGroup and a pod's user matter as they do on a real cluster. A claim binds
+# one when its first pod is scheduled; a released volume is not reused until the next `up`.
+volumes() {
+  local i dir
+  for i in $(seq -w 1 "$VOLUMES"); do
+    dir="$STATE/volumes/pv-$i"
+    mkdir -p "$dir" && chown root:root "$dir" && chmod 0755 "$dir"
+    cat <<EOF
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: katib-box-pv-$i}
+spec:
+  capacity: {storage: 20Gi}
+  accessModes: [ReadWriteOnce, ReadOnlyMany, ReadWriteMany]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: standard
+  local: {path: "$dir"}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+        - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: ["$NODE_NAME"]}]
+EOF
+  done
 }
 
 up() {
@@ -337,7 +366,7 @@ kill_pods() {  # every process in the kubelet's pod cgroups, and the cgroups the
 unmount_all() {  # every mount below the box's folders, deepest first
   local target
   for _ in 1 2 3; do
-    findmnt -rn -o TARGET | grep -E "^($STATE|$RUN)(/|$)" | sort -r | while read -r target; do
+    { findmnt -rn -o TARGET | grep -E "^($STATE|$RUN)(/|$)" || true; } | sort -r | while read -r target; do
       umount "$target" 2>/dev/null || umount -l "$target" 2>/dev/null || true
     done
   done
@@ -373,9 +402,8 @@ down() {
   if [[ "$purge" == --purge ]]; then
     rm -rf "$STATE"
   else  # the cluster's state goes; the certificates and containerd's imported images stay for the next `up`
-    find "$STATE" -mindepth 1 -maxdepth 1 ! -name pki ! -name containerd -exec rm -rf {} + 2>/dev/null || true
+    find "$STATE" -mindepth 1 -maxdepth 1 ! -name pki ! -name containerd ! -name imported -exec rm -rf {} + 2>/dev/null || true
   fi
-  rm -rf "$HOSTPATH_PV_DIR"
   log "the box is down"
 }
 

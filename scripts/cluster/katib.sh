@@ -73,7 +73,7 @@ smoke() {  # as Katib's CI does before its runs
     "$KUBECTL" delete -f "$testdata/invalid-experiment.yaml" >/dev/null 2>&1 || true
     exit 1
   fi
-  log "webhook: valid Experiment admitted, invalid one rejected: ${out##*: }"
+  log "webhook: valid Experiment admitted, invalid one rejected (${out#*denied the request: })"
 }
 
 case "${1:-}" in

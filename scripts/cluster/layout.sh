@@ -14,7 +14,7 @@ RUN=/run/katib-box              # pids, sockets
 LOGS="$STATE/logs"
 PKI="$STATE/pki"
 CONTAINERD_SOCK="$RUN/containerd/containerd.sock"
-HOSTPATH_PV_DIR=/tmp/hostpath_pv   # where kube-controller-manager's hostpath provisioner makes volumes
+VOLUMES=24                      # local PersistentVolumes under $STATE/volumes (box.sh volumes)
 
 # Images the box builds of its own (Katib's keep the names its manifests and katib-config give them)
 PAUSE_IMAGE="localhost/katib-box/pause:$PAUSE_VERSION"
