@@ -5,6 +5,7 @@
 #   scripts/cluster/box.sh up       # build what is missing, start the cluster, install Katib; a no-op when running
 #   scripts/cluster/box.sh down     # stop everything; no process, mount, namespace, cgroup or rule is left
 #   scripts/cluster/box.sh status   # what runs, and the node
+#   scripts/cluster/box.sh leftovers  # after down: anything left behind (exit 1), for CI
 #   scripts/cluster/kubectl ...     # kubectl against the box, from the host (a loopback port)
 #
 # The network rule: every address the cluster uses (node, pods, Services, DNS) lives in the network namespace
@@ -407,9 +408,28 @@ down() {
   log "the box is down"
 }
 
+# leftovers: what a `down` should have removed; exit 1 when anything is there
+leftovers() {
+  local found=0 what
+  what="$(pgrep -a -f "$STATE|$RUN|$CLUSTER_CACHE" | grep -v -e pgrep -e 'box.sh' || true)"
+  [[ -n "$what" ]] && { echo "processes: $what"; found=1; }
+  what="$(findmnt -rn -o TARGET | grep -E "^($STATE|$RUN)(/|$)" || true)"
+  [[ -n "$what" ]] && { echo "mounts: $what"; found=1; }
+  [[ -e "/run/netns/$NETNS" ]] && { echo "network namespace: $NETNS"; found=1; }
+  what="$(find /sys/fs/cgroup -maxdepth 2 -name 'kubepods*' 2>/dev/null || true)"
+  [[ -n "$what" ]] && { echo "cgroups: $what"; found=1; }
+  what="$(iptables-save 2>/dev/null | grep -E 'KUBE-|CNI-' || true)"
+  [[ -n "$what" ]] && { echo "host iptables rules: $what"; found=1; }
+  what="$(ip link show cni0 2>/dev/null; ip link show "$NODE_LINK" 2>/dev/null)"
+  [[ -n "$what" ]] && { echo "links on the host: $what"; found=1; }
+  if ((found)); then log "the box left the above behind"; return 1; fi
+  log "nothing of the box is left: no process, mount, network namespace, cgroup or link"
+}
+
 case "${1:-}" in
   up) up ;;
+  leftovers) leftovers ;;
   down) down "${2:-}" ;;
   status) status ;;
-  *) echo "usage: $0 up|down [--purge]|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down [--purge]|status|leftovers" >&2; exit 2 ;;
 esac

@@ -12,7 +12,7 @@ import yaml
 
 from pipeline import lint
 from pipeline.katib import budget
-from pipeline.katib.experiment import Experiment
+from pipeline.workflow import steps
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = REPO / "scripts" / "cluster" / "kubectl"
@@ -35,24 +35,17 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
 
 
 def small_budget(path: Path, max_trials: int, rows: int = 300, epochs: int = 1) -> dict[str, Any]:
-    """A copy of `path` for the box: maxTrialCount by the product's own budget rule, the primary container's
-    requests lowered so trials fit the box's 2 CPUs, `--max-rows` and (except where the algorithm's resource
-    parameter sets it) `--epochs` appended to the trial command, as the pipeline's budget flags do. And
-    `trialTemplate.retain`, so Katib keeps each finished trial's Job and pod for the test to read."""
-    exp = lint.load(path)
-    raw = budget.with_budget(exp, max_trial_count=max_trials).experiment.raw
+    """A copy of `path` for the box: maxTrialCount by the product's budget rule, `--max-rows` and (except where
+    the algorithm's resource parameter sets it) `--epochs` appended as the pipeline's budget flags append them,
+    the primary container's requests lowered so trials fit the box's 2 CPUs, and `trialTemplate.retain`, so
+    Katib keeps each finished trial's Job and pod for the test to read."""
+    exp = budget.with_budget(lint.load(path), max_trial_count=max_trials).experiment
+    resource_set = "--epochs" in budget.resource_flags(exp)
+    exp = steps.append_trial_args(exp, steps.trial_budget_args(rows, 0 if resource_set else epochs))
+    raw = exp.raw
     raw["metadata"]["namespace"] = NAMESPACE
     raw["spec"]["trialTemplate"]["retain"] = True
-    copy = Experiment(raw, str(path))
-    primary = copy.primary_container_name
-    pod = raw["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
-    (container,) = [c for c in pod["containers"] if c["name"] == primary]
-    container.setdefault("resources", {})["requests"] = {"cpu": "100m", "memory": "512Mi"}
-    extra = [f"--max-rows={rows}"]
-    if "--epochs" not in budget.resource_flags(copy):
-        extra.append(f"--epochs={epochs}")
-    key = "args" if container.get("args") else "command"
-    container[key] = [*container[key], *extra]
+    exp.primary_container().setdefault("resources", {})["requests"] = {"cpu": "100m", "memory": "512Mi"}
     lint.load(raw)  # still an Experiment Katib admits
     return raw
 
