@@ -4,9 +4,12 @@
 # retrain + predict with its result. Optionally also the Katib backend
 # (pipeline/cluster/katib_api.py) and the KFP pipeline on KFP standalone.
 #
-# Needs: docker, kind, kubectl, network, and the project set up (`make setup`).
-# The project's tests only check this script with `bash -n` and shellcheck; it
-# has not been run where the project is developed (no Docker engine there).
+# Needs: docker (or podman: KIND_EXPERIMENTAL_PROVIDER=podman), kind, kubectl, go, and the project set up
+# (`make setup`). With IMAGES=build (no registry needed) every Katib image is built here as the Katib box
+# builds it (scripts/cluster/images.sh, as Katib's own CI builds and loads its images) and loaded into kind;
+# IMAGES=pull takes Katib's from its registry. The project's tests check this script with `bash -n` and
+# ShellCheck; it has not been run on kind where the project is developed (no Docker engine there); the
+# same Experiments do run on Katib there, on the box (make test-cluster, docs/cluster.md).
 #
 # Settings (environment):
 #   EXPERIMENT=experiments/tpe.yaml  the Experiment to run
@@ -18,13 +21,18 @@
 #                                install for your release); the KServe part (deploy/kserve/) runs only when
 #                                the InferenceService CRD is there, so without it that part is skipped
 #   KEEP_CLUSTER=0               1: leave the cluster up at the end
-#   CLUSTER=katib-digits-e2e IMAGE=katib-digits:0.1.0 KATIB_VERSION=v0.19.0 KFP_VERSION=2.14.0
+#   IMAGES=build                 build: every image built here and loaded (no registry); pull: Katib's pulled
+#   NODE_IMAGE=kindest/node:v1.34.0  kind's node, pinned: Katib v0.19's CI tests Kubernetes 1.31-1.34, and its
+#                                pod webhook needs >= 1.28
+#   CLUSTER=katib-digits-e2e IMAGE=katib-digits:0.1.0 KATIB_VERSION=v0.19.0 KFP_VERSION=2.15.0 (Kubeflow 1.11's)
 set -euo pipefail
 
 CLUSTER="${CLUSTER:-katib-digits-e2e}"
 IMAGE="${IMAGE:-katib-digits:0.1.0}"  # the name experiments/ and the pipeline use
 KATIB_VERSION="${KATIB_VERSION:-v0.19.0}"
-KFP_VERSION="${KFP_VERSION:-2.14.0}"
+KFP_VERSION="${KFP_VERSION:-2.15.0}"
+IMAGES="${IMAGES:-build}"
+NODE_IMAGE="${NODE_IMAGE:-kindest/node:v1.34.0}"
 EXPERIMENT="${EXPERIMENT:-experiments/tpe.yaml}"
 MAX_TRIALS="${MAX_TRIALS:-2}"
 TRIAL_ROWS="${TRIAL_ROWS:-600}"
@@ -65,66 +73,67 @@ done
 [[ -f "$EXPERIMENT" ]] || { echo "e2e-kind.sh: $EXPERIMENT not found" >&2; exit 2; }
 
 log "kind cluster $CLUSTER"
-kind create cluster --name "$CLUSTER" --wait 120s
+kind create cluster --name "$CLUSTER" --image "$NODE_IMAGE" --wait 120s
 
-log "Katib $KATIB_VERSION (standalone)"
-kubectl apply -k "github.com/kubeflow/katib.git/manifests/v1beta1/installs/katib-standalone?ref=${KATIB_VERSION}"
-kubectl -n kubeflow wait --for=condition=Available deployment --all --timeout="${TIMEOUT}s"
-
-log "image $IMAGE"
-docker build -t "$IMAGE" .
-# `kind load docker-image` fails with Docker's containerd image store (kind #3795); an archive works with both.
-docker save "$IMAGE" -o "$WORK/image.tar"
-kind load image-archive "$WORK/image.tar" --name "$CLUSTER"
+if [[ "$IMAGES" == build ]]; then
+  log "every image built here (scripts/cluster/images.sh) and loaded into kind"
+  scripts/cluster/images.sh build
+  # shellcheck disable=SC2046  # one name per word
+  podman save -q --multi-image-archive -o "$WORK/images.tar" $(scripts/cluster/images.sh list)
+  kind load image-archive "$WORK/images.tar" --name "$CLUSTER"
+  IMAGE=katib-digits:0.1.0
+  log "Katib $KATIB_VERSION from its manifests, as the box installs it (katib-standalone-postgres, no UI)"
+  KUBECTL=kubectl KATIB_WORK="$WORK/katib" scripts/cluster/katib.sh install
+else
+  log "Katib $KATIB_VERSION (standalone)"
+  kubectl apply -k "github.com/kubeflow/katib.git/manifests/v1beta1/installs/katib-standalone?ref=${KATIB_VERSION}"
+  kubectl -n kubeflow wait --for=condition=Available deployment --all --timeout="${TIMEOUT}s"
+  log "Katib's webhook admits a valid Experiment and rejects an invalid one (as Katib's CI checks)"
+  KUBECTL=kubectl scripts/cluster/katib.sh smoke
+  log "image $IMAGE"
+  docker build -t "$IMAGE" .
+  # `kind load docker-image` fails with Docker's containerd image store (kind #3795); an archive works with both.
+  docker save "$IMAGE" -o "$WORK/image.tar"
+  kind load image-archive "$WORK/image.tar" --name "$CLUSTER"
+fi
 
 log "namespace, RBAC, data volume"
 kubectl apply -f deploy/namespace.yaml
-kubectl apply -f deploy/rbac.yaml -f deploy/data-pvc.yaml
-sed "s|image: katib-digits:0.1.0|image: ${IMAGE}|" deploy/data-sample-job.yaml | kubectl apply -f -
+kubectl -n "$NS" apply -f deploy/rbac.yaml -f deploy/data-pvc.yaml
+sed "s|image: katib-digits:0.1.0|image: ${IMAGE}|" deploy/data-sample-job.yaml | kubectl -n "$NS" apply -f -
 kubectl -n "$NS" wait --for=condition=Complete job/digit-recognizer-data-sample --timeout="${TIMEOUT}s"
 
-can_i_katib_calls() {  # the runner may make every call the tune step makes in $NS
+can_i_katib_calls() {  # the runner may make every call the tune step makes in namespace $1
   "$PY" -c 'from pipeline.cluster.katib_api import required_rbac
 for (group, plural), verbs in sorted(required_rbac().items()):
     for verb in sorted(verbs):
         print(verb, f"{plural}.{group}" if group else plural)' > "$WORK/verbs"
   while read -r verb resource; do
-    kubectl auth can-i "$verb" "$resource" -n "$NS" --as="$RUNNER"
+    kubectl auth can-i "$verb" "$resource" -n "$1" --as="$RUNNER"
   done < "$WORK/verbs"
 }
 
 log "KFP's runner account may make every call the tune step makes (deploy/rbac.yaml binds it)"
-can_i_katib_calls
+can_i_katib_calls "$NS"
 
 log "a small-budget copy of $EXPERIMENT"
-# Budget, namespace, image and trial size patched into a copy; the trial's
-# argparse keeps the last value of a repeated flag, so appending overrides.
+# The pipeline's small-budget copy (steps.smoke_copy, as the box's tier makes it): maxTrialCount by the budget
+# rule, --max-rows and (not for hyperband/asha, whose epochs are the resource) --epochs appended, small requests.
 "$PY" - "$EXPERIMENT" "$WORK/experiment.yaml" "$NS" "$IMAGE" "$MAX_TRIALS" "$TRIAL_ROWS" "$TRIAL_EPOCHS" <<'PY'
 import sys
+
 import yaml
 
+from pipeline import lint
+from pipeline.workflow.steps import smoke_copy
+
 src, dst, ns, image, trials, rows, epochs = sys.argv[1:]
-exp = yaml.safe_load(open(src))
-exp["metadata"]["namespace"] = ns
-spec = exp["spec"]
-spec["maxTrialCount"] = int(trials)
-spec["parallelTrialCount"] = min(int(trials), spec.get("parallelTrialCount", 3))
-spec["maxFailedTrialCount"] = min(int(trials), spec.get("maxFailedTrialCount", 1))
-pod = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
-extra = [f"--max-rows={rows}", f"--epochs={epochs}"]
-for container in pod["containers"]:
-    container["image"] = image
-    container["imagePullPolicy"] = "IfNotPresent"
-    if container["name"] == spec["trialTemplate"]["primaryContainerName"]:
-        # Small requests so a few trials fit on one kind node of a CI runner.
-        container.setdefault("resources", {})["requests"] = {"cpu": "500m", "memory": "1Gi"}
-        key = "args" if container.get("args") else "command"
-        words = container[key]
-        if words[:1] in (["sh"], ["bash"]) or words[1:2] == ["-c"]:
-            words[-1] = f"{words[-1]} {' '.join(extra)}"
-        else:
-            words.extend(extra)
-yaml.safe_dump(exp, open(dst, "w"), sort_keys=False)
+small = smoke_copy(lint.load(src), ns, int(trials), int(rows), int(epochs), requests={"cpu": "500m", "memory": "1Gi"})
+for container in small.trial_spec["spec"]["template"]["spec"]["containers"]:
+    if container["image"].startswith("katib-digits:"):
+        container["image"] = image
+        container["imagePullPolicy"] = "IfNotPresent"
+yaml.safe_dump(small.raw, open(dst, "w"), sort_keys=False)
 PY
 "$CLI" lint "$WORK/experiment.yaml"
 NAME="$("$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["metadata"]["name"])' "$WORK/experiment.yaml")"
@@ -175,7 +184,7 @@ for container in pod["containers"]:
 print(yaml.safe_dump(doc, sort_keys=False))
 PY
   }
-  with_image deploy/data-shell-pod.yaml | kubectl apply -f -
+  with_image deploy/data-shell-pod.yaml | kubectl -n "$NS" apply -f -
   kubectl -n "$NS" wait --for=condition=Ready pod/digit-recognizer-data-shell --timeout="${TIMEOUT}s"
   # where the pipeline's export step publishes (EXPORT_DIR), as version 1
   kubectl -n "$NS" exec digit-recognizer-data-shell -- mkdir -p /data/models/digits
@@ -233,18 +242,24 @@ if [[ "$WITH_KFP" == 1 ]]; then
   kubectl -n kubeflow wait --for=condition=Available deployment --all --timeout="${TIMEOUT}s"
   log "the runner KFP uses for every step may do what KFP's driver and launcher and our tune step do"
   kubectl auth can-i get configmaps/kfp-launcher -n kubeflow --as="$RUNNER"
+  # the artifact store's Secret (SeaweedFS on 2.15's platform-agnostic install; the name is MinIO's, not re-checked)
   kubectl auth can-i get secrets/mlpipeline-minio-artifact -n kubeflow --as="$RUNNER"
   kubectl auth can-i create workflowtaskresults.argoproj.io -n kubeflow --as="$RUNNER"
   kubectl auth can-i patch workflowtaskresults.argoproj.io -n kubeflow --as="$RUNNER"
-  can_i_katib_calls
+  can_i_katib_calls kubeflow
+  # standalone KFP runs every step in its own namespace: the data claim goes there (docs/cluster.md, section 3)
+  kubectl -n kubeflow apply -f deploy/data-pvc.yaml
+  sed "s|image: katib-digits:0.1.0|image: ${IMAGE}|" deploy/data-sample-job.yaml | kubectl -n kubeflow apply -f -
+  kubectl -n kubeflow wait --for=condition=Complete job/digit-recognizer-data-sample --timeout="${TIMEOUT}s"
   kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80 >/dev/null 2>&1 &
   PF_PID=$!
   sleep 5
   "$CLI" pipeline compile -o "$WORK/pipeline.yaml" --image "$IMAGE"
-  # The same small budget as above: 2 trials of 1 epoch on 600 rows, a 1-epoch retrain.
-  url="$("$CLI" pipeline run --host http://localhost:8080 --namespace "$NS" --image "$IMAGE" \
-    --experiment "$WORK/experiment.yaml" --max-trials "$MAX_TRIALS" --parallel 1 --trial-max-rows "$TRIAL_ROWS" \
-    --trial-epochs "$TRIAL_EPOCHS" --retrain-epochs 1 --ensemble 1 --timeout "$TIMEOUT" | tail -n 1)"
+  # The small-budget copy above (its trials already carry --max-rows and, where allowed, --epochs), in the
+  # run's namespace (no --namespace: standalone KFP would refuse another), a 1-epoch retrain.
+  url="$("$CLI" pipeline run --host http://localhost:8080 --image "$IMAGE" \
+    --experiment "$WORK/experiment.yaml" --max-trials "$MAX_TRIALS" --parallel 1 \
+    --retrain-epochs 1 --ensemble 1 --timeout "$TIMEOUT" | tail -n 1)"
   echo "run: $url"
   "$PY" - "${url##*/}" "$TIMEOUT" <<'PY'
 import sys

@@ -147,6 +147,23 @@ def append_trial_args(experiment: Experiment, args: list[str]) -> Experiment:
     return changed
 
 
+def smoke_copy(experiment: Experiment, namespace: str, max_trials: int, rows: int, epochs: int,
+               requests: dict[str, str] | None = None) -> Experiment:
+    """A small-budget copy to try an Experiment on a cluster (the Katib box's tier, scripts/e2e-kind.sh):
+    maxTrialCount by the budget rule, the budget flags appended as the pipeline appends them (no `--epochs`
+    where the algorithm's resource parameter sets it), the primary container's `requests` lowered so several
+    trials fit one small node, in `namespace`; everything else is the Experiment's own."""
+    from pipeline.katib.budget import resource_flags
+
+    small = with_budget(experiment, max_trial_count=max_trials).experiment
+    resource_set = "--epochs" in resource_flags(small)
+    small = append_trial_args(small, trial_budget_args(rows, 0 if resource_set else epochs))
+    small.raw["metadata"]["namespace"] = namespace
+    if requests:
+        small.primary_container().setdefault("resources", {})["requests"] = dict(requests)
+    return small
+
+
 def trial_data(experiment: Experiment) -> tuple[str, str | None, str]:
     """Where the trials read their training data: (the `--data` path in the rendered command, the
     PersistentVolumeClaim that path is on or None for the image's own files, the path inside it)."""

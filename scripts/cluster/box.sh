@@ -349,11 +349,12 @@ stop() {  # stop NAME: SIGTERM, then SIGKILL after 20 s
 }
 
 kill_pods() {  # every process in the kubelet's pod cgroups, and the cgroups themselves
-  local dir pass
-  for pass in 1 2 3; do
+  local dir pid
+  for _ in 1 2 3; do
     for dir in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
       [[ -d "$dir" ]] || continue
-      find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+      while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done \
+        < <(find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null)
     done
     sleep 0.5
   done

@@ -26,7 +26,7 @@ go_build() {
   (cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" "$@")
   touch "$tmp/.built"
   rm -rf "$out" && mv "$tmp" "$out"
-  log "$name $version built in $((SECONDS - start)) s: $(ls "$out" | tr '\n' ' ')"
+  log "$name $version built in $((SECONDS - start)) s: $(find "$out" -maxdepth 1 -type f ! -name '.*' -printf '%f ')"
 }
 
 kubernetes() {

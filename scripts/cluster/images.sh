@@ -46,8 +46,9 @@ build_image() {
 
 pause() {
   podman image exists "$PAUSE_IMAGE" && return
-  local dir; dir="$(mktemp -d)"
-  local src="$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
+  local dir src
+  dir="$(mktemp -d)"
+  src="$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
   gcc -Os -static -DVERSION="$PAUSE_VERSION" -o "$dir/pause" "$src/build/pause/linux/pause.c"
   strip "$dir/pause"
   printf 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n' >"$dir/Containerfile"

@@ -9,14 +9,14 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 source "$HERE/versions.sh"
 source "$HERE/layout.sh"
-KUBECTL="$HERE/kubectl"
+KUBECTL="${KUBECTL:-$HERE/kubectl}"   # scripts/e2e-kind.sh: KUBECTL=kubectl, another cluster
 PY="${PYTHON:-$REPO/.venv/bin/python}"
 
 log() { printf '%s katib.sh: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 module() { GOFLAGS=-mod=mod go mod download -json "github.com/kubeflow/katib@$KATIB_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p'; }
 
 install() {
-  local start=$SECONDS dir="$STATE/katib"
+  local start=$SECONDS dir="${KATIB_WORK:-$STATE/katib}"
   rm -rf "$dir" && mkdir -p "$dir/overlay"
   cp -r "$(module)/manifests" "$dir/" && chmod -R u+w "$dir/manifests"
   cp "$HERE/katib/kustomization.yaml" "$dir/overlay/"
@@ -39,7 +39,7 @@ install() {
 # deploy/katib-config/asha.yaml's runtime.suggestions entry merged into the katib-config ConfigMap, the way that
 # file tells a user to (every other entry kept)
 register_asha() {
-  local dir="$STATE/katib"
+  local dir="${KATIB_WORK:-$STATE/katib}"
   "$KUBECTL" -n kubeflow get configmap katib-config -o jsonpath='{.data.katib-config\.yaml}' >"$dir/katib-config.yaml"
   "$PY" - "$dir/katib-config.yaml" "$REPO/deploy/katib-config/asha.yaml" <<'PY'
 import sys

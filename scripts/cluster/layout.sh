@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: the variables are for the scripts that source it
 # Where the box lives and its addresses (sourced by the other scripts). Every address is inside $NETNS.
 NETNS=katib-box
 NODE_NAME=katib-box

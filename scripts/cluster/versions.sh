@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: the variables are for the scripts that source it
 # The box's pinned versions and where its builds are cached (sourced by the other scripts).
 # Each built thing is cached under a folder named by its version, so a change here rebuilds only it.
 KUBERNETES_VERSION=v1.34.12   # the newest v1.34 (a version Katib v0.19's CI tests) the Go module proxy serves

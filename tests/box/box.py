@@ -11,7 +11,6 @@ from typing import Any
 import yaml
 
 from pipeline import lint
-from pipeline.katib import budget
 from pipeline.workflow import steps
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,19 +34,13 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
 
 
 def small_budget(path: Path, max_trials: int, rows: int = 300, epochs: int = 1) -> dict[str, Any]:
-    """A copy of `path` for the box: maxTrialCount by the product's budget rule, `--max-rows` and (except where
-    the algorithm's resource parameter sets it) `--epochs` appended as the pipeline's budget flags append them,
-    the primary container's requests lowered so trials fit the box's 2 CPUs, and `trialTemplate.retain`, so
-    Katib keeps each finished trial's Job and pod for the test to read."""
-    exp = budget.with_budget(lint.load(path), max_trial_count=max_trials).experiment
-    resource_set = "--epochs" in budget.resource_flags(exp)
-    exp = steps.append_trial_args(exp, steps.trial_budget_args(rows, 0 if resource_set else epochs))
-    raw = exp.raw
-    raw["metadata"]["namespace"] = NAMESPACE
-    raw["spec"]["trialTemplate"]["retain"] = True
-    exp.primary_container().setdefault("resources", {})["requests"] = {"cpu": "100m", "memory": "512Mi"}
-    lint.load(raw)  # still an Experiment Katib admits
-    return raw
+    """The pipeline's small-budget copy of `path` (steps.smoke_copy: trial requests of 100m so several fit the
+    box's 2 CPUs), with `trialTemplate.retain`, so Katib keeps each finished trial's Job and pod to read."""
+    small = steps.smoke_copy(lint.load(path), NAMESPACE, max_trials, rows, epochs,
+                             requests={"cpu": "100m", "memory": "512Mi"})
+    small.raw["spec"]["trialTemplate"]["retain"] = True
+    lint.load(small.raw)  # still an Experiment Katib admits
+    return small.raw
 
 
 def run_experiment(raw: dict[str, Any], timeout_s: float, poll_s: float = 5) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def test_manifests_it_applies_exist(path):
 
 
 def test_the_image_placeholder_it_replaces_is_in_the_data_job():
-    (placeholder,) = re.findall(r'sed "s\|image: ([^|]+)\|', TEXT)
+    (placeholder,) = set(re.findall(r'sed "s\|image: ([^|]+)\|', TEXT))
     assert f"image: {placeholder}" in (REPO / "deploy" / "data-sample-job.yaml").read_text()
 
 
@@ -101,11 +101,14 @@ def test_images_reach_kind_through_an_archive():
 
 
 def test_the_pipeline_run_on_kind_gets_the_small_budget():
-    """The full random.yaml (2 CPU / 3 GiB per trial, 8 epochs) would not schedule on a CI-sized node."""
+    """The full random.yaml (2 CPU / 3 GiB per trial, 8 epochs) would not schedule on a CI-sized node: the run
+    sends the small-budget copy (steps.smoke_copy), and no --trial-epochs, which hyperband and asha refuse."""
     text = SCRIPT.read_text()
     run = text[text.index("pipeline run --host"):text.index("| tail -n 1", text.index("pipeline run --host"))]
-    for flag in ("--max-trials", "--trial-max-rows", "--trial-epochs", "--retrain-epochs", "--experiment"):
+    for flag in ("--max-trials", "--retrain-epochs", "--experiment"):
         assert flag in run, flag
+    assert "--trial-epochs" not in run and "--namespace" not in run
+    assert "from pipeline.workflow.steps import smoke_copy" in text
     assert "--service-account" not in run  # KFP's runner, which deploy/rbac.yaml grants
 
 
