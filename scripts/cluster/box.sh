@@ -421,7 +421,7 @@ leftovers() {
   [[ -n "$what" ]] && { echo "cgroups: $what"; found=1; }
   what="$(iptables-save 2>/dev/null | grep -E 'KUBE-|CNI-' || true)"
   [[ -n "$what" ]] && { echo "host iptables rules: $what"; found=1; }
-  what="$(ip link show cni0 2>/dev/null; ip link show "$NODE_LINK" 2>/dev/null)"
+  what="$(ip link show cni0 2>/dev/null; ip link show "$NODE_LINK" 2>/dev/null || true)"   # set -e: no link is the good case
   [[ -n "$what" ]] && { echo "links on the host: $what"; found=1; }
   if ((found)); then log "the box left the above behind"; return 1; fi
   log "nothing of the box is left: no process, mount, network namespace, cgroup or link"
