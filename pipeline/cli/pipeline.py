@@ -7,9 +7,10 @@ from typing import Any
 import click
 
 from pipeline.errors import UserError
-from pipeline.workflow.kfp_pipeline import (DEFAULT_EXPERIMENT, DEFAULT_IMAGE, LOCAL_BUDGET, PIPELINE_NAME, Budget,
-                                            compile_components, compile_pipeline, experiment_argument,
-                                            pipeline_arguments, run_local, submit)
+from pipeline.workflow.definition import (DEFAULT_EXPERIMENT, DEFAULT_IMAGE, PIPELINE_NAME, Budget, compile_components,
+                                         compile_pipeline, experiment_argument, pipeline_arguments)
+from pipeline.workflow.local_run import LOCAL_BUDGET, run_local
+from pipeline.workflow.server_run import submit
 from pipeline.workflow.steps import DATA_MOUNT, DATA_PVC
 
 

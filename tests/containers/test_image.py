@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.submission.predict import check_submission
-from pipeline.workflow.kfp_pipeline import Budget, run_local
+from pipeline.workflow.definition import Budget
+from pipeline.workflow.local_run import run_local
 from tests.conftest import REPO, SAMPLE
 from trial.metrics import parse_line
 

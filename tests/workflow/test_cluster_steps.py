@@ -11,8 +11,9 @@ from kfp import components
 from pipeline.errors import UserError
 from pipeline.katib.experiment import load
 from pipeline.workflow import steps
-from pipeline.workflow.kfp_pipeline import compile_components, experiment_argument, run_url
+from pipeline.workflow.definition import compile_components, experiment_argument
 from pipeline.workflow.reports import html_report, markdown_trials
+from pipeline.workflow.server_run import run_url
 from tests.conftest import REPO, SAMPLE
 
 RANDOM = REPO / "experiments" / "random.yaml"
@@ -143,7 +144,7 @@ def test_submit_passes_the_login_and_returns_the_ui_link(monkeypatch, tmp_path):
     """kfp.Client contacts the server in its constructor, so it is replaced by a recorder here."""
     import kfp
 
-    from pipeline.workflow.kfp_pipeline import submit
+    from pipeline.workflow.server_run import submit
 
     made = {}
 
