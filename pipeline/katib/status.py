@@ -1,7 +1,8 @@
 """How Katib's controllers judge an Experiment from its trials: the trial
-conditions, the optimal trial (`updateTrialsSummary` in `status_util.go`) and
-the end conditions, checked in Katib's order, plus the Experiment object's
-status block (`kubectl get experiment -o json`)."""
+conditions, the optimal trial (`updateTrialsSummary` in `status_util.go`), the
+end conditions, checked in Katib's order, how many trials ReconcileTrials asks
+for, plus the Experiment object's status block (`kubectl get experiment -o json`).
+How one trial gets its condition is `pipeline.katib.trial_rules`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -87,6 +88,16 @@ def end_condition(trials: list[TrialOutcome], objective: Objective, max_trials: 
     if suggestions_ended:
         return SUGGESTION_END_REACHED
     return None
+
+
+def trials_to_add(trials: Iterable[TrialOutcome], max_trials: int | None, parallel: int, running: int) -> int:
+    """How many trials Katib's ReconcileTrials asks the suggestion for now: free slots, capped by
+    maxTrialCount minus the completed trials, where (unlike the end condition) MetricsUnavailable
+    trials do not count as completed, so Katib can start more than maxTrialCount trials."""
+    c = counts(trials)
+    completed = c[SUCCEEDED] + c[FAILED] + c[KILLED] + c[EARLY_STOPPED]
+    required = parallel if max_trials is None else min(max_trials - completed, parallel)
+    return max(0, required - running)
 
 
 def condition(ctype: str, status: str, reason: str, message: str, at: str) -> dict[str, str]:

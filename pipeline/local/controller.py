@@ -1,18 +1,17 @@
 """Run a Katib Experiment on this machine, as Katib's controllers would.
 
-The loop: while no end condition holds, fill the free parallel slots with the
-algorithm's proposals (rendered into the trial command exactly as Katib
-renders it), wait for trial processes to end, and judge each like Katib's
-trial controller (collector, early stopping, Job backoff and deadline). The
-study (`pipeline.local.study`) remembers everything, so a stopped run resumes.
+The loop (`DryRun`): while no end condition holds, ask the algorithm's proposer
+(pipeline.local.proposers) for as many trials as Katib's ReconcileTrials would,
+launch each (rendered into the trial command exactly as Katib renders it, the
+volume mounts mapped by pipeline.local.mounts), wait for trial processes to end,
+and judge each by Katib's trial rules (pipeline.katib.trial_rules: collector,
+early stopping, Job backoff and deadline). The study (`pipeline.local.study`)
+remembers everything, so a stopped run resumes.
 """
 from __future__ import annotations
 
-import math
 import os
 import queue
-import random
-import re
 import signal
 import sys
 import threading
@@ -22,23 +21,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-import click
-
 from pipeline.errors import UserError
 from pipeline.katib import collector as mc
 from pipeline.katib import status as ks
 from pipeline.katib.budget import resume_refusal, with_budget
 from pipeline.katib.experiment import Experiment
 from pipeline.katib.medianstop import MedianStopSettings, StopCheck, threshold
-from pipeline.katib.render import render_value, trial_argv
+from pipeline.katib.render import trial_argv
+from pipeline.katib.trial_rules import JobLimits, judge
 from pipeline.local import outputs, samplers
-from pipeline.local.hyperband import KATIB_ISSUES, WAIT, HyperbandState, NotReady, SeenTrial
+from pipeline.local.console import Console
+from pipeline.local.mounts import Mounts
 from pipeline.local.process import Runner, TrialRun, kill_group
-from pipeline.local.study import INTERRUPTED, Store, katib_state, outcome
-
-DEFAULT_BACKOFF_LIMIT = 6  # Kubernetes Job default: a failing pod is retried this many times
-# Katib's trial names: `<experiment>-<8 random characters>` (utilrand.String(8) in suggestionclient.go).
-TRIAL_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery utilrand's alphanums
+from pipeline.local.proposers import Proposal, proposer_for
+from pipeline.local.study import Store, katib_state, outcome
 
 
 def _now() -> str:
@@ -67,166 +63,37 @@ class DryRun:
         self.cspec = mc.CollectorSpec.from_experiment(exp)
         self.algorithm = samplers.build_algorithm(exp)
         self.notes = list(self.algorithm.notes) + list(notes)
-        if self.max_trials is None and self.algorithm.grid_size is None and self.algorithm.hyperband is None:
+        if self.max_trials is None and not self.algorithm.ends_by_itself:
             self.notes.append("maxTrialCount is not set: the experiment runs until its goal is reached "
                               "(or forever); stop it with Ctrl-C")
         self.medianstop = MedianStopSettings.from_experiment(exp)
-        job = exp.trial_spec.get("spec") or {}
-        self.deadline_s = job.get("activeDeadlineSeconds")
-        self.backoff_limit = int(job.get("backoffLimit", DEFAULT_BACKOFF_LIMIT)) if exp.trial_spec.get("kind") == "Job" else 0
-        self.auto_mounts: list[str] = []
-        self.mounts, self.unmapped = self._mounts(options.mounts)
+        self.job = JobLimits.from_experiment(exp)
+        self.mounts = Mounts.resolve(exp, options.mounts, self.out)
         self.storage_url = options.storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
+        self.console = Console(enabled=options.progress)
         self.events: queue.Queue = queue.Queue()
         self.runner = Runner(self.cspec, self.events)
         self.active: dict[int, TrialRun] = {}
-        self.exhausted = False
         self.hang: str | None = None  # where Katib v0.19 would stay Running forever
-        self._hyperband_refusal = "the hyperband service gave no answer"
         self.signal: int | None = None
         self.warnings: list[str] = []
-
-    # ------------------------------------------------------------ set-up
-    def _mounts(self, mounts: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-        """--mount folders by container path, and the read-only mounts left unmapped (the trial's input,
-        which only the user can provide). A writable mount left unmapped (asha's checkpoints) gets a
-        folder of the run's own, OUT/volumes/NAME, kept across a resumed run like a PVC."""
-        declared = self.exp.primary_container().get("volumeMounts") or []
-        out = {}
-        for path, local in mounts.items():
-            if not path.startswith("/"):
-                raise UserError(f"--mount {path}={local}: the container path must be absolute")
-            if not Path(local).is_dir():
-                raise UserError(f"--mount {path}={local}: {local} is not a directory")
-            out[path.rstrip("/") or "/"] = str(Path(local).resolve())
-        for m in declared:
-            path = (m.get("mountPath") or "").rstrip("/")
-            if path and path not in out and not m.get("readOnly") and m.get("name"):
-                folder = self.out / "volumes" / str(m["name"])
-                folder.mkdir(parents=True, exist_ok=True)
-                out[path] = str(folder.resolve())
-                self.auto_mounts.append(f"{path} -> {folder}")
-        return out, sorted(m.get("mountPath") for m in declared
-                           if m.get("mountPath") and m["mountPath"].rstrip("/") not in out)
-
-    def _map_paths(self, text: str, extra: dict[str, str]) -> str:
-        for path, local in sorted({**self.mounts, **extra}.items(), key=lambda kv: -len(kv[0])):
-            text = re.sub(r"(?<![\w.-])" + re.escape(path) + r"(?=/|$|[^\w.-])", lambda _m: local, text)
-        return text
 
     # ------------------------------------------------------------ status
     def trials(self) -> list[Any]:
         """Recorded trials Katib would list (not the interrupted ones a retry replaces), in creation order."""
-        return [t for t in self.store.study.get_trials(deepcopy=False) if katib_state(t) not in (None, INTERRUPTED)]
+        return self.store.katib_trials()
 
     def outcomes(self) -> list[ks.TrialOutcome]:
         return [outcome(t) for t in self.trials()]
 
     def end_condition(self) -> tuple[str, str, str] | None:
         return ks.end_condition(self.outcomes(), self.objective, self.max_trials, self.exp.max_failed_trial_count,
-                                suggestions_ended=self.exhausted and not self.active)
+                                suggestions_ended=self.proposer.exhausted and not self.active)
 
-    # ------------------------------------------------------------ proposing and launching
-    def _trial_name(self) -> str:
-        taken = {t.user_attrs.get("name") for t in self.store.study.get_trials(deepcopy=False)}
-        while True:
-            name = f"{self.exp.name}-" + "".join(random.choices(TRIAL_NAME_ALPHABET, k=8))
-            if name not in taken:
-                return name
-
-    def katib_add_count(self) -> int:
-        """How many trials Katib's ReconcileTrials asks the suggestion for now: free slots, capped by
-        maxTrialCount minus the completed trials, where (unlike the end condition) MetricsUnavailable
-        trials do not count as completed, so Katib can start more than maxTrialCount trials."""
-        c = ks.counts(self.outcomes())
-        completed = c[ks.SUCCEEDED] + c[ks.FAILED] + c[ks.KILLED] + c[ks.EARLY_STOPPED]
-        parallel = self.exp.parallel_trial_count
-        required = parallel if self.max_trials is None else min(self.max_trials - completed, parallel)
-        return max(0, required - len(self.active))
-
-    def _seen_by_hyperband(self) -> list[SeenTrial]:
-        out = []
-        for t in self.trials():
-            state = katib_state(t)
-            out.append(SeenTrial(start=float(t.user_attrs.get("start") or 0.0), succeeded=state == ks.SUCCEEDED,
-                                 objective=str(t.user_attrs.get("objective", mc.UNAVAILABLE)),
-                                 assignments=dict(t.user_attrs.get("assignments") or {})))
-        return out
-
-    def propose_hyperband(self, request: int):
-        """Katib's hyperband service asked for `request` trials: the proposals, or WAIT when Katib's
-        call fails and is retried later (the service raised, or answered a different number)."""
-        hb = self.algorithm.hyperband
-        try:
-            state, values = hb.suggest(request, self._seen_by_hyperband())
-        except NotReady as exc:
-            self._hyperband_refusal = f"the hyperband service raised ({exc})"
-            return WAIT
-        if len(values) != request:
-            if not values:
-                self._hyperband_refusal = (
-                    "hyperband has no more trials to suggest (its schedule is over) and Katib v0.19 never ends an "
-                    "Experiment for that (ExperimentSuggestionEndReached is never set)")
-            else:
-                self._hyperband_refusal = (
-                    f"the controller asked the hyperband service for {request} trial(s) and it answered "
-                    f"{len(values)}: Katib rejects the answer (\"The response contains unexpected trials\") and "
-                    "asks again, forever, because the service sizes its rung from the request "
-                    "(current_request_number), not from its schedule")
-            return WAIT
-        hb.state = state
-        self.store.study.set_user_attr("hyperband_state", dict(vars(state)))
-        out = []
-        for strings in values:
-            out.append((self._ask_fixed(strings), strings, {"rung": f"s={state.current_s},i={state.current_i}",
-                                                           "raw": strings}))
-        return out
-
-    def propose_service(self, request: int) -> list:
-        """Our suggestion service (asha) asked, as Katib's controller asks it, for `request` trials."""
-        from pipeline.suggestion.request import TrialRecord
-
-        records = [TrialRecord(str(t.user_attrs.get("name")), dict(t.user_attrs.get("assignments") or {}),
-                               katib_state(t), list(t.user_attrs.get("observation") or []))
-                   for t in self.trials()]
-        driver = self.algorithm.service
-        values = driver.suggest(records, request)
-        self.store.study.set_user_attr("suggestion_state", driver.state())
-        return [(self._ask_fixed(strings), strings, {"rung": driver.rung(strings), "raw": strings})
-                for strings in values]
-
-    def _queued_retry(self) -> bool:
-        from optuna.trial import TrialState
-        return bool(self.store.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-
-    def propose(self):
-        """(optuna trial, Katib strings, extra attrs), WAIT, or None when the algorithm is exhausted."""
-        from optuna.trial import TrialState
-
-        alg, study = self.algorithm, self.store.study
-        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            trial = study.ask(alg.distributions)  # Optuna pops the queued retry first
-            getattr(alg.sampler, "raw", {}).pop(trial.number, None)
-            a = trial.user_attrs
-            return trial, dict(a["assignments"]), {"rung": a.get("rung"), "retry_of": a.get("name"), "raw": a.get("raw")}
-        if alg.grid_size is not None and len(self.trials()) >= alg.grid_size:  # running ones included
-            return None
-        trial = study.ask(alg.distributions)
-        raw = getattr(alg.sampler, "raw", {}).pop(trial.number, None) or dict(trial.params)
-        strings = {p.name: render_value(raw[p.name], alg.style) for p in alg.params}
-        return trial, strings, {"raw": strings}
-
-    def _ask_fixed(self, strings: dict[str, str]):
-        study = self.store.study
-        params = {p.name: samplers.to_optuna(strings[p.name], self.algorithm.distributions[p.name])
-                  for p in self.algorithm.params}
-        study.enqueue_trial(params, skip_if_exists=False)
-        trial = study.ask(self.algorithm.distributions)
-        getattr(self.algorithm.sampler, "raw", {}).pop(trial.number, None)
-        return trial
-
-    def launch(self, trial, strings: dict[str, str], extra: dict[str, Any]) -> None:
-        name = self._trial_name()
+    # ------------------------------------------------------------ launching
+    def launch(self, proposal: Proposal) -> None:
+        trial, strings = proposal.trial, proposal.assignments
+        name = self.store.new_trial_name(self.exp.name)
         trial_dir = self.out / "trials" / name
         extra_mounts: dict[str, str] = {}
         metrics_path = None
@@ -236,24 +103,23 @@ class DryRun:
             extra_mounts[folder] = str((trial_dir / "metrics").resolve())
             metrics_path = Path(extra_mounts[folder]) / os.path.basename(self.cspec.path)
         argv = trial_argv(self.exp, strings, self.algorithm.style, trial_name=name,
-                          map_word=lambda w: self._map_paths(w, extra_mounts)) + list(self.options.trial_args)
+                          map_word=lambda w: self.mounts.map_paths(w, extra_mounts)) + list(self.options.trial_args)
         env = dict(os.environ)
         for e in self.exp.primary_container().get("env") or []:
             if "value" in e:
-                env[e["name"]] = self._map_paths(str(e["value"]), extra_mounts)
+                env[e["name"]] = self.mounts.map_paths(str(e["value"]), extra_mounts)
         env.setdefault("PYTHONUNBUFFERED", "1")
         stop = None
         if self.medianstop is not None:
             value = threshold(self._succeeded_reports(), self.medianstop)
             if value is not None:
                 stop = StopCheck(value, self.objective.maximize, self.medianstop.start_step)
-        deadline = time.time() + float(self.deadline_s) if self.deadline_s else None
+        deadline = time.time() + float(self.job.deadline_s) if self.job.deadline_s else None
         run = TrialRun(name=name, number=trial.number, optuna_trial=trial, assignments=strings, argv=argv, env=env,
-                       log_path=trial_dir / "trial.log", metrics_path=metrics_path, deadline=deadline,
-                       backoff_limit=self.backoff_limit, stop=stop)
+                       log_path=trial_dir / "trial.log", metrics_path=metrics_path, deadline=deadline, stop=stop)
         for key, value in {"name": name, "assignments": strings, "katib_state": ks.RUNNING, "argv": argv,
                            "start": time.time(), "early_stopping_rule": stop.value if stop else None,
-                           **{k: v for k, v in extra.items() if v is not None}}.items():
+                           **{k: v for k, v in proposal.attrs.items() if v is not None}}.items():
             trial.set_user_attr(key, value)
         self.store.mark_running(trial)
         self.active[trial.number] = run
@@ -264,78 +130,20 @@ class DryRun:
 
     # ------------------------------------------------------------ finishing
     def finish(self, run: TrialRun) -> None:
-        """Judge one ended trial like Katib's trial controller, then record it."""
-        from optuna.trial import TrialState
-
-        if run.metrics_path is not None:
-            try:
-                text = run.metrics_path.read_text(encoding="utf-8", errors="replace")
-            except FileNotFoundError:
-                text = ""
-        else:
-            # Only the last attempt (pod) reports to Katib's DB: its output starts at log_offset.
-            text = ""
-            if run.log_path.exists():
-                with open(run.log_path, "rb") as f:
-                    f.seek(run.log_offset)
-                    text = f.read().decode("utf-8", errors="replace")
-        reason, message = "", ""
-        try:
-            metrics = mc.collect(self.cspec, text)
-        except mc.MetricsFormatError as exc:
-            metrics = mc.collect(self.cspec, "")
-            message = f"metrics collector failed: {exc}"
-        reports = [v for v in (mc.go_parse_float(log.value) for log in self.cspec.parse(text)
-                               if log.name == self.cspec.objective) if v is not None] if metrics.available else []
-        if run.early_stopped:
-            state, reason = ks.EARLY_STOPPED, "TrialEarlyStopped"
-            message = f"objective {self.cspec.objective} best-so-far is worse than the median-stop rule " \
-                      f"{run.stop.value} at report {self.medianstop.start_step}"
-        elif run.killed:
-            state, reason, message = ks.KILLED, "TrialKilled", "the experiment ended while the trial was running"
-        elif run.timed_out:
-            state, reason = ks.FAILED, "TrialFailed. Job reason: DeadlineExceeded"
-            message = f"Trial has failed. Job message: Job was active longer than specified deadline " \
-                      f"({self.deadline_s}s activeDeadlineSeconds)"
-        elif run.returncode != 0:
-            state, reason = ks.FAILED, "TrialFailed. Job reason: BackoffLimitExceeded"
-            message = f"Trial has failed. Job message: Job has reached the specified backoff limit " \
-                      f"(exit code {run.returncode} after {run.attempt} attempt(s))"
-        elif metrics.available:
-            state, reason, message = ks.SUCCEEDED, "TrialSucceeded", "Trial has succeeded"
-        else:
-            state, reason = ks.METRICS_UNAVAILABLE, "MetricsUnavailable"
-            message = (f"Metrics are not available: the objective metric {self.cspec.objective!r} never appeared "
-                       f"in the trial's {'metrics file' if run.metrics_path else 'output'} "
-                       f"({'filters ' + repr(list(self.cspec.filters)) if self.cspec.filters else 'default filter'})")
-        observed = state in (ks.SUCCEEDED, ks.EARLY_STOPPED) and metrics.available
-        t = run.optuna_trial
-        attrs = {"katib_state": state, "reason": reason, "message": message, "end": time.time(),
-                 "attempts": run.attempt, "returncode": run.returncode,
-                 "observation": metrics.observation.to_katib() if observed else None,
-                 "objective": metrics.objective if observed else mc.UNAVAILABLE,
-                 "reports": reports}
-        for key, value in attrs.items():
-            t.set_user_attr(key, value)
-        for step, value in enumerate(reports, start=1):
-            if math.isfinite(value):
-                t.report(value, step)
-        if observed and metrics.objective_float is not None and not math.isnan(metrics.objective_float):
-            self.store.study.tell(t, metrics.objective_float)
-        else:
-            if observed and metrics.objective_float is None:
-                self.warnings.append(f"{run.name}: objective {self.cspec.objective} was reported as "
-                                     f"{metrics.objective!r}, not a number; Katib records it the same way "
-                                     "(and may even pick this trial as the best)")
-            self.store.study.tell(t, state=TrialState.FAIL)
+        """Judge one ended trial by Katib's trial rules, then record it."""
+        end = run.end()
+        verdict = judge(self.cspec, run.collected_text(), end, self.job, run.stop)
+        if verdict.non_numeric:
+            self.warnings.append(f"{run.name}: objective {self.cspec.objective} was reported as "
+                                 f"{verdict.metrics.objective!r}, not a number; Katib records it the same way "
+                                 "(and may even pick this trial as the best)")
+        self.store.record_end(run.optuna_trial, verdict, end)
 
     def handle_exit(self, run: TrialRun, attempt: int) -> None:
         if run.number not in self.active or attempt != run.attempt:
             return
-        failed = run.returncode != 0 and not run.early_stopped and not run.killed and not run.timed_out
-        if failed and run.attempt <= run.backoff_limit and self.signal is None:
-            # The Job controller starts a new pod until backoffLimit is reached.
-            self.runner.start(run)
+        if self.job.starts_another_pod(run.end()) and self.signal is None:
+            self.runner.start(run)  # the Job controller starts a new pod until backoffLimit is reached
             return
         del self.active[run.number]
         self.finish(run)
@@ -344,22 +152,19 @@ class DryRun:
     def run(self) -> dict[str, Any]:
         self.store = Store(self.storage_url, self.exp.name, self.algorithm.sampler, self.objective.maximize, self.out)
         try:
+            self.proposer = proposer_for(self.algorithm, self.store)
             self._check_restart()
             self.store.claim(self.exp.spec, self.exp.source)
-            saved = self.store.study.user_attrs.get("hyperband_state")
-            if self.algorithm.hyperband is not None and saved and "current_s" in saved:
-                self.algorithm.hyperband.state = HyperbandState(**saved)
-            if self.algorithm.service is not None and self.store.study.user_attrs.get("suggestion_state"):
-                self.algorithm.service.restore(self.store.study.user_attrs["suggestion_state"])
+            self.proposer.resume()
             self.start_time = self.store.study.user_attrs.get("startTime") or _now()
             self.store.study.set_user_attr("startTime", self.start_time)
-            self._say_notes()
+            self.console.start(self.exp, self.out, self.storage_url, self.notes, self.medianstop, self.mounts,
+                               self.options.trial_args)
             end = self._loop()
             if end is not None:
                 self.store.study.set_user_attr("end", list(end))
             self.status = outputs.write(self._snapshot(end))
-            for w in self.warnings if self.options.progress else ():
-                click.echo(f"warning: {w}", err=True)
+            self.console.warnings(self.warnings)
         finally:
             self.store.release()
         return self.status
@@ -378,6 +183,8 @@ class DryRun:
         self.store.study.set_user_attr("end", None)
 
     def _loop(self) -> tuple[str, str, str] | None:
+        """Katib's reconcile loop: end conditions first, then as many new trials as ReconcileTrials asks
+        for, then wait for a trial to end."""
         bar = outputs.Progress(self.exp.name, self.max_trials, enabled=self.options.progress)
         end: tuple[str, str, str] | None = None
         old = self._install_signals()
@@ -389,54 +196,28 @@ class DryRun:
                 end = self.end_condition()
                 if end is not None:
                     break
-                want = self.katib_add_count()
-                if self.algorithm.hyperband is not None or self.algorithm.service is not None:
-                    while want > 0 and self._queued_retry():
-                        self.launch(*self.propose())  # an interrupted trial comes back first
-                        want -= 1
-                    if want > 0 and self.algorithm.service is not None:
-                        for proposal in self.propose_service(want):
-                            self.launch(*proposal)
-                    elif want > 0:
-                        proposals = self.propose_hyperband(want)
-                        for proposal in proposals if proposals != WAIT else ():
-                            self.launch(*proposal)
-                else:
-                    if want > 0 and hasattr(self.algorithm.sampler, "start_batch"):
-                        self.algorithm.sampler.start_batch(want)
-                    for _ in range(want):
-                        if self.exhausted:
-                            break
-                        proposal = self.propose()
-                        if proposal == WAIT:
-                            break
-                        if proposal is None:
-                            self.exhausted = True
-                            break
-                        self.launch(*proposal)
+                want = ks.trials_to_add(self.outcomes(), self.max_trials, self.exp.parallel_trial_count,
+                                        running=len(self.active))
+                for proposal in self.proposer.propose(want):
+                    self.launch(proposal)
                 bar.update(self.outcomes(), self.objective, running=len(self.active))
                 end = self.end_condition()
                 if end is not None:
                     break
                 if not self.active:
-                    if self.exhausted:
+                    if self.proposer.exhausted:
                         continue
-                    if self.algorithm.hyperband is not None:
-                        # Nothing runs, nothing will change: Katib would retry the same call forever.
-                        self.hang = (f"Katib v0.19 would stay Running here forever: {self._hyperband_refusal}. "
-                                     f"This is a known Katib bug ({KATIB_ISSUES}); the local run stops instead "
-                                     f"of inventing more rungs. {self.algorithm.hyperband.describe()}")
-                        self.warnings.append(self.hang)
-                        break
-                    raise RuntimeError("no trial is running and the algorithm proposes none")  # a bug if reached
+                    self.hang = self.proposer.stall()
+                    if self.hang is None:
+                        raise RuntimeError("no trial is running and the algorithm proposes none")  # a bug if reached
+                    self.warnings.append(self.hang)
+                    break
                 self._wait_events()
             if end is not None and self.active:
                 # Katib does not stop the trials still running when an Experiment ends: they run to
                 # their own end and their outcomes still enter the status (and may become the best);
                 # only the end condition stays. The local run waits for them the same way.
-                if self.options.progress:
-                    click.echo(f"  {self.exp.name}: {end[1]}; {len(self.active)} trial(s) still running finish "
-                               "first, as on Katib (it does not stop them)", err=True)
+                self.console.still_running(self.exp.name, end[1], len(self.active))
                 while self.active and self.signal is None:
                     self.store.heartbeat(list(self.active))
                     self._wait_events()
@@ -499,23 +280,6 @@ class DryRun:
     def _restore_signals(self, old) -> None:
         for s, h in (old or {}).items():
             signal.signal(s, h)
-
-    def _say_notes(self) -> None:
-        if not self.options.progress:
-            return
-        lines = [f"katib-digits tune: {self.exp.source} -> {self.out}  (storage {self.storage_url})"]
-        lines += [f"  local vs Katib: {n}" for n in self.notes]
-        if self.medianstop:
-            lines.append(f"  early stopping: medianstop, Katib's rule (min_trials_required="
-                         f"{self.medianstop.min_trials_required}, start_step={self.medianstop.start_step})")
-        for mount in self.auto_mounts:
-            lines.append(f"  volume (writable, not given with --mount): {mount}")
-        if self.unmapped:
-            lines.append(f"  warning: volume mount(s) {', '.join(self.unmapped)} not mapped; pass "
-                         f"--mount {self.unmapped[0]}=LOCAL_DIR if the trial reads from them")
-        if self.options.trial_args:
-            lines.append(f"  appended to every trial command (local only): {' '.join(self.options.trial_args)}")
-        click.echo("\n".join(lines), err=True)
 
 
 def run_experiment(experiment: str | Path | dict[str, Any] | Experiment, out_dir: str | Path | None = None,

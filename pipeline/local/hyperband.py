@@ -36,9 +36,7 @@ from pipeline.katib.algorithms import HyperbandPlan
 from pipeline.katib.experiment import Param
 from pipeline.katib.hyperband import KATIB_ISSUES, HyperbandState, answer
 
-__all__ = ["WAIT", "KATIB_ISSUES", "HyperbandState", "NotReady", "SeenTrial", "Hyperband"]
-
-WAIT = "wait"  # nothing to launch now: Katib's call failed and is retried when trials change
+__all__ = ["KATIB_ISSUES", "HyperbandState", "NotReady", "SeenTrial", "Hyperband"]
 
 
 class NotReady(Exception):
@@ -64,7 +62,8 @@ class Hyperband:
         self.rng = np.random.RandomState(seed)
 
     # -- sampling, as Katib's parsing_util does it ---------------------------------------
-    def _sample(self) -> dict[str, str]:
+    def sample(self) -> dict[str, str]:
+        """One new configuration, drawn as Katib's parsing_util draws it."""
         lows: list[float] = []
         highs: list[float] = []
         for p in self.params:
@@ -107,7 +106,7 @@ class Hyperband:
         if a.kind == "master":
             out = []
             for _ in range(a.count):
-                values = self._sample()
+                values = self.sample()
                 if a.state.resource in values:
                     values[a.state.resource] = str(a.resource)
                 out.append(values)

@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.katib import collector as mc
 from pipeline.katib.medianstop import StopCheck
+from pipeline.katib.trial_rules import TrialEnd
 
 KILL_GRACE_S = 5.0
 
@@ -41,7 +42,6 @@ class TrialRun:
     log_path: Path
     metrics_path: Path | None
     deadline: float | None
-    backoff_limit: int
     stop: StopCheck | None
     start: float = field(default_factory=time.time)
     attempt: int = 0
@@ -52,6 +52,25 @@ class TrialRun:
     killed: bool = False
     returncode: int | None = None
     log_offset: int = 0  # where this attempt's output starts in log_path (each pod has its own log)
+
+    def end(self) -> TrialEnd:
+        """How the attempt that just ended ended, for Katib's rules (pipeline.katib.trial_rules)."""
+        return TrialEnd(returncode=self.returncode, attempts=self.attempt, early_stopped=self.early_stopped,
+                        killed=self.killed, timed_out=self.timed_out)
+
+    def collected_text(self) -> str:
+        """What Katib's collector reads of the last attempt: its metrics file (File collector), or
+        its output (StdOut: only the last pod reports to Katib's DB, so from log_offset on)."""
+        if self.metrics_path is not None:
+            try:
+                return self.metrics_path.read_text(encoding="utf-8", errors="replace")
+            except FileNotFoundError:
+                return ""
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_offset)
+            return f.read().decode("utf-8", errors="replace")
 
 
 def kill_group(proc: subprocess.Popen, grace: float = KILL_GRACE_S) -> None:

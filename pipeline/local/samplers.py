@@ -285,7 +285,7 @@ class _GridSampler(optuna.samplers.GridSampler):
 # ---------------------------------------------------------------- the algorithm object
 @dataclass
 class Algorithm:
-    """What the runner asks for the next trial's assignments."""
+    """A Katib algorithm, built for the local run (pipeline.local.proposers asks it for trials)."""
 
     name: str
     params: list[Param]
@@ -296,6 +296,11 @@ class Algorithm:
     hyperband: Hyperband | None = None
     service: Any = None  # pipeline.local.suggestion.ServiceDriver: one of our own suggestion services
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def ends_by_itself(self) -> bool:
+        """Whether its own schedule ends the search without maxTrialCount (grid's points, hyperband's brackets)."""
+        return self.grid_size is not None or self.hyperband is not None
 
 
 NOTES = {

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import random
 import socket
 import time
 import warnings
@@ -26,11 +28,14 @@ from optuna.trial import FrozenTrial, TrialState
 from pipeline.errors import UserError
 from pipeline.katib.status import RUNNING, TrialOutcome
 from pipeline.katib.collector import UNAVAILABLE
+from pipeline.katib.trial_rules import TrialEnd, Verdict
 
 INTERRUPTED = "Interrupted"  # local only: the dry-run stopped; the next run retries it
 HEARTBEAT_S = 20
 GRACE_S = 60                 # a trial silent this long belongs to a dead dry-run
 RUNNER_ATTR = "katib_digits_runner"
+# Katib's trial names: `<experiment>-<8 random characters>` (utilrand.String(8) in suggestionclient.go).
+TRIAL_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery utilrand's alphanums
 
 
 def katib_state(trial: FrozenTrial) -> str | None:
@@ -149,6 +154,35 @@ class Store:
                                 "trial budgets. Wait for it to finish, or use another --storage/--out")
         self.study.set_user_attr("spec", spec)
         self.study.set_user_attr(RUNNER_ATTR, _me())
+
+    def katib_trials(self) -> list[FrozenTrial]:
+        """Recorded trials Katib would list (not the interrupted ones a retry replaces), in creation order."""
+        return [t for t in self.study.get_trials(deepcopy=False) if katib_state(t) not in (None, INTERRUPTED)]
+
+    def new_trial_name(self, experiment: str) -> str:
+        """A name as Katib gives a trial, that no trial of the study has."""
+        taken = {t.user_attrs.get("name") for t in self.study.get_trials(deepcopy=False)}
+        while True:
+            name = f"{experiment}-" + "".join(random.choices(TRIAL_NAME_ALPHABET, k=8))
+            if name not in taken:
+                return name
+
+    def record_end(self, trial: optuna.Trial, verdict: Verdict, end: TrialEnd) -> None:
+        """A judged trial: its Katib condition and observation as attributes, the objective's reports
+        as intermediate values, and the result (a trial whose objective is not a number is FAIL for
+        Optuna, whatever Katib's condition)."""
+        attrs = {"katib_state": verdict.state, "reason": verdict.reason, "message": verdict.message,
+                 "end": time.time(), "attempts": end.attempts, "returncode": end.returncode,
+                 "observation": verdict.observation, "objective": verdict.objective, "reports": verdict.reports}
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        for step, value in enumerate(verdict.reports, start=1):
+            if math.isfinite(value):
+                trial.report(value, step)
+        if verdict.value is not None:
+            self.study.tell(trial, verdict.value)
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
 
     def trial_id(self, number: int) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)

@@ -255,23 +255,6 @@ def test_every_shipped_experiment_runs_one_real_trial(tmp_path, path):
     assert 0.0 <= float(metrics[objective]["latest"]) <= 1.0 or objective.endswith("loss")
 
 
-def test_metrics_unavailable_trials_do_not_count_for_new_trials():
-    """Item 6: Katib's ReconcileTrials leaves MetricsUnavailable trials out of `completed`, so it asks
-    for a replacement the end condition (which counts them) does not need: more than maxTrialCount."""
-    from pipeline.katib.experiment import Experiment
-    from pipeline.katib.status import TrialOutcome
-    from pipeline.local.controller import DryRun
-
-    dry = DryRun.__new__(DryRun)
-    dry.exp = Experiment(experiment(max_trials=2, parallel=2))
-    dry.max_trials = 2
-    dry.active = {1: object()}
-    dry.outcomes = lambda: [TrialOutcome("a", "MetricsUnavailable")]
-    assert dry.katib_add_count() == 1  # a third trial is started, as on Katib
-    dry.outcomes = lambda: [TrialOutcome("a", "Succeeded")]
-    assert dry.katib_add_count() == 0
-
-
 @pytest.mark.process
 def test_trials_running_at_the_end_are_not_killed(tmp_path):
     """Item 7: Katib does not stop the trials still running when the Experiment ends; they finish and

@@ -150,7 +150,7 @@ def test_hyperband_samples_like_katibs_parsing_util():
     exp = experiment(algorithm="hyperband", parameters=params, parallel=9, max_trials=30,
                      settings={"r_l": 9, "eta": 3, "resource_name": "epochs", "random_state": 1})
     hb = build(exp).hyperband
-    draws = [hb._sample() for _ in range(4000)]
+    draws = [hb.sample() for _ in range(4000)]
     below = sum(float(d["lr"]) < 0.001 for d in draws) / len(draws)
     assert abs(below - (0.001 - 0.0003) / (0.01 - 0.0003)) < 0.02  # uniform: 0.072, not log-uniform's 0.35
     share = {b: sum(d["bs"] == b for d in draws) / len(draws) for b in ("32", "64", "128")}
