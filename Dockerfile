@@ -1,7 +1,7 @@
 # One image for the Katib trial (`python -m trial ...`) and for every KFP
 # pipeline step (kfp is installed; components import the project from /app).
 #
-#   docker build -t katib-digits:0.1.0 .                      # CPU (tensorflow-cpu)
+#   docker build -t "$(scripts/image-tag)" .                  # CPU (tensorflow-cpu): katib-digits:<version>
 #   docker build --build-arg VARIANT=gpu -t katib-digits:gpu .   # CUDA wheels of the same TensorFlow
 #
 # Build arguments: PYTHON_IMAGE, the base (any Debian with python3.11 as `python`;

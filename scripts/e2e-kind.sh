@@ -24,11 +24,12 @@
 #   IMAGES=build                 build: every image built here and loaded (no registry); pull: Katib's pulled
 #   NODE_IMAGE=kindest/node:v1.34.0  kind's node, pinned: Katib v0.19's CI tests Kubernetes 1.31-1.34, and its
 #                                pod webhook needs >= 1.28
-#   CLUSTER=katib-digits-e2e IMAGE=katib-digits:0.1.0 KATIB_VERSION=v0.19.0 KFP_VERSION=2.15.0 (Kubeflow 1.11's)
+#   CLUSTER=katib-digits-e2e IMAGE=$(scripts/image-tag) KATIB_VERSION=v0.19.0 KFP_VERSION=2.15.0 (Kubeflow 1.11's)
 set -euo pipefail
 
 CLUSTER="${CLUSTER:-katib-digits-e2e}"
-IMAGE="${IMAGE:-katib-digits:0.1.0}"  # the name experiments/ and the pipeline use
+SHIPPED_IMAGE="$("$(dirname "$0")/image-tag")"  # katib-digits:<version>: the name experiments/ and deploy/ carry
+IMAGE="${IMAGE:-$SHIPPED_IMAGE}"  # the pipeline's default too
 KATIB_VERSION="${KATIB_VERSION:-v0.19.0}"
 KFP_VERSION="${KFP_VERSION:-2.15.0}"
 IMAGES="${IMAGES:-build}"
@@ -81,7 +82,7 @@ if [[ "$IMAGES" == build ]]; then
   # shellcheck disable=SC2046  # one name per word
   podman save -q --multi-image-archive -o "$WORK/images.tar" $(scripts/cluster/images.sh list)
   kind load image-archive "$WORK/images.tar" --name "$CLUSTER"
-  IMAGE=katib-digits:0.1.0
+  IMAGE="$SHIPPED_IMAGE"  # images.sh builds it as docker.io/library/$SHIPPED_IMAGE
   log "Katib $KATIB_VERSION from its manifests, as the box installs it (katib-standalone-postgres, no UI)"
   KUBECTL=kubectl KATIB_WORK="$WORK/katib" scripts/cluster/katib.sh install
 else
@@ -100,7 +101,7 @@ fi
 log "namespace, RBAC, data volume"
 kubectl apply -f deploy/namespace.yaml
 kubectl -n "$NS" apply -f deploy/rbac.yaml -f deploy/data-pvc.yaml
-sed "s|image: katib-digits:0.1.0|image: ${IMAGE}|" deploy/data-sample-job.yaml | kubectl -n "$NS" apply -f -
+sed "s|image: ${SHIPPED_IMAGE}|image: ${IMAGE}|" deploy/data-sample-job.yaml | kubectl -n "$NS" apply -f -
 kubectl -n "$NS" wait --for=condition=Complete job/digit-recognizer-data-sample --timeout="${TIMEOUT}s"
 
 can_i_katib_calls() {  # the runner may make every call the tune step makes in namespace $1
@@ -249,7 +250,7 @@ if [[ "$WITH_KFP" == 1 ]]; then
   can_i_katib_calls kubeflow
   # standalone KFP runs every step in its own namespace: the data claim goes there (docs/cluster.md, section 3)
   kubectl -n kubeflow apply -f deploy/data-pvc.yaml
-  sed "s|image: katib-digits:0.1.0|image: ${IMAGE}|" deploy/data-sample-job.yaml | kubectl -n kubeflow apply -f -
+  sed "s|image: ${SHIPPED_IMAGE}|image: ${IMAGE}|" deploy/data-sample-job.yaml | kubectl -n kubeflow apply -f -
   kubectl -n kubeflow wait --for=condition=Complete job/digit-recognizer-data-sample --timeout="${TIMEOUT}s"
   kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80 >/dev/null 2>&1 &
   PF_PID=$!

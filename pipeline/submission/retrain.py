@@ -148,12 +148,12 @@ def _train_one(experiment, assignments, data, model_dir, epochs, val_fraction, m
 
 def load_best(params: str | Path, experiment_yaml: str | Path | None) -> tuple[Experiment, dict[str, str], float | None]:
     """(Experiment, best assignments, objective or None) from a result file (+ the YAML for a bare trial)."""
-    from pipeline.katib.experiment import load
+    from pipeline.katib.experiment import load_unchecked
     from pipeline.katib.result import load_result, objective_value
 
     result = load_result(params)
     if experiment_yaml is not None:
-        experiment = load(experiment_yaml)
+        experiment = load_unchecked(experiment_yaml)
     elif result.experiment is not None:
         experiment = Experiment(result.experiment, str(params))
     else:

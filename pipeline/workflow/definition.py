@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UserError
+from pipeline.image import IMAGE
 from pipeline.submission.retrain import RETRAIN_ENSEMBLE, RETRAIN_EPOCHS
 from pipeline.workflow.steps import DATA_MOUNT, DATA_PVC, EXPORT_DIR, in_project
 
 PIPELINE_NAME = "katib-digits"
-DEFAULT_IMAGE = "katib-digits:0.1.0"  # what the Dockerfile's build comment tags and experiments/*.yaml run
+DEFAULT_IMAGE = IMAGE  # katib-digits:<version>: what the Dockerfile is built as and experiments/*.yaml run
 DEFAULT_EXPERIMENT = "experiments/random.yaml"
 
 

@@ -19,7 +19,7 @@ source "$HERE/layout.sh"
 BASE="${BASE:-katib-digits-base:bookworm}"
 CA="${CA:-/etc/ssl/certs/ca-certificates.crt}"
 KATIB_IMAGES=ghcr.io/kubeflow/katib
-TRIAL_IMAGE="docker.io/library/katib-digits:$(cd "$REPO" && sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)"
+TRIAL_IMAGE="docker.io/library/$("$REPO/scripts/image-tag")"  # katib-digits:<pyproject's version>
 PYTHON_SERVICES=(suggestion-hyperopt:suggestion/hyperopt/v1beta1 suggestion-optuna:suggestion/optuna/v1beta1
   suggestion-hyperband:suggestion/hyperband/v1beta1 suggestion-skopt:suggestion/skopt/v1beta1
   earlystopping-medianstop:earlystopping/medianstop/v1beta1)

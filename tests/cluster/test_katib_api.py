@@ -17,6 +17,7 @@ from kubernetes import client
 
 from pipeline.cluster import katib_api as kb
 from pipeline.errors import UserError
+from pipeline.image import IMAGE
 from pipeline.katib.result import parse_result
 
 FIXTURES = Path(__file__).parent / "fixtures" / "katib"
@@ -409,13 +410,13 @@ RUNNING_TRIAL = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Trial",
 
 def pod(waiting=None, scheduled=None, collector=True, name="darts-example-n4fpnxlm-x7k2p"):
     labels = {"job-name": "darts-example-n4fpnxlm"}
-    containers = [{"name": "training-container", "image": "katib-digits:0.1.0"}]
+    containers = [{"name": "training-container", "image": IMAGE}]
     if collector:
         labels["katib.kubeflow.org/trial"] = "darts-example-n4fpnxlm"
         containers.append({"name": "metrics-logger-and-collector", "image": "katib-file-metrics-collector"})
     status = {"phase": "Pending" if waiting or scheduled else "Running", "conditions": []}
     if waiting:
-        status["containerStatuses"] = [{"name": "training-container", "image": "katib-digits:0.1.0", "imageID": "",
+        status["containerStatuses"] = [{"name": "training-container", "image": IMAGE, "imageID": "",
                                         "ready": False, "restartCount": 0,
                                         "state": {"waiting": {"reason": waiting[0], "message": waiting[1]}}}]
     if scheduled:
@@ -442,8 +443,8 @@ def test_every_poll_says_how_the_trials_stand(kube):
 def test_an_image_that_cannot_be_pulled_fails_at_once_with_the_pods_reason(kube, reason):
     kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, "running")
     kube.on("GET", "trials", False, (200, {"items": [RUNNING_TRIAL]}))
-    kube.on("GET", "pods", False, pods(pod(waiting=(reason, 'Back-off pulling image "katib-digits:0.1.0"'))))
-    with pytest.raises(kb.KatibExperimentFailed, match=rf"cannot pull image 'katib-digits:0.1.0' \({reason}"):
+    kube.on("GET", "pods", False, pods(pod(waiting=(reason, f'Back-off pulling image "{IMAGE}"'))))
+    with pytest.raises(kb.KatibExperimentFailed, match=rf"cannot pull image '{re.escape(IMAGE)}' \({reason}"):
         run(kube, timeout_s=30)
     polls = [r for r in sent(kube, "GET") if r["plural"] == "experiments" and r["name"]]
     assert len(polls) == 1  # the first poll, not the 30 s timeout
@@ -600,7 +601,7 @@ def suggestion_pod(experiment: str, algorithm: str = "asha", statuses: list[dict
                                     "katib.kubeflow.org/experiment": experiment,
                                     "katib.kubeflow.org/suggestion": experiment,
                                     "sidecar.istio.io/inject": "false", "pod-template-hash": "6d9f8b7c5d"}},
-            "spec": {"containers": [{"name": n, "image": "katib-digits:0.1.0"} for n in names]},
+            "spec": {"containers": [{"name": n, "image": IMAGE} for n in names]},
             "status": status}
 
 
@@ -636,13 +637,13 @@ def test_a_suggestion_image_that_cannot_be_pulled_fails_at_the_first_poll_with_k
     kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, "created")
     kube.on("GET", "suggestions", True, answer_suggestion())
     kube.on("GET", "pods", False, answer_pods(statuses=[waiting(
-        "suggestion", "katib-digits:0.1.0", "ErrImagePull",
-        'rpc error: code = NotFound desc = failed to pull and unpack image "katib-digits:0.1.0": not found')]))
+        "suggestion", IMAGE, "ErrImagePull",
+        f'rpc error: code = NotFound desc = failed to pull and unpack image "{IMAGE}": not found')]))
     with pytest.raises(kb.KatibExperimentFailed) as err:
         run(kube, timeout_s=30)
     msg = str(err.value)
     assert "its Suggestion is DeploymentReady=False (DeploymentNotReady: Deployment is not ready)" in msg
-    assert "container suggestion cannot pull image 'katib-digits:0.1.0' (ErrImagePull: rpc error" in msg
+    assert f"container suggestion cannot pull image '{IMAGE}' (ErrImagePull: rpc error" in msg
     assert "katib-config's runtime.suggestions image for algorithm 'asha'" in msg and "trial_image" not in msg
     assert experiment_polls(kube) == 1  # the first poll, not the 30 s timeout
     name = sent(kube, "POST")[0]["body"]["metadata"]["name"]
@@ -654,7 +655,7 @@ def test_a_crash_looping_suggestion_service_fails_with_its_exit_and_where_its_lo
     kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, "running")
     kube.on("GET", "suggestions", True, answer_suggestion())
     kube.on("GET", "pods", False, answer_pods(statuses=[waiting(
-        "suggestion", "katib-digits:0.1.0", "CrashLoopBackOff",
+        "suggestion", IMAGE, "CrashLoopBackOff",
         "back-off 40s restarting failed container=suggestion", restarts=3,
         last_exit=(1, "Error", "ModuleNotFoundError: No module named 'optuna'\n"))]))
     with pytest.raises(kb.KatibExperimentFailed) as err:
@@ -681,7 +682,7 @@ def test_an_early_stopping_image_that_cannot_be_pulled_names_katib_configs_early
 
 def test_a_suggestion_still_starting_or_ready_is_no_problem():
     exp = "digits-asha-ab12c"
-    creating = suggestion_pod(exp, statuses=[waiting("suggestion", "katib-digits:0.1.0", "ContainerCreating", "")])
+    creating = suggestion_pod(exp, statuses=[waiting("suggestion", IMAGE, "ContainerCreating", "")])
     assert kb.suggestion_problem(suggestion(exp), [creating], 0) is None
     assert kb.suggestion_problem(suggestion(exp), [], 0) is None  # the Deployment has no pod yet (AT is later)
     ready = suggestion(exp, ready=("True", "DeploymentReady", "Deployment is ready"))
@@ -793,7 +794,7 @@ def test_trial_state_follows_katibs_order_of_conditions():
 def test_a_sidecar_image_error_blames_katibs_collector_not_trial_image():
     p = pod()
     p["status"]["containerStatuses"] = [
-        {"name": "training-container", "image": "katib-digits:0.1.0", "ready": False, "restartCount": 0,
+        {"name": "training-container", "image": IMAGE, "ready": False, "restartCount": 0,
          "state": {"running": {"startedAt": AT}}},
         waiting("metrics-logger-and-collector", "file-metrics-collector:v0.19.0", "ImagePullBackOff",
                 'Back-off pulling image "file-metrics-collector:v0.19.0"')]

@@ -383,7 +383,9 @@ def test_run_flag_runs_one_tiny_trial_after_a_clean_lint():
       "resample_probability": "0.5"}, "spec.algorithm.algorithmSettings[3].name", "raises"),
 ])
 def test_pbt_settings_are_linted(settings, path, words):
-    """Item 12: pbt's required settings and n_population >= 5 (its service's own checks)."""
+    """pbt's settings are checked as Katib's pbt service checks them: the required ones present,
+    n_population >= 5, truncation_threshold between 0 and 1; resample_probability, which v0.19's service
+    raises on at the first suggestion, is an error too."""
     from tests.fake_trial import experiment
     exp = experiment(algorithm="pbt", settings=settings)
     hits = [p for p in lint_experiment(exp) if p.path == path and words in p.message]
@@ -398,7 +400,8 @@ def test_good_pbt_settings_pass():
 
 
 def test_optuna_normal_is_not_called_an_admission_error():
-    """Item 14: at v0.19 the webhook admits normal/logNormal; the Optuna service drops the parameter."""
+    """A normal/logNormal distribution with an Optuna algorithm: Katib v0.19's webhook admits it, but its Optuna
+    service drops the parameter, so no trial is created; reported as admitted-but-fails, not as an admission error."""
     from pipeline.lint.problems import ADMITTED_BUT_FAILS
     from tests.fake_trial import experiment
     exp = experiment(algorithm="multivariate-tpe")
@@ -418,7 +421,8 @@ def test_optuna_normal_is_not_called_an_admission_error():
     ("Push", r"(\w+)=([\d.]+)", "warning", "ignored"),
 ])
 def test_filters_are_judged_as_katibs_go_code_does(kind, fmt, severity, words):
-    """Item 3: RE2 syntax, the webhook checks File filters only, ';' splits filters, Push ignores them."""
+    """Metric filters are judged as Katib's Go code judges them: RE2 syntax, the webhook compiles File filters
+    only (a bad StdOut filter crashes the sidecar instead), ';' splits a filter in two, Push ignores them."""
     from tests.fake_trial import experiment
     exp = experiment(collector={"collector": {"kind": kind}, "source": {
         "filter": {"metricsFormat": [fmt]},
@@ -431,8 +435,8 @@ def test_filters_are_judged_as_katibs_go_code_does(kind, fmt, severity, words):
 
 
 def test_missing_label_reference_fails_every_trial():
-    """Item 2: `${trialSpec.Labels[k]}` naming a key the template lacks: Katib admits it, then every trial
-    fails ("failed to fetch Label")."""
+    """A trial parameter referencing `${trialSpec.Labels[k]}` with a key the template lacks: Katib admits it,
+    then every trial fails ("failed to fetch Label")."""
     from pipeline.lint.problems import ADMITTED_BUT_FAILS
     from tests.fake_trial import experiment
     exp = experiment()
@@ -446,7 +450,8 @@ def test_missing_label_reference_fails_every_trial():
 
 
 def test_hyperband_stall_is_warned_with_katib_issues():
-    """Item 1: maxTrialCount 30 with 9 in parallel stalls Katib v0.19's hyperband after its first rung."""
+    """Katib v0.19's hyperband stall: maxTrialCount 30 with 9 in parallel stops after the first rung
+    (kubeflow/katib#1168, #1366); the linter warns, and stays quiet about the shipped hyperband.yaml."""
     exp = load_experiment(REPO / "experiments" / "hyperband.yaml")
     assert not [p for p in lint_experiment(exp) if p.path == "spec.algorithm"]  # the shipped one ends
     exp["spec"]["maxTrialCount"] = 30

@@ -123,7 +123,8 @@ def test_metadata_references(oracle, ref, expected):
 
 
 def test_unreferenced_parameter_makes_katib_create_no_trial(oracle):
-    """Item 2: a parameter no trialParameter references -> applyParameters refuses every trial."""
+    """A search-space parameter that no trialParameter references: Katib's applyParameters refuses to render
+    every trial, and so does render_trial_spec."""
     exp = base_experiment()
     exp["spec"]["parameters"].append({"name": "extra", "parameterType": "double",
                                       "feasibleSpace": {"min": "0", "max": "1"}})

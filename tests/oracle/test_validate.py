@@ -127,7 +127,8 @@ def test_wrong_types_rejected_by_both(oracle, field, value):
 
 
 def test_resume_never_cannot_be_raised_after_max_trials(oracle):
-    """Item 13: editing maxTrialCount of a finished `resumePolicy: Never` Experiment is refused."""
+    """Raising maxTrialCount of a finished `resumePolicy: Never` Experiment: Katib's webhook refuses the
+    edit (spec.resumePolicy), and budget.resume_refusal says the same."""
     old = base_experiment()
     old["spec"]["resumePolicy"] = "Never"
     old_default = oracle.ask("defaults", experiment=old)["experiment"]

@@ -1,6 +1,7 @@
 """The house's one rule: imports run one way.
 
-    pipeline.errors <- katib <- lint, suggestion <- local, cluster <- submission <- serving <- workflow <- cli
+    pipeline.errors, pipeline.image <- katib <- lint, suggestion <- local, cluster <- submission <- serving
+        <- workflow <- cli
     trial (the trial program) imports nothing of pipeline; nothing imports cli.
 
 Read from the source with `ast` (lazy imports inside functions count too), so a
@@ -16,7 +17,7 @@ import pytest
 
 from tests.conftest import REPO
 
-LAYERS = {"pipeline.errors": 0, "pipeline.katib": 1, "pipeline.lint": 2, "pipeline.suggestion": 2,
+LAYERS = {"pipeline.errors": 0, "pipeline.image": 0, "pipeline.katib": 1, "pipeline.lint": 2, "pipeline.suggestion": 2,
           "pipeline.local": 3, "pipeline.cluster": 3,
           "pipeline.submission": 4, "pipeline.serving": 5, "pipeline.workflow": 6, "pipeline.cli": 7}
 

@@ -56,8 +56,12 @@ def test_manifests_it_applies_exist(path):
 
 
 def test_the_image_placeholder_it_replaces_is_in_the_data_job():
+    """It replaces the tag the shipped manifests carry, read from scripts/image-tag (pipeline.image's)."""
+    from pipeline.image import IMAGE
     (placeholder,) = set(re.findall(r'sed "s\|image: ([^|]+)\|', TEXT))
-    assert f"image: {placeholder}" in (REPO / "deploy" / "data-sample-job.yaml").read_text()
+    assert placeholder == "${SHIPPED_IMAGE}"
+    assert 'SHIPPED_IMAGE="$("$(dirname "$0")/image-tag")"' in TEXT
+    assert f"image: {IMAGE}" in (REPO / "deploy" / "data-sample-job.yaml").read_text()
 
 
 def test_default_experiment_is_shipped():

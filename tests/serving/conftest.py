@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.katib.experiment import load
+from pipeline.katib.experiment import load_unchecked
 from pipeline.submission.retrain import train_best
 from tests.conftest import REPO, SAMPLE
 
@@ -13,7 +13,7 @@ def _train(out, filters: int, dense: int, epochs: int, rows: int, ensemble: int 
     best = {"learning-rate": "0.002", "lr-decay": "0.9", "batch-size": "64", "optimizer": "adam",
             "conv-filters": str(filters), "dense-units": str(dense), "dropout": "0.2", "augment": "0.0",
             "arch": "pool"}
-    train_best(load(REPO / "experiments" / "random.yaml"), best, SAMPLE / "train.csv.gz", out, epochs=epochs,
+    train_best(load_unchecked(REPO / "experiments" / "random.yaml"), best, SAMPLE / "train.csv.gz", out, epochs=epochs,
                max_rows=rows, ensemble=ensemble)
     return out
 

@@ -9,7 +9,8 @@ import pytest
 from kfp import components
 
 from pipeline.errors import UserError
-from pipeline.katib.experiment import load
+from pipeline.image import IMAGE
+from pipeline.katib.experiment import load_unchecked
 from pipeline.workflow import steps
 from pipeline.workflow.definition import compile_components, experiment_argument
 from pipeline.workflow.reports import html_report, markdown_trials
@@ -20,22 +21,22 @@ RANDOM = REPO / "experiments" / "random.yaml"
 
 
 def test_the_shipped_experiment_reads_the_data_volume():
-    assert steps.trial_data(load(RANDOM)) == ("/data/train.csv.gz", "digit-recognizer-data", "train.csv.gz")
+    assert steps.trial_data(load_unchecked(RANDOM)) == ("/data/train.csv.gz", "digit-recognizer-data", "train.csv.gz")
 
 
 def test_the_tune_step_applies_image_volume_and_pull_secrets():
-    exp = steps.for_cluster(load(RANDOM), "registry.example.com/digits:2", "team-data", ["regcred"])
+    exp = steps.for_cluster(load_unchecked(RANDOM), "registry.example.com/digits:2", "team-data", ["regcred"])
     assert exp.primary_container()["image"] == "registry.example.com/digits:2"
     assert steps.trial_data(exp)[1] == "team-data"
     assert exp.trial_spec["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
-    assert load(RANDOM).primary_container()["image"] == "katib-digits:0.1.0"  # the file is untouched
+    assert load_unchecked(RANDOM).primary_container()["image"] == IMAGE  # the file is untouched
 
 
 SAME_NS = {"experiment_namespace": "team-a", "data_namespace": "team-a"}
 
 
 def test_same_data_passes_when_trials_and_retrain_read_one_file():
-    steps.require_same_data(steps.for_cluster(load(RANDOM), data_pvc="team-data"), "team-data", "/data",
+    steps.require_same_data(steps.for_cluster(load_unchecked(RANDOM), data_pvc="team-data"), "team-data", "/data",
                             "train.csv.gz", **SAME_NS)
 
 
@@ -46,11 +47,11 @@ def test_same_data_passes_when_trials_and_retrain_read_one_file():
 ])
 def test_the_tune_step_refuses_to_tune_on_other_data_than_the_retrain(data_pvc, data_dir, message):
     with pytest.raises(UserError, match=message):
-        steps.require_same_data(load(RANDOM), data_pvc, data_dir, "train.csv.gz", **SAME_NS)
+        steps.require_same_data(load_unchecked(RANDOM), data_pvc, data_dir, "train.csv.gz", **SAME_NS)
 
 
 def test_trials_reading_the_images_own_files_are_refused():
-    exp = load(RANDOM)
+    exp = load_unchecked(RANDOM)
     exp.primary_container()["volumeMounts"] = []
     with pytest.raises(UserError, match="the image's own files"):
         steps.require_same_data(exp, "digit-recognizer-data", "/data", "train.csv.gz", **SAME_NS)
@@ -60,7 +61,7 @@ def test_the_same_claim_name_in_another_namespace_is_other_data():
     """Standalone KFP runs its steps in its own namespace (kubeflow): a claim of the same name in the
     Experiment's namespace is another volume."""
     with pytest.raises(UserError) as err:
-        steps.require_same_data(load(RANDOM), "digit-recognizer-data", "/data", "train.csv.gz",
+        steps.require_same_data(load_unchecked(RANDOM), "digit-recognizer-data", "/data", "train.csv.gz",
                                 experiment_namespace="katib-digits", data_namespace="kubeflow")
     assert str(err.value) == (
         f"{RANDOM}: the trials read /data/train.csv.gz (claim katib-digits/digit-recognizer-data, train.csv.gz) "
@@ -72,7 +73,7 @@ def test_the_same_claim_name_in_another_namespace_is_other_data():
 def test_the_tune_step_checks_the_claims_namespace_before_creating_anything(tmp_path):
     cluster = {"data_pvc": "digit-recognizer-data", "data_dir": "/data", "data_namespace": "kubeflow"}
     with pytest.raises(UserError, match="claim katib-digits/digit-recognizer-data.*claim kubeflow/digit-"):
-        steps.tune(load(RANDOM), "katib", tmp_path, namespace="katib-digits", cluster=cluster)
+        steps.tune(load_unchecked(RANDOM), "katib", tmp_path, namespace="katib-digits", cluster=cluster)
 
 
 def test_the_experiment_is_owned_by_the_tune_pod_only_in_its_own_namespace():
@@ -90,7 +91,7 @@ def test_a_local_experiment_file_is_sent_with_the_run(tmp_path):
     back = steps.read_experiment(sent)
     assert back.source == str(RANDOM)  # the step's messages name the file it came from
     assert back.raw["metadata"].pop("annotations") == {steps.SOURCE_ANNOTATION: str(RANDOM)}
-    assert back.raw == load(RANDOM).raw
+    assert back.raw == load_unchecked(RANDOM).raw
     assert experiment_argument("experiments/in-the-image.yaml") == "experiments/in-the-image.yaml"
     bad = tmp_path / "bad.yaml"
     bad.write_text(RANDOM.read_text().replace("type: maximize", "type: maximise"))

@@ -10,7 +10,7 @@ from pipeline.cli import main as cli_main
 from pipeline.errors import UserError
 from pipeline.workflow.definition import Budget, build_pipeline, compile_pipeline, pipeline_arguments
 
-IMAGE = "registry.example.com/katib-digits:1.2.3"
+IMAGE = "registry.example.com/katib-digits:custom"  # not the default (pipeline.image.IMAGE)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.cli import main as cli_main
 from pipeline.errors import UserError
-from pipeline.katib.experiment import load
+from pipeline.katib.experiment import load_unchecked
 from pipeline.submission.predict import check_submission
 from pipeline.workflow import steps
 from pipeline.workflow.definition import Budget
@@ -24,17 +24,17 @@ LOCAL_EXPERIMENT = REPO / "experiments" / "random.yaml"
 
 
 def test_local_budget_is_tiny():
-    tiny = local_budget(LOCAL_BUDGET, load(LOCAL_EXPERIMENT))
+    tiny = local_budget(LOCAL_BUDGET, load_unchecked(LOCAL_EXPERIMENT))
     assert tiny.max_trial_count <= 4 and tiny.trial_epochs == 1 and tiny.trial_max_rows <= 500
 
 
 @pytest.mark.parametrize("name", ["hyperband", "asha"])
 def test_the_local_default_epochs_leave_the_resource_to_hyperband_and_asha(name, capsys):
-    resolved = local_budget(LOCAL_BUDGET, load(REPO / "experiments" / f"{name}.yaml"))
+    resolved = local_budget(LOCAL_BUDGET, load_unchecked(REPO / "experiments" / f"{name}.yaml"))
     assert resolved.trial_epochs == 0 and resolved.trial_max_rows == LOCAL_BUDGET.trial_max_rows
     assert f"{name} gives each trial its epochs: the local default --trial-epochs 1 is not applied" in \
         capsys.readouterr().out
-    assert local_budget(Budget(trial_epochs=2), load(REPO / "experiments" / f"{name}.yaml")).trial_epochs == 2
+    assert local_budget(Budget(trial_epochs=2), load_unchecked(REPO / "experiments" / f"{name}.yaml")).trial_epochs == 2
 
 
 RESOURCE_REFUSAL = ("{path}: spec.algorithm.algorithmSettings.resource_name: trial_epochs (--trial-epochs) would "
@@ -57,13 +57,13 @@ def test_trial_epochs_that_would_override_the_resource_are_refused_before_a_run(
 
 
 def test_the_tune_step_refuses_it_too_and_takes_other_budget_flags(tmp_path):
-    hyperband = load(REPO / "experiments" / "hyperband.yaml")
+    hyperband = load_unchecked(REPO / "experiments" / "hyperband.yaml")
     with pytest.raises(UserError) as err:
         steps.tune(hyperband, "optuna", tmp_path, trial_epochs=2)
     assert str(err.value) == RESOURCE_REFUSAL.format(path=hyperband.source, alg="hyperband")
     assert not list(tmp_path.iterdir())  # refused before any trial
     steps.refuse_resource_overrides(hyperband, trial_max_rows=300)  # rows are not hyperband's resource
-    steps.refuse_resource_overrides(load(REPO / "experiments" / "tpe.yaml"), 300, 2)  # tpe has no resource
+    steps.refuse_resource_overrides(load_unchecked(REPO / "experiments" / "tpe.yaml"), 300, 2)  # tpe has no resource
 
 
 @pytest.mark.parametrize("argv, message", [
