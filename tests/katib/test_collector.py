@@ -152,7 +152,7 @@ def test_min_max_latest_of_printed_values(values):
 
 
 def test_json_float_timestamps_read_as_katib_does():
-    """Item 10: parseTimestamp reads the digits after the dot as nanoseconds; the DB keeps microseconds."""
+    """Katib's parseTimestamp reads the digits after the dot as nanoseconds; the DB keeps microseconds."""
     assert mc.go_unix_timestamp(1700000000.5) == "2023-11-14T22:13:20.000000005Z"
     assert mc.go_unix_timestamp(1e21) == ""  # beyond int64: no timestamp
     logs = [mc.MetricLog("2024-01-01T00:00:00.0000012Z", "accuracy", "0.9"),

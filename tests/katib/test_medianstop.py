@@ -78,7 +78,7 @@ def test_defaults():
 
 
 def test_push_collector_gets_no_early_stopping():
-    """Item 16: with the Push collector Katib injects no sidecar, so no early-stopping rule applies."""
+    """With the Push collector Katib injects no sidecar, so no early-stopping rule applies."""
     from pipeline.katib.experiment import Experiment
     from pipeline.katib.medianstop import MedianStopSettings
     from pipeline.lint import lint_experiment

@@ -6,7 +6,7 @@ from pipeline.katib.status import TrialOutcome, trials_to_add
 
 
 def test_metrics_unavailable_trials_do_not_count_for_new_trials():
-    """Item 6: Katib's ReconcileTrials leaves MetricsUnavailable trials out of `completed`, so it asks
+    """Katib's ReconcileTrials leaves MetricsUnavailable trials out of `completed`, so it asks
     for a replacement the end condition (which counts them) does not need: more than maxTrialCount."""
     assert trials_to_add([TrialOutcome("a", "MetricsUnavailable")], max_trials=2, parallel=2, running=1) == 1
     assert trials_to_add([TrialOutcome("a", "Succeeded")], max_trials=2, parallel=2, running=1) == 0

@@ -172,8 +172,8 @@ def test_hyperband_runs_as_far_as_katib_does(tmp_path):
 
 @pytest.mark.process
 def test_hyperband_stops_where_katib_would_hang(tmp_path, capsys):
-    """Item 1: no maxTrialCount -> after the first rung the controller asks for 2, the service answers 1,
-    and Katib v0.19 retries forever; the local run stops there, Running, and says why."""
+    """Katib v0.19's hyperband hang: with no maxTrialCount, after the first rung the controller asks
+    for 2, the service answers 1, and Katib retries forever; the local run stops there, Running, and says why."""
     exp = experiment(algorithm="hyperband", parameters=HB_PARAMS, max_trials=None, parallel=2, max_failed=None,
                      settings=HB_SETTINGS)
     status = run(tmp_path, exp)
@@ -197,7 +197,7 @@ def test_resume_keeps_finished_trials(tmp_path):
 
 @pytest.mark.process
 def test_raised_budget_of_a_finished_never_experiment_is_refused(tmp_path):
-    """Item 13: Katib's webhook refuses to restart a completed `resumePolicy: Never` Experiment."""
+    """Katib's webhook refuses to restart a completed `resumePolicy: Never` Experiment."""
     exp = experiment(max_trials=3, parallel=1, args=["--epochs=1"])
     first = run(tmp_path, exp, max_trial_count=1)
     assert first["status"]["trials"] == 1
@@ -257,7 +257,7 @@ def test_every_shipped_experiment_runs_one_real_trial(tmp_path, path):
 
 @pytest.mark.process
 def test_trials_running_at_the_end_are_not_killed(tmp_path):
-    """Item 7: Katib does not stop the trials still running when the Experiment ends; they finish and
+    """Katib does not stop the trials still running when the Experiment ends; they finish and
     are recorded with their own outcome."""
     script = tmp_path / "first_fails.py"
     script.write_text(

@@ -183,7 +183,7 @@ def test_library_caller_stops_on_sigterm_instead_of_taking_a_half_run(tmp_path):
 
 @pytest.mark.process
 def test_only_the_last_pod_attempt_reaches_the_observation(tmp_path):
-    """Item 15: a failed pod's sidecar exits before reporting (no "completed" marker), and the retry
+    """A failed pod's sidecar exits before reporting (no "completed" marker), and the retry
     is a new pod with a fresh log: Katib's observation holds the last attempt's lines only."""
     script = tmp_path / "fails_then_works.py"
     script.write_text(

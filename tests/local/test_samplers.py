@@ -142,7 +142,8 @@ def test_hyperband_service_sizes_rungs_from_the_request():
 
 
 def test_hyperband_samples_like_katibs_parsing_util():
-    """Item 4: uniform even for logUniform, ints rounded, discrete = nearest entry to a uniform draw."""
+    """Hyperband samples as Katib's parsing util does: uniform even for logUniform, ints rounded,
+    discrete = nearest entry to a uniform draw."""
     params = [{"name": "lr", "parameterType": "double",
                "feasibleSpace": {"min": "0.0003", "max": "0.01", "distribution": "logUniform"}},
               {"name": "bs", "parameterType": "discrete", "feasibleSpace": {"list": ["32", "64", "128"]}},
@@ -199,7 +200,7 @@ def test_mapping_round_trips_inside_bounds(param, u):
 
 
 def test_tpe_startup_is_katibs_request_number(monkeypatch):
-    """Item 5: Katib's hyperopt service passes current_request_number as n_startup_jobs."""
+    """Katib's hyperopt service passes current_request_number as n_startup_jobs."""
     import hyperopt
     alg = build(experiment(algorithm="tpe", parallel=4, max_trials=8))
     seen = []
@@ -213,7 +214,7 @@ def test_tpe_startup_is_katibs_request_number(monkeypatch):
 
 
 def test_skopt_asks_once_per_batch():
-    """Item 11: Katib's skopt service asks ask(n_points=k) for a batch of k: different points even
+    """Katib's skopt service asks ask(n_points=k) for a batch of k: different points even
     when no result came in between."""
     alg = build(experiment(algorithm="bayesianoptimization", parameters=PARAMS[:1] + PARAMS[2:4], parallel=2,
                            settings={"n_initial_points": 1, "random_state": 3}))
