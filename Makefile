@@ -66,8 +66,9 @@ oracle:
 lint: setup
 	$(BIN)/katib-digits lint experiments/*.yaml
 
+# Every section of the bench package (`python -m bench --help` lists them), run from the repository root.
 bench: setup
-	$(BIN)/python bench/benchmark.py
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf runs local_outputs .pytest_cache

@@ -1,5 +1,5 @@
-"""bench/benchmark.py's serve section: the load it puts on a real `katib-digits serve` (bounded in requests
-and in time), and the section end to end with the server in its own process (its own file, so pytest-xdist's
+"""bench.loadgen, the load it puts on a real `katib-digits serve` (bounded in requests and in time), and
+bench.sections.serve end to end with the server in its own process (its own file, so pytest-xdist's
 loadfile runs it beside the other bench tests)."""
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ import threading
 
 import pytest
 
+from bench.loadgen import load, request_bodies
+from bench.report import summary_rows
+from bench.sections import serve
+
 pytestmark = [pytest.mark.slow, pytest.mark.process]  # trains, exports and serves a real (tiny) model
 
 
 @pytest.fixture(scope="module")
-def saved_model(bench, tmp_path_factory):
-    return bench.serve_model(tmp_path_factory.mktemp("serve"), rows=300)
+def saved_model(tmp_path_factory):
+    return serve.serve_model(tmp_path_factory.mktemp("serve"), rows=300)
 
 
 @pytest.fixture(scope="module")
@@ -26,36 +30,36 @@ def port(saved_model):
     server.server_close()
 
 
-def test_the_bodies_are_real_test_rows(bench):
+def test_the_bodies_are_real_test_rows():
     import json
 
     from trial.data import load_test
     from tests.conftest import SAMPLE
 
     rows = load_test(SAMPLE / "test.csv.gz").reshape(-1, 784)
-    bodies = bench.request_bodies(batch=3)
+    bodies = request_bodies(batch=3)
     assert len(bodies) == len(rows) // 3
     assert json.loads(bodies[1])["instances"] == rows[3:6].astype(int).tolist()
 
 
-def test_the_load_stops_at_its_request_count(bench, port):
-    result = bench.load(port, bench.request_bodies(1), clients=4, seconds=120, max_requests=30)
+def test_the_load_stops_at_its_request_count(port):
+    result = load(port, request_bodies(1), clients=4, seconds=120, max_requests=30)
     assert result["requests"] == result["answered"] == 30 and result["statuses"] == {200: 30}
     assert result["failures"] == {} and result["wall_s"] < 120
     lat = result["latency_ms"]
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
 
 
-def test_the_load_stops_at_its_time(bench, port):
-    result = bench.load(port, bench.request_bodies(2), clients=2, seconds=1.5, max_requests=10**9)
+def test_the_load_stops_at_its_time(port):
+    result = load(port, request_bodies(2), clients=2, seconds=1.5, max_requests=10**9)
     assert 1.5 <= result["wall_s"] < 1.5 + 30  # the last requests started before the time was up
     assert result["requests"] == result["answered"] == sum(result["statuses"].values()) > 0
     # 3 significant digits (0.5 %) of a rate over a wall time rounded to 0.01 s (0.3 % of 1.5 s)
     assert result["requests_per_s"] == pytest.approx(result["answered"] / result["wall_s"], rel=0.008)
 
 
-def test_the_serve_section_loads_its_own_server_process_and_reads_its_memory(bench, saved_model, tmp_path):
-    result = bench.bench_serve(tmp_path, clients=4, seconds=3, max_requests=10**9, batch=4, model=saved_model)
+def test_the_serve_section_loads_its_own_server_process_and_reads_its_memory(saved_model, tmp_path):
+    result = serve.measure(tmp_path, clients=4, seconds=3, max_requests=10**9, batch=4, model=saved_model)
     assert result["statuses"] and set(result["statuses"]) == {200} and result["failures"] == {}
     assert result["answered"] == result["requests"] and result["batch"] == 4
     assert result["server"] == f"katib-digits serve --model {saved_model} --port 0"
@@ -63,7 +67,7 @@ def test_the_serve_section_loads_its_own_server_process_and_reads_its_memory(ben
     assert 0 < rss["before"] <= rss["peak_since_start"] and rss["max_during"] <= rss["peak_since_start"]
     # the server's threads are a fixed pool: as many during and after the load as before it
     assert threads["before"] == threads["max_during"] == threads["after"]
-    shown = dict(bench.summary_rows({"serve": result}))
+    shown = dict(summary_rows({"serve": result}))
     assert shown["serve: 4 clients, 4 image(s) a request, V1"].startswith(f"{result['requests_per_s']} requests/s")
     assert f"{{200: {result['answered']}}}, failures none" in shown["serve: answers, server memory and threads"]
     assert (tmp_path / "serve.log").read_text().count('"POST /v1/models/digits:predict HTTP/1.1" 200') == \

@@ -1,24 +1,24 @@
-"""bench/benchmark.py's efficiency section end to end on the sample (its own file, so pytest-xdist's
-loadfile runs it beside the accuracy tests, not after them)."""
+"""bench.sections.efficiency end to end on the sample (its own file, so pytest-xdist's loadfile runs it
+beside the accuracy tests, not after them)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
+from bench.sections import efficiency
+from bench.tuning import trial_rows
+from tests.conftest import SAMPLE
 
 
 @pytest.mark.process
 @pytest.mark.slow
-def test_efficiency_section_runs_the_three_searches_and_resumes_without_training(bench, tmp_path):
+def test_efficiency_section_runs_the_three_searches_and_resumes_without_training(tmp_path):
     # hyperband: 3 trials of its first rung (the real bench runs its 13-trial bracket; 9 processes at once
     # on a 2-core machine would take this test minutes).
     run = dict(data=SAMPLE, trials=5, rows=300, epochs=2, target=None, out=tmp_path, random_state=3,
                hyperband_trials=3)
-    result = bench.bench_efficiency(**run)
+    result = efficiency.measure(**run)
     for name, trials in (("random", 5), ("medianstop", 5), ("hyperband", 3)):
-        assert len(bench._trial_rows(tmp_path / f"efficiency-{name}")) == trials
+        assert len(trial_rows(tmp_path / f"efficiency-{name}")) == trials
     assert result["random"]["epochs_total"] == 10 and result["random"]["epochs_to_target"]
     # The replay in random search's own order spends what the real medianstop run (same proposals) spent.
     assert result["over_orders"]["own_order_replayed_epochs_total"] == result["medianstop"]["epochs_total"]
@@ -26,7 +26,7 @@ def test_efficiency_section_runs_the_three_searches_and_resumes_without_training
 
     logs = sorted(tmp_path.glob("efficiency-*/trials/*/trial.log"))
     stamps = [p.stat().st_mtime_ns for p in logs]
-    again = bench.bench_efficiency(**run, resume=True)
+    again = efficiency.measure(**run, resume=True)
     assert [p.stat().st_mtime_ns for p in sorted(tmp_path.glob("efficiency-*/trials/*/trial.log"))] == stamps
     assert again["resumed"] and not result["resumed"]
     for name in ("random", "medianstop", "hyperband"):

@@ -1,0 +1,106 @@
+"""bench.sections.accuracy: the retrained default on a hold-out (tiny runs on the sample) and its
+--accuracy-flags, checked before any member trains."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from bench.sections import accuracy
+from bench.sections.accuracy import ACCURACY_OWNED_FLAGS, accuracy_recipe
+from tests.conftest import SAMPLE
+
+
+@pytest.mark.process
+@pytest.mark.slow
+def test_accuracy_section_averages_members_on_one_hold_out(tmp_path, capsys):
+    result = accuracy.measure(SAMPLE, epochs=1, members=2, out=tmp_path)
+    # A progress bar per member, advanced by the trial's epoch lines as they arrive.
+    progress = capsys.readouterr().err
+    assert "accuracy member 0: 100%" in progress and "accuracy member 1: 100%" in progress and "1/1" in progress
+    assert result["members"] == 2 and result["epochs_per_member"] == 1
+    assert result["hold_out_rows"] == 200  # 10 % of the sample's 2,000 rows
+    assert len(result["member_final_val_accuracy"]) == 2 and 0 <= result["ensemble_val_accuracy"] <= 1
+    low, high = result["ensemble_val_accuracy_ci95"]
+    assert low <= result["ensemble_val_accuracy"] <= high
+    assert sorted(p.parent.name for p in (tmp_path / "accuracy-model").glob("member-*/model.keras")) == \
+        ["member-0", "member-1"]
+    assert result["cpu_s"] > 0 and result["wall_s"] > 0
+    assert all("--split-seed 0" in command for command in result["commands"])
+    # Every hold-out error is listed, with a train.csv line that really holds that label, and drawn.
+    assert len(result["errors"]) == round((1 - result["ensemble_val_accuracy"]) * 200)
+    assert result["errors"], "one epoch on 1,800 rows should leave some errors to check"
+    lines = gzip.open(SAMPLE / "train.csv.gz", "rt").read().splitlines()
+    for error in result["errors"]:
+        assert error["label"] != error["predicted"]
+        assert int(lines[error["train_csv_line"] - 1].split(",")[0]) == error["label"]
+        # an average can only be wrong where some member alone is wrong
+        assert 1 <= error["members_wrong"] <= 2
+    assert result["errors_every_member_makes"] == sum(e["members_wrong"] == 2 for e in result["errors"])
+    # Each member's own errors, counted from its predictions, match the accuracy the trial reported for it.
+    assert result["member_errors"] == [round((1 - v) * 200) for v in result["member_final_val_accuracy"]]
+    assert (tmp_path / "accuracy-errors.png").stat().st_size > 0
+
+    # --resume reuses both recorded members (same commands) instead of training them again.
+    models = sorted((tmp_path / "accuracy-model").glob("member-*/model.keras"))
+    stamps = [p.stat().st_mtime_ns for p in models]
+    again = accuracy.measure(SAMPLE, epochs=1, members=2, out=tmp_path, resume=True)
+    assert [p.stat().st_mtime_ns for p in models] == stamps
+    assert again["member_final_val_accuracy"] == result["member_final_val_accuracy"]
+    assert again["ensemble_val_accuracy"] == result["ensemble_val_accuracy"]
+    assert again["cpu_s"] >= result["cpu_s"] - 5  # recorded training time counted, not zero
+
+
+@pytest.mark.process
+@pytest.mark.slow
+def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(tmp_path):
+    import numpy as np
+
+    from trial.train import split
+
+    result = accuracy.measure(SAMPLE, epochs=1, members=1, out=tmp_path, split_seed=1, precision="bfloat16",
+                                  flags=accuracy_recipe("--batch-size 32 --learning-rate 0.0007"))
+    assert result["split_seed"] == 1 and "--split-seed 1" in result["commands"][0]
+    # --accuracy-flags reach the member: the hyperparameters it saved beside its model are the recipe's.
+    hparams = json.loads((tmp_path / "accuracy-model" / "member-0" / "hparams.json").read_text())
+    assert (hparams["batch_size"], hparams["learning_rate"]) == (32, 0.0007)
+    assert result["flags"] == ["--batch-size", "32", "--learning-rate", "0.0007"]
+    # --accuracy-precision reaches the member: the trial's first stderr line names the policy it set.
+    assert result["precision"] == "bfloat16" and "--precision bfloat16" in result["commands"][0]
+    assert "trial: precision mixed_bfloat16" in (tmp_path / "accuracy-member-0.log.err").read_text()
+    # One member: the bench's own scoring must agree with what the trial measured on its hold-out,
+    # which holds only if both drew the same rows.
+    assert result["ensemble_val_accuracy"] == pytest.approx(result["member_final_val_accuracy"][0], abs=1e-6)
+    rows = np.arange(2000)
+    (_, _), (seed_1_rows, _) = split(rows, rows, 0.1, 1)
+    (_, _), (seed_0_rows, _) = split(rows, rows, 0.1, 0)
+    assert set(seed_1_rows) != set(seed_0_rows)
+    assert {e["train_csv_line"] - 2 for e in result["errors"]} <= set(seed_1_rows.tolist())
+
+
+@pytest.mark.parametrize("flags, message", [
+    ("--seed 3", "--seed is set by the accuracy section itself (instead: members' seeds 0..N-1: --accuracy-members)"),
+    ("--epochs=4", "--epochs is set by the accuracy section itself (instead: --accuracy-epochs)"),
+    ("--batch-size 0", "argument --batch-size: 0 is not a positive integer"),
+    ("--optimizer lion", "argument --optimizer: invalid choice: 'lion'"),
+    ("--bogus 1", "not a trial flag: --bogus"),
+    ("--optimizer 'adam", "No closing quotation"),
+])
+def test_accuracy_flags_are_checked_before_any_member_trains(flags, message):
+    with pytest.raises(SystemExit) as refused:
+        accuracy_recipe(flags)
+    assert str(refused.value).startswith("benchmark: --accuracy-flags: ") and message in str(refused.value)
+
+
+def test_every_flag_the_accuracy_section_owns_is_a_trial_flag():
+    from trial.cli import build_parser
+
+    trial_flags = {o for a in build_parser()._actions for o in a.option_strings}
+    assert set(ACCURACY_OWNED_FLAGS) <= trial_flags
+
+
+def test_accuracy_flags_become_trial_argv():
+    assert accuracy_recipe("--batch-size 128 --learning-rate=0.0014") == ["--batch-size", "128",
+                                                                              "--learning-rate=0.0014"]
+    assert accuracy_recipe("") == []
