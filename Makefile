@@ -1,11 +1,13 @@
 # make run  : set up .venv (once) and run the whole pipeline locally on the embedded sample
 # make test : set up .venv (once) and run the test suite (make test-fast: the in-process part only)
+# make check: ruff (lint and format) and mypy over the Python, configured in pyproject.toml
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast test-containers test-browser cluster-up cluster-down test-cluster lint bench clean
+.PHONY: setup run check test test-fast test-containers test-browser cluster-up cluster-down test-cluster lint bench \
+	clean
 
 setup: $(STAMP)
 
@@ -20,6 +22,15 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 run: setup
 	$(BIN)/katib-digits pipeline run --local --data data/sample --out runs/make-run \
 		--max-trials 3 --trial-max-rows 1000 --trial-epochs 2 --retrain-epochs 5
+
+# The style and the types: ruff's lint rules, ruff's formatting (`ruff format` fixes it, `ruff check --fix` most
+# lint findings) and mypy. All three run; any finding fails. Settings: pyproject.toml, [tool.ruff] and [tool.mypy].
+check: setup
+	@status=0; \
+	$(BIN)/ruff check . || status=1; \
+	$(BIN)/ruff format --check . || status=1; \
+	$(BIN)/mypy || status=1; \
+	exit $$status
 
 test: setup oracle
 	$(BIN)/python -m pytest -n 2 --dist loadfile
@@ -71,4 +82,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf runs local_outputs .pytest_cache
+	rm -rf runs local_outputs .pytest_cache .mypy_cache .ruff_cache
