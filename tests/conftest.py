@@ -39,20 +39,6 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="module")
-def bench():
-    """bench/benchmark.py as a module (it is a script, not a package)."""
-    import importlib.util
-    import sys
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "benchmark.py"
-    spec = importlib.util.spec_from_file_location("benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @dataclass
 class Ran:
     """What one `katib-digits` command did: exit status and its two streams."""

@@ -28,10 +28,10 @@ def measure(data: Path, trials: int, rows: int, out: Path, random_state: int = 7
     import random
 
     from pipeline.katib.algorithms import asha_plan
-    from pipeline.katib.experiment import load
+    from pipeline.katib.experiment import load_unchecked
     from pipeline.katib.medianstop import MedianStopSettings
 
-    asha_exp = load(REPO / "experiments" / "asha.yaml")
+    asha_exp = load_unchecked(REPO / "experiments" / "asha.yaml")
     plan = asha_plan(asha_exp.algorithm_settings, asha_exp.parameters, asha_exp.name)
     folder = out / "asha-random"
     if not resume:
@@ -42,7 +42,7 @@ def measure(data: Path, trials: int, rows: int, out: Path, random_state: int = 7
     curves = [c for c in curves if len(c) == plan.max_resource]  # failed trials have no whole curve
     best = max(max(c) for c in curves)
     target = round(best - BEST_MARGIN, 4)
-    settings = MedianStopSettings.from_experiment(load(REPO / "experiments" / "random-medianstop.yaml"))
+    settings = MedianStopSettings.from_experiment(load_unchecked(REPO / "experiments" / "random-medianstop.yaml"))
     rng = random.Random(random_state)
     per_order = {"random": [], "medianstop": [], "asha": []}
     asha_totals, asha_best, missed = [], [], {"medianstop": 0, "asha": 0}

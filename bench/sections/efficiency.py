@@ -44,10 +44,10 @@ def measure(data: Path, trials: int, rows: int, epochs: int, target: float | Non
             result["target_rule"] = f"best val_accuracy of plain random search ({best}) - {BEST_MARGIN}"
         reached, spent = epochs_to_target(folder, result["target_val_accuracy"])
         result[name] = {"epochs_to_target": reached, "epochs_total": spent, "wall_s": round(wall, 1)}
-    from pipeline.katib.experiment import load
+    from pipeline.katib.experiment import load_unchecked
     from pipeline.katib.medianstop import MedianStopSettings
 
-    settings = MedianStopSettings.from_experiment(load(REPO / "experiments" / "random-medianstop.yaml"))
+    settings = MedianStopSettings.from_experiment(load_unchecked(REPO / "experiments" / "random-medianstop.yaml"))
     curves = [[r.get("val_accuracy", 0) for r in reports] for reports in trial_reports(out / "efficiency-random")]
     result["over_orders"] = replay_orders(curves, result["target_val_accuracy"], settings, REPLAY_ORDERS, random_state)
     # The check on the replay: in random search's own order it must spend what the real medianstop run spent.

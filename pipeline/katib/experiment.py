@@ -411,7 +411,3 @@ def load_unchecked(path: str | Path) -> Experiment:
     comes back too. Commands load with `pipeline.lint.load` (parse, default and validate)."""
     return Experiment(load_experiment(path), str(path))
 
-
-# Deprecated: the old name, kept only until its last callers (tests/katib/test_budget.py,
-# bench/sections/asha.py, bench/sections/efficiency.py) say load_unchecked. Do not add callers.
-load = load_unchecked

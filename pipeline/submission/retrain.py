@@ -25,7 +25,7 @@ from trial.config import TrialConfig
 # experiment's checkpoint volume.
 RETRAIN_OWNED_FLAGS = ("--data", "--max-rows", "--val-fraction", "--epochs", "--model-out", "--metrics-file",
                        "--cache-dir", "--checkpoint-dir")
-# The default retrain, the one bench/benchmark.py's accuracy section measures (README, Results):
+# The default retrain, the one bench.sections.accuracy measures (README, Results):
 # 3 seeds x the trial's own default epochs (27).
 RETRAIN_EPOCHS = TrialConfig.epochs
 RETRAIN_ENSEMBLE = 3
