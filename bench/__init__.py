@@ -17,6 +17,7 @@ One concept a module:
 
 Imports run one way: bench uses `pipeline` and `trial`; nothing of theirs imports bench.
 """
+
 from bench.cli import main
 from bench.report import print_table, summary_rows
 from bench.sections import SECTIONS, Section

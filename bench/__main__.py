@@ -1,4 +1,5 @@
 """`python -m bench ...` from the repository root (`make bench`); `python -m bench --help` lists the sections."""
+
 import sys
 
 from bench.cli import main

@@ -1,5 +1,6 @@
 """`python -m bench`: every section's flags, --only, and the report: a table of headline figures, then the
 whole report as JSON (also written to --json-out)."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,25 +19,41 @@ PROG = "python -m bench"
 def description() -> str:
     """--help's text above the flags: what each section measures, in the order they run."""
     width = max(map(len, SECTIONS))
-    lines = ["Benchmarks for katib-digits: prints figures as a table and JSON (issue 7).", "",
-             f"    {PROG} [--data DIR] [--only NAME ...] [--json-out FILE]    (from the repository root)", "",
-             "Sections (all by default):"]
+    lines = [
+        "Benchmarks for katib-digits: prints figures as a table and JSON (issue 7).",
+        "",
+        f"    {PROG} [--data DIR] [--only NAME ...] [--json-out FILE]    (from the repository root)",
+        "",
+        "Sections (all by default):",
+    ]
     for name, section in SECTIONS.items():
-        lines += textwrap.wrap(section.about, 116, initial_indent=f"  {name:<{width}}  ",
-                               subsequent_indent=" " * (width + 4))
+        lines += textwrap.wrap(
+            section.about, 116, initial_indent=f"  {name:<{width}}  ", subsequent_indent=" " * (width + 4)
+        )
     lines.append("Figures depend on the machine and its load; each section prints what it ran.")
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=description(),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with Kaggle's train.csv.gz (default ../shared/...)")
-    p.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS),
-                   help="the sections to run (default: all); they run in the order listed above")
-    p.add_argument("--resume", action="store_true",
-                   help="accuracy: reuse members already trained in --out by the same command (their recorded times "
-                        "count); efficiency: keep the trials already finished in --out (the dry-run resumes)")
+    p = argparse.ArgumentParser(
+        prog=PROG, description=description(), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="folder with Kaggle's train.csv.gz (default ../shared/...)"
+    )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(SECTIONS),
+        default=list(SECTIONS),
+        help="the sections to run (default: all); they run in the order listed above",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="accuracy: reuse members already trained in --out by the same command (their recorded times "
+        "count); efficiency: keep the trials already finished in --out (the dry-run resumes)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--json-out", type=Path, default=None)
     for name, section in SECTIONS.items():

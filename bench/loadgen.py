@@ -1,5 +1,6 @@
 """HTTP load on a model server: V1 request bodies of real test rows, N clients POSTing them for S seconds
 (and at most M requests), and a server process's memory and threads read from /proc."""
+
 from __future__ import annotations
 
 import json
@@ -19,11 +20,18 @@ def request_bodies(batch: int, rows: int = 500) -> list[bytes]:
         reader = csv.reader(fh)
         next(reader)  # the header
         pixels = [[int(v) for v in row] for _, row in zip(range(rows), reader)]
-    return [json.dumps({"instances": pixels[i:i + batch]}).encode() for i in range(0, len(pixels) - batch + 1, batch)]
+    return [json.dumps({"instances": pixels[i : i + batch]}).encode() for i in range(0, len(pixels) - batch + 1, batch)]
 
 
-def load(port: int, bodies: list[bytes], clients: int, seconds: float, max_requests: int,
-         path: str = "/v1/models/digits:predict", timeout: float = 30.0) -> dict:
+def load(
+    port: int,
+    bodies: list[bytes],
+    clients: int,
+    seconds: float,
+    max_requests: int,
+    path: str = "/v1/models/digits:predict",
+    timeout: float = 30.0,
+) -> dict:
     """`clients` threads POSTing `bodies` in turn, a new connection each (the server speaks HTTP/1.0), until
     `seconds` have passed or `max_requests` have been sent. Every answer's status and latency, every failure."""
     import collections
@@ -71,15 +79,25 @@ def load(port: int, bodies: list[bytes], clients: int, seconds: float, max_reque
         value = percentile(latencies, q)
         return None if value is None else round(1000 * value, 1)
 
-    return {"clients": clients, "seconds": seconds, "max_requests": max_requests, "wall_s": round(wall, 2),
-            "requests": sent[0], "answered": len(answers), "requests_per_s": significant(len(answers) / wall),
-            "statuses": dict(sorted(collections.Counter(status for status, _ in answers).items())),
-            "failures": dict(failures),
-            "latency_ms": {"p50": ms(0.50), "p90": ms(0.90), "p99": ms(0.99), "max": ms(1.0)}}
+    return {
+        "clients": clients,
+        "seconds": seconds,
+        "max_requests": max_requests,
+        "wall_s": round(wall, 2),
+        "requests": sent[0],
+        "answered": len(answers),
+        "requests_per_s": significant(len(answers) / wall),
+        "statuses": dict(sorted(collections.Counter(status for status, _ in answers).items())),
+        "failures": dict(failures),
+        "latency_ms": {"p50": ms(0.50), "p90": ms(0.90), "p99": ms(0.99), "max": ms(1.0)},
+    }
 
 
 def proc_status(pid: int) -> dict[str, int]:
     """The process's resident memory (now and its peak, MiB) and threads, from /proc."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    return {"rss_mib": round(int(fields["VmRSS"].split()[0]) / 1024), "peak_rss_mib": round(
-        int(fields["VmHWM"].split()[0]) / 1024), "threads": int(fields["Threads"])}
+    return {
+        "rss_mib": round(int(fields["VmRSS"].split()[0]) / 1024),
+        "peak_rss_mib": round(int(fields["VmHWM"].split()[0]) / 1024),
+        "threads": int(fields["Threads"]),
+    }

@@ -1,4 +1,5 @@
 """What the report says of the machine it ran on."""
+
 from __future__ import annotations
 
 import os
@@ -16,5 +17,9 @@ def accelerators() -> list[str]:
 
 def describe() -> dict:
     """The report's first fields: when, on what processor and how many cores, which Python, which GPUs."""
-    return {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores", "python": platform.python_version(), "accelerators": accelerators()}
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "accelerators": accelerators(),
+    }

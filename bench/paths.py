@@ -1,4 +1,5 @@
 """Where the bench runs and reads: the repository (trials run in it), Kaggle's data beside it, the sample."""
+
 from __future__ import annotations
 
 from pathlib import Path

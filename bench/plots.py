@@ -1,4 +1,5 @@
 """The pictures the bench saves beside its figures."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,11 @@ def plot_errors(images, errors: list[dict], path: Path) -> None:
         ax.axis("off")
     for ax, image, error in zip(axes.flat, images, errors):
         ax.imshow(image.reshape(28, 28), cmap="gray_r")
-        ax.set_title(f"line {error['train_csv_line']}\nlabel {error['label']}, says {error['predicted']}\n"
-                     f"p(label) {error['p_label']:.2f}", fontsize=7)
+        ax.set_title(
+            f"line {error['train_csv_line']}\nlabel {error['label']}, says {error['predicted']}\n"
+            f"p(label) {error['p_label']:.2f}",
+            fontsize=7,
+        )
     fig.suptitle(f"{len(errors)} hold-out errors of the retrained ensemble", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -1,4 +1,5 @@
 """One trial as `python -m trial` in its own process, and the CPU seconds this process and its children spent."""
+
 from __future__ import annotations
 
 import os
@@ -36,10 +37,14 @@ def run_trial(argv: list[str], log: Path | None = None, progress: str | None = N
     cpu0, t0 = children_cpu_seconds(), time.perf_counter()
     log = log or Path(os.devnull)
     lines = []
-    with log.open("w") as out, open(f"{log}.err" if log != Path(os.devnull) else os.devnull, "w") as err, \
-            tqdm(total=trial_epochs(argv), desc=progress, unit="epoch", disable=progress is None) as bar:
-        proc = subprocess.Popen([sys.executable, "-m", "trial", *argv], stdout=subprocess.PIPE, stderr=err, cwd=REPO,
-                                text=True)
+    with (
+        log.open("w") as out,
+        open(f"{log}.err" if log != Path(os.devnull) else os.devnull, "w") as err,
+        tqdm(total=trial_epochs(argv), desc=progress, unit="epoch", disable=progress is None) as bar,
+    ):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trial", *argv], stdout=subprocess.PIPE, stderr=err, cwd=REPO, text=True
+        )
         for line in proc.stdout:  # the trial flushes each epoch's line; also streamed to the log (tail -f)
             lines.append(line)
             out.write(line)
@@ -55,5 +60,10 @@ def run_trial(argv: list[str], log: Path | None = None, progress: str | None = N
     epochs = [parse_line(line) for line in stdout.splitlines()]
     rate = re.search(r"\(([\d.]+) images/s\)", stderr)
     per_cpu = re.search(r"\(([\d.]+) images per CPU second\)", stderr)
-    return {"wall_s": wall, "cpu_s": cpu, "epochs": epochs, "images_per_s": float(rate.group(1)) if rate else None,
-            "images_per_cpu_s": float(per_cpu.group(1)) if per_cpu else None}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "epochs": epochs,
+        "images_per_s": float(rate.group(1)) if rate else None,
+        "images_per_cpu_s": float(per_cpu.group(1)) if per_cpu else None,
+    }

@@ -1,5 +1,6 @@
 """FLOP arithmetic: a model's forward FLOPs per image, TensorFlow's matmul rate in a precision, and a training
 rate as a share of that matmul rate."""
+
 from __future__ import annotations
 
 import time

@@ -1,6 +1,7 @@
 """Recorded val_accuracy curves replayed in other orders through the early-stopping and suggestion rules:
 a trial's curve does not depend on when it runs (seeded), so a replay gives what a real run in that order
 would spend, without training again."""
+
 from __future__ import annotations
 
 
@@ -45,8 +46,12 @@ def replay_orders(curves: list[list[float]], target: float, settings, orders: in
             missed += 1
         else:
             stopped.append(b)
-    result = {"orders": orders, "reachable": True, "random_mean_epochs": round(sum(plain) / orders, 2),
-              "medianstop_missed_orders": missed}
+    result = {
+        "orders": orders,
+        "reachable": True,
+        "random_mean_epochs": round(sum(plain) / orders, 2),
+        "medianstop_missed_orders": missed,
+    }
     if stopped:
         result["medianstop_mean_epochs"] = round(sum(stopped) / len(stopped), 2)
         result["speedup_vs_random"] = round(result["random_mean_epochs"] / result["medianstop_mean_epochs"], 2)
@@ -84,6 +89,9 @@ def replay_asha(curves: list[list[float]], target: float, plan) -> dict:
             if reached is None and value >= target:
                 reached = spent
         best = max([best, *reports])
-        trials.append(TrialView(f"t{len(trials)}", {"config": str(config), plan.resource_name: str(stop)},
-                                SUCCEEDED, str(reports[-1])))
+        trials.append(
+            TrialView(
+                f"t{len(trials)}", {"config": str(config), plan.resource_name: str(stop)}, SUCCEEDED, str(reports[-1])
+            )
+        )
     return {"epochs_to_target": reached, "epochs_total": spent, "best": best, "trials": len(trials)}

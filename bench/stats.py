@@ -1,5 +1,6 @@
 """The statistics the sections report: rounding to significant digits, an accuracy's interval, the spread of
 a figure over many orders, a percentile of latencies."""
+
 from __future__ import annotations
 
 
@@ -23,8 +24,12 @@ def spread(values: list[float]) -> dict:
     """Mean and population standard deviation (2 decimals), least and largest of `values`."""
     import statistics
 
-    return {"mean": round(statistics.fmean(values), 2), "stdev": round(statistics.pstdev(values), 2),
-            "min": min(values), "max": max(values)}
+    return {
+        "mean": round(statistics.fmean(values), 2),
+        "stdev": round(statistics.pstdev(values), 2),
+        "min": min(values),
+        "max": max(values),
+    }
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -1,5 +1,6 @@
 """Dry-run Experiments (the local controller, as `katib-digits tune` runs them) and what their trials recorded:
 trials.csv in completion order, each trial's metric reports, the epochs spent until a target."""
+
 from __future__ import annotations
 
 import time
@@ -9,8 +10,15 @@ from bench.paths import REPO
 from trial.metrics import parse_line
 
 
-def tune(experiment: str, data: Path, out: Path, trials: int, parallel: int, trial_args: list[str],
-         random_state: str | None = None) -> tuple[dict, float]:
+def tune(
+    experiment: str,
+    data: Path,
+    out: Path,
+    trials: int,
+    parallel: int,
+    trial_args: list[str],
+    random_state: str | None = None,
+) -> tuple[dict, float]:
     """experiments/`experiment` run locally in `out` for `trials` trials (`parallel` at a time) with
     `trial_args` added to each; `random_state` replaces the algorithm's. The result and its wall seconds."""
     from pipeline.katib.experiment import load_experiment
@@ -21,8 +29,15 @@ def tune(experiment: str, data: Path, out: Path, trials: int, parallel: int, tri
         settings = [s for s in exp["spec"]["algorithm"].get("algorithmSettings") or [] if s["name"] != "random_state"]
         exp["spec"]["algorithm"]["algorithmSettings"] = [*settings, {"name": "random_state", "value": random_state}]
     t0 = time.perf_counter()
-    result = run_experiment(exp, out, {"/data": str(data)}, max_trial_count=trials,
-                            parallel_trial_count=parallel, trial_args=trial_args, progress=False)
+    result = run_experiment(
+        exp,
+        out,
+        {"/data": str(data)},
+        max_trial_count=trials,
+        parallel_trial_count=parallel,
+        trial_args=trial_args,
+        progress=False,
+    )
     return result, time.perf_counter() - t0
 
 
@@ -39,8 +54,11 @@ def trial_reports(out: Path) -> list[list[dict]]:
     trials = []
     for row in trial_rows(out):
         log = out / "trials" / row["name"] / "trial.log"
-        trials.append([parse_line(line) for line in log.read_text().splitlines() if line.startswith("epoch=")]
-                      if log.exists() else [])
+        trials.append(
+            [parse_line(line) for line in log.read_text().splitlines() if line.startswith("epoch=")]
+            if log.exists()
+            else []
+        )
     return trials
 
 

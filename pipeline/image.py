@@ -5,6 +5,7 @@ package's metadata (`make setup` reinstalls when pyproject.toml changes), the sh
 `scripts/image-tag`. The YAML that must carry a literal tag (experiments/*.yaml, deploy/) is checked
 against `IMAGE` by tests/project/test_image_tag.py, so a version bump that forgets a file fails there.
 """
+
 from importlib import metadata
 
 NAME = "katib-digits"  # the distribution's name and the image's repository

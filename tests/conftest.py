@@ -1,4 +1,5 @@
 """Shared test fixtures. Tests that need ../shared skip with a reason when it is absent."""
+
 from __future__ import annotations
 
 import os

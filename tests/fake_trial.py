@@ -6,6 +6,7 @@
 Each epoch prints `epoch=E accuracy=... loss=...` where accuracy is a quadratic
 in x and y (best at x=0.5, y=3) that grows with the epoch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,11 +72,21 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-def experiment(name: str = "fake", algorithm: str = "random", settings: dict | None = None,
-               parameters: list | None = None, objective: dict | None = None, max_trials: int = 4,
-               parallel: int = 2, max_failed: int | None = 3, args: list[str] | None = None,
-               early_stopping: dict | None = None, collector: dict | None = None,
-               job_spec: dict | None = None, trial_parameters: list | None = None) -> dict:
+def experiment(
+    name: str = "fake",
+    algorithm: str = "random",
+    settings: dict | None = None,
+    parameters: list | None = None,
+    objective: dict | None = None,
+    max_trials: int = 4,
+    parallel: int = 2,
+    max_failed: int | None = 3,
+    args: list[str] | None = None,
+    early_stopping: dict | None = None,
+    collector: dict | None = None,
+    job_spec: dict | None = None,
+    trial_parameters: list | None = None,
+) -> dict:
     """A small Katib Experiment whose trial runs this script (for tests). Counts are clipped to
     max_trials as Katib's validator demands (every run is linted first); mutate the dict for a bad one."""
     if max_trials is not None:
@@ -86,22 +97,38 @@ def experiment(name: str = "fake", algorithm: str = "random", settings: dict | N
         {"name": "y", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "5"}},
     ]
     trial_parameters = trial_parameters or [{"name": p["name"], "reference": p["name"]} for p in parameters]
-    command = ["python", os.path.abspath(__file__)] + [f"--{tp['name']}=${{trialParameters.{tp['name']}}}"
-                                                       for tp in trial_parameters] + list(args or [])
+    command = (
+        ["python", os.path.abspath(__file__)]
+        + [f"--{tp['name']}=${{trialParameters.{tp['name']}}}" for tp in trial_parameters]
+        + list(args or [])
+    )
     spec = {
-        "objective": objective or {"type": "maximize", "objectiveMetricName": "accuracy",
-                                   "additionalMetricNames": ["loss"]},
-        "algorithm": {"algorithmName": algorithm,
-                      "algorithmSettings": [{"name": k, "value": str(v)} for k, v in (settings or {}).items()]},
-        "parallelTrialCount": parallel, "maxTrialCount": max_trials,
+        "objective": objective
+        or {"type": "maximize", "objectiveMetricName": "accuracy", "additionalMetricNames": ["loss"]},
+        "algorithm": {
+            "algorithmName": algorithm,
+            "algorithmSettings": [{"name": k, "value": str(v)} for k, v in (settings or {}).items()],
+        },
+        "parallelTrialCount": parallel,
+        "maxTrialCount": max_trials,
         "parameters": parameters,
         "trialTemplate": {
             "primaryContainerName": "training-container",
             "trialParameters": trial_parameters,
-            "trialSpec": {"apiVersion": "batch/v1", "kind": "Job",
-                          "spec": {**{"backoffLimit": 0}, **(job_spec or {}),
-                                   "template": {"spec": {"restartPolicy": "Never", "containers": [
-                                       {"name": "training-container", "image": "x", "command": command}]}}}},
+            "trialSpec": {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "spec": {
+                    **{"backoffLimit": 0},
+                    **(job_spec or {}),
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [{"name": "training-container", "image": "x", "command": command}],
+                        }
+                    },
+                },
+            },
         },
     }
     if max_failed is not None:
@@ -110,5 +137,9 @@ def experiment(name: str = "fake", algorithm: str = "random", settings: dict | N
         spec["earlyStopping"] = early_stopping
     if collector:
         spec["metricsCollectorSpec"] = collector
-    return {"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
-            "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+    return {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec,
+    }

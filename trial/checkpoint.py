@@ -11,6 +11,7 @@ either a whole snapshot or none. Trials with different keys never meet; two with
 suggestion) race harmlessly: the first rename of an epoch wins and the other's copy is dropped.
 docs/trial-checkpoints.md has the cluster side.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,11 @@ STALE_TEMP_S = 3600  # a temporary folder this old belongs to a killed writer (a
 
 def key_material(config: TrialConfig, policy: str, x: np.ndarray, y: np.ndarray) -> dict:
     """What the key hashes: the training-shaping fields, the rows trained on, the resolved precision policy."""
-    settings = {name: value for name, value in config.to_json().items()
-                if name not in NOT_IN_CHECKPOINT_KEY + REPLACED_IN_CHECKPOINT_KEY}
+    settings = {
+        name: value
+        for name, value in config.to_json().items()
+        if name not in NOT_IN_CHECKPOINT_KEY + REPLACED_IN_CHECKPOINT_KEY
+    }
     rows = hashlib.sha256()
     for array in (x, y):
         rows.update(f"{array.dtype}{array.shape}".encode())
@@ -98,8 +102,11 @@ class Store:
             theirs = state["key"] if isinstance(state["key"], dict) else {}
             diff = [f"{k} {theirs.get(k)!r} here {v!r}" for k, v in self.material.items() if theirs.get(k) != v]
             return "written for other settings: " + ", ".join(diff or ["unknown"])
-        if not isinstance(state["history"], dict) or "loss" not in state["history"] \
-                or not isinstance(state["seeds"], dict):
+        if (
+            not isinstance(state["history"], dict)
+            or "loss" not in state["history"]
+            or not isinstance(state["seeds"], dict)
+        ):
             return "state.json has no loss history or no generator states"
         if state["epochs"] != epochs or any(len(v) != epochs for v in state["history"].values()):
             return f"state.json says {state['epochs']} epochs in folder epoch-{epochs:04d}"
@@ -118,12 +125,15 @@ class Store:
                     state.assign(np.asarray(snapshot.seeds[layer.name], state.dtype))
         except KeyError as exc:
             self.unusable = snapshot.path
-            raise ValueError(f"checkpoint at {snapshot.path} not used (state.json has no random generator state "
-                             f"for layer {exc})") from None
+            raise ValueError(
+                f"checkpoint at {snapshot.path} not used (state.json has no random generator state for layer {exc})"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a damaged file
             self.unusable = snapshot.path
-            raise ValueError(f"checkpoint at {snapshot.path} not used (model.keras does not load: "
-                             f"{_one_line(f'{type(exc).__name__}: {exc}')})") from None
+            raise ValueError(
+                f"checkpoint at {snapshot.path} not used (model.keras does not load: "
+                f"{_one_line(f'{type(exc).__name__}: {exc}')})"
+            ) from None
         if getattr(model, "optimizer", None) is None or int(model.optimizer.iterations.numpy()) == 0:
             self.unusable = snapshot.path
             raise ValueError(f"checkpoint at {snapshot.path} not used (model.keras has no optimizer state)")
@@ -137,10 +147,17 @@ class Store:
         temp.mkdir()
         try:
             model.save(temp / "model.keras")
-            seeds = {layer.name: [int(v) for v in np.asarray(layer.seed_generator.state.numpy())]
-                     for layer in model.layers if getattr(layer, "seed_generator", None) is not None}
-            state = {"key": self.material, "epochs": epochs, "seeds": seeds,
-                     "history": {k: [float(v) for v in vs] for k, vs in history.items()}}
+            seeds = {
+                layer.name: [int(v) for v in np.asarray(layer.seed_generator.state.numpy())]
+                for layer in model.layers
+                if getattr(layer, "seed_generator", None) is not None
+            }
+            state = {
+                "key": self.material,
+                "epochs": epochs,
+                "seeds": seeds,
+                "history": {k: [float(v) for v in vs] for k, vs in history.items()},
+            }
             (temp / "state.json").write_text(json.dumps(state, indent=1))
             for name in ("model.keras", "state.json"):  # on disk before the rename, should the node go down
                 with open(temp / name, "rb") as fh:
@@ -175,4 +192,3 @@ def _age(path: Path) -> float:
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())[:300]
-

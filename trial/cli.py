@@ -6,6 +6,7 @@ val_accuracy=...`); Keras' own progress bar is off because Katib's filter
 cannot read it. Diagnostics go to stderr so stdout stays the metrics.
 The flags are generated from `trial.config.TrialConfig`, their one source.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,12 +21,14 @@ __all__ = ["DEFAULT_DATA", "build_parser", "main"]  # DEFAULT_DATA: the image's 
 
 def _arg_type(parse, check, name: str):
     """argparse `type=`: parse the text, then run the field's check; errors quote the text as typed."""
+
     def convert(text: str):
         value = parse(text)
         problem = check and check(value)
         if problem:
             raise argparse.ArgumentTypeError(f"{text} {problem}")
         return value
+
     convert.__name__ = name  # argparse says "invalid int value: 'abc'" when parse() fails
     return convert
 
@@ -34,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m trial",
         description="Train the digit-recognizer CNN once and print one Katib metrics line per epoch "
-                    "(epoch=N loss=.. accuracy=.. val_loss=.. val_accuracy=..). The defaults alone train "
-                    "a model worth submitting.",
+        "(epoch=N loss=.. accuracy=.. val_loss=.. val_accuracy=..). The defaults alone train "
+        "a model worth submitting.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     groups = {name: p.add_argument_group(name) for name in GROUPS}

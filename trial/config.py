@@ -5,6 +5,7 @@
 model and the benchmark's "same model" cannot drift apart. No TensorFlow here:
 the parser and the pipeline's linter import this in milliseconds.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,15 @@ ARCHS = ("strided", "pool")
 # the learning rate of epoch k does not depend on it), where things are cached or written, how metrics are
 # reported, thread counts. --data and --max-rows enter as a hash of the rows actually loaded, --precision as the
 # policy it resolved to. A field added later is in the key unless it is listed here.
-NOT_IN_CHECKPOINT_KEY = ("epochs", "cache_dir", "threads", "model_out", "metrics_file", "push_metrics",
-                         "checkpoint_dir")
+NOT_IN_CHECKPOINT_KEY = (
+    "epochs",
+    "cache_dir",
+    "threads",
+    "model_out",
+    "metrics_file",
+    "push_metrics",
+    "checkpoint_dir",
+)
 REPLACED_IN_CHECKPOINT_KEY = ("data", "max_rows", "precision")
 GROUPS = ("data", "hyperparameters", "hardware", "output")  # the --help sections, in order
 
@@ -47,17 +55,26 @@ def not_a_file(value: Path) -> str | None:
 
 def fraction(low_inclusive: bool, high_inclusive: bool) -> Callable[[float], str | None]:
     """[0, 1), (0, 1] and so on; NaN fails every comparison, so it is refused too."""
+
     def check(value: float) -> str | None:
         ok = (value >= 0 if low_inclusive else value > 0) and (value <= 1 if high_inclusive else value < 1)
         return None if ok else f"is outside {'[' if low_inclusive else '('}0, 1{']' if high_inclusive else ')'}"
+
     return check
 
 
-def flag(default: Any, group: str, help: str, parse: Callable[[str], Any] = str,
-         check: Callable[[Any], str | None] | None = None, choices: tuple[str, ...] | None = None):
+def flag(
+    default: Any,
+    group: str,
+    help: str,
+    parse: Callable[[str], Any] = str,
+    check: Callable[[Any], str | None] | None = None,
+    choices: tuple[str, ...] | None = None,
+):
     """A dataclass field that also describes its command-line flag (`--name-with-dashes`)."""
-    return field(default=default, metadata={"group": group, "help": help, "parse": parse, "check": check,
-                                            "choices": choices})
+    return field(
+        default=default, metadata={"group": group, "help": help, "parse": parse, "check": check, "choices": choices}
+    )
 
 
 @dataclass(frozen=True)
@@ -65,10 +82,12 @@ class TrialConfig:
     # data
     data: Path = flag(DEFAULT_DATA, "data", "Kaggle train.csv or train.csv.gz (label,pixel0..pixel783)", Path)
     max_rows: int = flag(0, "data", "use only the first N rows (0 = all), for smoke runs", int, non_negative)
-    val_fraction: float = flag(0.1, "data", "validation hold-out (0 = none: no val_* metrics)", float,
-                               fraction(True, False))
-    cache_dir: Path | None = flag(None, "data", "where parsed CSVs are cached (unset: $KATIB_DIGITS_CACHE or "
-                                                "~/.cache/katib-digits)", Path)
+    val_fraction: float = flag(
+        0.1, "data", "validation hold-out (0 = none: no val_* metrics)", float, fraction(True, False)
+    )
+    cache_dir: Path | None = flag(
+        None, "data", "where parsed CSVs are cached (unset: $KATIB_DIGITS_CACHE or ~/.cache/katib-digits)", Path
+    )
     # hyperparameters
     # 27 epochs with decay 0.925 (0.9's end rate after 20 epochs, stretched): the retrain default, measured best within
     # float32's old 3 x 20 wall time (README Results, "Spending the saved time").
@@ -76,45 +95,84 @@ class TrialConfig:
     batch_size: int = flag(64, "hyperparameters", "images per gradient step", int, positive_int)
     learning_rate: float = flag(1e-3, "hyperparameters", "learning rate of the first epoch", float, positive)
     optimizer: str = flag("adam", "hyperparameters", "sgd is Nesterov with momentum 0.9", choices=OPTIMIZER_NAMES)
-    lr_decay: float = flag(0.925, "hyperparameters", "learning rate multiplier per epoch (1 = constant)", float,
-                           fraction(False, True))
-    arch: str = flag("strided", "hyperparameters", "conv block shape: conv3-conv3-conv5/stride2 (strided) or "
-                                                   "conv3-conv3-maxpool (pool)", choices=ARCHS)
-    conv_filters: int = flag(32, "hyperparameters", "filters of the first conv block (the second has twice as many)",
-                             int, positive_int)
-    dense_units: int = flag(256, "hyperparameters", "units of the dense layer before the 10-way softmax", int,
-                            positive_int)
-    dropout: float = flag(0.4, "hyperparameters", "dropout rate after each conv block and the dense layer", float,
-                          fraction(True, False))
-    augment: float = flag(0.1, "hyperparameters", "rotation/shift/zoom strength (0.1 = 10 degrees, 10%); 0 = off",
-                          float, fraction(True, False))
-    seed: int = flag(42, "hyperparameters", "weights, shuffling and augmentation (and the split, unless "
-                                            "--split-seed)", int)
-    split_seed: int | None = flag(None, "hyperparameters", "seed of the validation split (unset: --seed); fixed, it "
-                                  "keeps one hold-out across models trained with different --seed", int)
+    lr_decay: float = flag(
+        0.925, "hyperparameters", "learning rate multiplier per epoch (1 = constant)", float, fraction(False, True)
+    )
+    arch: str = flag(
+        "strided",
+        "hyperparameters",
+        "conv block shape: conv3-conv3-conv5/stride2 (strided) or conv3-conv3-maxpool (pool)",
+        choices=ARCHS,
+    )
+    conv_filters: int = flag(
+        32, "hyperparameters", "filters of the first conv block (the second has twice as many)", int, positive_int
+    )
+    dense_units: int = flag(
+        256, "hyperparameters", "units of the dense layer before the 10-way softmax", int, positive_int
+    )
+    dropout: float = flag(
+        0.4, "hyperparameters", "dropout rate after each conv block and the dense layer", float, fraction(True, False)
+    )
+    augment: float = flag(
+        0.1,
+        "hyperparameters",
+        "rotation/shift/zoom strength (0.1 = 10 degrees, 10%); 0 = off",
+        float,
+        fraction(True, False),
+    )
+    seed: int = flag(
+        42, "hyperparameters", "weights, shuffling and augmentation (and the split, unless --split-seed)", int
+    )
+    split_seed: int | None = flag(
+        None,
+        "hyperparameters",
+        "seed of the validation split (unset: --seed); fixed, it "
+        "keeps one hold-out across models trained with different --seed",
+        int,
+    )
     # hardware
     # auto by default: the retrained default in mixed bfloat16 scored as well as in float32 on the four fair
     # hold-outs, faster (README Results, "Where one training epoch goes"), so every Experiment and retrain gets it.
-    precision: str = flag("auto", "hardware", "auto (the default) picks by the hardware: mixed bfloat16 on CPUs "
-                                              "with AMX or AVX512-BF16, mixed float16 on a GPU (with loss "
-                                              "scaling), float32 otherwise; or name one; the choice is the first "
-                                              "line on stderr",
-                          choices=PRECISIONS)
-    threads: int = flag(0, "hardware", "TensorFlow's intra-op threads (0 = the container's CPU limit, so a pod "
-                                       "limited to 4 CPUs on a 64-core node starts 4)", int, non_negative)
+    precision: str = flag(
+        "auto",
+        "hardware",
+        "auto (the default) picks by the hardware: mixed bfloat16 on CPUs "
+        "with AMX or AVX512-BF16, mixed float16 on a GPU (with loss "
+        "scaling), float32 otherwise; or name one; the choice is the first "
+        "line on stderr",
+        choices=PRECISIONS,
+    )
+    threads: int = flag(
+        0,
+        "hardware",
+        "TensorFlow's intra-op threads (0 = the container's CPU limit, so a pod "
+        "limited to 4 CPUs on a 64-core node starts 4)",
+        int,
+        non_negative,
+    )
     # output
     model_out: Path | None = flag(None, "output", "write model.keras, hparams.json and history.json here", Path)
-    metrics_file: Path | None = flag(None, "output", "also write the metric lines here (Katib File collector, "
-                                                     "TEXT format)", Path)
-    push_metrics: bool = flag(False, "output", "also send each epoch's metrics to Katib's DB manager: only for an "
-                                               "Experiment with the Push collector (under StdOut or File the "
-                                               "sidecar reads stdout, and a push would record every epoch twice)",
-                              bool)
-    checkpoint_dir: Path | None = flag(None, "output", "save the run after every epoch under CHECKPOINT_DIR/<key>/ "
-                                                       "(key: a hash of every setting that shapes training, "
-                                                       "--epochs excepted) and continue from there when started "
-                                                       "again with more --epochs; created if missing", Path,
-                                       not_a_file)
+    metrics_file: Path | None = flag(
+        None, "output", "also write the metric lines here (Katib File collector, TEXT format)", Path
+    )
+    push_metrics: bool = flag(
+        False,
+        "output",
+        "also send each epoch's metrics to Katib's DB manager: only for an "
+        "Experiment with the Push collector (under StdOut or File the "
+        "sidecar reads stdout, and a push would record every epoch twice)",
+        bool,
+    )
+    checkpoint_dir: Path | None = flag(
+        None,
+        "output",
+        "save the run after every epoch under CHECKPOINT_DIR/<key>/ "
+        "(key: a hash of every setting that shapes training, "
+        "--epochs excepted) and continue from there when started "
+        "again with more --epochs; created if missing",
+        Path,
+        not_a_file,
+    )
 
     def __post_init__(self):
         for f in fields(self):

@@ -6,6 +6,7 @@ labels 0-9, pixels integers 0-255, no missing cells. Every problem is a
 Parsed arrays are cached by file content, so a 42,000-row CSV is parsed once
 and not by every trial.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -41,7 +42,10 @@ def load_test(path: str | Path) -> np.ndarray:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("KATIB_DIGITS_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "katib-digits"
+    root = (
+        os.environ.get("KATIB_DIGITS_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "katib-digits"
+    )
     return Path(root)
 
 
@@ -140,7 +144,9 @@ def _check_ranges(path: Path, table: np.ndarray, columns: list[str]) -> np.ndarr
         labels = table[:, 0]
         bad = np.flatnonzero((labels < 0) | (labels > 9))
         if bad.size:
-            raise DataError(f"{path}: line {bad[0] + 2}, column label: {labels[bad[0]]:g} is out of range, expected 0-9")
+            raise DataError(
+                f"{path}: line {bad[0] + 2}, column label: {labels[bad[0]]:g} is out of range, expected 0-9"
+            )
     pixels = table[:, first_pixel:]
     bad = np.argwhere((pixels < 0) | (pixels > 255))
     if bad.size:

@@ -2,6 +2,7 @@
 limit of the container (a pod with `limits.cpu: 4` on a 64-core node must not start
 64 threads). Read from /proc/cpuinfo and the cgroup, without TensorFlow, so the
 choice is printed before TensorFlow starts its thread pools."""
+
 from __future__ import annotations
 
 import math

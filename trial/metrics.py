@@ -5,6 +5,7 @@ The trial prints `format_line()`; Katib's StdOut/File collector reads it with
 collector, the benchmark and the tests import these instead of keeping copies.
 No TensorFlow here: this imports in milliseconds.
 """
+
 from __future__ import annotations
 
 import re

@@ -8,6 +8,7 @@ are active only while training. Two block shapes (`arch`):
 
 Every block is conv-BN-ReLU and ends in dropout; every knob is a trial flag, and
 every default is `TrialConfig`'s."""
+
 from __future__ import annotations
 
 import math
@@ -56,12 +57,27 @@ class RandomAffine(layers.Layer):
         cos, sin = tf.cos(angle), tf.sin(angle)
         a00, a01, a10, a11 = cos * zoom_x, -sin * zoom_y, sin * zoom_x, cos * zoom_y
         cx, cy = (width - 1) / 2, (height - 1) / 2
-        transforms = tf.stack([a00, a01, cx + shift_x - a00 * cx - a01 * cy,
-                               a10, a11, cy + shift_y - a10 * cx - a11 * cy,
-                               tf.zeros_like(angle), tf.zeros_like(angle)], axis=1)
+        transforms = tf.stack(
+            [
+                a00,
+                a01,
+                cx + shift_x - a00 * cx - a01 * cy,
+                a10,
+                a11,
+                cy + shift_y - a10 * cx - a11 * cy,
+                tf.zeros_like(angle),
+                tf.zeros_like(angle),
+            ],
+            axis=1,
+        )
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
-            fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+            images=images,
+            transforms=transforms,
+            output_shape=tf.shape(images)[1:3],
+            fill_value=0.0,
+            interpolation="BILINEAR",
+            fill_mode="CONSTANT",
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -86,14 +102,21 @@ class DebiasedBatchNormalization(layers.BatchNormalization):
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.steps = self.add_weight(shape=(), name="steps", initializer="zeros", trainable=False,
-                                     autocast=False)
+        self.steps = self.add_weight(shape=(), name="steps", initializer="zeros", trainable=False, autocast=False)
 
     def call(self, inputs, training=None, mask=None):
         if training and self.trainable:
             self.steps.assign_add(1.0)
-            if (mask is None and len(inputs.shape) == 4 and self.axis in (-1, 3) and self.center and self.scale
-                    and not self.renorm and not self.synchronized and self.epsilon > 1.001e-5):  # the kernel's limits
+            if (
+                mask is None
+                and len(inputs.shape) == 4
+                and self.axis in (-1, 3)
+                and self.center
+                and self.scale
+                and not self.renorm
+                and not self.synchronized
+                and self.epsilon > 1.001e-5
+            ):  # the kernel's limits
                 return self._fused_training_step(inputs)
             return super().call(inputs, training=training, mask=mask)
         if mask is not None:
@@ -102,16 +125,27 @@ class DebiasedBatchNormalization(layers.BatchNormalization):
         left = tf.where(self.steps > 0, tf.pow(self.momentum, self.steps), 0.0)
         mean = self.moving_mean / (1.0 - left)
         variance = (self.moving_variance - left) / (1.0 - left)
-        return keras.ops.batch_normalization(inputs, mean, variance, axis=self.axis,
-                                             offset=self.beta if self.center else None,
-                                             scale=self.gamma if self.scale else None, epsilon=self.epsilon)
+        return keras.ops.batch_normalization(
+            inputs,
+            mean,
+            variance,
+            axis=self.axis,
+            offset=self.beta if self.center else None,
+            scale=self.gamma if self.scale else None,
+            epsilon=self.epsilon,
+        )
 
     def _fused_training_step(self, inputs):
         """Normalize NHWC `inputs` by their batch moments and update the moving ones, as Keras' own training
         step does, in one kernel (bfloat16 or float16 in and out, float32 statistics inside)."""
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            inputs, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32), epsilon=self.epsilon,
-            data_format="NHWC", is_training=True)[:3]
+            inputs,
+            tf.cast(self.gamma, tf.float32),
+            tf.cast(self.beta, tf.float32),
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=True,
+        )[:3]
         # The kernel returns the batch variance Bessel-corrected (n - 1); Keras keeps the biased one (n).
         n = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], tf.float32)
         variance = variance * (n - 1.0) / n

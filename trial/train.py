@@ -1,4 +1,5 @@
 """Train the CNN on in-memory arrays and report each epoch the way Katib reads it."""
+
 from __future__ import annotations
 
 import json
@@ -34,12 +35,13 @@ def split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int):
         raise ValueError(f"--val-fraction {val_fraction} of {len(x)} rows leaves no validation rows")
     if len(x) - n_val < 1:
         raise ValueError(f"{len(x)} rows leave nothing to train on after the validation split")
-    train_idx, val_idx = order[: len(x) - n_val], order[len(x) - n_val:]
+    train_idx, val_idx = order[: len(x) - n_val], order[len(x) - n_val :]
     return (x[train_idx], y[train_idx]), ((x[val_idx], y[val_idx]) if n_val else None)
 
 
-def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None,
-            first_epoch: int = 0) -> tf.data.Dataset:
+def dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None, first_epoch: int = 0
+) -> tf.data.Dataset:
     """Batches of (float32 images, labels): one pass in file order, or with `shuffle_seed` an endless
     stream of epochs from `first_epoch` on, each in an order that depends on (seed, epoch) alone, so
     a run resumed at epoch e sees the batches a whole run would have (fit it with steps_per_epoch)."""
@@ -50,11 +52,15 @@ def dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | N
 
         def epoch_batches(epoch):
             order = tf.random.experimental.stateless_shuffle(
-                tf.range(len(x), dtype=tf.int64), seed=tf.stack([tf.constant(shuffle_seed, tf.int64), epoch]))
+                tf.range(len(x), dtype=tf.int64), seed=tf.stack([tf.constant(shuffle_seed, tf.int64), epoch])
+            )
             return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
-        ds = (tf.data.Dataset.counter(first_epoch).flat_map(epoch_batches)
-              .map(lambda rows: (tf.gather(images, rows), tf.gather(labels, rows))))
+        ds = (
+            tf.data.Dataset.counter(first_epoch)
+            .flat_map(epoch_batches)
+            .map(lambda rows: (tf.gather(images, rows), tf.gather(labels, rows)))
+        )
     return ds.map(lambda a, b: (tf.cast(a, tf.float32), b)).prefetch(tf.data.AUTOTUNE)
 
 
@@ -71,8 +77,10 @@ class KatibReporter(keras.callbacks.Callback):
         self.diverged_at: int | None = None
         self.push = push and os.environ.get("KATIB_TRIAL_NAME") is not None
         if push and not self.push:
-            print("trial: warning: --push-metrics outside a Katib trial pod (no KATIB_TRIAL_NAME): not pushing",
-                  file=sys.stderr)
+            print(
+                "trial: warning: --push-metrics outside a Katib trial pod (no KATIB_TRIAL_NAME): not pushing",
+                file=sys.stderr,
+            )
         if metrics_file:
             metrics_file.parent.mkdir(parents=True, exist_ok=True)
             metrics_file.write_text("")
@@ -112,7 +120,9 @@ def use_hardware(config: TrialConfig) -> str:
         threads = tf.config.threading.get_intra_op_parallelism_threads() or threads
     policy, why = choose_precision(config.precision, cpu_flags(), bool(tf.config.list_physical_devices("GPU")))
     keras.mixed_precision.set_global_policy(policy)
-    print(f"trial: precision {policy} ({why}), {threads} thread{'' if threads == 1 else 's'}", file=sys.stderr, flush=True)
+    print(
+        f"trial: precision {policy} ({why}), {threads} thread{'' if threads == 1 else 's'}", file=sys.stderr, flush=True
+    )
     return policy
 
 
@@ -131,8 +141,10 @@ def train(config: TrialConfig, x: np.ndarray, y: np.ndarray) -> dict:
 def _train(c: TrialConfig, x: np.ndarray, y: np.ndarray, policy: str) -> dict:
     keras.utils.set_random_seed(c.seed)
     (x_train, y_train), val = split(x, y, c.val_fraction, c.validation_seed)
-    print(f"trial: {len(x_train)} training rows, {len(val[0]) if val else 0} validation rows from {c.data}",
-          file=sys.stderr)
+    print(
+        f"trial: {len(x_train)} training rows, {len(val[0]) if val else 0} validation rows from {c.data}",
+        file=sys.stderr,
+    )
 
     store = Store(c.checkpoint_dir, key_material(c, policy, x, y)) if c.checkpoint_dir else None
     model, done = resume(store, c) if store else (None, {})
@@ -141,7 +153,7 @@ def _train(c: TrialConfig, x: np.ndarray, y: np.ndarray, policy: str) -> dict:
     if start >= c.epochs:
         # Katib reads this trial's own output only: every epoch a plain run would print, so the objective
         # is there under any metricStrategy (latest, max, min).
-        history = {name: values[:c.epochs] for name, values in done.items()}
+        history = {name: values[: c.epochs] for name, values in done.items()}
         for epoch in range(c.epochs):
             reporter.on_epoch_end(epoch, {name: values[epoch] for name, values in history.items()})
         if c.model_out:
@@ -150,8 +162,11 @@ def _train(c: TrialConfig, x: np.ndarray, y: np.ndarray, policy: str) -> dict:
 
     if model is None:
         model = build_model(c)
-        model.compile(optimizer=make_optimizer(c.optimizer, c.learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=make_optimizer(c.optimizer, c.learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
     # Epoch k's rate depends on k alone (not on --epochs), so a resumed run follows the plain run's schedule.
     decay = keras.callbacks.LearningRateScheduler(lambda epoch: c.learning_rate * c.lr_decay**epoch)
     callbacks = [decay, reporter] + ([Checkpointer(store, done, reporter)] if store else [])
@@ -163,16 +178,25 @@ def _train(c: TrialConfig, x: np.ndarray, y: np.ndarray, policy: str) -> dict:
         dataset(x_train, y_train, c.batch_size, shuffle_seed=c.seed, first_epoch=start),
         steps_per_epoch=math.ceil(len(x_train) / c.batch_size),
         validation_data=dataset(*val, c.batch_size, shuffle_seed=None) if val else None,
-        initial_epoch=start, epochs=c.epochs, verbose=0, shuffle=False, callbacks=callbacks,
+        initial_epoch=start,
+        epochs=c.epochs,
+        verbose=0,
+        shuffle=False,
+        callbacks=callbacks,
     )
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     if reporter.diverged_at is not None:
-        raise TrainingDiverged(f"loss became NaN or infinite at epoch {reporter.diverged_at} "
-                               f"(learning rate {c.learning_rate:g} with {c.optimizer} is probably too high)")
+        raise TrainingDiverged(
+            f"loss became NaN or infinite at epoch {reporter.diverged_at} "
+            f"(learning rate {c.learning_rate:g} with {c.optimizer} is probably too high)"
+        )
     epochs_run = len(history.history.get("loss", []))
     images = epochs_run * len(x_train)
-    print(f"trial: trained {epochs_run} epoch{'' if epochs_run == 1 else 's'} in {elapsed:.1f} s ({images / elapsed:.0f} images/s), "
-          f"{cpu:.1f} CPU s ({images / cpu:.0f} images per CPU second)", file=sys.stderr)
+    print(
+        f"trial: trained {epochs_run} epoch{'' if epochs_run == 1 else 's'} in {elapsed:.1f} s ({images / elapsed:.0f} images/s), "
+        f"{cpu:.1f} CPU s ({images / cpu:.0f} images per CPU second)",
+        file=sys.stderr,
+    )
     full = {name: [*done.get(name, [])[:start], *values] for name, values in history.history.items()}
     if c.model_out:
         save(model, c, full, c.model_out)
@@ -188,8 +212,11 @@ def resume(store: Store, config: TrialConfig) -> tuple[keras.Model | None, dict[
         return None, {}
     epochs, wanted = snapshot.epochs, config.epochs
     if epochs > wanted and config.model_out:
-        print(f"trial: checkpoint at {snapshot.path} not used (it has {epochs} epochs and --model-out wants the "
-              f"model after {wanted}): training from scratch", file=sys.stderr)
+        print(
+            f"trial: checkpoint at {snapshot.path} not used (it has {epochs} epochs and --model-out wants the "
+            f"model after {wanted}): training from scratch",
+            file=sys.stderr,
+        )
         return None, {}
     try:
         # Only --model-out needs the model of a finished run; the metric lines come from the history.
@@ -198,8 +225,11 @@ def resume(store: Store, config: TrialConfig) -> tuple[keras.Model | None, dict[
         print(f"trial: {exc}: training from scratch", file=sys.stderr)
         return None, {}
     if epochs >= wanted:
-        print(f"trial: checkpoint at {store.path} has {epochs} epochs: epochs 1..{wanted} reported from its "
-              f"history, no training", file=sys.stderr)
+        print(
+            f"trial: checkpoint at {store.path} has {epochs} epochs: epochs 1..{wanted} reported from its "
+            f"history, no training",
+            file=sys.stderr,
+        )
     else:
         print(f"trial: resumed from {store.path} at epoch {epochs}", file=sys.stderr)
     return model, snapshot.history

@@ -4,6 +4,7 @@ Each section module has `ABOUT` (what it measures, for --help), `measure(...)` (
 arguments), and the CLI's part: `add_arguments(group)` (its own flags; flops has none), `run(args, report)`
 (the flags and the report so far in, its figures out) and, for accuracy, `check(args)`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,14 +31,17 @@ def _section(name: str, module, **kwargs) -> Section:
 
 
 # In the order they run (flops reads the throughput section's figures when both run).
-SECTIONS: dict[str, Section] = {s.name: s for s in [
-    _section("throughput", throughput),
-    _section("flops", flops),
-    _section("precision", precision),
-    _section("profile", profile),
-    _section("overhead", overhead),
-    _section("efficiency", efficiency),
-    _section("asha", asha),
-    _section("accuracy", accuracy, check=accuracy.check),
-    _section("serve", serve, needs_data=False),
-]}
+SECTIONS: dict[str, Section] = {
+    s.name: s
+    for s in [
+        _section("throughput", throughput),
+        _section("flops", flops),
+        _section("precision", precision),
+        _section("profile", profile),
+        _section("overhead", overhead),
+        _section("efficiency", efficiency),
+        _section("asha", asha),
+        _section("accuracy", accuracy, check=accuracy.check),
+        _section("serve", serve, needs_data=False),
+    ]
+}

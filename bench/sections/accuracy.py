@@ -1,5 +1,6 @@
 """accuracy: the retrained default, N members with the trial's default flags (or another recipe's), their
 probabilities averaged as `katib-digits train --ensemble N` does, scored on one 10 % hold-out of train.csv."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,16 +15,23 @@ from bench.stats import accuracy_interval
 from pipeline.submission.retrain import RETRAIN_ENSEMBLE  # the ensemble size the pipeline retrains
 from trial.hardware import PRECISIONS  # the trial's --precision choices
 
-ABOUT = ("the retrained default (pipeline.submission.retrain's seeds x epochs of the trial's defaults, averaged) "
-         "on a 10% hold-out of train.csv (long: 9-13 minutes per member on 2 CPU cores)")
+ABOUT = (
+    "the retrained default (pipeline.submission.retrain's seeds x epochs of the trial's defaults, averaged) "
+    "on a 10% hold-out of train.csv (long: 9-13 minutes per member on 2 CPU cores)"
+)
 
 
 # The accuracy section's own flags: a recipe passed with --accuracy-flags may not move the hold-out or the members.
 # Each names what to use instead.
 ACCURACY_OWNED_FLAGS = {
-    "--data": "the bench's --data", "--val-fraction": "the fixed 10 % hold-out", "--max-rows": "all rows",
-    "--seed": "members' seeds 0..N-1: --accuracy-members", "--split-seed": "--accuracy-split-seed",
-    "--model-out": "the bench's --out", "--epochs": "--accuracy-epochs", "--precision": "--accuracy-precision",
+    "--data": "the bench's --data",
+    "--val-fraction": "the fixed 10 % hold-out",
+    "--max-rows": "all rows",
+    "--seed": "members' seeds 0..N-1: --accuracy-members",
+    "--split-seed": "--accuracy-split-seed",
+    "--model-out": "the bench's --out",
+    "--epochs": "--accuracy-epochs",
+    "--precision": "--accuracy-precision",
 }
 
 # An error whose true label got less than this probability: the ensemble is sure of another digit.
@@ -42,8 +50,10 @@ def accuracy_recipe(flags: str) -> list[str]:
         raise SystemExit(f"benchmark: --accuracy-flags: {e}: {flags}") from None
     owned = [a.split("=")[0] for a in argv if a.split("=")[0] in ACCURACY_OWNED_FLAGS]
     if owned:
-        raise SystemExit(f"benchmark: --accuracy-flags: {owned[0]} is set by the accuracy section itself "
-                         f"(instead: {ACCURACY_OWNED_FLAGS[owned[0]]})")
+        raise SystemExit(
+            f"benchmark: --accuracy-flags: {owned[0]} is set by the accuracy section itself "
+            f"(instead: {ACCURACY_OWNED_FLAGS[owned[0]]})"
+        )
     parser = build_parser()
     parser.exit_on_error = False
     try:
@@ -55,8 +65,16 @@ def accuracy_recipe(flags: str) -> list[str]:
     return argv
 
 
-def measure(data: Path, epochs: int | None, members: int, out: Path, resume: bool = False,
-            split_seed: int = 0, precision: str | None = None, flags: list[str] = ()) -> dict:
+def measure(
+    data: Path,
+    epochs: int | None,
+    members: int,
+    out: Path,
+    resume: bool = False,
+    split_seed: int = 0,
+    precision: str | None = None,
+    flags: list[str] = (),
+) -> dict:
     """The retrained default: `members` trials with the trial's default flags (seeds 0..N-1, one 10 % hold-out
     drawn with `split_seed`), their probabilities averaged the way `katib-digits train --ensemble N` does.
     `flags` (trial flags) make it another recipe's retrain, e.g. a larger batch with its learning rate.
@@ -68,8 +86,18 @@ def measure(data: Path, epochs: int | None, members: int, out: Path, resume: boo
     runs, commands = [], []
     for k in range(members):
         model_dir = out / "accuracy-model" / f"member-{k}"
-        argv = ["--data", str(data / "train.csv.gz"), "--val-fraction", "0.1", "--seed", str(k),
-                "--split-seed", str(split_seed), "--model-out", str(model_dir)] + (["--epochs", str(epochs)] if epochs else [])
+        argv = [
+            "--data",
+            str(data / "train.csv.gz"),
+            "--val-fraction",
+            "0.1",
+            "--seed",
+            str(k),
+            "--split-seed",
+            str(split_seed),
+            "--model-out",
+            str(model_dir),
+        ] + (["--epochs", str(epochs)] if epochs else [])
         argv += (["--precision", precision] if precision else []) + list(flags)  # None: the trial's default
         commands.append("python -m trial " + " ".join(argv))
         record = out / f"accuracy-member-{k}.json"
@@ -78,13 +106,21 @@ def measure(data: Path, epochs: int | None, members: int, out: Path, resume: boo
             runs.append(saved)
             how = "reused"
         else:
-            runs.append({**run_trial(argv, log=out / f"accuracy-member-{k}.log", progress=f"accuracy member {k}"),
-                         "command": commands[-1]})
+            runs.append(
+                {
+                    **run_trial(argv, log=out / f"accuracy-member-{k}.log", progress=f"accuracy member {k}"),
+                    "command": commands[-1],
+                }
+            )
             record.write_text(json.dumps(runs[-1], indent=1))
             how = "trained"
         val = runs[-1]["epochs"][-1]["val_accuracy"]
-        print(f"accuracy: member {k} ({how}): val_accuracy {val:.4f} after {len(runs[-1]['epochs'])} epochs, "
-              f"{runs[-1]['wall_s']:.0f} s wall, {runs[-1]['cpu_s']:.0f} s CPU", file=sys.stderr, flush=True)
+        print(
+            f"accuracy: member {k} ({how}): val_accuracy {val:.4f} after {len(runs[-1]['epochs'])} epochs, "
+            f"{runs[-1]['wall_s']:.0f} s wall, {runs[-1]['cpu_s']:.0f} s CPU",
+            file=sys.stderr,
+            flush=True,
+        )
     cpu0, t0 = children_cpu_seconds() + self_cpu_seconds(), time.perf_counter()
     models = [out / "accuracy-model" / f"member-{k}" / "model.keras" for k in range(members)]
     x_val, y_val, rows, per_member = hold_out_predictions(models, data / "train.csv.gz", 0.1, split_seed=split_seed)
@@ -96,21 +132,34 @@ def measure(data: Path, epochs: int | None, members: int, out: Path, resume: boo
     wrong = [int(i) for i in (predicted != y_val).nonzero()[0]]
     # Line numbers in train.csv (line 1 is the header), so anyone can look the digit up. `members_wrong`: how
     # many members alone get it wrong too; errors every member makes are the ones more seeds cannot average away.
-    errors = [{"train_csv_line": int(rows[i]) + 2, "label": int(y_val[i]), "predicted": int(predicted[i]),
-               "p_label": round(float(probabilities[i, y_val[i]]), 4), "members_wrong": int(members_wrong[i])}
-              for i in wrong]
+    errors = [
+        {
+            "train_csv_line": int(rows[i]) + 2,
+            "label": int(y_val[i]),
+            "predicted": int(predicted[i]),
+            "p_label": round(float(probabilities[i, y_val[i]]), 4),
+            "members_wrong": int(members_wrong[i]),
+        }
+        for i in wrong
+    ]
     plot_errors(x_val[wrong], errors, out / "accuracy-errors.png")
     return {
-        "commands": commands, "members": members, "split_seed": split_seed, "precision": precision or "default",
-        "flags": list(flags), "epochs_per_member": len(runs[0]["epochs"]),
-        "hold_out_rows": len(y_val), "member_final_val_accuracy": [r["epochs"][-1]["val_accuracy"] for r in runs],
+        "commands": commands,
+        "members": members,
+        "split_seed": split_seed,
+        "precision": precision or "default",
+        "flags": list(flags),
+        "epochs_per_member": len(runs[0]["epochs"]),
+        "hold_out_rows": len(y_val),
+        "member_final_val_accuracy": [r["epochs"][-1]["val_accuracy"] for r in runs],
         "ensemble_val_accuracy": float((predicted == y_val).mean()),
         "ensemble_val_accuracy_ci95": accuracy_interval(int((predicted == y_val).sum()), len(y_val)),
         "wall_s": round(sum(r["wall_s"] for r in runs) + eval_wall, 1),
         "cpu_s": round(sum(r["cpu_s"] for r in runs) + eval_cpu, 1),
         "images_per_s": [r["images_per_s"] for r in runs],
         "val_accuracy_per_epoch": [[e["val_accuracy"] for e in r["epochs"]] for r in runs],
-        "errors": errors, "confident_errors": sum(e["p_label"] < CONFIDENT for e in errors),
+        "errors": errors,
+        "confident_errors": sum(e["p_label"] < CONFIDENT for e in errors),
         "errors_every_member_makes": sum(e["members_wrong"] == members for e in errors),
         "member_errors": [int(n) for n in member_wrong.sum(axis=1)],
         "errors_picture": str(out / "accuracy-errors.png"),
@@ -119,17 +168,30 @@ def measure(data: Path, epochs: int | None, members: int, out: Path, resume: boo
 
 def add_arguments(group) -> None:
     group.add_argument("--accuracy-epochs", type=int, default=0, help="epochs per member (0 = the trial's default)")
-    group.add_argument("--accuracy-members", type=int, default=RETRAIN_ENSEMBLE,
-                       help=f"ensemble size of the retrained default (default {RETRAIN_ENSEMBLE}, as the pipeline "
-                            f"retrains)")
-    group.add_argument("--accuracy-split-seed", type=int, default=0,
-                       help="seed of the 10 %% hold-out (default 0); another seed measures the same recipe on other "
-                            "rows")
-    group.add_argument("--accuracy-precision", choices=PRECISIONS, default=None,
-                       help="the members' --precision (default: the trial's own default)")
-    group.add_argument("--accuracy-flags", default="",
-                       help="more trial flags for every member, one string: another recipe's retrain, e.g. "
-                            "--accuracy-flags='--batch-size 128 --learning-rate 0.0014' (default: none)")
+    group.add_argument(
+        "--accuracy-members",
+        type=int,
+        default=RETRAIN_ENSEMBLE,
+        help=f"ensemble size of the retrained default (default {RETRAIN_ENSEMBLE}, as the pipeline retrains)",
+    )
+    group.add_argument(
+        "--accuracy-split-seed",
+        type=int,
+        default=0,
+        help="seed of the 10 %% hold-out (default 0); another seed measures the same recipe on other rows",
+    )
+    group.add_argument(
+        "--accuracy-precision",
+        choices=PRECISIONS,
+        default=None,
+        help="the members' --precision (default: the trial's own default)",
+    )
+    group.add_argument(
+        "--accuracy-flags",
+        default="",
+        help="more trial flags for every member, one string: another recipe's retrain, e.g. "
+        "--accuracy-flags='--batch-size 128 --learning-rate 0.0014' (default: none)",
+    )
 
 
 def check(args) -> None:
@@ -138,5 +200,13 @@ def check(args) -> None:
 
 
 def run(args, report: dict) -> dict:
-    return measure(args.data, args.accuracy_epochs, args.accuracy_members, args.out, args.resume,
-                   args.accuracy_split_seed, args.accuracy_precision, accuracy_recipe(args.accuracy_flags))
+    return measure(
+        args.data,
+        args.accuracy_epochs,
+        args.accuracy_members,
+        args.out,
+        args.resume,
+        args.accuracy_split_seed,
+        args.accuracy_precision,
+        accuracy_recipe(args.accuracy_flags),
+    )

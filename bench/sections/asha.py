@@ -1,5 +1,6 @@
 """asha: ASHA (our suggestion service's rule) against plain random search and random + medianstop, on the same
 recorded configurations replayed in many orders; optionally experiments/asha.yaml run for real as a check."""
+
 from __future__ import annotations
 
 import shutil
@@ -10,15 +11,25 @@ from bench.replay import replay, replay_asha
 from bench.stats import spread
 from bench.tuning import BEST_MARGIN, epochs_to_target, trial_reports, tune
 
-ABOUT = ("ASHA (our suggestion service's rule) vs random vs medianstop: epochs to a target over many replayed "
-         "orders of the same recorded configurations (resumed promotions cost only new epochs)")
+ABOUT = (
+    "ASHA (our suggestion service's rule) vs random vs medianstop: epochs to a target over many replayed "
+    "orders of the same recorded configurations (resumed promotions cost only new epochs)"
+)
 
 
 ASHA_ORDERS = 200
 
 
-def measure(data: Path, trials: int, rows: int, out: Path, random_state: int = 7, orders: int = ASHA_ORDERS,
-            resume: bool = False, run_trials: int = 0) -> dict:
+def measure(
+    data: Path,
+    trials: int,
+    rows: int,
+    out: Path,
+    random_state: int = 7,
+    orders: int = ASHA_ORDERS,
+    resume: bool = False,
+    run_trials: int = 0,
+) -> dict:
     """ASHA (experiments/asha.yaml's rungs) vs plain random search vs random + medianstop on the same
     configurations: plain random search records `trials` configurations trained to asha's max_resource epochs,
     then each of `orders` random orders of them is replayed three ways (random: every configuration to the
@@ -36,8 +47,15 @@ def measure(data: Path, trials: int, rows: int, out: Path, random_state: int = 7
     folder = out / "asha-random"
     if not resume:
         shutil.rmtree(folder, ignore_errors=True)
-    _, wall = tune("random.yaml", data, folder, trials, 1, [f"--max-rows={rows}", f"--epochs={plan.max_resource}"],
-                    random_state=str(random_state))
+    _, wall = tune(
+        "random.yaml",
+        data,
+        folder,
+        trials,
+        1,
+        [f"--max-rows={rows}", f"--epochs={plan.max_resource}"],
+        random_state=str(random_state),
+    )
     curves = [[r.get("val_accuracy", 0.0) for r in reports] for reports in trial_reports(folder)]
     curves = [c for c in curves if len(c) == plan.max_resource]  # failed trials have no whole curve
     best = max(max(c) for c in curves)
@@ -58,13 +76,21 @@ def measure(data: Path, trials: int, rows: int, out: Path, random_state: int = 7
                 missed[name] += 1
             else:
                 per_order[name].append(value)
-    result = {"configurations": len(curves), "rows_per_trial": rows, "rungs": list(plan.rungs), "eta": plan.eta,
-              "random_state": random_state, "orders": orders, "target_val_accuracy": target,
-              "target_rule": f"best val_accuracy of plain random search ({best}) - {BEST_MARGIN}",
-              "record_wall_s": round(wall, 1), "resumed": resume,
-              "epochs_total": {"random": len(curves) * plan.max_resource, "asha": spread(asha_totals)},
-              "best_val_accuracy": {"random": best, "asha": spread(asha_best)},
-              "missed_orders": missed}
+    result = {
+        "configurations": len(curves),
+        "rows_per_trial": rows,
+        "rungs": list(plan.rungs),
+        "eta": plan.eta,
+        "random_state": random_state,
+        "orders": orders,
+        "target_val_accuracy": target,
+        "target_rule": f"best val_accuracy of plain random search ({best}) - {BEST_MARGIN}",
+        "record_wall_s": round(wall, 1),
+        "resumed": resume,
+        "epochs_total": {"random": len(curves) * plan.max_resource, "asha": spread(asha_totals)},
+        "best_val_accuracy": {"random": best, "asha": spread(asha_best)},
+        "missed_orders": missed,
+    }
     for name, values in per_order.items():
         if values:
             result[name] = spread(values)
@@ -75,24 +101,42 @@ def measure(data: Path, trials: int, rows: int, out: Path, random_state: int = 7
         run_folder = out / "asha-run"
         if not resume:
             shutil.rmtree(run_folder, ignore_errors=True)
-        _, run_wall = tune("asha.yaml", data, run_folder, run_trials, 1, [f"--max-rows={rows}"],
-                            random_state=str(random_state))
+        _, run_wall = tune(
+            "asha.yaml", data, run_folder, run_trials, 1, [f"--max-rows={rows}"], random_state=str(random_state)
+        )
         reached, spent = epochs_to_target(run_folder, target)
-        result["real_asha_run"] = {"trials": run_trials, "epochs_to_target": reached, "epochs_total": spent,
-                                   "wall_s": round(run_wall, 1)}
+        result["real_asha_run"] = {
+            "trials": run_trials,
+            "epochs_to_target": reached,
+            "epochs_total": spent,
+            "wall_s": round(run_wall, 1),
+        }
     return result
 
 
 def add_arguments(group) -> None:
-    group.add_argument("--asha-trials", type=int, default=27,
-                       help="configurations plain random search records (default 27)")
+    group.add_argument(
+        "--asha-trials", type=int, default=27, help="configurations plain random search records (default 27)"
+    )
     group.add_argument("--asha-rows", type=int, default=2000)
     group.add_argument("--asha-random-state", type=int, default=7)
     group.add_argument("--asha-orders", type=int, default=ASHA_ORDERS, help=f"replayed orders (default {ASHA_ORDERS})")
-    group.add_argument("--asha-run-trials", type=int, default=0,
-                       help="also run experiments/asha.yaml for real with this many trials (0: replay only)")
+    group.add_argument(
+        "--asha-run-trials",
+        type=int,
+        default=0,
+        help="also run experiments/asha.yaml for real with this many trials (0: replay only)",
+    )
 
 
 def run(args, report: dict) -> dict:
-    return measure(args.data, args.asha_trials, args.asha_rows, args.out, args.asha_random_state, args.asha_orders,
-                   args.resume, args.asha_run_trials)
+    return measure(
+        args.data,
+        args.asha_trials,
+        args.asha_rows,
+        args.out,
+        args.asha_random_state,
+        args.asha_orders,
+        args.resume,
+        args.asha_run_trials,
+    )

@@ -1,5 +1,6 @@
 """flops: the machine's fp32 matmul rate, and the trial's effective FLOP rate against it (from the
 throughput section's figures, when it ran first)."""
+
 from __future__ import annotations
 
 from bench.rates import matmul_gflops
@@ -13,7 +14,9 @@ def measure(throughput: dict | None, n: int = 2048, repeats: int = 10) -> dict:
     result = {"matmul_size": n, "matmul_gflops": round(peak / 1e9, 1)}
     if throughput:
         effective = throughput["trial_images_per_s"] * 3 * throughput["forward_mflops_per_image"] * 1e6
-        result.update({"trial_effective_gflops": round(effective / 1e9, 1), "ratio_trial_vs_matmul": round(effective / peak, 3)})
+        result.update(
+            {"trial_effective_gflops": round(effective / 1e9, 1), "ratio_trial_vs_matmul": round(effective / peak, 3)}
+        )
     return result
 
 

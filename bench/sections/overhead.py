@@ -1,5 +1,6 @@
 """overhead: what the dry-run adds per trial, against the trials' own durations and the same commands run
 by hand."""
+
 from __future__ import annotations
 
 import shutil
@@ -30,9 +31,15 @@ def measure(data: Path, trials: int, rows: int, out: Path) -> dict:
         argv = [a.replace("/data/", f"{data}/") for a in argv[3:]] + trial_args  # drop `python -m trial`
         run_trial(argv)
     by_hand = time.perf_counter() - t0
-    return {"trials": trials, "rows_per_trial": rows, "dry_run_wall_s": round(wall, 1),
-            "sum_trial_durations_s": round(own, 1), "by_hand_wall_s": round(by_hand, 1),
-            "overhead_vs_trial_durations": round(wall / own - 1, 3), "overhead_vs_by_hand": round(wall / by_hand - 1, 3)}
+    return {
+        "trials": trials,
+        "rows_per_trial": rows,
+        "dry_run_wall_s": round(wall, 1),
+        "sum_trial_durations_s": round(own, 1),
+        "by_hand_wall_s": round(by_hand, 1),
+        "overhead_vs_trial_durations": round(wall / own - 1, 3),
+        "overhead_vs_by_hand": round(wall / by_hand - 1, 3),
+    }
 
 
 def add_arguments(group) -> None:

@@ -1,5 +1,6 @@
 """precision: the default trial in float32 and in what `--precision auto` picks here, per batch size, each
 against the matmul rate of its own precision."""
+
 from __future__ import annotations
 
 import re
@@ -9,8 +10,10 @@ from bench.process import run_trial
 from bench.rates import matmul_gflops, matmul_share, model_forward_flops
 from bench.stats import significant
 
-ABOUT = ("the default trial in float32 and in what --precision auto picks here (bfloat16 if float32), per batch "
-         "size, side by side, each against the matmul rate of its own precision measured in the same run")
+ABOUT = (
+    "the default trial in float32 and in what --precision auto picks here (bfloat16 if float32), per batch "
+    "size, side by side, each against the matmul rate of its own precision measured in the same run"
+)
 
 
 def measure(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, ...], out: Path) -> dict:
@@ -21,31 +24,56 @@ def measure(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, ...], ou
     precision, measured here too."""
     from trial.model import build_model
 
-    argv = ["--data", str(data / "train.csv.gz"), "--max-rows", str(rows), "--val-fraction", "0", "--seed", "0",
-            "--epochs", str(epochs)]
+    argv = [
+        "--data",
+        str(data / "train.csv.gz"),
+        "--max-rows",
+        str(rows),
+        "--val-fraction",
+        "0",
+        "--seed",
+        "0",
+        "--epochs",
+        str(epochs),
+    ]
     # A one-epoch trial with the default --precision fills the parsed-CSV cache and says what auto picks here,
     # in the trial's own first stderr line (trial.train.use_hardware).
     run_trial(argv[:4] + ["--epochs", "1", "--max-rows", "64"], log=out / "precision-auto-picks.log")
-    picked = re.search(r"^trial: precision (\S+) \((.*)\), \d+ threads?$",
-                       Path(out / "precision-auto-picks.log.err").read_text(), re.M)
+    picked = re.search(
+        r"^trial: precision (\S+) \((.*)\), \d+ threads?$", Path(out / "precision-auto-picks.log.err").read_text(), re.M
+    )
     if not picked:
-        raise SystemExit(f"benchmark: precision: the trial did not name its precision on stderr; see "
-                         f"{out / 'precision-auto-picks.log.err'}")
+        raise SystemExit(
+            f"benchmark: precision: the trial did not name its precision on stderr; see "
+            f"{out / 'precision-auto-picks.log.err'}"
+        )
     auto, why = picked.groups()
     chosen = {"mixed_float16": "float16"}.get(auto, "bfloat16")
     flops = model_forward_flops(build_model()) * 3  # forward + backward per trained image
     peaks = {precision: matmul_gflops(precision) for precision in ("float32", chosen)}
-    result = {"rows": rows, "epochs": epochs, "auto_picks": auto, "auto_because": why, "compared": chosen,
-              "matmul_gflops": {k: significant(v) for k, v in peaks.items()}, "runs": []}
+    result = {
+        "rows": rows,
+        "epochs": epochs,
+        "auto_picks": auto,
+        "auto_because": why,
+        "compared": chosen,
+        "matmul_gflops": {k: significant(v) for k, v in peaks.items()},
+        "runs": [],
+    }
     for batch in batch_sizes:
         row = {"batch_size": batch}
         for precision in ("float32", chosen):
-            ran = run_trial([*argv, "--batch-size", str(batch), "--precision", precision],
-                            log=out / f"precision-{precision}-{batch}.log")
+            ran = run_trial(
+                [*argv, "--batch-size", str(batch), "--precision", precision],
+                log=out / f"precision-{precision}-{batch}.log",
+            )
             rate = ran["images_per_s"]
-            row[precision] = {"images_per_s": rate, "images_per_cpu_s": ran["images_per_cpu_s"],
-                              "cpu_s": round(ran["cpu_s"], 1),
-                              **matmul_share(rate, flops, peaks[precision])}
+            row[precision] = {
+                "images_per_s": rate,
+                "images_per_cpu_s": ran["images_per_cpu_s"],
+                "cpu_s": round(ran["cpu_s"], 1),
+                **matmul_share(rate, flops, peaks[precision]),
+            }
         row["ratio_vs_float32"] = round(row[chosen]["images_per_s"] / row["float32"]["images_per_s"], 2)
         # The same ratio in CPU time: wall-clock rates swing with the machine's neighbours, CPU seconds less.
         row["cpu_ratio_vs_float32"] = round(row[chosen]["images_per_cpu_s"] / row["float32"]["images_per_cpu_s"], 2)

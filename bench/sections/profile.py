@@ -1,5 +1,6 @@
 """profile: where one epoch of the default trial's training goes, from TensorFlow's profiler: op self time
 grouped by what the ops do."""
+
 from __future__ import annotations
 
 import json
@@ -14,14 +15,18 @@ ABOUT = "where one epoch of the default trial goes: TensorFlow's profiler, op se
 
 
 # Op types of TensorFlow's profile, grouped by what they do in one training epoch (the first match wins).
-PROFILE_GROUPS = [("convolution, backward", r"Conv2DBackprop"), ("convolution, forward", r"Conv2D"),
-                  ("dense layer", r"MatMul"), ("augmentation", r"ImageProjectiveTransform|StatelessRandom"),
-                  # Casts: the input's one per batch, and mixed precision's between float32 variables and
-                  # bfloat16/float16 activations (most of them, when a mixed policy trains).
-                  ("dtype casts", r"^Cast$"),
-                  ("input pipeline", r"^(Dataset|Iterator|IteratorGetNext|GatherV2)"),
-                  ("optimizer", r"ResourceApply|AssignAdd|AssignSub|AssignVariable"),
-                  ("batch norm, dropout, loss, other element-wise", r".")]
+PROFILE_GROUPS = [
+    ("convolution, backward", r"Conv2DBackprop"),
+    ("convolution, forward", r"Conv2D"),
+    ("dense layer", r"MatMul"),
+    ("augmentation", r"ImageProjectiveTransform|StatelessRandom"),
+    # Casts: the input's one per batch, and mixed precision's between float32 variables and
+    # bfloat16/float16 activations (most of them, when a mixed policy trains).
+    ("dtype casts", r"^Cast$"),
+    ("input pipeline", r"^(Dataset|Iterator|IteratorGetNext|GatherV2)"),
+    ("optimizer", r"ResourceApply|AssignAdd|AssignSub|AssignVariable"),
+    ("batch norm, dropout, loss, other element-wise", r"."),
+]
 
 
 def measure(data: Path, rows: int, out: Path, precision: str = "auto") -> dict:
@@ -49,11 +54,17 @@ def measure(data: Path, rows: int, out: Path, precision: str = "auto") -> dict:
     logdir = out / f"profile-{policy}"
     try:
         model = build_model(c)
-        model.compile(optimizer=make_optimizer(c.optimizer, c.learning_rate), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
-        fit = dict(x=trial_train.dataset(xt, yt, c.batch_size, shuffle_seed=c.seed),
-                   steps_per_epoch=math.ceil(len(xt) / c.batch_size),
-                   validation_data=trial_train.dataset(*val, c.batch_size, shuffle_seed=None), verbose=0)
+        model.compile(
+            optimizer=make_optimizer(c.optimizer, c.learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        fit = dict(
+            x=trial_train.dataset(xt, yt, c.batch_size, shuffle_seed=c.seed),
+            steps_per_epoch=math.ceil(len(xt) / c.batch_size),
+            validation_data=trial_train.dataset(*val, c.batch_size, shuffle_seed=None),
+            verbose=0,
+        )
         model.fit(epochs=1, **fit)
         shutil.rmtree(logdir, ignore_errors=True)
         tf.profiler.experimental.start(str(logdir))
@@ -78,17 +89,28 @@ def measure(data: Path, rows: int, out: Path, precision: str = "auto") -> dict:
     groups: collections.Counter = collections.Counter()
     for op_type, seconds in by_type.items():
         groups[next(name for name, pattern in PROFILE_GROUPS if re.search(pattern, op_type))] += seconds
-    return {"precision": policy, "rows": len(xt), "validation_rows": len(val[0]), "batch_size": c.batch_size,
-            "epoch_wall_s": round(wall, 2), "images_per_s": round(len(xt) / wall, 1),
-            "op_self_s": round(busy, 2), "trace": str(xplane),
-            "groups": {name: round(100 * seconds / busy, 1) for name, seconds in groups.most_common()},
-            "top_op_types": {name: round(100 * seconds / busy, 1) for name, seconds in by_type.most_common(8)}}
+    return {
+        "precision": policy,
+        "rows": len(xt),
+        "validation_rows": len(val[0]),
+        "batch_size": c.batch_size,
+        "epoch_wall_s": round(wall, 2),
+        "images_per_s": round(len(xt) / wall, 1),
+        "op_self_s": round(busy, 2),
+        "trace": str(xplane),
+        "groups": {name: round(100 * seconds / busy, 1) for name, seconds in groups.most_common()},
+        "top_op_types": {name: round(100 * seconds / busy, 1) for name, seconds in by_type.most_common(8)},
+    }
 
 
 def add_arguments(group) -> None:
     group.add_argument("--profile-rows", type=int, default=7560)
-    group.add_argument("--profile-precision", choices=PRECISIONS, default="auto",
-                       help="the profiled epoch's --precision (default auto, what a trial here trains in)")
+    group.add_argument(
+        "--profile-precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the profiled epoch's --precision (default auto, what a trial here trains in)",
+    )
 
 
 def run(args, report: dict) -> dict:

@@ -1,5 +1,6 @@
 """serve: `katib-digits serve` (its defaults, its own process) on loopback under load from N clients POSTing
 real test rows: requests/s, latency percentiles, every status, the server's memory and threads."""
+
 from __future__ import annotations
 
 import os
@@ -14,9 +15,11 @@ from bench.loadgen import load, proc_status, request_bodies
 from bench.paths import REPO, SAMPLE
 from bench.process import run_trial
 
-ABOUT = ("`katib-digits serve` under load on loopback: N clients POSTing real test rows (data/sample/test.csv.gz) "
-         "for S seconds (and at most M requests); requests/s, latency percentiles, every status, the server's RSS "
-         "and threads before, during and after")
+ABOUT = (
+    "`katib-digits serve` under load on loopback: N clients POSTing real test rows (data/sample/test.csv.gz) "
+    "for S seconds (and at most M requests); requests/s, latency percentiles, every status, the server's RSS "
+    "and threads before, during and after"
+)
 
 
 def serve_model(out: Path, rows: int = 1000) -> Path:
@@ -25,15 +28,34 @@ def serve_model(out: Path, rows: int = 1000) -> Path:
     model, saved = out / "serve-model", out / "serve-saved-model"
     for folder in (model, saved):
         shutil.rmtree(folder, ignore_errors=True)
-    run_trial(["--data", str(SAMPLE / "train.csv.gz"), "--max-rows", str(rows), "--val-fraction", "0",
-               "--epochs", "1", "--model-out", str(model)], log=out / "serve-model.log")
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "--model", str(model), "--out", str(saved)],
-                   cwd=REPO, check=True, capture_output=True, timeout=600)
+    run_trial(
+        [
+            "--data",
+            str(SAMPLE / "train.csv.gz"),
+            "--max-rows",
+            str(rows),
+            "--val-fraction",
+            "0",
+            "--epochs",
+            "1",
+            "--model-out",
+            str(model),
+        ],
+        log=out / "serve-model.log",
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "export", "--model", str(model), "--out", str(saved)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     return saved
 
 
-def measure(out: Path, clients: int, seconds: float, max_requests: int, batch: int = 1,
-            model: Path | None = None) -> dict:
+def measure(
+    out: Path, clients: int, seconds: float, max_requests: int, batch: int = 1, model: Path | None = None
+) -> dict:
     """`katib-digits serve` (its defaults, its own process) on loopback under `load`: warmed up with 20
     requests, then loaded; its memory and threads read before, every half second during, and after."""
     import signal
@@ -46,8 +68,9 @@ def measure(out: Path, clients: int, seconds: float, max_requests: int, batch: i
     log = out / "serve.log"
     command = [sys.executable, "-m", "pipeline.cli", "serve", "--model", str(model), "--port", "0"]
     with log.open("w") as err:
-        server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err,
-                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        server = subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        )
     try:
         started = time.monotonic()
         while not (bound := re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())):
@@ -77,14 +100,24 @@ def measure(out: Path, clients: int, seconds: float, max_requests: int, batch: i
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-    return {**result, "batch": batch, "model": str(model), "server": " ".join(["katib-digits", *command[3:]]),
-            "server_limits": {"workers": WORKERS, "waiting": WAITING, "request_timeout_s": REQUEST_TIMEOUT},
-            "rss_mib": {"before": before["rss_mib"], "max_during": max((d["rss_mib"] for d in during),
-                                                                       default=after["rss_mib"]),
-                        "after": after["rss_mib"], "peak_since_start": after["peak_rss_mib"]},
-            "threads": {"before": before["threads"], "max_during": max((d["threads"] for d in during),
-                                                                       default=after["threads"]),
-                        "after": after["threads"]}}
+    return {
+        **result,
+        "batch": batch,
+        "model": str(model),
+        "server": " ".join(["katib-digits", *command[3:]]),
+        "server_limits": {"workers": WORKERS, "waiting": WAITING, "request_timeout_s": REQUEST_TIMEOUT},
+        "rss_mib": {
+            "before": before["rss_mib"],
+            "max_during": max((d["rss_mib"] for d in during), default=after["rss_mib"]),
+            "after": after["rss_mib"],
+            "peak_since_start": after["peak_rss_mib"],
+        },
+        "threads": {
+            "before": before["threads"],
+            "max_during": max((d["threads"] for d in during), default=after["threads"]),
+            "after": after["threads"],
+        },
+    }
 
 
 def add_arguments(group) -> None:
@@ -92,11 +125,15 @@ def add_arguments(group) -> None:
     group.add_argument("--serve-seconds", type=float, default=30.0, help="how long the serve section loads the server")
     group.add_argument("--serve-max-requests", type=int, default=100_000, help="most requests it sends in all")
     group.add_argument("--serve-batch", type=int, default=1, help="test rows per request")
-    group.add_argument("--serve-model", type=Path, default=None,
-                       help="a SavedModel folder to serve (default: the trial's default model, one epoch on the "
-                            "sample)")
+    group.add_argument(
+        "--serve-model",
+        type=Path,
+        default=None,
+        help="a SavedModel folder to serve (default: the trial's default model, one epoch on the sample)",
+    )
 
 
 def run(args, report: dict) -> dict:
-    return measure(args.out, args.serve_clients, args.serve_seconds, args.serve_max_requests, args.serve_batch,
-                   args.serve_model)
+    return measure(
+        args.out, args.serve_clients, args.serve_seconds, args.serve_max_requests, args.serve_batch, args.serve_model
+    )

@@ -1,6 +1,7 @@
 """`katib-digits`: the command line, click only. Each subcommand lives in its own
 module here and loads lazily, so `--help` is fast and imports neither TensorFlow
 nor kfp. Nothing else in the project imports this package."""
+
 from __future__ import annotations
 
 import importlib
@@ -14,11 +15,22 @@ from pipeline.errors import UserError
 COMMANDS = {
     "lint": ("pipeline.cli.lint:lint_command", "Check Experiment YAMLs against Katib's admission rules, offline."),
     "tune": ("pipeline.cli.tune:tune_command", "Run an Experiment locally with Optuna, with Katib's semantics."),
-    "pipeline": ("pipeline.cli.pipeline:pipeline_group",
-                 "Compile the KFP pipeline or run it (locally or on a KFP server)."),
-    "train": ("pipeline.cli.train:train_command", "Retrain the best parameters of a tuned Experiment on all labelled rows."),
-    "predict": ("pipeline.cli.train:predict_command", "Predict test.csv with a trained model and write submission.csv."),
-    "export": ("pipeline.cli.export:export_command", "Export the trained model as a SavedModel for TF Serving / KServe."),
+    "pipeline": (
+        "pipeline.cli.pipeline:pipeline_group",
+        "Compile the KFP pipeline or run it (locally or on a KFP server).",
+    ),
+    "train": (
+        "pipeline.cli.train:train_command",
+        "Retrain the best parameters of a tuned Experiment on all labelled rows.",
+    ),
+    "predict": (
+        "pipeline.cli.train:predict_command",
+        "Predict test.csv with a trained model and write submission.csv.",
+    ),
+    "export": (
+        "pipeline.cli.export:export_command",
+        "Export the trained model as a SavedModel for TF Serving / KServe.",
+    ),
     "serve": ("pipeline.cli.serve:serve_command", "Serve the trained model with KServe's V1 protocol, here."),
 }
 

@@ -1,4 +1,5 @@
 """`katib-digits export`."""
+
 from __future__ import annotations
 
 import os
@@ -10,10 +11,20 @@ from pipeline.serving.export import SIGNATURE, export_saved_model
 
 
 @click.command("export")
-@click.option("--model", "model", type=click.Path(path_type=Path), default=Path("runs/train"), show_default=True,
-              help="model.keras, or the folder `katib-digits train --out` wrote (an ensemble is averaged).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="The model folder a server watches; the SavedModel goes to OUT/VERSION/.")
+@click.option(
+    "--model",
+    "model",
+    type=click.Path(path_type=Path),
+    default=Path("runs/train"),
+    show_default=True,
+    help="model.keras, or the folder `katib-digits train --out` wrote (an ensemble is averaged).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The model folder a server watches; the SavedModel goes to OUT/VERSION/.",
+)
 @click.option("--version", type=int, default=1, show_default=True, help="The model version (a positive integer).")
 def export_command(model, out, version):
     """Export the trained model as a TensorFlow SavedModel (OUT/VERSION/), the layout TF Serving and

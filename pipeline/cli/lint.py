@@ -1,4 +1,5 @@
 """`katib-digits lint FILE...`."""
+
 from __future__ import annotations
 
 import json
@@ -16,17 +17,35 @@ from pipeline.lint.problems import ERROR, NOTE, WARNING
 
 @click.command("lint")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text: one line per problem; json: one object for machines.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: one line per problem; json: one object for machines.",
+)
 @click.option("--show-defaults", is_flag=True, help="Print each spec with Katib's defaults filled in.")
 @click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too, not only on errors.")
-@click.option("--run", "run_smoke", is_flag=True,
-              help="After a clean lint, run one trial locally and check the objective metric is collected.")
+@click.option(
+    "--run",
+    "run_smoke",
+    is_flag=True,
+    help="After a clean lint, run one trial locally and check the objective metric is collected.",
+)
 @mount_option
 @trial_arg_option
 @click.pass_context
-def lint_command(ctx: click.Context, files: tuple[str, ...], fmt: str, show_defaults: bool, strict: bool,
-                 run_smoke: bool, mounts: tuple[str, ...], trial_args: tuple[str, ...]) -> None:
+def lint_command(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    fmt: str,
+    show_defaults: bool,
+    strict: bool,
+    run_smoke: bool,
+    mounts: tuple[str, ...],
+    trial_args: tuple[str, ...],
+) -> None:
     """Check Katib Experiment YAMLs offline: Katib's defaults, its admission
     webhook's rules, field types, each algorithm's settings, and (stricter than
     Katib) mistakes it accepts silently.
@@ -67,12 +86,12 @@ def lint_command(ctx: click.Context, files: tuple[str, ...], fmt: str, show_defa
             if fmt == "text":
                 click.echo(f"{name}: run: the objective metric was collected", err=show_defaults)
     if fmt == "json":
-        counts = {s: sum(p["severity"] == s for r in reports for p in r.get("problems", []))
-                  for s in (ERROR, WARNING, NOTE)}
+        counts = {
+            s: sum(p["severity"] == s for r in reports for p in r.get("problems", [])) for s in (ERROR, WARNING, NOTE)
+        }
         click.echo(json.dumps({"files": reports, **{f"{s}s": n for s, n in counts.items()}}, indent=2))
     elif not show_defaults:
         counts = [sum(p["severity"] == s for r in reports for p in r.get("problems", [])) for s in (ERROR, WARNING)]
         verdict = "invalid" if failed or unreadable else "ok"
-        click.echo(f"lint: {len(files)} file(s), {counts[0]} error(s), {counts[1]} warning(s): {verdict}",
-                   err=True)
+        click.echo(f"lint: {len(files)} file(s), {counts[0]} error(s), {counts[1]} warning(s): {verdict}", err=True)
     ctx.exit(2 if unreadable else 1 if failed else 0)

@@ -1,4 +1,5 @@
 """Options more than one command shares, parsed once."""
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -8,12 +9,20 @@ import click
 from pipeline.errors import UserError
 
 mount_option = click.option(
-    "--mount", "mounts", multiple=True, metavar="/PATH=DIR",
+    "--mount",
+    "mounts",
+    multiple=True,
+    metavar="/PATH=DIR",
     help="The local folder standing in for a volume the trial mounts at /PATH (repeatable), "
-         "e.g. --mount /data=data/sample.")
+    "e.g. --mount /data=data/sample.",
+)
 trial_arg_option = click.option(
-    "--trial-arg", "trial_args", multiple=True, metavar="ARG",
-    help="Append ARG to every trial command (repeatable, local only), e.g. --trial-arg=--epochs=1.")
+    "--trial-arg",
+    "trial_args",
+    multiple=True,
+    metavar="ARG",
+    help="Append ARG to every trial command (repeatable, local only), e.g. --trial-arg=--epochs=1.",
+)
 
 
 def parse_mounts(values: Iterable[str]) -> dict[str, str]:

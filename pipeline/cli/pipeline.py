@@ -1,4 +1,5 @@
 """`katib-digits pipeline compile|run`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,16 @@ from typing import Any
 import click
 
 from pipeline.errors import UserError
-from pipeline.workflow.definition import (DEFAULT_EXPERIMENT, DEFAULT_IMAGE, PIPELINE_NAME, Budget, compile_components,
-                                         compile_pipeline, experiment_argument, pipeline_arguments)
+from pipeline.workflow.definition import (
+    DEFAULT_EXPERIMENT,
+    DEFAULT_IMAGE,
+    PIPELINE_NAME,
+    Budget,
+    compile_components,
+    compile_pipeline,
+    experiment_argument,
+    pipeline_arguments,
+)
 from pipeline.workflow.local_run import LOCAL_BUDGET, run_local
 from pipeline.workflow.server_run import submit
 from pipeline.workflow.steps import DATA_MOUNT, DATA_PVC
@@ -20,18 +29,37 @@ def pipeline_group():
 
 
 image_pull_secret_option = click.option(
-    "--image-pull-secret", "image_pull_secrets", multiple=True, metavar="NAME",
-    help="A Secret the steps and the trial pods pull the image with (repeatable).")
+    "--image-pull-secret",
+    "image_pull_secrets",
+    multiple=True,
+    metavar="NAME",
+    help="A Secret the steps and the trial pods pull the image with (repeatable).",
+)
 
 
 @pipeline_group.command("compile")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("pipeline.yaml"),
-              show_default=True, help="Where to write the IR YAML.")
-@click.option("--image", default=DEFAULT_IMAGE, show_default=True,
-              help="The image every step runs in (built from our Dockerfile).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("pipeline.yaml"),
+    show_default=True,
+    help="Where to write the IR YAML.",
+)
+@click.option(
+    "--image",
+    default=DEFAULT_IMAGE,
+    show_default=True,
+    help="The image every step runs in (built from our Dockerfile).",
+)
 @image_pull_secret_option
-@click.option("--components", "components_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write each step as a component YAML here, for kfp.components.load_component_from_file.")
+@click.option(
+    "--components",
+    "components_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write each step as a component YAML here, for kfp.components.load_component_from_file.",
+)
 def compile_command(output, image, image_pull_secrets, components_dir):
     """Write the pipeline's IR YAML, ready to upload to a KFP server."""
     compile_pipeline(output, image, tuple(image_pull_secrets))
@@ -43,24 +71,59 @@ def compile_command(output, image, image_pull_secrets, components_dir):
 
 def _budget_options(fn):
     options = [
-        click.option("--max-trials", "max_trial_count", type=click.IntRange(min=0), default=None,
-                     help="maxTrialCount override (0 = the Experiment's). Local default: 3."),
-        click.option("--parallel", "parallel_trial_count", type=click.IntRange(min=0), default=None,
-                     help="parallelTrialCount override (0 = the Experiment's). Local default: 1."),
-        click.option("--trial-max-rows", type=click.IntRange(min=0), default=None,
-                     help="Each trial uses only the first N rows (0 = all). Local default: 300."),
-        click.option("--trial-epochs", type=click.IntRange(min=0), default=None,
-                     help="Each trial trains N epochs (0 = the template's). Local default: 1."),
-        click.option("--retrain-epochs", type=click.IntRange(min=0), default=None,
-                     help=f"Retrain epochs (0 = the best trial's). Default {Budget.retrain_epochs}; local default: 3."),
-        click.option("--val-fraction", "retrain_val_fraction", type=click.FloatRange(0, 1, max_open=True),
-                     default=None, help="Hold-out for reporting the retrain (default 0: every row trains)."),
-        click.option("--ensemble", "retrain_ensemble", type=click.IntRange(min=1), default=None,
-                     help=f"Retrain N models (seeds 0..N-1) and average their predictions. Default {Budget.retrain_ensemble}; "
-                          "local default: 1."),
-        click.option("--threshold", type=float, default=None,
-                     help="Submit only when the tuned objective reaches this (>= to maximize, <= to minimize; "
-                          "0 = always)."),
+        click.option(
+            "--max-trials",
+            "max_trial_count",
+            type=click.IntRange(min=0),
+            default=None,
+            help="maxTrialCount override (0 = the Experiment's). Local default: 3.",
+        ),
+        click.option(
+            "--parallel",
+            "parallel_trial_count",
+            type=click.IntRange(min=0),
+            default=None,
+            help="parallelTrialCount override (0 = the Experiment's). Local default: 1.",
+        ),
+        click.option(
+            "--trial-max-rows",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Each trial uses only the first N rows (0 = all). Local default: 300.",
+        ),
+        click.option(
+            "--trial-epochs",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Each trial trains N epochs (0 = the template's). Local default: 1.",
+        ),
+        click.option(
+            "--retrain-epochs",
+            type=click.IntRange(min=0),
+            default=None,
+            help=f"Retrain epochs (0 = the best trial's). Default {Budget.retrain_epochs}; local default: 3.",
+        ),
+        click.option(
+            "--val-fraction",
+            "retrain_val_fraction",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=None,
+            help="Hold-out for reporting the retrain (default 0: every row trains).",
+        ),
+        click.option(
+            "--ensemble",
+            "retrain_ensemble",
+            type=click.IntRange(min=1),
+            default=None,
+            help=f"Retrain N models (seeds 0..N-1) and average their predictions. Default {Budget.retrain_ensemble}; "
+            "local default: 1.",
+        ),
+        click.option(
+            "--threshold",
+            type=float,
+            default=None,
+            help="Submit only when the tuned objective reaches this (>= to maximize, <= to minimize; 0 = always).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -74,38 +137,94 @@ def _budget(defaults: Budget, **given) -> Budget:
 @pipeline_group.command("run")
 @click.option("--local", "local_run", is_flag=True, help="Run here with kfp.local, tuning with Optuna.")
 @click.option("--host", default=None, help="KFP server URL: submit a run there, tuning with Katib.")
-@click.option("--data", "data_dir", default=None,
-              help="Folder with train.csv(.gz), test.csv(.gz) [and sample_submission.csv]. "
-                   f"Local default: data/sample; on a server: a folder on the data volume (default {DATA_MOUNT}).")
-@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True,
-              help="Katib Experiment YAML. A file here is sent with the run (as one-line JSON); --host with a "
-                   "path that is not a file here names a file in the image.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/pipeline"),
-              show_default=True, help="--local: where submission.csv, summary.json and the run's files go.")
+@click.option(
+    "--data",
+    "data_dir",
+    default=None,
+    help="Folder with train.csv(.gz), test.csv(.gz) [and sample_submission.csv]. "
+    f"Local default: data/sample; on a server: a folder on the data volume (default {DATA_MOUNT}).",
+)
+@click.option(
+    "--experiment",
+    default=DEFAULT_EXPERIMENT,
+    show_default=True,
+    help="Katib Experiment YAML. A file here is sent with the run (as one-line JSON); --host with a "
+    "path that is not a file here names a file in the image.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/pipeline"),
+    show_default=True,
+    help="--local: where submission.csv, summary.json and the run's files go.",
+)
 @click.option("--namespace", default=None, help="--host: the KFP namespace (multi-user) and Katib's.")
-@click.option("--service-account", default=None,
-              help="--host: run as this account instead of KFP's default runner. It also runs KFP's driver and "
-                   "launcher, so it needs their permissions besides Katib's (see docs/cluster.md).")
+@click.option(
+    "--service-account",
+    default=None,
+    help="--host: run as this account instead of KFP's default runner. It also runs KFP's driver and "
+    "launcher, so it needs their permissions besides Katib's (see docs/cluster.md).",
+)
 @click.option("--image", default=DEFAULT_IMAGE, show_default=True, help="--host: the image every step runs in.")
 @click.option("--trial-image", default=None, help="--host: the image Katib's trial pods run (default: --image).")
-@click.option("--data-pvc", default=None,
-              help=f"--host: the PersistentVolumeClaim with the data, mounted at {DATA_MOUNT} in prepare and in "
-                   f"every trial (default {DATA_PVC}).")
+@click.option(
+    "--data-pvc",
+    default=None,
+    help=f"--host: the PersistentVolumeClaim with the data, mounted at {DATA_MOUNT} in prepare and in "
+    f"every trial (default {DATA_PVC}).",
+)
 @image_pull_secret_option
-@click.option("--token", envvar="KFP_TOKEN", default=None,
-              help="--host: a bearer token for a server behind Kubeflow's login (or $KFP_TOKEN).")
-@click.option("--cookies", envvar="KFP_COOKIES", default=None,
-              help="--host: cookies for the server, e.g. 'authservice_session=...' (or $KFP_COOKIES).")
-@click.option("--ui-host", default=None,
-              help="--host: the UI's address for the run link, when it is not the API's (default: derived).")
-@click.option("--timeout", "timeout_s", type=click.IntRange(min=1), default=6 * 3600, show_default=True,
-              help="--host: seconds to wait for the Katib Experiment.")
-@click.option("--in-containers", is_flag=True,
-              help="--local: run each step in a container of --image (kfp.local's DockerRunner; Docker, or podman's "
-                   "Docker API through $DOCKER_HOST), as a cluster runs it.")
+@click.option(
+    "--token",
+    envvar="KFP_TOKEN",
+    default=None,
+    help="--host: a bearer token for a server behind Kubeflow's login (or $KFP_TOKEN).",
+)
+@click.option(
+    "--cookies",
+    envvar="KFP_COOKIES",
+    default=None,
+    help="--host: cookies for the server, e.g. 'authservice_session=...' (or $KFP_COOKIES).",
+)
+@click.option(
+    "--ui-host",
+    default=None,
+    help="--host: the UI's address for the run link, when it is not the API's (default: derived).",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.IntRange(min=1),
+    default=6 * 3600,
+    show_default=True,
+    help="--host: seconds to wait for the Katib Experiment.",
+)
+@click.option(
+    "--in-containers",
+    is_flag=True,
+    help="--local: run each step in a container of --image (kfp.local's DockerRunner; Docker, or podman's "
+    "Docker API through $DOCKER_HOST), as a cluster runs it.",
+)
 @_budget_options
-def run_command(local_run, host, data_dir, experiment, out, namespace, service_account, image, trial_image,
-                data_pvc, image_pull_secrets, token, cookies, ui_host, timeout_s, in_containers, **budget_flags):
+def run_command(
+    local_run,
+    host,
+    data_dir,
+    experiment,
+    out,
+    namespace,
+    service_account,
+    image,
+    trial_image,
+    data_pvc,
+    image_pull_secrets,
+    token,
+    cookies,
+    ui_host,
+    timeout_s,
+    in_containers,
+    **budget_flags,
+):
     """Run the whole pipeline: --local (kfp.local + Optuna) or --host URL (KFP server + Katib).
 
     On a server the steps read the data from the volume --data-pvc (mounted at /data) and the trials of
@@ -115,15 +234,38 @@ def run_command(local_run, host, data_dir, experiment, out, namespace, service_a
     if local_run == bool(host):
         raise UserError("pipeline run: pass exactly one of --local or --host URL")
     if local_run:
-        summary = run_local(data_dir or "data/sample", experiment, out, _budget(LOCAL_BUDGET, **budget_flags),
-                            image=image if in_containers else None)
+        summary = run_local(
+            data_dir or "data/sample",
+            experiment,
+            out,
+            _budget(LOCAL_BUDGET, **budget_flags),
+            image=image if in_containers else None,
+        )
         click.echo(_describe_local(summary))
         return
-    arguments = pipeline_arguments(data_dir or DATA_MOUNT, experiment_argument(experiment), "katib",
-                                   _budget(Budget(), **budget_flags), namespace or "", timeout_s,
-                                   data_pvc=data_pvc, trial_image=trial_image or image)
-    click.echo(submit(host, arguments, image, namespace, service_account, image_pull_secrets=tuple(image_pull_secrets),
-                      token=token, cookies=cookies, ui_host=ui_host))
+    arguments = pipeline_arguments(
+        data_dir or DATA_MOUNT,
+        experiment_argument(experiment),
+        "katib",
+        _budget(Budget(), **budget_flags),
+        namespace or "",
+        timeout_s,
+        data_pvc=data_pvc,
+        trial_image=trial_image or image,
+    )
+    click.echo(
+        submit(
+            host,
+            arguments,
+            image,
+            namespace,
+            service_account,
+            image_pull_secrets=tuple(image_pull_secrets),
+            token=token,
+            cookies=cookies,
+            ui_host=ui_host,
+        )
+    )
 
 
 def _describe_local(summary: dict[str, Any]) -> str:

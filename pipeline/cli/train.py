@@ -1,5 +1,6 @@
 """`katib-digits train` and `katib-digits predict`: retrain the best configuration
 and write submission.csv, outside any pipeline."""
+
 from __future__ import annotations
 
 import json
@@ -13,43 +14,94 @@ from pipeline.submission.retrain import RETRAIN_ENSEMBLE, RETRAIN_EPOCHS, load_b
 
 
 @click.command("train")
-@click.option("--params", "params", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="experiment.json from `katib-digits tune`, `kubectl get experiment -o json`, or a bare "
-                   "currentOptimalTrial object.")
-@click.option("--experiment", "experiment_yaml", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The Experiment YAML (required when --params is a bare currentOptimalTrial).")
-@click.option("--data", type=click.Path(path_type=Path), default=Path("data/sample"), show_default=True,
-              help="train.csv(.gz) or a folder holding it.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/train"),
-              show_default=True, help="Writes model.keras, hparams.json, history.json and retrain.json here.")
-@click.option("--epochs", type=click.IntRange(min=0), default=RETRAIN_EPOCHS, show_default=True,
-              help="0 = the epochs the best trial's command used.")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
-              help="Hold out this fraction for reporting (0 = train on every labelled row).")
+@click.option(
+    "--params",
+    "params",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="experiment.json from `katib-digits tune`, `kubectl get experiment -o json`, or a bare "
+    "currentOptimalTrial object.",
+)
+@click.option(
+    "--experiment",
+    "experiment_yaml",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The Experiment YAML (required when --params is a bare currentOptimalTrial).",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=Path("data/sample"),
+    show_default=True,
+    help="train.csv(.gz) or a folder holding it.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/train"),
+    show_default=True,
+    help="Writes model.keras, hparams.json, history.json and retrain.json here.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=0),
+    default=RETRAIN_EPOCHS,
+    show_default=True,
+    help="0 = the epochs the best trial's command used.",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Hold out this fraction for reporting (0 = train on every labelled row).",
+)
 @click.option("--max-rows", type=click.IntRange(min=0), default=0, show_default=True, help="0 = all rows.")
-@click.option("--ensemble", type=click.IntRange(min=1), default=RETRAIN_ENSEMBLE, show_default=True,
-              help="Train N models with seeds 0..N-1; `predict` averages their probabilities.")
+@click.option(
+    "--ensemble",
+    type=click.IntRange(min=1),
+    default=RETRAIN_ENSEMBLE,
+    show_default=True,
+    help="Train N models with seeds 0..N-1; `predict` averages their probabilities.",
+)
 def train_command(params, experiment_yaml, data, out, epochs, val_fraction, max_rows, ensemble):
     """Retrain the best parameters of a tuned Experiment on all labelled rows."""
 
     experiment, assignments, objective = load_best(params, experiment_yaml)
-    click.echo(f"best parameters: {' '.join(f'{k}={v}' for k, v in assignments.items())}"
-               + (f" (objective {objective:g})" if objective is not None else ""), err=True)
-    report = train_best(experiment, assignments, find_csv(data, "train"), out, epochs or None, val_fraction, max_rows,
-                        ensemble)
-    (out / "retrain.json").write_text(json.dumps({**report, "assignments": assignments, "objective": objective},
-                                                 indent=2))
+    click.echo(
+        f"best parameters: {' '.join(f'{k}={v}' for k, v in assignments.items())}"
+        + (f" (objective {objective:g})" if objective is not None else ""),
+        err=True,
+    )
+    report = train_best(
+        experiment, assignments, find_csv(data, "train"), out, epochs or None, val_fraction, max_rows, ensemble
+    )
+    (out / "retrain.json").write_text(
+        json.dumps({**report, "assignments": assignments, "objective": objective}, indent=2)
+    )
     click.echo(f"model: {report['model']}  " + " ".join(f"{k}={v:.4f}" for k, v in report["metrics"].items()))
 
 
-
 @click.command("predict")
-@click.option("--model", "model", type=click.Path(path_type=Path), default=Path("runs/train"), show_default=True,
-              help="model.keras or the folder `katib-digits train --out` wrote.")
-@click.option("--data", type=click.Path(path_type=Path), default=Path("data/sample"), show_default=True,
-              help="test.csv(.gz) or a folder holding it (and sample_submission.csv, checked when present).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("submission.csv"),
-              show_default=True)
+@click.option(
+    "--model",
+    "model",
+    type=click.Path(path_type=Path),
+    default=Path("runs/train"),
+    show_default=True,
+    help="model.keras or the folder `katib-digits train --out` wrote.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=Path("data/sample"),
+    show_default=True,
+    help="test.csv(.gz) or a folder holding it (and sample_submission.csv, checked when present).",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("submission.csv"), show_default=True
+)
 def predict_command(model, data, out):
     """Predict test.csv with a trained model and write submission.csv."""
 

@@ -22,6 +22,7 @@ models, not the JSON a `kubectl get -o json` gives. The custom-objects API
 returns that JSON as plain dicts and lets us list, in one table, every call
 we make (API_CALLS), from which the RBAC Role in deploy/ is checked.
 """
+
 from __future__ import annotations
 
 import copy
@@ -58,8 +59,13 @@ SUGGESTION_FAILED_MESSAGE = "Suggestion has failed"
 # updateTrialsSummary's order of trial conditions (status_util.go); none of them True: Pending.
 TRIAL_STATES = ("Killed", "Failed", "Succeeded", "EarlyStopped", "Running", "MetricsUnavailable")
 TRIAL_ENDED = frozenset({"Killed", "Failed", "Succeeded", "EarlyStopped", "MetricsUnavailable"})
-ENDED_TRIAL_LISTS = ("succeededTrialList", "failedTrialList", "killedTrialList", "earlyStoppedTrialList",
-                     "metricsUnavailableTrialList")
+ENDED_TRIAL_LISTS = (
+    "succeededTrialList",
+    "failedTrialList",
+    "killedTrialList",
+    "earlyStoppedTrialList",
+    "metricsUnavailableTrialList",
+)
 UNSCHEDULABLE_GRACE_S = 300  # a cluster autoscaler may still add a node
 REQUEST_TIMEOUT_S = 30  # one HTTP request; a hung API server must not hang the step
 
@@ -172,8 +178,9 @@ def _call(api: Any, op: str, retry: RetryPolicy, sleep: Callable[[float], None],
     for attempt in range(1, retry.attempts + 1):
         try:
             if call.group == GROUP:
-                return getattr(api, call.method)(GROUP, VERSION, plural=call.plural,
-                                                 _request_timeout=REQUEST_TIMEOUT_S, **kwargs)
+                return getattr(api, call.method)(
+                    GROUP, VERSION, plural=call.plural, _request_timeout=REQUEST_TIMEOUT_S, **kwargs
+                )
             from kubernetes import client
 
             core = client.CoreV1Api(api.api_client)
@@ -234,8 +241,9 @@ def default_api() -> Any:
 # --- the run -------------------------------------------------------------------
 
 
-def _prepare(experiment: dict[str, Any], namespace: str, name: str, run_id: str,
-             owner: dict[str, str] | None = None) -> dict[str, Any]:
+def _prepare(
+    experiment: dict[str, Any], namespace: str, name: str, run_id: str, owner: dict[str, str] | None = None
+) -> dict[str, Any]:
     body = copy.deepcopy(experiment)
     body.pop("status", None)
     meta = body.setdefault("metadata", {})
@@ -253,10 +261,19 @@ def _prepare(experiment: dict[str, Any], namespace: str, name: str, run_id: str,
 def trial_counts(obj: dict[str, Any] | None) -> str:
     """`5 trials: 2 Running, 3 Succeeded`, from an Experiment's status."""
     st = (obj or {}).get("status") or {}
-    parts = [f"{st[key]} {label}" for key, label in (
-        ("trialsPending", "Pending"), ("trialsRunning", "Running"), ("trialsSucceeded", "Succeeded"),
-        ("trialsFailed", "Failed"), ("trialsKilled", "Killed"), ("trialsEarlyStopped", "EarlyStopped"),
-        ("trialMetricsUnavailable", "MetricsUnavailable")) if st.get(key)]
+    parts = [
+        f"{st[key]} {label}"
+        for key, label in (
+            ("trialsPending", "Pending"),
+            ("trialsRunning", "Running"),
+            ("trialsSucceeded", "Succeeded"),
+            ("trialsFailed", "Failed"),
+            ("trialsKilled", "Killed"),
+            ("trialsEarlyStopped", "EarlyStopped"),
+            ("trialMetricsUnavailable", "MetricsUnavailable"),
+        )
+        if st.get(key)
+    ]
     return f"{st.get('trials', 0)} trials" + (": " + ", ".join(parts) if parts else "")
 
 
@@ -287,7 +304,11 @@ def _since(timestamp: Any, now: float) -> float | None:
 def _unschedulable(pod: dict[str, Any], now: float, grace_s: float) -> tuple[str, float] | None:
     """(the scheduler's message, seconds) once the pod has been Unschedulable for grace_s."""
     for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+        if (
+            cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
+        ):
             waited = _since(cond.get("lastTransitionTime"), now)
             waited = grace_s if waited is None else waited
             if waited >= grace_s:
@@ -295,8 +316,13 @@ def _unschedulable(pod: dict[str, Any], now: float, grace_s: float) -> tuple[str
     return None
 
 
-def pod_problem(pod: dict[str, Any], collector_kind: str, now: float,
-                unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S, primary: str | None = None) -> str | None:
+def pod_problem(
+    pod: dict[str, Any],
+    collector_kind: str,
+    now: float,
+    unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S,
+    primary: str | None = None,
+) -> str | None:
     """Why a trial pod will never report a metric, from its status (the pod's own reason), or None.
     Kubernetes never fails a Job for these, so without this the step would wait for its timeout.
     `primary`: the trial template's primaryContainerName, the one container trial_image sets."""
@@ -306,29 +332,39 @@ def pod_problem(pod: dict[str, Any], collector_kind: str, now: float,
         why = f"{reason}: {waiting.get('message', '')}"
         if reason in IMAGE_PULL_REASONS:
             if container == COLLECTOR_CONTAINER:
-                return (f"trial pod {name}: Katib's metrics collector (container {container}) cannot pull image "
-                        f"{image!r} ({why}); trial_image does not set it: it is katib-config's "
-                        f"runtime.metricsCollectors image for kind {collector_kind} (kubectl -n kubeflow get "
-                        "configmap katib-config -o yaml)")
+                return (
+                    f"trial pod {name}: Katib's metrics collector (container {container}) cannot pull image "
+                    f"{image!r} ({why}); trial_image does not set it: it is katib-config's "
+                    f"runtime.metricsCollectors image for kind {collector_kind} (kubectl -n kubeflow get "
+                    "configmap katib-config -o yaml)"
+                )
             if primary is not None and container != primary:
-                return (f"trial pod {name}: container {container} cannot pull image {image!r} ({why}); "
-                        f"trial_image sets only the primary container {primary}: fix this container's image "
-                        "in the Experiment's trial template")
-            return (f"trial pod {name} cannot pull image {image!r} ({why}); "
-                    "pass the image the cluster can pull (trial_image)")
+                return (
+                    f"trial pod {name}: container {container} cannot pull image {image!r} ({why}); "
+                    f"trial_image sets only the primary container {primary}: fix this container's image "
+                    "in the Experiment's trial template"
+                )
+            return (
+                f"trial pod {name} cannot pull image {image!r} ({why}); "
+                "pass the image the cluster can pull (trial_image)"
+            )
         if reason in CONFIG_REASONS:
             return f"trial pod {name}: {why}"
     unscheduled = _unschedulable(pod, now, unschedulable_grace_s)
     if unscheduled:
-        return (f"trial pod {name} cannot be scheduled ({unscheduled[0]}) for {unscheduled[1]:.0f}s: "
-                "lower the trial's resources or free the cluster; a missing PersistentVolumeClaim "
-                "(data_pvc) shows here too")
+        return (
+            f"trial pod {name} cannot be scheduled ({unscheduled[0]}) for {unscheduled[1]:.0f}s: "
+            "lower the trial's resources or free the cluster; a missing PersistentVolumeClaim "
+            "(data_pvc) shows here too"
+        )
     labels = (pod.get("metadata") or {}).get("labels") or {}
     containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
     if collector_kind in ("StdOut", "File") and TRIAL_LABEL not in labels and COLLECTOR_CONTAINER not in containers:
-        return (f"trial pod {name} has no Katib metrics collector: the namespace lacks the label "
-                f"{INJECTION_LABEL}=enabled, so no trial ever reports a metric (kubectl label namespace "
-                f"{(pod.get('metadata') or {}).get('namespace', 'NAMESPACE')} {INJECTION_LABEL}=enabled)")
+        return (
+            f"trial pod {name} has no Katib metrics collector: the namespace lacks the label "
+            f"{INJECTION_LABEL}=enabled, so no trial ever reports a metric (kubectl label namespace "
+            f"{(pod.get('metadata') or {}).get('namespace', 'NAMESPACE')} {INJECTION_LABEL}=enabled)"
+        )
     return None
 
 
@@ -348,16 +384,22 @@ def _suggestion_image_hint(container: str | None, suggestion: dict[str, Any]) ->
     return f"it is katib-config's runtime.suggestions image for algorithm {name!r}{ours}"
 
 
-def suggestion_problem(suggestion: dict[str, Any] | None, pods: list[dict[str, Any]], now: float,
-                       unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S) -> str | None:
+def suggestion_problem(
+    suggestion: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+    now: float,
+    unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S,
+) -> str | None:
     """Why the Experiment's Suggestion will never hand out trials, with Katib's own condition and the
     service pod's reason, or None. Katib marks such a Suggestion DeploymentReady=False and nothing
     else (suggestion_controller.go, checkDeploymentReady), so the Experiment would just stay Running."""
     ready = next((c for c in conditions(suggestion) if c.get("type") == "DeploymentReady"), None)
     if suggestion is None or ready is None or ready.get("status") != "False":
         return None
-    said = (f"its Suggestion is DeploymentReady=False ({ready.get('reason', '')}: {ready.get('message', '')}): "
-            "Katib never fails it")
+    said = (
+        f"its Suggestion is DeploymentReady=False ({ready.get('reason', '')}: {ready.get('message', '')}): "
+        "Katib never fails it"
+    )
     ns = suggestion["metadata"].get("namespace", "NAMESPACE")
     for pod in pods:
         name = (pod.get("metadata") or {}).get("name", "?")
@@ -365,27 +407,42 @@ def suggestion_problem(suggestion: dict[str, Any] | None, pods: list[dict[str, A
             reason, container = waiting["reason"], cs.get("name")
             why = f"{reason}: {waiting.get('message', '')}"
             if reason in IMAGE_PULL_REASONS:
-                return (f"{said}; suggestion pod {name} container {container} cannot pull image "
-                        f"{cs.get('image')!r} ({why}); {_suggestion_image_hint(container, suggestion)}")
+                return (
+                    f"{said}; suggestion pod {name} container {container} cannot pull image "
+                    f"{cs.get('image')!r} ({why}); {_suggestion_image_hint(container, suggestion)}"
+                )
             if reason in CRASH_REASONS:
                 last = (cs.get("lastState") or {}).get("terminated") or {}
-                exit_ = (f", last exit code {last.get('exitCode')} ({last.get('reason', '')}"
-                         + (f": {last['message'].strip()}" if last.get("message") else "") + ")") if last else ""
-                return (f"{said}; suggestion pod {name} container {container} keeps crashing ({reason}, "
-                        f"{cs.get('restartCount', 0)} restarts{exit_}); its log: kubectl -n {ns} logs {name} "
-                        f"-c {container} --previous")
+                exit_ = (
+                    (
+                        f", last exit code {last.get('exitCode')} ({last.get('reason', '')}"
+                        + (f": {last['message'].strip()}" if last.get("message") else "")
+                        + ")"
+                    )
+                    if last
+                    else ""
+                )
+                return (
+                    f"{said}; suggestion pod {name} container {container} keeps crashing ({reason}, "
+                    f"{cs.get('restartCount', 0)} restarts{exit_}); its log: kubectl -n {ns} logs {name} "
+                    f"-c {container} --previous"
+                )
             if reason in CONFIG_REASONS:
                 return f"{said}; suggestion pod {name} container {container}: {why}"
         unscheduled = _unschedulable(pod, now, unschedulable_grace_s)
         if unscheduled:
-            return (f"{said}; suggestion pod {name} cannot be scheduled ({unscheduled[0]}) for "
-                    f"{unscheduled[1]:.0f}s: katib-config's resources for it do not fit the cluster")
+            return (
+                f"{said}; suggestion pod {name} cannot be scheduled ({unscheduled[0]}) for "
+                f"{unscheduled[1]:.0f}s: katib-config's resources for it do not fit the cluster"
+            )
     if not pods:
         waited = _since(ready.get("lastTransitionTime"), now)
         if waited is not None and waited >= unschedulable_grace_s:
-            return (f"{said}; its Deployment {suggestion_deployment(suggestion)} has made no pod in {waited:.0f}s "
-                    f"(a quota or an admission policy refusing it?): kubectl -n {ns} describe replicaset -l "
-                    f"{SUGGESTION_DEPLOYMENT_LABEL}={suggestion_deployment(suggestion)}")
+            return (
+                f"{said}; its Deployment {suggestion_deployment(suggestion)} has made no pod in {waited:.0f}s "
+                f"(a quota or an admission policy refusing it?): kubectl -n {ns} describe replicaset -l "
+                f"{SUGGESTION_DEPLOYMENT_LABEL}={suggestion_deployment(suggestion)}"
+            )
     return None
 
 
@@ -412,16 +469,22 @@ class _Session:
             raise _api_error(exc, "list_experiments", self.namespace, None) from exc
         return list(found.get("items") or [])
 
-    def create(self, experiment: dict[str, Any], run_id: str | None = None,
-               owner: dict[str, str] | None = None) -> dict[str, Any]:
+    def create(
+        self, experiment: dict[str, Any], run_id: str | None = None, owner: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         meta = experiment.get("metadata") or {}
         base = meta.get("name") or meta.get("generateName") or "experiment"
         if run_id:
-            mine = [e for e in self.find(run_id) if (e.get("metadata") or {}).get("name", "").startswith(
-                unique_name(base)[:-SUFFIX_LEN - 1])]
+            mine = [
+                e
+                for e in self.find(run_id)
+                if (e.get("metadata") or {}).get("name", "").startswith(unique_name(base)[: -SUFFIX_LEN - 1])
+            ]
             if mine:
-                self.log(f"tune: Experiment {self.namespace}/{mine[0]['metadata']['name']} of this run exists "
-                         "(the step was retried): waiting for it")
+                self.log(
+                    f"tune: Experiment {self.namespace}/{mine[0]['metadata']['name']} of this run exists "
+                    "(the step was retried): waiting for it"
+                )
                 return mine[0]
         run_id = run_id or uuid.uuid4().hex
         for _ in range(3):  # three random names all taken: something else is wrong
@@ -480,8 +543,9 @@ class _Session:
         except Exception as exc:  # noqa: BLE001
             return f"(its Suggestion is not readable: {_status_message(exc)})"
         failed = [c for c in conditions(suggestion) if c.get("type") == "Failed" and c.get("status") == "True"]
-        return (f"its Suggestion failed ({failed[-1].get('reason', '')}: {failed[-1].get('message', '')})"
-                if failed else "")
+        return (
+            f"its Suggestion failed ({failed[-1].get('reason', '')}: {failed[-1].get('message', '')})" if failed else ""
+        )
 
     def suggestion_trouble(self, name: str, now: float) -> str | None:
         suggestion = self.suggestion(name)
@@ -494,8 +558,9 @@ class _Session:
             raise _api_error(exc, "list_pods", self.namespace, None) from exc
         return suggestion_problem(suggestion, pods, now)
 
-    def stuck_trial(self, trials: list[dict[str, Any]], collector_kind: str, primary: str | None,
-                    now: float) -> str | None:
+    def stuck_trial(
+        self, trials: list[dict[str, Any]], collector_kind: str, primary: str | None, now: float
+    ) -> str | None:
         """The first trial that has not ended whose pod can never report a metric, with the pod's reason."""
         open_ = [t["metadata"]["name"] for t in trials if trial_state(t) not in TRIAL_ENDED]
         if not open_:
@@ -510,8 +575,9 @@ class _Session:
                 return problem
         return None
 
-    def ended(self, last: dict[str, Any], trials: list[dict[str, Any]], collector_kind: str, primary: str | None,
-              now: float) -> bool:
+    def ended(
+        self, last: dict[str, Any], trials: list[dict[str, Any]], collector_kind: str, primary: str | None, now: float
+    ) -> bool:
         """True once a Succeeded Experiment's result is final: every trial ended by its own conditions (or
         can never run) and Katib lists none as running (while it does, it still updates the object)."""
         ns, name = self.namespace, last["metadata"]["name"]
@@ -526,8 +592,10 @@ class _Session:
         counted = {n for key in ENDED_TRIAL_LISTS for n in st.get(key) or []}
         late = sorted(t["metadata"]["name"] for t in trials if t["metadata"]["name"] not in counted)
         if late:
-            self.log(f"tune: {ns}/{name}: {', '.join(late)} ended after Katib stopped updating the Experiment "
-                     "(it does once it lists no running trial): not in its currentOptimalTrial")
+            self.log(
+                f"tune: {ns}/{name}: {', '.join(late)} ended after Katib stopped updating the Experiment "
+                "(it does once it lists no running trial): not in its currentOptimalTrial"
+            )
         return True
 
     def delete(self, name: str) -> None:
@@ -537,8 +605,16 @@ class _Session:
             if getattr(exc, "status", None) != 404:  # already gone is what we wanted
                 raise _api_error(exc, "delete_experiment", self.namespace, name) from exc
 
-    def wait(self, created: dict[str, Any], deadline: float, timeout_s: int, poll_s: float,
-             clock: Callable[[], float], keep_hint: bool, wall: Callable[[], float] = time.time) -> dict[str, Any]:
+    def wait(
+        self,
+        created: dict[str, Any],
+        deadline: float,
+        timeout_s: int,
+        poll_s: float,
+        clock: Callable[[], float],
+        keep_hint: bool,
+        wall: Callable[[], float] = time.time,
+    ) -> dict[str, Any]:
         name, ns, last = created["metadata"]["name"], self.namespace, created
         spec = created.get("spec") or {}
         kind = ((spec.get("metricsCollectorSpec") or {}).get("collector") or {}).get("kind", "StdOut")
@@ -562,11 +638,12 @@ class _Session:
                 said = line
             if condition_is_true(last, "Failed"):
                 failed = next(c for c in reversed(conditions(last)) if c.get("type") == "Failed")
-                why = [self.failed_suggestion(name) if failed.get("message") == SUGGESTION_FAILED_MESSAGE else "",
-                       self.failed_trials(name)]
+                why = [
+                    self.failed_suggestion(name) if failed.get("message") == SUGGESTION_FAILED_MESSAGE else "",
+                    self.failed_trials(name),
+                ]
                 raise KatibExperimentFailed(
-                    f"Experiment {ns}/{name} failed: {describe_conditions(last)}"
-                    + "".join(f"; {w}" for w in why if w),
+                    f"Experiment {ns}/{name} failed: {describe_conditions(last)}" + "".join(f"; {w}" for w in why if w),
                     last,
                 )
             trials = self.trials(name)
@@ -581,8 +658,11 @@ class _Session:
             if remaining <= 0:
                 hint = f"; it is still there: kubectl delete experiment {name} -n {ns}" if keep_hint else ""
                 busy = [t["metadata"]["name"] for t in trials if trial_state(t) not in TRIAL_ENDED]
-                waiting = (f" ({len(busy)} trial(s) still running after it ended: {', '.join(busy)})"
-                           if busy and condition_is_true(last, "Succeeded") else "")
+                waiting = (
+                    f" ({len(busy)} trial(s) still running after it ended: {', '.join(busy)})"
+                    if busy and condition_is_true(last, "Succeeded")
+                    else ""
+                )
                 raise KatibTimeout(
                     f"Experiment {ns}/{name} did not finish within {timeout_s}s{waiting}; "
                     f"last conditions: {describe_conditions(last)}{hint}",
@@ -635,8 +715,14 @@ def run_on_katib(
     return result
 
 
-def stop_run(namespace: str, run_id: str, api: Any = None, *, retry: RetryPolicy | None = None,
-             log: Callable[[str], None] = lambda line: print(line, flush=True)) -> list[str]:
+def stop_run(
+    namespace: str,
+    run_id: str,
+    api: Any = None,
+    *,
+    retry: RetryPolicy | None = None,
+    log: Callable[[str], None] = lambda line: print(line, flush=True),
+) -> list[str]:
     """Delete this run's Experiments that have not ended (Katib deletes their trials with them):
     the pipeline's exit handler, so a terminated or failed run leaves nothing running."""
     session = _Session(api if api is not None else default_api(), namespace, retry or RetryPolicy(), time.sleep, log)

@@ -10,6 +10,7 @@ The linter turns these rules into findings with field paths; the local run
 reads its typed settings from the same table. Nothing here reports or raises
 on its own except `typed_settings` on a value the linter would have rejected.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,7 +48,7 @@ def go_atoi(text: Any) -> int | None:
 class Setting:
     """One `algorithmSettings` entry a service knows."""
 
-    parse: Callable[[Any], Any]          # text -> value, None when it does not parse
+    parse: Callable[[Any], Any]  # text -> value, None when it does not parse
     ok: Callable[[Any], bool] = lambda value: True
     # The service's message when parse or ok fails: a format string, or a function of
     # (name, text, parsed value or None, algorithm) for rules with two messages.
@@ -69,18 +70,25 @@ def _int_at_least(minimum: int, default: Any = None) -> Setting:
         if value is None:
             return f"failed to validate {name}({text}) for {algorithm}: not an integer"
         return f"{name} should be >= {minimum} for {algorithm}, found {text}"
+
     return Setting(py_int, lambda v: v >= minimum, problem, default)
 
 
 def _choice(choices: tuple[str, ...], default: str, what: str) -> Setting:
-    return Setting(str, lambda v: v in choices,
-                   "{name} {value!r} is not supported in " + what + " (" + ", ".join(choices) + ")", default)
+    return Setting(
+        str,
+        lambda v: v in choices,
+        "{name} {value!r} is not supported in " + what + " (" + ", ".join(choices) + ")",
+        default,
+    )
 
 
 RANDOM_STATE = _int_at_least(0)
-SKOPT_CHOICES = {"base_estimator": ("GP", "RF", "ET", "GBRT"),
-                 "acq_func": ("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"),
-                 "acq_optimizer": ("auto", "sampling", "lbfgs")}
+SKOPT_CHOICES = {
+    "base_estimator": ("GP", "RF", "ET", "GBRT"),
+    "acq_func": ("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"),
+    "acq_optimizer": ("auto", "sampling", "lbfgs"),
+}
 CMAES_RESTART_STRATEGIES = ("ipop", "bipop", "none")
 # Settings hyperband writes back into its own Suggestion; harmless in an Experiment.
 HYPERBAND_BOOKKEEPING = frozenset({"s_max", "b_l", "r", "n", "current_s", "current_i", "evaluating_trials"})
@@ -95,53 +103,89 @@ ASHA_PROMOTED = "asha_promoted"
 class Service:
     """One suggestion service's rules."""
 
-    backend: str                     # hyperopt | optuna | skopt | goptuna | hyperband
+    backend: str  # hyperopt | optuna | skopt | goptuna | hyperband
     settings: dict[str, Setting]
-    unknown_rejected: bool = True    # False: the service ignores unknown settings (we warn)
+    unknown_rejected: bool = True  # False: the service ignores unknown settings (we warn)
     ignored: frozenset[str] = frozenset()
-    render: str = "python"           # how values are written into the trial: python str() or Go FormatFloat
+    render: str = "python"  # how values are written into the trial: python str() or Go FormatFloat
 
 
 ALGORITHMS: dict[str, Service] = {
     "random": Service("hyperopt", {"random_state": RANDOM_STATE}),
-    "tpe": Service("hyperopt", {
-        "gamma": Setting(py_float, lambda v: 0 < v < 1, "gamma should be in the range of (0, 1), found {value!r}"),
-        "prior_weight": Setting(py_float, lambda v: v > 0,
-                                "prior_weight should be greater than zero, found {value!r}"),
-        "n_EI_candidates": _int_at_least(1),
-        "random_state": RANDOM_STATE}),
-    "multivariate-tpe": Service("optuna", {"n_startup_trials": _int_at_least(0), "n_ei_candidates": _int_at_least(0),
-                                           "random_state": RANDOM_STATE}),
+    "tpe": Service(
+        "hyperopt",
+        {
+            "gamma": Setting(py_float, lambda v: 0 < v < 1, "gamma should be in the range of (0, 1), found {value!r}"),
+            "prior_weight": Setting(
+                py_float, lambda v: v > 0, "prior_weight should be greater than zero, found {value!r}"
+            ),
+            "n_EI_candidates": _int_at_least(1),
+            "random_state": RANDOM_STATE,
+        },
+    ),
+    "multivariate-tpe": Service(
+        "optuna",
+        {"n_startup_trials": _int_at_least(0), "n_ei_candidates": _int_at_least(0), "random_state": RANDOM_STATE},
+    ),
     "grid": Service("optuna", {"random_state": RANDOM_STATE}),
-    "cmaes": Service("goptuna", {
-        "random_state": Setting(go_atoi, problem="random_state {value!r} is not an integer"),
-        "sigma": Setting(py_float, problem="sigma {value!r} is not a number"),
-        "restart_strategy": Setting(str, lambda v: v in CMAES_RESTART_STRATEGIES,
-                                    "invalid restart_strategy {value!r} (ipop, bipop, none)", "none")},
-        unknown_rejected=False, render="goptuna"),
+    "cmaes": Service(
+        "goptuna",
+        {
+            "random_state": Setting(go_atoi, problem="random_state {value!r} is not an integer"),
+            "sigma": Setting(py_float, problem="sigma {value!r} is not a number"),
+            "restart_strategy": Setting(
+                str,
+                lambda v: v in CMAES_RESTART_STRATEGIES,
+                "invalid restart_strategy {value!r} (ipop, bipop, none)",
+                "none",
+            ),
+        },
+        unknown_rejected=False,
+        render="goptuna",
+    ),
     "sobol": Service("goptuna", {}, unknown_rejected=False, render="goptuna"),
-    "bayesianoptimization": Service("skopt", {
-        "base_estimator": _choice(SKOPT_CHOICES["base_estimator"], "GP", "Bayesian optimization"),
-        "acq_func": _choice(SKOPT_CHOICES["acq_func"], "gp_hedge", "Bayesian optimization"),
-        "acq_optimizer": _choice(SKOPT_CHOICES["acq_optimizer"], "auto", "Bayesian optimization"),
-        "n_initial_points": _int_at_least(0, 10),
-        "random_state": RANDOM_STATE}),
-    "hyperband": Service("hyperband", {
-        "r_l": Setting(py_float, lambda v: v > 0, "r_l must be a positive number, found {value!r}"),
-        "eta": Setting(py_float, lambda v: hyperband_eta(v) != 1,
-                       lambda name, text, value, _: f"eta must be a number, found {text!r}" if value is None
-                       else "eta 1 makes hyperband divide by log(1) = 0; use 2 or more", 3),
-        "resource_name": Setting(str)},
-        unknown_rejected=False, ignored=HYPERBAND_BOOKKEEPING),
+    "bayesianoptimization": Service(
+        "skopt",
+        {
+            "base_estimator": _choice(SKOPT_CHOICES["base_estimator"], "GP", "Bayesian optimization"),
+            "acq_func": _choice(SKOPT_CHOICES["acq_func"], "gp_hedge", "Bayesian optimization"),
+            "acq_optimizer": _choice(SKOPT_CHOICES["acq_optimizer"], "auto", "Bayesian optimization"),
+            "n_initial_points": _int_at_least(0, 10),
+            "random_state": RANDOM_STATE,
+        },
+    ),
+    "hyperband": Service(
+        "hyperband",
+        {
+            "r_l": Setting(py_float, lambda v: v > 0, "r_l must be a positive number, found {value!r}"),
+            "eta": Setting(
+                py_float,
+                lambda v: hyperband_eta(v) != 1,
+                lambda name, text, value, _: (
+                    f"eta must be a number, found {text!r}"
+                    if value is None
+                    else "eta 1 makes hyperband divide by log(1) = 0; use 2 or more"
+                ),
+                3,
+            ),
+            "resource_name": Setting(str),
+        },
+        unknown_rejected=False,
+        ignored=HYPERBAND_BOOKKEEPING,
+    ),
     # max_resource has no fixed default: it is the resource parameter's feasibleSpace.max (asha_plan).
-    "asha": Service(EXTENSION_BACKEND, {
-        "eta": _int_at_least(2, 3),
-        "min_resource": _int_at_least(1, 1),
-        "max_resource": _int_at_least(2),
-        "resource_name": Setting(str, lambda v: v != "", "{name} must name a parameter, found {value!r}", "epochs"),
-        "random_state": RANDOM_STATE,
-        "base_sampler": _choice(ASHA_SAMPLERS, "random", "asha")},
-        ignored=frozenset({ASHA_PROMOTED})),
+    "asha": Service(
+        EXTENSION_BACKEND,
+        {
+            "eta": _int_at_least(2, 3),
+            "min_resource": _int_at_least(1, 1),
+            "max_resource": _int_at_least(2),
+            "resource_name": Setting(str, lambda v: v != "", "{name} must name a parameter, found {value!r}", "epochs"),
+            "random_state": RANDOM_STATE,
+            "base_sampler": _choice(ASHA_SAMPLERS, "random", "asha"),
+        },
+        ignored=frozenset({ASHA_PROMOTED}),
+    ),
 }
 # Katib algorithms whose services check their own settings and space (not modelled offline).
 UNMODELLED = ("pbt", "enas", "darts")
@@ -181,6 +225,7 @@ def typed_settings(algorithm: str, settings: dict[str, str]) -> dict[str, Any]:
 
 # --- search-space facts ---------------------------------------------------------------------------
 
+
 def grid_points(params: list[Param]) -> dict[str, list[Any]]:
     """The grid Katib's Optuna service builds (`convert_to_combinations`): np.arange for doubles, so
     0.30000000000000004 is kept. ValueError names the parameter without a step."""
@@ -215,8 +260,10 @@ def grid_budget_problem(params: list[Param], max_trials: int) -> str | None:
     size = math.prod(len(v) for v in combos.values())
     if max_trials <= size:
         return None
-    return (f"Max Trial Count: {max_trials} > all possible search combinations: {size} "
-            f"({' x '.join(f'{n}={len(v)}' for n, v in combos.items())})")
+    return (
+        f"Max Trial Count: {max_trials} > all possible search combinations: {size} "
+        f"({' x '.join(f'{n}={len(v)}' for n, v in combos.items())})"
+    )
 
 
 @dataclass(frozen=True)
@@ -232,7 +279,7 @@ class HyperbandPlan:
     @property
     def min_parallel(self) -> int:
         """The smallest parallelTrialCount Katib's hyperband service accepts (eta ** s_max)."""
-        return int(math.ceil(self.eta ** self.s_max))
+        return int(math.ceil(self.eta**self.s_max))
 
 
 def hyperband_eta(text: Any) -> int:
@@ -280,32 +327,52 @@ def asha_problems(settings: dict[str, str], params: list[Param]) -> list[tuple[s
     """(setting name, message) for each asha rule the settings break, the single-value rules of
     ALGORITHMS["asha"] included: what ValidateAlgorithmSettings rejects, in one place."""
     service = ALGORITHMS["asha"]
-    out = [(name, f"unknown setting {name!r} for algorithm asha (known: {', '.join(service.settings)})")
-           for name in settings if name not in service.settings and name not in service.ignored]
-    out += [(name, problem) for name, text in settings.items() if name in service.settings
-            for problem in [service.settings[name].check(name, text, "asha")] if problem]
+    out = [
+        (name, f"unknown setting {name!r} for algorithm asha (known: {', '.join(service.settings)})")
+        for name in settings
+        if name not in service.settings and name not in service.ignored
+    ]
+    out += [
+        (name, problem)
+        for name, text in settings.items()
+        if name in service.settings
+        for problem in [service.settings[name].check(name, text, "asha")]
+        if problem
+    ]
     if out:
         return out
     typed = typed_settings("asha", settings)
     resource = typed["resource_name"]
     param = next((p for p in params if p.name == resource), None)
     if param is None:
-        return [("resource_name", f"resource_name {resource!r} must be one of spec.parameters "
-                                  f"({', '.join(p.name for p in params) or 'none'})")]
+        return [
+            (
+                "resource_name",
+                f"resource_name {resource!r} must be one of spec.parameters "
+                f"({', '.join(p.name for p in params) or 'none'})",
+            )
+        ]
     if param.type != "int":
-        return [("resource_name", f"resource_name {resource!r} must be an int parameter (the epochs budget), "
-                                  f"found {param.type}")]
+        return [
+            (
+                "resource_name",
+                f"resource_name {resource!r} must be an int parameter (the epochs budget), found {param.type}",
+            )
+        ]
     low, high = int(param.min), int(param.max)
     top = typed.get("max_resource", high)
     if typed["min_resource"] < low:
-        out.append(("min_resource", f"min_resource {typed['min_resource']} is below parameter {resource}'s "
-                                    f"min {low}"))
+        out.append(("min_resource", f"min_resource {typed['min_resource']} is below parameter {resource}'s min {low}"))
     if top > high:
         out.append(("max_resource", f"max_resource {top} is above parameter {resource}'s max {high}"))
     if top <= typed["min_resource"]:
-        out.append(("max_resource", f"max_resource {top} must be greater than min_resource "
-                                    f"{typed['min_resource']}"
-                                    + ("" if "max_resource" in typed else f" (it defaults to {resource}'s max)")))
+        out.append(
+            (
+                "max_resource",
+                f"max_resource {top} must be greater than min_resource "
+                f"{typed['min_resource']}" + ("" if "max_resource" in typed else f" (it defaults to {resource}'s max)"),
+            )
+        )
     return out
 
 
@@ -322,8 +389,14 @@ def asha_plan(settings: dict[str, str], params: list[Param], experiment_name: st
         import zlib
 
         seed = zlib.crc32(experiment_name.encode())
-    return AshaPlan(typed["eta"], typed["min_resource"], typed.get("max_resource", int(resource.max)),
-                    typed["resource_name"], seed, typed["base_sampler"])
+    return AshaPlan(
+        typed["eta"],
+        typed["min_resource"],
+        typed.get("max_resource", int(resource.max)),
+        typed["resource_name"],
+        seed,
+        typed["base_sampler"],
+    )
 
 
 def min_parallel(algorithm: str, settings: dict[str, str]) -> int:

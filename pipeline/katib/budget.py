@@ -14,6 +14,7 @@
   algorithm's resource parameter sets (hyperband's and asha's resource_name): the trial's argparse
   keeps the last value, so every rung would train the same epochs. `resource_override_refusal`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,11 +35,18 @@ class Budgeted:
         return exp.max_trial_count is None or exp.parallel_trial_count <= exp.max_trial_count
 
 
-def with_budget(exp: Experiment, max_trial_count: int | None = None, parallel_trial_count: int | None = None,
-                max_failed_trial_count: int | None = None) -> Budgeted:
+def with_budget(
+    exp: Experiment,
+    max_trial_count: int | None = None,
+    parallel_trial_count: int | None = None,
+    max_failed_trial_count: int | None = None,
+) -> Budgeted:
     """`exp` with the given counts (None keeps the YAML's); see the module docstring for the rule."""
-    for flag, value, least in (("maxTrialCount", max_trial_count, 1), ("parallelTrialCount", parallel_trial_count, 1),
-                               ("maxFailedTrialCount", max_failed_trial_count, 0)):
+    for flag, value, least in (
+        ("maxTrialCount", max_trial_count, 1),
+        ("parallelTrialCount", parallel_trial_count, 1),
+        ("maxFailedTrialCount", max_failed_trial_count, 0),
+    ):
         if value is not None and value < least:
             raise UserError(f"{flag} override must be >= {least}, found {value}")
     notes: list[str] = []
@@ -53,36 +61,45 @@ def with_budget(exp: Experiment, max_trial_count: int | None = None, parallel_tr
     floor = algorithms.min_parallel(exp.algorithm_name, exp.algorithm_settings)
     if parallel < floor:
         if parallel_trial_count is not None:
-            notes.append(f"parallelTrialCount {parallel} raised to {floor}: {exp.algorithm_name} needs at least "
-                         f"{floor} (Katib's service rejects fewer)")
+            notes.append(
+                f"parallelTrialCount {parallel} raised to {floor}: {exp.algorithm_name} needs at least "
+                f"{floor} (Katib's service rejects fewer)"
+            )
         parallel = floor
     if max_trials is not None and parallel > max_trials:
-        notes.append(f"maxTrialCount {max_trials} is below {exp.algorithm_name}'s parallelTrialCount {parallel}: "
-                     f"the local run starts at most {max_trials} trials; Katib would reject this budget")
+        notes.append(
+            f"maxTrialCount {max_trials} is below {exp.algorithm_name}'s parallelTrialCount {parallel}: "
+            f"the local run starts at most {max_trials} trials; Katib would reject this budget"
+        )
     if exp.algorithm_name == "grid" and max_trials is not None:
         problem = algorithms.grid_budget_problem(exp.parameters, max_trials)
         if problem:
             raise UserError(f"{exp.source}: spec.maxTrialCount: {problem}")
-    budgeted = exp.with_spec(maxTrialCount=max_trials, parallelTrialCount=parallel,
-                             maxFailedTrialCount=max_failed)
+    budgeted = exp.with_spec(maxTrialCount=max_trials, parallelTrialCount=parallel, maxFailedTrialCount=max_failed)
     return Budgeted(budgeted, tuple(notes))
 
 
 RESTARTABLE_POLICIES = ("LongRunning", "FromVolume")
 
 
-def resume_refusal(resume_policy: str, old_status: str | None, old_trials: int | None = None,
-                   new_max_trial_count: int | None = None) -> str | None:
+def resume_refusal(
+    resume_policy: str, old_status: str | None, old_trials: int | None = None, new_max_trial_count: int | None = None
+) -> str | None:
     """Why Katib's validating webhook refuses an edit of an Experiment's spec (a raised budget),
     None when it admits it (`validator.go`, oldInst != nil). `old_status`: the reason the
     Experiment completed with (e.g. ExperimentMaxTrialsReached), None while it runs."""
-    if old_status is not None and not (old_status == "ExperimentMaxTrialsReached"
-                                       and resume_policy in RESTARTABLE_POLICIES):
-        return (f"Katib refuses to restart a completed Experiment ({old_status}) unless it ended by reaching "
-                f"maxTrialCount and spec.resumePolicy is LongRunning or FromVolume (it is {resume_policy})")
+    if old_status is not None and not (
+        old_status == "ExperimentMaxTrialsReached" and resume_policy in RESTARTABLE_POLICIES
+    ):
+        return (
+            f"Katib refuses to restart a completed Experiment ({old_status}) unless it ended by reaching "
+            f"maxTrialCount and spec.resumePolicy is LongRunning or FromVolume (it is {resume_policy})"
+        )
     if old_trials is not None and new_max_trial_count is not None and new_max_trial_count <= old_trials:
-        return (f"spec.maxTrialCount {new_max_trial_count} must be greater than the {old_trials} trials the "
-                "Experiment already has")
+        return (
+            f"spec.maxTrialCount {new_max_trial_count} must be greater than the {old_trials} trials the "
+            "Experiment already has"
+        )
     return None
 
 
@@ -95,8 +112,9 @@ def resource_parameter(exp: Experiment) -> str | None:
     service = algorithms.ALGORITHMS.get(exp.algorithm_name)
     if service is None or RESOURCE_SETTING not in service.settings:
         return None
-    return str(algorithms.typed_settings(exp.algorithm_name, exp.algorithm_settings).get(RESOURCE_SETTING) or "") \
-        or None
+    return (
+        str(algorithms.typed_settings(exp.algorithm_name, exp.algorithm_settings).get(RESOURCE_SETTING) or "") or None
+    )
 
 
 def resource_flags(exp: Experiment) -> tuple[str, ...]:
@@ -107,8 +125,10 @@ def resource_flags(exp: Experiment) -> tuple[str, ...]:
     name = resource_parameter(exp)
     if name is None or name not in {p.name for p in exp.parameters}:
         return ()
-    samples = {p.name: _MARK if p.name == name else p.choices[0] if p.choices
-               else int(p.min) if p.type == "int" else p.min for p in exp.parameters}
+    samples = {
+        p.name: _MARK if p.name == name else p.choices[0] if p.choices else int(p.min) if p.type == "int" else p.min
+        for p in exp.parameters
+    }
     argv = trial_argv(exp, samples)
     flags = []
     for i, word in enumerate(argv):
@@ -128,6 +148,8 @@ def resource_override_refusal(exp: Experiment, arg: str, origin: str) -> str | N
     if flag not in resource_flags(exp):
         return None
     alg, name = exp.algorithm_name, resource_parameter(exp)
-    return (f"{exp.source}: {algorithms.SETTINGS_PATH}.{RESOURCE_SETTING}: {origin} would append {arg} to every "
-            f"trial, overriding {flag}, which {alg} sets per rung from parameter {name!r}: every rung would "
-            f"train the same; leave it at 0 for {alg}")
+    return (
+        f"{exp.source}: {algorithms.SETTINGS_PATH}.{RESOURCE_SETTING}: {origin} would append {arg} to every "
+        f"trial, overriding {flag}, which {alg} sets per rung from parameter {name!r}: every rung would "
+        f"train the same; leave it at 0 for {alg}"
+    )

@@ -7,6 +7,7 @@ picks). Values stay strings end to end, as in Katib: `accuracy=nan` under the
 default filter yields the value "" (the regex matches no digits), which Katib
 still stores and treats as a reported - but non-numeric - objective.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,6 +22,7 @@ from pipeline.errors import UserError
 from pipeline.katib.experiment import Experiment
 from pipeline.katib.goregex import Filter, GoRegexError, compile_go, sidecar_filters
 from trial.metrics import KATIB_DEFAULT_FILTER
+
 UNAVAILABLE = "unavailable"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -117,10 +119,10 @@ def go_unix_timestamp(value: float) -> str:
         nsec = int(frac_text) if frac_text else 0
     except ValueError:
         return ""
-    if not -(2 ** 63) <= sec < 2 ** 63 or nsec >= 2 ** 63:
+    if not -(2**63) <= sec < 2**63 or nsec >= 2**63:
         return ""
-    total = sec * 10 ** 9 + nsec  # time.Unix normalises nsec beyond a second
-    sec, nsec = divmod(total, 10 ** 9)
+    total = sec * 10**9 + nsec  # time.Unix normalises nsec beyond a second
+    sec, nsec = divmod(total, 10**9)
     try:
         dt = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=sec)
     except OverflowError:
@@ -134,8 +136,7 @@ def _is_rfc3339(text: str) -> bool:
     if not m:
         return False
     try:
-        datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)),
-                 int(m.group(6)))
+        datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)), int(m.group(6)))
     except ValueError:
         return False
     return True
@@ -152,9 +153,11 @@ def compile_filters(filters: Iterable[str] | None) -> list[Filter]:
         try:
             compiled.append(compile_go(f))
         except GoRegexError as exc:
-            raise UserError(f"spec.metricsCollectorSpec.source.filter.metricsFormat: {f!r} is not a regular "
-                            f"expression Go can compile ({exc}); Katib's metrics-collector sidecar crashes on "
-                            "it (nil regexp)") from None
+            raise UserError(
+                f"spec.metricsCollectorSpec.source.filter.metricsFormat: {f!r} is not a regular "
+                f"expression Go can compile ({exc}); Katib's metrics-collector sidecar crashes on "
+                "it (nil regexp)"
+            ) from None
     return compiled
 
 
@@ -202,8 +205,9 @@ class MetricsFormatError(Exception):
     """The trial's JSON metrics file is malformed: Katib's collector fails too."""
 
 
-def parse_logs(text: str, metrics: list[str], file_format: str = "TEXT",
-               filters: Iterable[str] | None = None) -> list[MetricLog]:
+def parse_logs(
+    text: str, metrics: list[str], file_format: str = "TEXT", filters: Iterable[str] | None = None
+) -> list[MetricLog]:
     """Every metric log in `text`; `metrics[0]` is the objective."""
     logs: list[MetricLog] = []
     if file_format == "JSON":
@@ -267,11 +271,11 @@ class CollectorSpec:
     """What the collector needs from the Experiment (already defaulted)."""
 
     objective: str
-    metric_names: list[str]          # objective first, then additionalMetricNames
-    strategies: dict[str, str]       # metric -> min | max | latest
-    kind: str = "StdOut"             # StdOut | File
-    file_format: str = "TEXT"        # TEXT | JSON
-    path: str | None = None          # File collector's absolute path in the container
+    metric_names: list[str]  # objective first, then additionalMetricNames
+    strategies: dict[str, str]  # metric -> min | max | latest
+    kind: str = "StdOut"  # StdOut | File
+    file_format: str = "TEXT"  # TEXT | JSON
+    path: str | None = None  # File collector's absolute path in the container
     filters: tuple[str, ...] = ()
 
     @classmethod
@@ -280,17 +284,24 @@ class CollectorSpec:
         names = objective.metric_names
         kind = exp.collector_kind
         if kind not in ("StdOut", "File"):
-            raise UserError(f"spec.metricsCollectorSpec.collector.kind: {kind!r} is not supported by the local "
-                            "dry-run (supported: StdOut, File); the trial's metrics could not be read the way "
-                            "Katib reads them")
+            raise UserError(
+                f"spec.metricsCollectorSpec.collector.kind: {kind!r} is not supported by the local "
+                "dry-run (supported: StdOut, File); the trial's metrics could not be read the way "
+                "Katib reads them"
+            )
         source = exp.collector_source
         fs = source.get("fileSystemPath") or {}
         filters = tuple((source.get("filter") or {}).get("metricsFormat") or ())
         compile_filters(filters)  # fail early on a bad regex
-        return cls(objective=objective.metric, metric_names=names,
-                   strategies={n: objective.strategy(n) for n in names}, kind=kind,
-                   file_format=fs.get("format", "TEXT") if kind == "File" else "TEXT",
-                   path=fs.get("path") if kind == "File" else None, filters=filters)
+        return cls(
+            objective=objective.metric,
+            metric_names=names,
+            strategies={n: objective.strategy(n) for n in names},
+            kind=kind,
+            file_format=fs.get("format", "TEXT") if kind == "File" else "TEXT",
+            path=fs.get("path") if kind == "File" else None,
+            filters=filters,
+        )
 
     def parse(self, text: str) -> list[MetricLog]:
         return parse_logs(text, self.metric_names, self.file_format, self.filters)
@@ -307,19 +318,27 @@ class TrialMetrics:
 
     available: bool
     observation: Observation
-    objective: str              # Katib string (may be "" or "unavailable")
+    objective: str  # Katib string (may be "" or "unavailable")
     objective_float: float | None
-    reports: int                # how many times the objective was reported
+    reports: int  # how many times the objective was reported
 
 
 def collect(spec: CollectorSpec, text: str) -> TrialMetrics:
     """From a trial's whole output (or metrics file) to Katib's observation."""
     logs = spec.parse(text)
     available = objective_reported(logs, spec.objective)
-    obs = observe(logs, spec.metric_names) if available else Observation(
-        {n: {"min": UNAVAILABLE, "max": UNAVAILABLE, "latest": UNAVAILABLE} for n in spec.metric_names})
+    obs = (
+        observe(logs, spec.metric_names)
+        if available
+        else Observation(
+            {n: {"min": UNAVAILABLE, "max": UNAVAILABLE, "latest": UNAVAILABLE} for n in spec.metric_names}
+        )
+    )
     value = objective_value(obs, spec.objective, spec.strategies.get(spec.objective, "max"))
-    return TrialMetrics(available=available and obs.metrics[spec.objective]["latest"] != UNAVAILABLE,
-                        observation=obs, objective=value,
-                        objective_float=go_parse_float(value) if value != UNAVAILABLE else None,
-                        reports=sum(1 for log in logs if log.name == spec.objective))
+    return TrialMetrics(
+        available=available and obs.metrics[spec.objective]["latest"] != UNAVAILABLE,
+        observation=obs,
+        objective=value,
+        objective_float=go_parse_float(value) if value != UNAVAILABLE else None,
+        reports=sum(1 for log in logs if log.name == spec.objective),
+    )

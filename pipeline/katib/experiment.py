@@ -5,6 +5,7 @@ webhook would (`experiment_defaults.go`), and read it through one typed view.
 show, lint and run is what `kubectl apply` sends; every consumer reads fields
 through the view's properties instead of indexing the dict. Validation is the
 linter's (`pipeline.lint.load`), one layer up: this module only parses."""
+
 from __future__ import annotations
 
 import copy
@@ -32,8 +33,10 @@ TRAINJOB_SUCCESS_CONDITION = 'status.conditions.#(type=="Complete")#|#(status=="
 TRAINJOB_FAILURE_CONDITION = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
 KUBEFLOW_JOB_KINDS = ("TFJob", "PyTorchJob", "XGBoostJob", "MPIJob", "TrainJob")
 KUBEFLOW_JOB_PRIMARY_POD_LABELS = {"training.kubeflow.org/job-role": "master"}
-TRAINJOB_PRIMARY_POD_LABELS = {"jobset.sigs.k8s.io/replicatedjob-name": "node",
-                               "batch.kubernetes.io/job-completion-index": "0"}
+TRAINJOB_PRIMARY_POD_LABELS = {
+    "jobset.sigs.k8s.io/replicatedjob-name": "node",
+    "batch.kubernetes.io/job-completion-index": "0",
+}
 DEFAULT_PROMETHEUS_PATH = "/metrics"
 DEFAULT_PROMETHEUS_PORT = 8080
 
@@ -192,9 +195,8 @@ def _default_metrics_collector(spec: dict[str, Any]) -> None:
         fs["path"] = fs.get("path") or DEFAULT_TFEVENT_DIR
 
 
-
-
 # --- the typed view --------------------------------------------------------------------------------
+
 
 def default_strategy(objective_type: Any) -> str:
     """Katib's metricStrategy default: max when maximizing, min when minimizing, else latest."""
@@ -206,7 +208,7 @@ class Param:
     """One entry of spec.parameters, parsed (values stay Katib strings for discrete/categorical)."""
 
     name: str
-    type: str                       # double | int | discrete | categorical
+    type: str  # double | int | discrete | categorical
     min: float | None = None
     max: float | None = None
     step: float | None = None
@@ -218,8 +220,12 @@ class Param:
         fs = p.get("feasibleSpace") or {}
         ptype = p.get("parameterType")
         if ptype in ("discrete", "categorical"):
-            return cls(p["name"], ptype, choices=tuple(str(v) for v in fs.get("list") or []),
-                       distribution=fs.get("distribution") or DEFAULT_DISTRIBUTION)
+            return cls(
+                p["name"],
+                ptype,
+                choices=tuple(str(v) for v in fs.get("list") or []),
+                distribution=fs.get("distribution") or DEFAULT_DISTRIBUTION,
+            )
         if ptype not in ("double", "int"):
             raise UserError(f"{where}.parameterType: {ptype!r} (expected double, int, discrete, categorical)")
 
@@ -246,8 +252,8 @@ class Param:
 
 @dataclass(frozen=True)
 class Objective:
-    type: str                            # maximize | minimize
-    metric: str                          # objectiveMetricName
+    type: str  # maximize | minimize
+    metric: str  # objectiveMetricName
     additional: tuple[str, ...] = ()
     goal: float | None = None
     strategies: dict[str, str] = field(default_factory=dict)  # metric -> min | max | latest
@@ -325,9 +331,13 @@ class Experiment:
         for s in o.get("metricStrategies") or []:  # the first strategy naming a metric wins, as in Katib
             if isinstance(s, dict) and "name" in s and "value" in s:
                 strategies.setdefault(s["name"], s["value"])
-        return Objective(type=o.get("type", ""), metric=o.get("objectiveMetricName", ""),
-                         additional=tuple(o.get("additionalMetricNames") or ()),
-                         goal=None if goal in (None, "") else float(goal), strategies=strategies)
+        return Objective(
+            type=o.get("type", ""),
+            metric=o.get("objectiveMetricName", ""),
+            additional=tuple(o.get("additionalMetricNames") or ()),
+            goal=None if goal in (None, "") else float(goal),
+            strategies=strategies,
+        )
 
     @property
     def algorithm_name(self) -> str:
@@ -365,8 +375,7 @@ class Experiment:
 
     def primary_container(self, trial_spec: dict[str, Any] | None = None) -> dict[str, Any]:
         """The primary container of `trial_spec` (default: the template's), a batch/v1 Job's pod."""
-        return primary_container(trial_spec if trial_spec is not None else self.trial_spec,
-                                 self.primary_container_name)
+        return primary_container(trial_spec if trial_spec is not None else self.trial_spec, self.primary_container_name)
 
     @property
     def collector_kind(self) -> str:
@@ -410,4 +419,3 @@ def load_unchecked(path: str | Path) -> Experiment:
     """Parse a YAML file into the typed, defaulted view, unvalidated: an Experiment Katib would reject
     comes back too. Commands load with `pipeline.lint.load` (parse, default and validate)."""
     return Experiment(load_experiment(path), str(path))
-

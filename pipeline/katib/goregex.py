@@ -13,6 +13,7 @@ on ";" again, so a filter containing ";" reaches the sidecar in pieces
 (`sidecar_filters`). A piece Go cannot compile becomes a nil regexp there, and
 the sidecar crashes on its first metric line.
 """
+
 from __future__ import annotations
 
 import re as _pyre

@@ -19,6 +19,7 @@ from their rules. Pure: no sampling here (pipeline.local.hyperband samples).
   over the service answers nothing, which is refused too: v0.19 never ends an
   Experiment because its suggestions ran out.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,18 +48,29 @@ class HyperbandState:
     def initial(cls, r_l: float, eta: float, resource: str) -> "HyperbandState":
         eta = float(eta) if eta > 0 else 3.0
         s_max = int(math.log(r_l) / math.log(eta))
-        return cls(eta=eta, r_l=float(r_l), resource=resource, s_max=s_max, b_l=(s_max + 1) * float(r_l),
-                   current_s=s_max, current_i=0,
-                   n=int(math.ceil(float(s_max + 1) * (float(eta ** s_max) / float(s_max + 1)))),
-                   r=float(r_l) * eta ** (-s_max))
+        return cls(
+            eta=eta,
+            r_l=float(r_l),
+            resource=resource,
+            s_max=s_max,
+            b_l=(s_max + 1) * float(r_l),
+            current_s=s_max,
+            current_i=0,
+            n=int(math.ceil(float(s_max + 1) * (float(eta**s_max) / float(s_max + 1)))),
+            r=float(r_l) * eta ** (-s_max),
+        )
 
     def next_bracket(self) -> "HyperbandState":
         s = self.current_s - 1
         if s < 0:
             return replace(self, current_s=s, current_i=0)
-        return replace(self, current_s=s, current_i=0,
-                       n=int(math.ceil(float(self.s_max + 1) * (float(self.eta ** s) / float(s + 1)))),
-                       r=self.r_l * self.eta ** (-s))
+        return replace(
+            self,
+            current_s=s,
+            current_i=0,
+            n=int(math.ceil(float(self.s_max + 1) * (float(self.eta**s) / float(s + 1)))),
+            r=self.r_l * self.eta ** (-s),
+        )
 
 
 @dataclass(frozen=True)
@@ -88,7 +100,7 @@ def answer(state: HyperbandState, request: int) -> Answer:
         st = replace(st, current_i=st.current_i + 1)
         if st.current_i > st.current_s:
             st = st.next_bracket()
-        kind, resource = "child", int(st.r * st.eta ** st.current_i)
+        kind, resource = "child", int(st.r * st.eta**st.current_i)
         count = min(count, promote_from)
     st = replace(st, evaluating=count if st.current_i < st.current_s else 0)
     if st.evaluating == 0:
@@ -104,7 +116,7 @@ class KatibRun:
     in the order they started."""
 
     resources: tuple[int, ...]  # the resource of each trial, in creation order
-    stalled: bool               # Katib stays Running with nothing to run
+    stalled: bool  # Katib stays Running with nothing to run
     reason: str = ""
 
 
@@ -113,7 +125,7 @@ def katib_run(r_l: float, eta: float, parallel: int, max_trials: int | None, lim
     reconcile that asks for min(maxTrialCount - completed, parallel) - running trials."""
     state = HyperbandState.initial(r_l, eta, "")
     resources: list[int] = []
-    running: list[int] = []     # indexes of running trials, oldest first
+    running: list[int] = []  # indexes of running trials, oldest first
     completed = 0
     while len(resources) < limit:
         if max_trials is not None and completed >= max_trials:
@@ -122,7 +134,7 @@ def katib_run(r_l: float, eta: float, parallel: int, max_trials: int | None, lim
         request = required - len(running)
         if request > 0:
             a = answer(state, request)
-            last = list(range(len(resources)))[-a.promote_from:] if a.promote_from else []
+            last = list(range(len(resources)))[-a.promote_from :] if a.promote_from else []
             ready = a.kind != "child" or not any(i in running for i in last)
             if ready and a.count == request:
                 state = a.state
@@ -131,8 +143,11 @@ def katib_run(r_l: float, eta: float, parallel: int, max_trials: int | None, lim
                     resources.append(a.resource)
                 continue
             if not running:
-                why = ("the schedule is over and v0.19 never ends an Experiment for that" if a.kind == "none"
-                       else f"the controller asks for {request} trial(s), the service answers {a.count}")
+                why = (
+                    "the schedule is over and v0.19 never ends an Experiment for that"
+                    if a.kind == "none"
+                    else f"the controller asks for {request} trial(s), the service answers {a.count}"
+                )
                 return KatibRun(tuple(resources), True, why)
         if not running:
             return KatibRun(tuple(resources), True, "nothing to run")

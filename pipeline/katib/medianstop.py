@@ -10,6 +10,7 @@ objective; at its `start_step`-th report - once, never again - compare it with
 the threshold: worse (less when maximizing, greater when minimizing) stops it.
 Optuna's MedianPruner is a different rule (per-step median, every step).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,12 +26,26 @@ DEFAULT_MIN_TRIALS_REQUIRED = 3
 DEFAULT_START_STEP = 4
 # The early-stopping service's settings (`ValidateEarlyStoppingSettings`), the one copy of its rules.
 SETTINGS = {
-    "min_trials_required": Setting(py_int, lambda v: v > 0, lambda name, text, value, _: (
-        f"failed to validate {name}({text}): not an integer" if value is None else
-        f"min_trials_required must be greater than zero (>0), found {text!r}"), DEFAULT_MIN_TRIALS_REQUIRED),
-    "start_step": Setting(py_int, lambda v: v >= 1, lambda name, text, value, _: (
-        f"failed to validate {name}({text}): not an integer" if value is None else
-        f"start_step must be greater or equal than one (>=1), found {text!r}"), DEFAULT_START_STEP),
+    "min_trials_required": Setting(
+        py_int,
+        lambda v: v > 0,
+        lambda name, text, value, _: (
+            f"failed to validate {name}({text}): not an integer"
+            if value is None
+            else f"min_trials_required must be greater than zero (>0), found {text!r}"
+        ),
+        DEFAULT_MIN_TRIALS_REQUIRED,
+    ),
+    "start_step": Setting(
+        py_int,
+        lambda v: v >= 1,
+        lambda name, text, value, _: (
+            f"failed to validate {name}({text}): not an integer"
+            if value is None
+            else f"start_step must be greater or equal than one (>=1), found {text!r}"
+        ),
+        DEFAULT_START_STEP,
+    ),
 }
 ALGORITHM = "medianstop"
 
@@ -60,8 +75,10 @@ class MedianStopSettings:
         for key, text in exp.early_stopping_settings.items():
             rule = SETTINGS.get(key)
             if rule is None:
-                raise UserError(f"spec.earlyStopping.algorithmSettings: unknown setting {key!r} for algorithm "
-                                f"medianstop ({', '.join(SETTINGS)})")
+                raise UserError(
+                    f"spec.earlyStopping.algorithmSettings: unknown setting {key!r} for algorithm "
+                    f"medianstop ({', '.join(SETTINGS)})"
+                )
             problem = rule.check(key, text, ALGORITHM)
             if problem:
                 raise UserError(f"spec.earlyStopping.algorithmSettings: {problem}")

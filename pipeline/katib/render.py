@@ -6,6 +6,7 @@ trial template's JSON. The metrics-collector webhook then joins the primary
 container's command and args with spaces and runs them under `sh -c`, so the
 arguments are word-split again. This module reproduces those three steps.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ from pipeline.errors import UserError
 from pipeline.katib.algorithms import render_style
 from pipeline.katib.experiment import Experiment
 
-PYTHON_STYLE = "python"    # str(value): 0.001, 1e-05, 13 (hyperopt, skopt, Optuna services)
+PYTHON_STYLE = "python"  # str(value): 0.001, 1e-05, 13 (hyperopt, skopt, Optuna services)
 GOPTUNA_STYLE = "goptuna"  # strconv.FormatFloat(v, 'f', -1, 64): never an exponent (cmaes, sobol)
 
 # Katib's TrialTemplateMetaReplaceFormatRegex and TrialTemplateMetaParseFormatRegex (unanchored, Go RE2).
@@ -67,12 +68,15 @@ def substitute(obj: Any, values: dict[str, str]) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"trial template is not valid JSON after substituting the parameter values ({exc}); "
-                        "a value containing '\"' or '\\' breaks it on Katib too") from None
+        raise UserError(
+            f"trial template is not valid JSON after substituting the parameter values ({exc}); "
+            "a value containing '\"' or '\\' breaks it on Katib too"
+        ) from None
 
 
-def parameter_values(exp: Experiment, assignments: dict[str, Any], style: str,
-                     trial_name: str = "", namespace: str | None = None) -> dict[str, str]:
+def parameter_values(
+    exp: Experiment, assignments: dict[str, Any], style: str, trial_name: str = "", namespace: str | None = None
+) -> dict[str, str]:
     """trialParameter name -> rendered string, following each `reference` as the manifest
     generator's applyParameters does: a reference containing `${trialSpec.KEY}` anywhere is
     metadata (the text around it is dropped: `x-${trialSpec.Name}` is the trial's name),
@@ -91,9 +95,11 @@ def parameter_values(exp: Experiment, assignments: dict[str, Any], style: str,
         m = _META_REF.search(ref)
         if m is None:
             if ref not in assignments:
-                raise UserError(f"spec.trialTemplate.trialParameters: {tp['name']!r} references {ref!r}, which is "
-                                "neither an assigned parameter nor a ${trialSpec.*} key: Katib's manifest "
-                                "generator fails every trial on it")
+                raise UserError(
+                    f"spec.trialTemplate.trialParameters: {tp['name']!r} references {ref!r}, which is "
+                    "neither an assigned parameter nor a ${trialSpec.*} key: Katib's manifest "
+                    "generator fails every trial on it"
+                )
             values[tp["name"]] = render_value(assignments[ref], style)
             used += 1
             continue
@@ -112,24 +118,36 @@ def parameter_values(exp: Experiment, assignments: dict[str, Any], style: str,
         elif key in ("Labels", "Annotations"):
             found = tmeta.get(key.lower()) or {}
             if index not in found:
-                raise UserError(f"spec.trialTemplate.trialParameters: {tp['name']!r} references {ref!r}, but the "
-                                f"trial template has no {key[:-1].lower()} {index!r}: Katib fails every trial "
-                                f"(\"failed to fetch {key[:-1]}\")")
+                raise UserError(
+                    f"spec.trialTemplate.trialParameters: {tp['name']!r} references {ref!r}, but the "
+                    f"trial template has no {key[:-1].lower()} {index!r}: Katib fails every trial "
+                    f'("failed to fetch {key[:-1]}")'
+                )
             values[tp["name"]] = str(found[index])
         else:
-            raise UserError(f"spec.trialTemplate.trialParameters: {tp['name']!r}: illegal reference of trial "
-                            f"metadata {ref!r} (Name, Namespace, Kind, APIVersion, Labels[k], Annotations[k])")
+            raise UserError(
+                f"spec.trialTemplate.trialParameters: {tp['name']!r}: illegal reference of trial "
+                f"metadata {ref!r} (Name, Namespace, Kind, APIVersion, Labels[k], Annotations[k])"
+            )
     if len(assignments) != used:
-        missing = sorted(set(map(str, assignments)) - {str(tp.get("reference")) for tp in
-                                                         template.get("trialParameters") or []})
-        raise UserError(f"spec.parameters: {', '.join(missing) or 'a parameter'} is assigned but no trialParameter "
-                        f"references it ({len(assignments)} assignments, {used} trialParameters use one): Katib's "
-                        "manifest generator refuses every trial")
+        missing = sorted(
+            set(map(str, assignments)) - {str(tp.get("reference")) for tp in template.get("trialParameters") or []}
+        )
+        raise UserError(
+            f"spec.parameters: {', '.join(missing) or 'a parameter'} is assigned but no trialParameter "
+            f"references it ({len(assignments)} assignments, {used} trialParameters use one): Katib's "
+            "manifest generator refuses every trial"
+        )
     return values
 
 
-def render_trial_spec(exp: Experiment, assignments: dict[str, Any], style: str | None = None,
-                      trial_name: str = "", namespace: str | None = None) -> dict[str, Any]:
+def render_trial_spec(
+    exp: Experiment,
+    assignments: dict[str, Any],
+    style: str | None = None,
+    trial_name: str = "",
+    namespace: str | None = None,
+) -> dict[str, Any]:
     """The trial's Job manifest with every placeholder replaced (values written as the
     algorithm's service writes them unless `style` says otherwise)."""
     values = parameter_values(exp, assignments, style or render_style(exp.algorithm_name), trial_name, namespace)
@@ -155,8 +173,14 @@ def shell_words(words: list[str]) -> list[str]:
         raise UserError(f"trial command does not survive Katib's `sh -c` wrapping ({exc}): {joined!r}") from None
 
 
-def trial_argv(exp: Experiment, assignments: dict[str, Any], style: str | None = None, trial_name: str = "",
-               map_word: Callable[[str], str] | None = None, namespace: str | None = None) -> list[str]:
+def trial_argv(
+    exp: Experiment,
+    assignments: dict[str, Any],
+    style: str | None = None,
+    trial_name: str = "",
+    map_word: Callable[[str], str] | None = None,
+    namespace: str | None = None,
+) -> list[str]:
     """The argv one trial runs: primary container command + args, substituted, joined and
     re-split like Katib's collector wrapper. A leading `python` or `python3` becomes this
     interpreter (sys.executable). `map_word` rewrites each word first (the local run maps
@@ -164,8 +188,10 @@ def trial_argv(exp: Experiment, assignments: dict[str, Any], style: str | None =
     container = exp.primary_container(render_trial_spec(exp, assignments, style, trial_name, namespace))
     words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
     if not words:
-        raise UserError("spec.trialTemplate: the primary container has no command/args; the local dry-run "
-                        "cannot run an image's entrypoint")
+        raise UserError(
+            "spec.trialTemplate: the primary container has no command/args; the local dry-run "
+            "cannot run an image's entrypoint"
+        )
     argv = shell_words([map_word(w) for w in words] if map_word else words)
     if argv and argv[0] in ("python", "python3"):
         argv[0] = sys.executable

@@ -6,6 +6,7 @@ currentOptimalTrial object. Katib writes every value as a string; we keep the
 assignments as strings (they are substituted into the trial command verbatim)
 and parse only the objective value.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,10 @@ def load_result(path: str | Path) -> TunedResult:
 def parse_result(obj: Any, source: str = "<result>") -> TunedResult:
     """Accept a whole Experiment object (with status.currentOptimalTrial) or a bare currentOptimalTrial."""
     if not isinstance(obj, dict):
-        raise UserError(f"{source}: expected a JSON object (a Katib Experiment or its currentOptimalTrial), "
-                        f"found {type(obj).__name__}")
+        raise UserError(
+            f"{source}: expected a JSON object (a Katib Experiment or its currentOptimalTrial), "
+            f"found {type(obj).__name__}"
+        )
     if "parameterAssignments" in obj or "bestTrialName" in obj:
         return TunedResult(None, parse_optimal_trial(obj, source, "currentOptimalTrial"), source)
     if obj.get("kind") == "Experiment" or "spec" in obj or "status" in obj:
@@ -72,12 +75,15 @@ def parse_result(obj: Any, source: str = "<result>") -> TunedResult:
         if not isinstance(status, dict):
             raise UserError(f"{source}: status: missing; the Experiment has not run yet (no currentOptimalTrial)")
         if "currentOptimalTrial" not in status:
-            raise UserError(f"{source}: status.currentOptimalTrial: missing; no trial of this Experiment has "
-                            f"succeeded yet")
+            raise UserError(
+                f"{source}: status.currentOptimalTrial: missing; no trial of this Experiment has succeeded yet"
+            )
         optimal = parse_optimal_trial(status["currentOptimalTrial"], source, "status.currentOptimalTrial")
         return TunedResult(obj, optimal, source)
-    raise UserError(f"{source}: neither a Katib Experiment (kind: Experiment) nor a currentOptimalTrial object "
-                    f"(bestTrialName, parameterAssignments)")
+    raise UserError(
+        f"{source}: neither a Katib Experiment (kind: Experiment) nor a currentOptimalTrial object "
+        f"(bestTrialName, parameterAssignments)"
+    )
 
 
 def parse_optimal_trial(obj: Any, source: str, where: str) -> OptimalTrial:
@@ -131,14 +137,17 @@ def objective_value(result: TunedResult, experiment: dict[str, Any] | None = Non
     name, _, strategy = objective_spec(experiment, result.source)
     observed = result.optimal.metrics.get(name)
     if observed is None:
-        raise UserError(f"{result.source}: currentOptimalTrial.observation.metrics: no metric named {name!r} "
-                        f"(the objective); found {sorted(result.optimal.metrics) or 'none'}")
+        raise UserError(
+            f"{result.source}: currentOptimalTrial.observation.metrics: no metric named {name!r} "
+            f"(the objective); found {sorted(result.optimal.metrics) or 'none'}"
+        )
     text = observed.get(STRATEGY_FIELDS[strategy])
     try:
         value = float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise UserError(f"{result.source}: currentOptimalTrial.observation.metrics[{name}].{strategy}: "
-                        f"{text!r} is not a number") from None
+        raise UserError(
+            f"{result.source}: currentOptimalTrial.observation.metrics[{name}].{strategy}: {text!r} is not a number"
+        ) from None
     if math.isnan(value):
         raise UserError(f"{result.source}: currentOptimalTrial.observation.metrics[{name}].{strategy}: NaN")
     return value

@@ -3,6 +3,7 @@ conditions, the optimal trial (`updateTrialsSummary` in `status_util.go`), the
 end conditions, checked in Katib's order, how many trials ReconcileTrials asks
 for, plus the Experiment object's status block (`kubectl get experiment -o json`).
 How one trial gets its condition is `pipeline.katib.trial_rules`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,21 +14,38 @@ from pipeline.katib.experiment import Objective
 
 # Katib trial conditions (the Experiment's status lists are built from them).
 SUCCEEDED, FAILED, EARLY_STOPPED, METRICS_UNAVAILABLE, KILLED, RUNNING, PENDING = (
-    "Succeeded", "Failed", "EarlyStopped", "MetricsUnavailable", "Killed", "Running", "Pending")
+    "Succeeded",
+    "Failed",
+    "EarlyStopped",
+    "MetricsUnavailable",
+    "Killed",
+    "Running",
+    "Pending",
+)
 COMPLETED = (SUCCEEDED, FAILED, EARLY_STOPPED, METRICS_UNAVAILABLE, KILLED)
 # (trial condition, status list, status counter), in the order `kubectl get -o json` shows them.
-STATUS_LISTS = ((SUCCEEDED, "succeededTrialList", "trialsSucceeded"), (FAILED, "failedTrialList", "trialsFailed"),
-                (KILLED, "killedTrialList", "trialsKilled"),
-                (EARLY_STOPPED, "earlyStoppedTrialList", "trialsEarlyStopped"),
-                (METRICS_UNAVAILABLE, "metricsUnavailableTrialList", "trialMetricsUnavailable"),
-                (RUNNING, "runningTrialList", "trialsRunning"), (PENDING, "pendingTrialList", "trialsPending"))
+STATUS_LISTS = (
+    (SUCCEEDED, "succeededTrialList", "trialsSucceeded"),
+    (FAILED, "failedTrialList", "trialsFailed"),
+    (KILLED, "killedTrialList", "trialsKilled"),
+    (EARLY_STOPPED, "earlyStoppedTrialList", "trialsEarlyStopped"),
+    (METRICS_UNAVAILABLE, "metricsUnavailableTrialList", "trialMetricsUnavailable"),
+    (RUNNING, "runningTrialList", "trialsRunning"),
+    (PENDING, "pendingTrialList", "trialsPending"),
+)
 
 GOAL_REACHED = (SUCCEEDED, "ExperimentGoalReached", "Experiment has succeeded because Objective goal has reached")
 MAX_FAILED_REACHED = (FAILED, "ExperimentFailed", "Experiment has failed because max failed count has reached")
-MAX_TRIALS_REACHED = (SUCCEEDED, "ExperimentMaxTrialsReached",
-                      "Experiment has succeeded because max trial count has reached")
-SUGGESTION_END_REACHED = (SUCCEEDED, "ExperimentSuggestionEndReached",
-                          "Experiment has succeeded because suggestion service has reached the end")
+MAX_TRIALS_REACHED = (
+    SUCCEEDED,
+    "ExperimentMaxTrialsReached",
+    "Experiment has succeeded because max trial count has reached",
+)
+SUGGESTION_END_REACHED = (
+    SUCCEEDED,
+    "ExperimentSuggestionEndReached",
+    "Experiment has succeeded because suggestion service has reached the end",
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +54,7 @@ class TrialOutcome:
 
     name: str
     state: str
-    objective: str = UNAVAILABLE                 # the metricStrategy's pick, a Katib string
+    objective: str = UNAVAILABLE  # the metricStrategy's pick, a Katib string
     observation: list[dict[str, str]] | None = None  # [{name, min, max, latest}]
     assignments: dict[str, str] | None = None
 
@@ -58,8 +76,7 @@ def optimal_trial(trials: Iterable[TrialOutcome], objective: Objective) -> tuple
             best, best_value = t, value
         if objective.type in ("maximize", "minimize") and objective.better(value, best_value):
             best, best_value = t, value
-        if objective.goal is not None and objective.type in ("maximize", "minimize") \
-                and objective.reached(best_value):
+        if objective.goal is not None and objective.type in ("maximize", "minimize") and objective.reached(best_value):
             reached = True
     return best, reached
 
@@ -72,8 +89,13 @@ def counts(trials: Iterable[TrialOutcome]) -> dict[str, int]:
     return c
 
 
-def end_condition(trials: list[TrialOutcome], objective: Objective, max_trials: int | None,
-                  max_failed: int | None, suggestions_ended: bool) -> tuple[str, str, str] | None:
+def end_condition(
+    trials: list[TrialOutcome],
+    objective: Objective,
+    max_trials: int | None,
+    max_failed: int | None,
+    suggestions_ended: bool,
+) -> tuple[str, str, str] | None:
     """(type, reason, message) when the Experiment ends now, in Katib's order; None while it runs.
     `suggestions_ended`: the algorithm proposes no more and no trial is running."""
     _, reached = optimal_trial(trials, objective)
@@ -101,8 +123,14 @@ def trials_to_add(trials: Iterable[TrialOutcome], max_trials: int | None, parall
 
 
 def condition(ctype: str, status: str, reason: str, message: str, at: str) -> dict[str, str]:
-    return {"type": ctype, "status": status, "reason": reason, "message": message,
-            "lastUpdateTime": at, "lastTransitionTime": at}
+    return {
+        "type": ctype,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastUpdateTime": at,
+        "lastTransitionTime": at,
+    }
 
 
 def optimal_trial_object(best: TrialOutcome | None, parameter_order: list[str]) -> dict[str, Any]:
@@ -110,12 +138,15 @@ def optimal_trial_object(best: TrialOutcome | None, parameter_order: list[str]) 
     if best is None:
         return {"bestTrialName": "", "parameterAssignments": [], "observation": {"metrics": []}}
     a = best.assignments or {}
-    return {"bestTrialName": best.name,
-            "parameterAssignments": [{"name": n, "value": a[n]} for n in parameter_order if n in a],
-            "observation": {"metrics": best.observation or []}}
+    return {
+        "bestTrialName": best.name,
+        "parameterAssignments": [{"name": n, "value": a[n]} for n in parameter_order if n in a],
+        "observation": {"metrics": best.observation or []},
+    }
 
 
 # --- reading an Experiment object (local or from the API server) ----------------------------------
+
 
 def conditions(obj: dict[str, Any] | None) -> list[dict[str, Any]]:
     return list(((obj or {}).get("status") or {}).get("conditions") or [])

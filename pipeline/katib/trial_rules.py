@@ -14,6 +14,7 @@ attempt's output, or its metrics file). The conditions, in Katib's order:
 - exited 0 with the objective collected: Succeeded, TrialSucceeded;
 - exited 0 without it: MetricsUnavailable (counted as failed by the end condition).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,8 @@ DEFAULT_BACKOFF_LIMIT = 6  # Kubernetes Job default: a failing pod is retried th
 class JobLimits:
     """The trial Job's own limits: its deadline and how often a failed pod is replaced."""
 
-    deadline_s: Any = None   # activeDeadlineSeconds as the spec writes it; None: no deadline
-    backoff_limit: int = 0   # pods started again after a failure (0 for a trial kind that is not a Job)
+    deadline_s: Any = None  # activeDeadlineSeconds as the spec writes it; None: no deadline
+    backoff_limit: int = 0  # pods started again after a failure (0 for a trial kind that is not a Job)
 
     @classmethod
     def from_experiment(cls, exp: Experiment) -> "JobLimits":
@@ -52,10 +53,10 @@ class TrialEnd:
     """How a trial's last attempt (pod) ended."""
 
     returncode: int | None
-    attempts: int = 1            # pods the Job ran, this one included
+    attempts: int = 1  # pods the Job ran, this one included
     early_stopped: bool = False  # the collector's early-stopping check stopped it
-    killed: bool = False         # stopped from outside while it ran
-    timed_out: bool = False      # the Job ran past activeDeadlineSeconds
+    killed: bool = False  # stopped from outside while it ran
+    timed_out: bool = False  # the Job ran past activeDeadlineSeconds
 
     @property
     def crashed(self) -> bool:
@@ -66,11 +67,11 @@ class TrialEnd:
 class Verdict:
     """The trial controller's judgement of one finished trial."""
 
-    state: str                   # the trial's condition (pipeline.katib.status)
+    state: str  # the trial's condition (pipeline.katib.status)
     reason: str
     message: str
-    metrics: mc.TrialMetrics     # what the collector read (all unavailable when it could not parse)
-    reports: list[float]         # the objective's numeric reports in order; empty unless it was collected
+    metrics: mc.TrialMetrics  # what the collector read (all unavailable when it could not parse)
+    reports: list[float]  # the objective's numeric reports in order; empty unless it was collected
 
     @property
     def observed(self) -> bool:
@@ -101,12 +102,16 @@ class Verdict:
 
 def objective_reports(spec: mc.CollectorSpec, text: str) -> list[float]:
     """The objective's numeric values in `text`, in report order (what medianstop averages)."""
-    return [v for v in (mc.go_parse_float(log.value) for log in spec.parse(text) if log.name == spec.objective)
-            if v is not None]
+    return [
+        v
+        for v in (mc.go_parse_float(log.value) for log in spec.parse(text) if log.name == spec.objective)
+        if v is not None
+    ]
 
 
-def judge(spec: mc.CollectorSpec, text: str, end: TrialEnd, job: JobLimits = JobLimits(),
-          stop: StopCheck | None = None) -> Verdict:
+def judge(
+    spec: mc.CollectorSpec, text: str, end: TrialEnd, job: JobLimits = JobLimits(), stop: StopCheck | None = None
+) -> Verdict:
     """Katib's condition for a trial whose last attempt ended as `end` and whose collector read `text`.
     `stop`: the early-stopping check the trial ran under (named in an EarlyStopped message)."""
     try:
@@ -122,17 +127,23 @@ def judge(spec: mc.CollectorSpec, text: str, end: TrialEnd, job: JobLimits = Job
         state, reason, message = KILLED, "TrialKilled", "the experiment ended while the trial was running"
     elif end.timed_out:
         state, reason = FAILED, "TrialFailed. Job reason: DeadlineExceeded"
-        message = (f"Trial has failed. Job message: Job was active longer than specified deadline "
-                   f"({job.deadline_s}s activeDeadlineSeconds)")
+        message = (
+            f"Trial has failed. Job message: Job was active longer than specified deadline "
+            f"({job.deadline_s}s activeDeadlineSeconds)"
+        )
     elif end.returncode != 0:
         state, reason = FAILED, "TrialFailed. Job reason: BackoffLimitExceeded"
-        message = (f"Trial has failed. Job message: Job has reached the specified backoff limit "
-                   f"(exit code {end.returncode} after {end.attempts} attempt(s))")
+        message = (
+            f"Trial has failed. Job message: Job has reached the specified backoff limit "
+            f"(exit code {end.returncode} after {end.attempts} attempt(s))"
+        )
     elif metrics.available:
         state, reason, message = SUCCEEDED, "TrialSucceeded", "Trial has succeeded"
     else:
         state, reason = METRICS_UNAVAILABLE, "MetricsUnavailable"
-        message = (f"Metrics are not available: the objective metric {spec.objective!r} never appeared "
-                   f"in the trial's {'metrics file' if spec.kind == 'File' else 'output'} "
-                   f"({'filters ' + repr(list(spec.filters)) if spec.filters else 'default filter'})")
+        message = (
+            f"Metrics are not available: the objective metric {spec.objective!r} never appeared "
+            f"in the trial's {'metrics file' if spec.kind == 'File' else 'output'} "
+            f"({'filters ' + repr(list(spec.filters)) if spec.filters else 'default filter'})"
+        )
     return Verdict(state=state, reason=reason, message=message, metrics=metrics, reports=reports)

@@ -6,6 +6,7 @@ defaulted object), then checked: field types (Katib's swagger.json), the
 webhook's admission rules, the algorithm's own settings, and, stricter than
 Katib, mistakes it lets through (reported as warnings).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

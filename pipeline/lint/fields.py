@@ -8,6 +8,7 @@ Katib's swagger.json, shipped in `pipeline/schema/`. A batch/v1 Job trial
 template is converted to a Kubernetes Job by the webhook, which rejects unknown
 fields and wrong types; we check it against the kubernetes client's models.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -32,8 +33,9 @@ def katib_config() -> dict[str, Any]:
 
 
 def _describe(value: Any) -> str:
-    kind = {bool: "boolean", int: "integer", float: "number", str: "string",
-            list: "list", dict: "mapping"}.get(type(value), type(value).__name__)
+    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}.get(
+        type(value), type(value).__name__
+    )
     if isinstance(value, (dict, list)):
         return f"a {kind}"
     return f"{kind} {json.dumps(value) if not isinstance(value, str) else repr(value)}"
@@ -78,8 +80,9 @@ def check_katib_fields(exp: dict[str, Any]) -> Findings:
         json_type = schema.get("type") or ("object" if "properties" in schema else None)
         if json_type and not _type_ok(value, json_type):
             hint = " (quote it)" if json_type == "string" and isinstance(value, (int, float, bool)) else ""
-            found.error(path, f"expected {'an' if json_type[0] in 'aeiou' else 'a'} {json_type}, "
-                              f"found {_describe(value)}{hint}")
+            found.error(
+                path, f"expected {'an' if json_type[0] in 'aeiou' else 'a'} {json_type}, found {_describe(value)}{hint}"
+            )
             return
         if json_type == "array":
             for i, item in enumerate(value):
@@ -101,6 +104,7 @@ def check_katib_fields(exp: dict[str, Any]) -> Findings:
 
 
 # --- a batch/v1 Job trial template -------------------------------------------------------------
+
 
 def check_job(job: dict[str, Any], path: str) -> Findings:
     """`job` (placeholders already substituted) as Katib converts it to a batch/v1 Job."""
@@ -131,23 +135,28 @@ def check_job(job: dict[str, Any], path: str) -> Findings:
         simple = {"str": "string", "datetime": "string", "int": "integer", "float": "number", "bool": "boolean"}
         if type_name in simple:
             if not _type_ok(value, simple[type_name]):
-                found.error(where, f"cannot convert to a batch/v1 Job: expected {simple[type_name]}, "
-                                   f"found {_describe(value)}")
+                found.error(
+                    where, f"cannot convert to a batch/v1 Job: expected {simple[type_name]}, found {_describe(value)}"
+                )
             return
         model = getattr(k8s, type_name, None)
         if model is None:
             return
         if not isinstance(value, dict):
-            found.error(where, f"cannot convert to a batch/v1 Job: expected a mapping ({type_name}), "
-                               f"found {_describe(value)}")
+            found.error(
+                where, f"cannot convert to a batch/v1 Job: expected a mapping ({type_name}), found {_describe(value)}"
+            )
             return
         by_json = {json_name: attr for attr, json_name in model.attribute_map.items()}
         for key, item in value.items():
             if key not in by_json:
                 close = difflib.get_close_matches(str(key), list(by_json), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                found.error(f"{where}.{key}", f"unknown field {key!r} in {type_name}: Katib cannot convert "
-                                              f"the trial template to a batch/v1 Job{hint}")
+                found.error(
+                    f"{where}.{key}",
+                    f"unknown field {key!r} in {type_name}: Katib cannot convert "
+                    f"the trial template to a batch/v1 Job{hint}",
+                )
                 continue
             walk(item, model.openapi_types[by_json[key]], f"{where}.{key}")
 

@@ -1,12 +1,13 @@
 """What a lint rule reports, and a small collector the rule modules share."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-ERROR = "error"      # Katib (webhook or the suggestion service) rejects it, or the Experiment fails at start
+ERROR = "error"  # Katib (webhook or the suggestion service) rejects it, or the Experiment fails at start
 WARNING = "warning"  # Katib silently accepts it, but it is a mistake: we are stricter than Katib
-NOTE = "note"        # Katib accepts it and it works, but not the way the YAML reads
+NOTE = "note"  # Katib accepts it and it works, but not the way the YAML reads
 STRICTER = "stricter than Katib"
 # An error Katib's webhook does not raise (the Experiment is admitted), but that makes
 # Katib create no trial, or fail every trial: still an error, said so in the message.

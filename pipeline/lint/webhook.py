@@ -5,6 +5,7 @@ lets through, reported as warnings "stricter than Katib".
 Each `check_*` takes the defaulted Experiment and returns Findings whose paths
 name the field (`spec.parameters[2].feasibleSpace.min`).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,20 +28,28 @@ PLACEHOLDER = re.compile(r"\$\{trialParameters\..+?\}")
 META_REF = re.compile(r"\$\{trialSpec\.(.+?)\}")
 AUTO_INJECT_COLLECTORS = ("StdOut", "TensorFlowEvent", "File", "PrometheusMetric")
 
+
 def check_name(exp: dict[str, Any]) -> Findings:
     found = Findings()
     name = as_dict(exp.get("metadata")).get("name")
     if not isinstance(name, str) or not name:
         found.error("metadata.name", "required: Katib needs a name (lower case, at most 40 characters)")
     elif not KATIB_NAME.match(name) or len(name) > 40:
-        found.error("metadata.name", f"{name!r}: must start with a lower-case letter and be at most 40 characters "
-                                     "(regex '^[a-z]([-a-z0-9]*[a-z0-9])?')")
+        found.error(
+            "metadata.name",
+            f"{name!r}: must start with a lower-case letter and be at most 40 characters "
+            "(regex '^[a-z]([-a-z0-9]*[a-z0-9])?')",
+        )
     elif not DNS_SUBDOMAIN.fullmatch(name):
         found.error("metadata.name", f"{name!r}: not a valid Kubernetes name (lower-case letters, digits, '-', '.')")
     elif not KATIB_NAME.fullmatch(name):
-        found.warning("metadata.name", f"{name!r}: Katib checks only how the name starts, but its suggestion "
-                                       "Service and trial names need letters, digits and '-' only")
+        found.warning(
+            "metadata.name",
+            f"{name!r}: Katib checks only how the name starts, but its suggestion "
+            "Service and trial names need letters, digits and '-' only",
+        )
     return found
+
 
 def check_counts(exp: dict[str, Any]) -> Findings:
     found = Findings()
@@ -55,15 +64,22 @@ def check_counts(exp: dict[str, Any]) -> Findings:
     if parallel is not None and parallel <= 0:
         found.error("spec.parallelTrialCount", f"{parallel}: must be greater than 0")
     if max_failed is not None and max_trials is not None and max_failed > max_trials:
-        found.error("spec.maxFailedTrialCount", f"{max_failed}: should be less than or equal to "
-                                                f"spec.maxTrialCount ({max_trials})")
+        found.error(
+            "spec.maxFailedTrialCount",
+            f"{max_failed}: should be less than or equal to spec.maxTrialCount ({max_trials})",
+        )
     if parallel is not None and max_trials is not None and parallel > max_trials:
-        found.error("spec.parallelTrialCount", f"{parallel}: should be less than or equal to "
-                                               f"spec.maxTrialCount ({max_trials})")
+        found.error(
+            "spec.parallelTrialCount", f"{parallel}: should be less than or equal to spec.maxTrialCount ({max_trials})"
+        )
     if spec.get("maxTrialCount") is None:
-        found.warning("spec.maxTrialCount", "not set: the Experiment runs until the goal is reached or the "
-                                            "algorithm runs out of suggestions (random search never does)")
+        found.warning(
+            "spec.maxTrialCount",
+            "not set: the Experiment runs until the goal is reached or the "
+            "algorithm runs out of suggestions (random search never does)",
+        )
     return found
+
 
 def check_objective(exp: dict[str, Any]) -> Findings:
     found = Findings()
@@ -87,12 +103,16 @@ def check_objective(exp: dict[str, Any]) -> Findings:
     for i, strategy in enumerate(as_list(objective.get("metricStrategies"))):
         strategy = as_dict(strategy)
         if strategy.get("value") not in ("min", "max", "latest"):
-            found.warning(f"spec.objective.metricStrategies[{i}].value",
-                          f"{strategy.get('value')!r}: not one of min, max, latest")
+            found.warning(
+                f"spec.objective.metricStrategies[{i}].value", f"{strategy.get('value')!r}: not one of min, max, latest"
+            )
         if strategy.get("name") not in metrics:
-            found.warning(f"spec.objective.metricStrategies[{i}].name",
-                          f"{strategy.get('name')!r} is neither the objective nor an additional metric")
+            found.warning(
+                f"spec.objective.metricStrategies[{i}].name",
+                f"{strategy.get('name')!r} is neither the objective nor an additional metric",
+            )
     return found
+
 
 def check_algorithm(exp: dict[str, Any]) -> Findings:
     found = Findings()
@@ -108,23 +128,31 @@ def check_algorithm(exp: dict[str, Any]) -> Findings:
         if not name:
             found.error(f"spec.{field}.algorithmName", "required: must be specified")
         elif field == "algorithm" and name not in config[enabled] and algorithms.is_extension(name):
-            found.note(f"spec.{field}.algorithmName", f"{name!r} is this project's suggestion service, not one of "
-                                                      "Katib's built-in algorithms: register it in the cluster's "
-                                                      "katib-config (deploy/katib-config/asha.yaml), or Katib's "
-                                                      "webhook rejects the Experiment")
+            found.note(
+                f"spec.{field}.algorithmName",
+                f"{name!r} is this project's suggestion service, not one of "
+                "Katib's built-in algorithms: register it in the cluster's "
+                "katib-config (deploy/katib-config/asha.yaml), or Katib's "
+                "webhook rejects the Experiment",
+            )
         elif name not in config[enabled]:
-            found.error(f"spec.{field}.algorithmName", f"{name!r} is not enabled in Katib's standalone katib-config "
-                                                       f"(enabled: {', '.join(sorted(config[enabled]))})")
+            found.error(
+                f"spec.{field}.algorithmName",
+                f"{name!r} is not enabled in Katib's standalone katib-config "
+                f"(enabled: {', '.join(sorted(config[enabled]))})",
+            )
     policy = spec.get("resumePolicy") or ""
     if policy not in RESUME_POLICIES:
         found.error("spec.resumePolicy", f"{policy!r}: invalid ResumePolicyType (Never, LongRunning, FromVolume)")
     return found
+
 
 def _number(text: Any, integer: bool) -> float | int | None:
     try:
         return int(text) if integer else float(text)
     except (TypeError, ValueError):
         return None
+
 
 def check_parameters(exp: dict[str, Any]) -> Findings:
     found = Findings()
@@ -159,8 +187,10 @@ def check_parameters(exp: dict[str, Any]) -> Findings:
             if space.get("list"):
                 found.error(f"{spath}.list", f"feasibleSpace.list is not supported for parameterType {ptype}")
             if not space.get("max") or not space.get("min"):
-                found.error(f"{spath}.max", f"feasibleSpace.max or feasibleSpace.min must be specified for "
-                                            f"parameterType {ptype}")
+                found.error(
+                    f"{spath}.max",
+                    f"feasibleSpace.max or feasibleSpace.min must be specified for parameterType {ptype}",
+                )
             _check_range(found, space, spath, ptype)
         elif ptype in ("categorical", "discrete"):
             if space.get("max") or space.get("min") or space.get("step"):
@@ -174,6 +204,7 @@ def check_parameters(exp: dict[str, Any]) -> Findings:
                 if ptype == "discrete" and _number(value, False) is None:
                     found.warning(f"{spath}.list[{j}]", f"{value!r}: discrete values are numbers; use categorical")
     return found
+
 
 def _check_range(found: Findings, space: dict[str, Any], spath: str, ptype: str) -> None:
     integer = ptype == "int"
@@ -193,9 +224,11 @@ def _check_range(found: Findings, space: dict[str, Any], spath: str, ptype: str)
     if "step" in bounds and bounds["step"] <= 0:
         found.error(f"{spath}.step", f"{space['step']!r}: step must be positive; the suggestion services fail")
 
+
 def trial_template_text(template: dict[str, Any]) -> str:
     """The trial spec as Katib's webhook searches it: its JSON (Go sorts the keys)."""
     return json.dumps(template.get("trialSpec"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
 
 def is_meta_key(reference: str) -> bool:
     m = META_REF.search(reference)
@@ -206,6 +239,7 @@ def is_meta_key(reference: str) -> bool:
         return True
     sub = re.search(r"(.+)\[(.+)]", key)
     return bool(sub) and sub.group(1) in META_KEYS
+
 
 def check_trial_template(exp: dict[str, Any]) -> Findings:
     found = Findings()
@@ -219,8 +253,11 @@ def check_trial_template(exp: dict[str, Any]) -> Findings:
     if not template.get("primaryContainerName"):
         found.error(f"{path}.primaryContainerName", "required: must be specified")
     if not template.get("successCondition") or not template.get("failureCondition"):
-        found.error(path, "successCondition and failureCondition must be specified (Katib fills them in only "
-                          "for Job, TFJob, PyTorchJob, XGBoostJob, MPIJob and TrainJob)")
+        found.error(
+            path,
+            "successCondition and failureCondition must be specified (Katib fills them in only "
+            "for Job, TFJob, PyTorchJob, XGBoostJob, MPIJob and TrainJob)",
+        )
     if template.get("trialParameters") is None:
         found.error(f"{path}.trialParameters", "required: must be specified")
         return found
@@ -236,8 +273,11 @@ def check_trial_template(exp: dict[str, Any]) -> Findings:
         if not (cm.get("configMapName") and cm.get("configMapNamespace") and cm.get("templatePath")):
             found.error(f"{path}.configMap", "configMapName, configMapNamespace and templatePath must be specified")
         else:
-            found.note(f"{path}.configMap", "the trial template lives in a ConfigMap on the cluster: "
-                                            "its placeholders and Job fields are not checked offline")
+            found.note(
+                f"{path}.configMap",
+                "the trial template lives in a ConfigMap on the cluster: "
+                "its placeholders and Job fields are not checked offline",
+            )
         return found
     if not isinstance(trial_spec, dict):
         return found  # the field-type check reports it
@@ -251,8 +291,7 @@ def check_trial_template(exp: dict[str, Any]) -> Findings:
         tp = as_dict(tp)
         name, ref = tp.get("name"), tp.get("reference")
         if not name or not ref or "{" in str(name) or "}" in str(name):
-            found.error(f"{tp_path}[{i}]", "name and reference must be specified and name must not contain "
-                                           "'{' or '}'")
+            found.error(f"{tp_path}[{i}]", "name and reference must be specified and name must not contain '{' or '}'")
             continue
         if name in names:
             found.error(f"{tp_path}[{i}].name", f"parameter name {name!r} can't be duplicated")
@@ -263,24 +302,32 @@ def check_trial_template(exp: dict[str, Any]) -> Findings:
         names.add(name)
         refs.add(ref)
         if param_names and not is_meta_key(ref) and ref not in param_names:
-            found.error(f"{tp_path}[{i}].reference", f"{ref!r} does not exist in spec.parameters "
-                                                     f"({', '.join(sorted(map(str, param_names - {None})))})")
+            found.error(
+                f"{tp_path}[{i}].reference",
+                f"{ref!r} does not exist in spec.parameters ({', '.join(sorted(map(str, param_names - {None})))})",
+            )
         placeholder = "${trialParameters.%s}" % name
         if placeholder not in text:
-            found.error(f"{tp_path}[{i}].name", f"{name!r} is not used in spec.trialTemplate.trialSpec "
-                                                f"(write {placeholder} where the value goes)")
+            found.error(
+                f"{tp_path}[{i}].name",
+                f"{name!r} is not used in spec.trialTemplate.trialSpec (write {placeholder} where the value goes)",
+            )
         text = text.replace(placeholder, "test-value")
     left = PLACEHOLDER.findall(text)
     if left:
-        found.error(f"{path}.trialSpec", f"{', '.join(sorted(set(left)))}: not defined in "
-                                         "spec.trialTemplate.trialParameters")
+        found.error(
+            f"{path}.trialSpec", f"{', '.join(sorted(set(left)))}: not defined in spec.trialTemplate.trialParameters"
+        )
     for i, param in enumerate(as_list(spec.get("parameters"))):
         name = as_dict(param).get("name")
         if name and name not in refs:
-            found.fails_later(f"spec.parameters[{i}].name", f"no trialParameter references {name!r}: Katib's "
-                                                            "manifest generator (applyParameters) refuses every "
-                                                            "trial when a suggested parameter is not used, so the "
-                                                            "Experiment creates no trial at all")
+            found.fails_later(
+                f"spec.parameters[{i}].name",
+                f"no trialParameter references {name!r}: Katib's "
+                "manifest generator (applyParameters) refuses every "
+                "trial when a suggested parameter is not used, so the "
+                "Experiment creates no trial at all",
+            )
     tmeta = as_dict(trial_spec.get("metadata"))
     for i, tp in enumerate(as_list(template.get("trialParameters"))):
         ref = str(as_dict(tp).get("reference") or "")
@@ -289,15 +336,18 @@ def check_trial_template(exp: dict[str, Any]) -> Findings:
         if sub and sub.group(1) in ("Labels", "Annotations"):
             key, index = sub.group(1), sub.group(2)
             if index not in as_dict(tmeta.get(key.lower())):
-                found.fails_later(f"{tp_path}[{i}].reference",
-                                  f"{ref!r}: the trial template's metadata has no {key[:-1].lower()} {index!r}; "
-                                  f"Katib fails every trial (\"failed to fetch {key[:-1]}\")")
+                found.fails_later(
+                    f"{tp_path}[{i}].reference",
+                    f"{ref!r}: the trial template's metadata has no {key[:-1].lower()} {index!r}; "
+                    f'Katib fails every trial ("failed to fetch {key[:-1]}")',
+                )
 
     job = json.loads(text)
     metadata = as_dict(job.get("metadata"))
     if metadata.get("name") or metadata.get("namespace"):
-        found.error(f"{path}.trialSpec.metadata", "metadata.name and metadata.namespace in spec.trialTemplate "
-                                                  "must be omitted")
+        found.error(
+            f"{path}.trialSpec.metadata", "metadata.name and metadata.namespace in spec.trialTemplate must be omitted"
+        )
     api_version, kind = job.get("apiVersion"), job.get("kind")
     if not api_version or not kind:
         found.error(f"{path}.trialSpec", "apiVersion and kind in spec.trialTemplate must be specified")
@@ -307,13 +357,19 @@ def check_trial_template(exp: dict[str, Any]) -> Findings:
     group, _, version = str(api_version).rpartition("/")
     resource = f"{kind}.{version}.{group}" if group else f"{kind}.{version}"
     if resource not in katib_config()["trialResources"]:
-        found.warning(f"{path}.trialSpec.kind", f"{resource}: Katib's controller does not watch this kind "
-                                                "(not in katib-config trialResources); trials would never finish")
+        found.warning(
+            f"{path}.trialSpec.kind",
+            f"{resource}: Katib's controller does not watch this kind "
+            "(not in katib-config trialResources); trials would never finish",
+        )
     primary = template.get("primaryContainerName")
     if primary and primary not in _container_names(trial_spec):
-        found.warning(f"{path}.primaryContainerName", f"no container named {primary!r} in the trial template: "
-                                                      "Katib never collects its metrics")
+        found.warning(
+            f"{path}.primaryContainerName",
+            f"no container named {primary!r} in the trial template: Katib never collects its metrics",
+        )
     return found
+
 
 def _container_names(obj: Any) -> set[str]:
     """Names of every container anywhere in a trial spec (Job, TFJob replicas, ...)."""
@@ -329,6 +385,7 @@ def _container_names(obj: Any) -> set[str]:
             names |= _container_names(item)
     return names
 
+
 def check_metrics_collector(exp: dict[str, Any]) -> Findings:
     found = Findings()
     spec = as_dict(exp.get("spec"))
@@ -339,8 +396,10 @@ def check_metrics_collector(exp: dict[str, Any]) -> Findings:
     fs = as_dict(source.get("fileSystemPath"))
     enabled = katib_config()["metricsCollectors"]
     if kind in AUTO_INJECT_COLLECTORS and kind not in enabled:
-        found.error(f"{path}.collector.kind", f"{kind!r} is not enabled in Katib's standalone katib-config "
-                                              f"(enabled: {', '.join(enabled)})")
+        found.error(
+            f"{path}.collector.kind",
+            f"{kind!r} is not enabled in Katib's standalone katib-config (enabled: {', '.join(enabled)})",
+        )
     if kind == "File":
         if fs.get("kind") != "File" or not str(fs.get("path", "")).startswith("/"):
             found.error(f"{path}.source.fileSystemPath.path", "an absolute path of kind File is required")
@@ -350,8 +409,10 @@ def check_metrics_collector(exp: dict[str, Any]) -> Findings:
             found.error(f"{path}.source.filter", "filter must be nil when format of metrics file is JSON")
     elif kind == "TensorFlowEvent":
         if fs.get("kind") != "Directory" or not str(fs.get("path", "")).startswith("/"):
-            found.error(f"{path}.source.fileSystemPath.path", "an absolute directory path (kind Directory) where "
-                                                              "the TensorFlow event files are is required")
+            found.error(
+                f"{path}.source.fileSystemPath.path",
+                "an absolute directory path (kind Directory) where the TensorFlow event files are is required",
+            )
         if fs.get("format"):
             found.error(f"{path}.source.fileSystemPath.format", "must be empty")
     elif kind == "PrometheusMetric":
@@ -367,8 +428,10 @@ def check_metrics_collector(exp: dict[str, Any]) -> Findings:
         if fs and (not str(fs.get("path", "")).startswith("/") or fs.get("kind") not in ("Directory", "File")):
             found.error(f"{path}.source.fileSystemPath", "needs an absolute path and kind Directory or File")
     elif kind not in ("StdOut", "Push"):
-        found.error(f"{path}.collector.kind", f"{kind!r}: invalid metrics collector kind (StdOut, File, "
-                                              "TensorFlowEvent, PrometheusMetric, Custom, Push)")
+        found.error(
+            f"{path}.collector.kind",
+            f"{kind!r}: invalid metrics collector kind (StdOut, File, TensorFlowEvent, PrometheusMetric, Custom, Push)",
+        )
     formats = as_list(as_dict(source.get("filter")).get("metricsFormat"))
     # The webhook compiles filters (Go RE2) for every kind but StdOut and Push; the StdOut
     # sidecar compiles them only when the trial runs, and crashes on one it cannot compile.
@@ -384,38 +447,55 @@ def check_metrics_collector(exp: dict[str, Any]) -> Findings:
             if at_admission:
                 found.error(where, f"invalid filter: Go's regexp cannot compile it: {exc}")
             else:
-                found.fails_later(where, f"Go's regexp cannot compile this filter ({exc}): the metrics-collector "
-                                         "sidecar crashes on it and no trial reports a metric")
+                found.fails_later(
+                    where,
+                    f"Go's regexp cannot compile this filter ({exc}): the metrics-collector "
+                    "sidecar crashes on it and no trial reports a metric",
+                )
             continue
         if not goregex.has_two_groups(fmt):
             if at_admission:
                 found.error(where, "two top subexpressions are required (metric name, then value)")
             else:
-                found.fails_later(where, "the filter needs two top subexpressions (metric name, then value); "
-                                         "with fewer the sidecar finds no metric and every trial ends "
-                                         "MetricsUnavailable")
+                found.fails_later(
+                    where,
+                    "the filter needs two top subexpressions (metric name, then value); "
+                    "with fewer the sidecar finds no metric and every trial ends "
+                    "MetricsUnavailable",
+                )
             continue
         if ";" in fmt and kind in ("StdOut", "File"):
             pieces = goregex.sidecar_filters([fmt])
             bad = [piece for piece in pieces if not goregex.go_compiles(piece)]
             if bad:
-                found.fails_later(where, f"the filter contains ';': Katib hands the filters to its sidecar joined "
-                                         f"by ';' and splits them there, so it arrives as {pieces!r}, and "
-                                         f"{bad[0]!r} does not compile: the sidecar crashes")
+                found.fails_later(
+                    where,
+                    f"the filter contains ';': Katib hands the filters to its sidecar joined "
+                    f"by ';' and splits them there, so it arrives as {pieces!r}, and "
+                    f"{bad[0]!r} does not compile: the sidecar crashes",
+                )
             else:
-                found.warning(where, f"the filter contains ';': Katib hands the filters to its sidecar joined by "
-                                     f"';' and splits them there, so it arrives as {pieces!r}, not as written")
+                found.warning(
+                    where,
+                    f"the filter contains ';': Katib hands the filters to its sidecar joined by "
+                    f"';' and splits them there, so it arrives as {pieces!r}, not as written",
+                )
     if kind == "Push" and formats:
-        found.warning(f"{path}.source.filter", "ignored: the Push collector has no sidecar; the trial reports "
-                                               "its metrics itself")
+        found.warning(
+            f"{path}.source.filter", "ignored: the Push collector has no sidecar; the trial reports its metrics itself"
+        )
     if kind in ("StdOut", "File") and fs.get("format", "TEXT") == "TEXT" and not formats:
         objective = as_dict(spec.get("objective"))
         metrics = [objective.get("objectiveMetricName"), *as_list(objective.get("additionalMetricNames"))]
         for metric in metrics:
             if isinstance(metric, str) and metric and not KATIB_METRIC_NAME.fullmatch(metric):
-                found.warning("spec.objective", f"metric {metric!r} can never match Katib's default filter "
-                                                "(names are letters, digits, '_', '|', '-')")
+                found.warning(
+                    "spec.objective",
+                    f"metric {metric!r} can never match Katib's default filter "
+                    "(names are letters, digits, '_', '|', '-')",
+                )
     return found
+
 
 def check_early_stopping(exp: dict[str, Any]) -> Findings:
     """medianstop's own settings check (`ValidateEarlyStoppingSettings`)."""
@@ -425,17 +505,30 @@ def check_early_stopping(exp: dict[str, Any]) -> Findings:
         return found
     kind = as_dict(as_dict(as_dict(exp.get("spec")).get("metricsCollectorSpec")).get("collector")).get("kind")
     if kind not in medianstop.SIDECAR_COLLECTORS:
-        found.warning("spec.earlyStopping", f"never applied with the {kind} collector: Katib injects no "
-                                            "metrics-collector sidecar, which is what stops a trial")
+        found.warning(
+            "spec.earlyStopping",
+            f"never applied with the {kind} collector: Katib injects no "
+            "metrics-collector sidecar, which is what stops a trial",
+        )
     for i, name, value in settings_of(early):
         where = f"spec.earlyStopping.algorithmSettings[{i}]"
         rule = medianstop.SETTINGS.get(name)
         if rule is None:
-            found.error(f"{where}.name", f"unknown setting {name!r} for algorithm medianstop "
-                                         f"({', '.join(medianstop.SETTINGS)})")
+            found.error(
+                f"{where}.name", f"unknown setting {name!r} for algorithm medianstop ({', '.join(medianstop.SETTINGS)})"
+            )
         elif problem := rule.check(name, value, medianstop.ALGORITHM):
             found.error(f"{where}.value", problem)
     return found
 
-ALL_CHECKS = (check_name, check_counts, check_objective, check_algorithm, check_parameters,
-              check_trial_template, check_metrics_collector, check_early_stopping)
+
+ALL_CHECKS = (
+    check_name,
+    check_counts,
+    check_objective,
+    check_algorithm,
+    check_parameters,
+    check_trial_template,
+    check_metrics_collector,
+    check_early_stopping,
+)

@@ -8,6 +8,7 @@ and judge each by Katib's trial rules (pipeline.katib.trial_rules: collector,
 early stopping, Job backoff and deadline). The study (`pipeline.local.study`)
 remembers everything, so a stopped run resumes.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,11 +47,11 @@ class LocalOptions:
     """How this machine stands in for the cluster (none of it changes the Experiment)."""
 
     out: Path
-    mounts: dict[str, str]          # container path -> local folder
-    storage: str | None = None      # Optuna storage URL (default: SQLite in `out`)
+    mounts: dict[str, str]  # container path -> local folder
+    storage: str | None = None  # Optuna storage URL (default: SQLite in `out`)
     trial_args: tuple[str, ...] = ()
     progress: bool = True
-    report: bool = True             # report.html (plotly)
+    report: bool = True  # report.html (plotly)
 
 
 class DryRun:
@@ -64,8 +65,10 @@ class DryRun:
         self.algorithm = samplers.build_algorithm(exp)
         self.notes = list(self.algorithm.notes) + list(notes)
         if self.max_trials is None and not self.algorithm.ends_by_itself:
-            self.notes.append("maxTrialCount is not set: the experiment runs until its goal is reached "
-                              "(or forever); stop it with Ctrl-C")
+            self.notes.append(
+                "maxTrialCount is not set: the experiment runs until its goal is reached "
+                "(or forever); stop it with Ctrl-C"
+            )
         self.medianstop = MedianStopSettings.from_experiment(exp)
         self.job = JobLimits.from_experiment(exp)
         self.mounts = Mounts.resolve(exp, options.mounts, self.out)
@@ -87,8 +90,13 @@ class DryRun:
         return [outcome(t) for t in self.trials()]
 
     def end_condition(self) -> tuple[str, str, str] | None:
-        return ks.end_condition(self.outcomes(), self.objective, self.max_trials, self.exp.max_failed_trial_count,
-                                suggestions_ended=self.proposer.exhausted and not self.active)
+        return ks.end_condition(
+            self.outcomes(),
+            self.objective,
+            self.max_trials,
+            self.exp.max_failed_trial_count,
+            suggestions_ended=self.proposer.exhausted and not self.active,
+        )
 
     # ------------------------------------------------------------ launching
     def launch(self, proposal: Proposal) -> None:
@@ -102,8 +110,13 @@ class DryRun:
             folder = os.path.dirname(self.cspec.path)
             extra_mounts[folder] = str((trial_dir / "metrics").resolve())
             metrics_path = Path(extra_mounts[folder]) / os.path.basename(self.cspec.path)
-        argv = trial_argv(self.exp, strings, self.algorithm.style, trial_name=name,
-                          map_word=lambda w: self.mounts.map_paths(w, extra_mounts)) + list(self.options.trial_args)
+        argv = trial_argv(
+            self.exp,
+            strings,
+            self.algorithm.style,
+            trial_name=name,
+            map_word=lambda w: self.mounts.map_paths(w, extra_mounts),
+        ) + list(self.options.trial_args)
         env = dict(os.environ)
         for e in self.exp.primary_container().get("env") or []:
             if "value" in e:
@@ -115,11 +128,27 @@ class DryRun:
             if value is not None:
                 stop = StopCheck(value, self.objective.maximize, self.medianstop.start_step)
         deadline = time.time() + float(self.job.deadline_s) if self.job.deadline_s else None
-        run = TrialRun(name=name, number=trial.number, optuna_trial=trial, assignments=strings, argv=argv, env=env,
-                       log_path=trial_dir / "trial.log", metrics_path=metrics_path, deadline=deadline, stop=stop)
-        for key, value in {"name": name, "assignments": strings, "katib_state": ks.RUNNING, "argv": argv,
-                           "start": time.time(), "early_stopping_rule": stop.value if stop else None,
-                           **{k: v for k, v in proposal.attrs.items() if v is not None}}.items():
+        run = TrialRun(
+            name=name,
+            number=trial.number,
+            optuna_trial=trial,
+            assignments=strings,
+            argv=argv,
+            env=env,
+            log_path=trial_dir / "trial.log",
+            metrics_path=metrics_path,
+            deadline=deadline,
+            stop=stop,
+        )
+        for key, value in {
+            "name": name,
+            "assignments": strings,
+            "katib_state": ks.RUNNING,
+            "argv": argv,
+            "start": time.time(),
+            "early_stopping_rule": stop.value if stop else None,
+            **{k: v for k, v in proposal.attrs.items() if v is not None},
+        }.items():
             trial.set_user_attr(key, value)
         self.store.mark_running(trial)
         self.active[trial.number] = run
@@ -134,9 +163,11 @@ class DryRun:
         end = run.end()
         verdict = judge(self.cspec, run.collected_text(), end, self.job, run.stop)
         if verdict.non_numeric:
-            self.warnings.append(f"{run.name}: objective {self.cspec.objective} was reported as "
-                                 f"{verdict.metrics.objective!r}, not a number; Katib records it the same way "
-                                 "(and may even pick this trial as the best)")
+            self.warnings.append(
+                f"{run.name}: objective {self.cspec.objective} was reported as "
+                f"{verdict.metrics.objective!r}, not a number; Katib records it the same way "
+                "(and may even pick this trial as the best)"
+            )
         self.store.record_end(run.optuna_trial, verdict, end)
 
     def handle_exit(self, run: TrialRun, attempt: int) -> None:
@@ -158,8 +189,9 @@ class DryRun:
             self.proposer.resume()
             self.start_time = self.store.study.user_attrs.get("startTime") or _now()
             self.store.study.set_user_attr("startTime", self.start_time)
-            self.console.start(self.exp, self.out, self.storage_url, self.notes, self.medianstop, self.mounts,
-                               self.options.trial_args)
+            self.console.start(
+                self.exp, self.out, self.storage_url, self.notes, self.medianstop, self.mounts, self.options.trial_args
+            )
             end = self._loop()
             if end is not None:
                 self.store.study.set_user_attr("end", list(end))
@@ -178,8 +210,10 @@ class DryRun:
             return
         why = resume_refusal(self.exp.resume_policy, prev_end[1], len(self.trials()), self.max_trials)
         if why:
-            raise UserError(f"{self.exp.source}: this Experiment already ended ({prev_end[1]}) in {self.out}; "
-                            f"{why}. Use another --out, or set resumePolicy: LongRunning to continue it")
+            raise UserError(
+                f"{self.exp.source}: this Experiment already ended ({prev_end[1]}) in {self.out}; "
+                f"{why}. Use another --out, or set resumePolicy: LongRunning to continue it"
+            )
         self.store.study.set_user_attr("end", None)
 
     def _loop(self) -> tuple[str, str, str] | None:
@@ -196,8 +230,9 @@ class DryRun:
                 end = self.end_condition()
                 if end is not None:
                     break
-                want = ks.trials_to_add(self.outcomes(), self.max_trials, self.exp.parallel_trial_count,
-                                        running=len(self.active))
+                want = ks.trials_to_add(
+                    self.outcomes(), self.max_trials, self.exp.parallel_trial_count, running=len(self.active)
+                )
                 for proposal in self.proposer.propose(want):
                     self.launch(proposal)
                 bar.update(self.outcomes(), self.objective, running=len(self.active))
@@ -230,11 +265,21 @@ class DryRun:
         return end
 
     def _snapshot(self, end: tuple[str, str, str] | None) -> outputs.Snapshot:
-        return outputs.Snapshot(experiment=self.exp, trials=self.trials(), study=self.store.study, out=self.out,
-                                start_time=self.start_time, end=end, storage_url=self.storage_url,
-                                notes=self.algorithm.notes, trial_args=list(self.options.trial_args),
-                                metric_names=self.cspec.metric_names, signal=self.signal,
-                                html=self.options.report, hang=self.hang)
+        return outputs.Snapshot(
+            experiment=self.exp,
+            trials=self.trials(),
+            study=self.store.study,
+            out=self.out,
+            start_time=self.start_time,
+            end=end,
+            storage_url=self.storage_url,
+            notes=self.algorithm.notes,
+            trial_args=list(self.options.trial_args),
+            metric_names=self.cspec.metric_names,
+            signal=self.signal,
+            html=self.options.report,
+            hang=self.hang,
+        )
 
     def _wait_events(self) -> None:
         timeout = 5.0
@@ -282,32 +327,56 @@ class DryRun:
             signal.signal(s, h)
 
 
-def run_experiment(experiment: str | Path | dict[str, Any] | Experiment, out_dir: str | Path | None = None,
-                   mounts: dict[str, str] | None = None, storage: str | None = None,
-                   max_trial_count: int | None = None, parallel_trial_count: int | None = None,
-                   trial_args: Iterable[str] = (), progress: bool = True, report: bool = True) -> dict[str, Any]:
+def run_experiment(
+    experiment: str | Path | dict[str, Any] | Experiment,
+    out_dir: str | Path | None = None,
+    mounts: dict[str, str] | None = None,
+    storage: str | None = None,
+    max_trial_count: int | None = None,
+    parallel_trial_count: int | None = None,
+    trial_args: Iterable[str] = (),
+    progress: bool = True,
+    report: bool = True,
+) -> dict[str, Any]:
     """Run an Experiment locally; returns the experiment.json object (Katib's shape).
     `experiment`: a YAML path, a dict or an Experiment; it is validated like `lint` does.
     `report=False` skips report.html (plotly), e.g. in tests.
     SIGINT/SIGTERM: the outputs are written, then SystemExit(128 + signal) is raised, so a
     caller (a pipeline step, a script) stops too instead of taking a half-run for a result."""
-    dry = dry_run(experiment, out_dir, mounts, storage, max_trial_count, parallel_trial_count, trial_args,
-                  progress, report)
+    dry = dry_run(
+        experiment, out_dir, mounts, storage, max_trial_count, parallel_trial_count, trial_args, progress, report
+    )
     if dry.signal is not None:
         raise SystemExit(128 + dry.signal)
     return dry.status
 
 
-def dry_run(experiment, out_dir=None, mounts=None, storage=None, max_trial_count=None, parallel_trial_count=None,
-            trial_args=(), progress=True, report=True, max_failed_trial_count=None) -> DryRun:
+def dry_run(
+    experiment,
+    out_dir=None,
+    mounts=None,
+    storage=None,
+    max_trial_count=None,
+    parallel_trial_count=None,
+    trial_args=(),
+    progress=True,
+    report=True,
+    max_failed_trial_count=None,
+) -> DryRun:
     """Build and run the DryRun (the object, for callers that read its trials)."""
     from pipeline import lint
 
     exp = experiment if isinstance(experiment, Experiment) else lint.load(experiment)
     budgeted = with_budget(exp, max_trial_count, parallel_trial_count, max_failed_trial_count)
     out = Path(out_dir) if out_dir else Path("runs") / exp.name
-    options = LocalOptions(out=out, mounts=dict(mounts or {}), storage=storage, trial_args=tuple(trial_args),
-                           progress=progress, report=report)
+    options = LocalOptions(
+        out=out,
+        mounts=dict(mounts or {}),
+        storage=storage,
+        trial_args=tuple(trial_args),
+        progress=progress,
+        report=report,
+    )
     dry = DryRun(budgeted.experiment, options, notes=budgeted.notes)
     dry.run()
     return dry

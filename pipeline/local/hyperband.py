@@ -26,6 +26,7 @@ How the service works on Katib v0.19, and what this module reproduces:
 `suggest` is pure: it returns the new state with the trials, and the caller keeps
 the state only when Katib would accept the answer.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class SeenTrial:
 
     start: float
     succeeded: bool
-    objective: str           # the value the metricStrategy picks, a Katib string
+    objective: str  # the value the metricStrategy picks, a Katib string
     assignments: dict[str, str]
 
 
@@ -92,7 +93,7 @@ class Hyperband:
                 out[p.name] = str(values[int(np.argmin(np.absolute(np.subtract(values, x[k]))))])
                 k += 1
             else:
-                out[p.name] = str(p.choices[int(np.argmax(x[k:k + len(p.choices)]))])
+                out[p.name] = str(p.choices[int(np.argmax(x[k : k + len(p.choices)]))])
                 k += len(p.choices)
         return out
 
@@ -111,17 +112,18 @@ class Hyperband:
                     values[a.state.resource] = str(a.resource)
                 out.append(values)
             return a.state, out
-        last = sorted(trials, key=lambda t: t.start)[-a.promote_from:]
+        last = sorted(trials, key=lambda t: t.start)[-a.promote_from :]
         if any(not t.succeeded for t in last):
             raise NotReady("a trial of the rung being promoted has not succeeded")
         try:
             ranked = sorted(last, key=lambda t: float(t.objective), reverse=self.maximize)
         except ValueError:
             raise NotReady("a trial of the rung has no numeric objective") from None
-        return a.state, [{k: (str(a.resource) if k == a.state.resource else v) for k, v in t.assignments.items()}
-                         for t in ranked[:a.count]]
+        return a.state, [
+            {k: (str(a.resource) if k == a.state.resource else v) for k, v in t.assignments.items()}
+            for t in ranked[: a.count]
+        ]
 
     def describe(self) -> str:
         st = self.state
-        return (f"bracket s={st.current_s}, rung i={st.current_i}, evaluating {st.evaluating} trial(s), "
-                f"r={st.r:g}")
+        return f"bracket s={st.current_s}, rung i={st.current_i}, evaluating {st.evaluating} trial(s), r={st.r:g}"

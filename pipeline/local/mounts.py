@@ -1,6 +1,7 @@
 """The trial container's volume mounts on this machine: `--mount PATH=DIR` folders,
 a folder of the run's own for a writable mount left unmapped, and container paths
 in the trial's arguments and env rewritten to the local folders."""
+
 from __future__ import annotations
 
 import re
@@ -13,9 +14,9 @@ from pipeline.katib.experiment import Experiment
 
 @dataclass(frozen=True)
 class Mounts:
-    folders: dict[str, str]                               # container path -> local folder
-    unmapped: list[str] = field(default_factory=list)     # declared mounts with no folder
-    created: list[str] = field(default_factory=list)      # "PATH -> FOLDER": writable mounts given one
+    folders: dict[str, str]  # container path -> local folder
+    unmapped: list[str] = field(default_factory=list)  # declared mounts with no folder
+    created: list[str] = field(default_factory=list)  # "PATH -> FOLDER": writable mounts given one
 
     @classmethod
     def resolve(cls, exp: Experiment, given: dict[str, str], out: Path) -> "Mounts":
@@ -38,8 +39,9 @@ class Mounts:
                 folder.mkdir(parents=True, exist_ok=True)
                 folders[path] = str(folder.resolve())
                 created.append(f"{path} -> {folder}")
-        unmapped = sorted(m.get("mountPath") for m in declared
-                          if m.get("mountPath") and m["mountPath"].rstrip("/") not in folders)
+        unmapped = sorted(
+            m.get("mountPath") for m in declared if m.get("mountPath") and m["mountPath"].rstrip("/") not in folders
+        )
         return cls(folders, unmapped, created)
 
     def map_paths(self, text: str, extra: dict[str, str] | None = None) -> str:

@@ -1,6 +1,7 @@
 """What a dry-run leaves behind: experiment.json (Katib's Experiment object, as
 `kubectl get experiment NAME -o json` shows it), trials.csv, report.html, and
 the progress bar while it runs. Everything here reads one `Snapshot`."""
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,8 @@ class Snapshot:
     """A dry-run's state at one moment: what the output files are written from."""
 
     experiment: Experiment
-    trials: list[Any]            # the study's recorded trials (optuna FrozenTrial), in creation order
-    study: Any                   # the optuna Study, for the plots
+    trials: list[Any]  # the study's recorded trials (optuna FrozenTrial), in creation order
+    study: Any  # the optuna Study, for the plots
     out: Path
     start_time: str
     end: tuple[str, str, str] | None
@@ -71,18 +72,30 @@ def experiment_object(snap: Snapshot) -> dict[str, Any]:
     status["lastReconcileTime"] = now
     best, _ = ks.optimal_trial(outcomes, exp.objective)
     status["currentOptimalTrial"] = ks.optimal_trial_object(best, [p.name for p in exp.parameters])
-    annotations = {"katib-digits/dry-run": "true", "katib-digits/storage": snap.storage_url,
-                   "katib-digits/algorithm-backend": "; ".join(snap.notes)}
+    annotations = {
+        "katib-digits/dry-run": "true",
+        "katib-digits/storage": snap.storage_url,
+        "katib-digits/algorithm-backend": "; ".join(snap.notes),
+    }
     if snap.trial_args:
         annotations["katib-digits/trial-args"] = " ".join(snap.trial_args)
     if snap.signal:
         annotations[INTERRUPTED_ANNOTATION] = str(int(snap.signal))
-    metadata = {"name": exp.name, "namespace": exp.namespace or "default",
-                "creationTimestamp": snap.start_time, "annotations": annotations}
+    metadata = {
+        "name": exp.name,
+        "namespace": exp.namespace or "default",
+        "creationTimestamp": snap.start_time,
+        "annotations": annotations,
+    }
     if (exp.raw.get("metadata") or {}).get("labels"):
         metadata["labels"] = exp.raw["metadata"]["labels"]
-    return {"apiVersion": exp.raw["apiVersion"], "kind": "Experiment", "metadata": metadata,
-            "spec": exp.spec, "status": status}
+    return {
+        "apiVersion": exp.raw["apiVersion"],
+        "kind": "Experiment",
+        "metadata": metadata,
+        "spec": exp.spec,
+        "status": status,
+    }
 
 
 def write_trials_csv(snap: Snapshot, path: Path) -> None:
@@ -91,15 +104,40 @@ def write_trials_csv(snap: Snapshot, path: Path) -> None:
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["name", "state", "reason", *names, "objective", *[f"{m}_latest" for m in extra],
-                    "start", "end", "duration_s", "attempts", "message"])
+        w.writerow(
+            [
+                "name",
+                "state",
+                "reason",
+                *names,
+                "objective",
+                *[f"{m}_latest" for m in extra],
+                "start",
+                "end",
+                "duration_s",
+                "attempts",
+                "message",
+            ]
+        )
         for t in snap.trials:
             a = t.user_attrs
             obs = {m["name"]: m.get("latest", "") for m in a.get("observation") or []}
             start, end = a.get("start"), a.get("end")
-            w.writerow([a["name"], katib_state(t), a.get("reason", ""), *[a["assignments"].get(n, "") for n in names],
-                        a.get("objective", ""), *[obs.get(m, "") for m in extra], _ts(start), _ts(end),
-                        f"{end - start:.2f}" if start and end else "", a.get("attempts", ""), a.get("message", "")])
+            w.writerow(
+                [
+                    a["name"],
+                    katib_state(t),
+                    a.get("reason", ""),
+                    *[a["assignments"].get(n, "") for n in names],
+                    a.get("objective", ""),
+                    *[obs.get(m, "") for m in extra],
+                    _ts(start),
+                    _ts(end),
+                    f"{end - start:.2f}" if start and end else "",
+                    a.get("attempts", ""),
+                    a.get("message", ""),
+                ]
+            )
     os.replace(tmp, path)
 
 
@@ -112,10 +150,12 @@ def write_html(snap: Snapshot, path: Path) -> None:
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     parts = []
     js: bool = True  # embed plotly.js once: the report opens offline
-    plots = [("Optimization history", vis.plot_optimization_history),
-             ("Parameter importances", vis.plot_param_importances),
-             ("Parallel coordinates", vis.plot_parallel_coordinate),
-             ("Intermediate values (objective per report)", vis.plot_intermediate_values)]
+    plots = [
+        ("Optimization history", vis.plot_optimization_history),
+        ("Parameter importances", vis.plot_param_importances),
+        ("Parallel coordinates", vis.plot_parallel_coordinate),
+        ("Intermediate values (objective per report)", vis.plot_intermediate_values),
+    ]
     for title, fn in plots:
         try:
             if len(complete) < (2 if fn is vis.plot_param_importances else 1):
@@ -125,9 +165,10 @@ def write_html(snap: Snapshot, path: Path) -> None:
             js = False
         except Exception as exc:  # noqa: BLE001 - a missing plot must not fail the run
             parts.append(f"<h2>{title}</h2><p>not drawn: {type(exc).__name__}: {exc}</p>")
-    html = ("<!doctype html><html><head><meta charset='utf-8'><title>{0}</title></head><body>"
-            "<h1>Experiment {0} (local dry-run)</h1><p>{1}</p>{2}</body></html>").format(
-        snap.experiment.name, "<br>".join(snap.notes), "\n".join(parts))
+    html = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>{0}</title></head><body>"
+        "<h1>Experiment {0} (local dry-run)</h1><p>{1}</p>{2}</body></html>"
+    ).format(snap.experiment.name, "<br>".join(snap.notes), "\n".join(parts))
     path.write_text(html, encoding="utf-8")
 
 
@@ -160,8 +201,12 @@ class Progress:
         c = ks.counts(outcomes)
         best, _ = ks.optimal_trial(outcomes, objective)
         self.bar.n = sum(c.values())
-        self.bar.set_postfix(running=running, failed=c[ks.FAILED] + c[ks.METRICS_UNAVAILABLE],
-                             best=best.objective if best else "-", refresh=False)
+        self.bar.set_postfix(
+            running=running,
+            failed=c[ks.FAILED] + c[ks.METRICS_UNAVAILABLE],
+            best=best.objective if best else "-",
+            refresh=False,
+        )
         self.bar.refresh()
 
     def close(self) -> None:

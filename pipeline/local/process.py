@@ -1,6 +1,7 @@
 """One trial as a local process group: start it, pump its output to the log,
 apply the early-stopping check to each objective report as the collector
 sidecar does, and put its end on the controller's event queue."""
+
 from __future__ import annotations
 
 import ctypes
@@ -36,7 +37,7 @@ class TrialRun:
     name: str
     number: int
     optuna_trial: Any
-    assignments: dict[str, str]          # parameter name -> Katib string
+    assignments: dict[str, str]  # parameter name -> Katib string
     argv: list[str]
     env: dict[str, str]
     log_path: Path
@@ -55,8 +56,13 @@ class TrialRun:
 
     def end(self) -> TrialEnd:
         """How the attempt that just ended ended, for Katib's rules (pipeline.katib.trial_rules)."""
-        return TrialEnd(returncode=self.returncode, attempts=self.attempt, early_stopped=self.early_stopped,
-                        killed=self.killed, timed_out=self.timed_out)
+        return TrialEnd(
+            returncode=self.returncode,
+            attempts=self.attempt,
+            early_stopped=self.early_stopped,
+            killed=self.killed,
+            timed_out=self.timed_out,
+        )
 
     def collected_text(self) -> str:
         """What Katib's collector reads of the last attempt: its metrics file (File collector), or
@@ -121,8 +127,14 @@ class Runner:
         run.log_offset = run.log_path.stat().st_size if run.log_path.exists() else 0
         log = open(run.log_path, "ab")
         try:
-            run.proc = subprocess.Popen(run.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=run.env, preexec_fn=_preexec)
+            run.proc = subprocess.Popen(
+                run.argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=run.env,
+                preexec_fn=_preexec,
+            )
         except OSError as exc:
             log.write(f"katib-digits: cannot start the trial command {run.argv[0]!r}: {exc}\n".encode())
             log.close()

@@ -13,6 +13,7 @@ The controller asks `propose(count)` when Katib's ReconcileTrials would ask for
 family it talks to. Every proposal is a trial asked from the study (its record),
 with the parameters as the Katib strings the trial command is rendered from.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -31,9 +32,9 @@ from pipeline.local.study import Store, katib_state
 class Proposal:
     """One new trial: its study record, its parameters as Katib strings, and what is recorded with it."""
 
-    trial: Any                   # the optuna Trial asked for it
+    trial: Any  # the optuna Trial asked for it
     assignments: dict[str, str]  # parameter name -> Katib string
-    attrs: dict[str, Any]        # extra trial attributes (raw, rung, retry_of); None values are not recorded
+    attrs: dict[str, Any]  # extra trial attributes (raw, rung, retry_of); None values are not recorded
 
 
 class Proposer(ABC):
@@ -70,8 +71,9 @@ class Proposer(ABC):
         trial = study.ask(self.algorithm.distributions)  # Optuna pops the queued retry first
         self._drop_raw(trial)
         a = trial.user_attrs
-        return Proposal(trial, dict(a["assignments"]), {"rung": a.get("rung"), "retry_of": a.get("name"),
-                                                       "raw": a.get("raw")})
+        return Proposal(
+            trial, dict(a["assignments"]), {"rung": a.get("rung"), "retry_of": a.get("name"), "raw": a.get("raw")}
+        )
 
     def _fixed(self, strings: dict[str, str], attrs: dict[str, Any]) -> Proposal:
         """A trial with parameters a service chose, recorded in the study."""
@@ -145,10 +147,14 @@ class HyperbandProposer(BatchProposer):
     def _seen(self) -> list[SeenTrial]:
         out = []
         for t in self.store.katib_trials():
-            out.append(SeenTrial(start=float(t.user_attrs.get("start") or 0.0),
-                                 succeeded=katib_state(t) == ks.SUCCEEDED,
-                                 objective=str(t.user_attrs.get("objective", mc.UNAVAILABLE)),
-                                 assignments=dict(t.user_attrs.get("assignments") or {})))
+            out.append(
+                SeenTrial(
+                    start=float(t.user_attrs.get("start") or 0.0),
+                    succeeded=katib_state(t) == ks.SUCCEEDED,
+                    objective=str(t.user_attrs.get("objective", mc.UNAVAILABLE)),
+                    assignments=dict(t.user_attrs.get("assignments") or {}),
+                )
+            )
         return out
 
     def _answer(self, request: int) -> list[Proposal]:
@@ -163,13 +169,15 @@ class HyperbandProposer(BatchProposer):
             if not values:
                 self.refusal = (
                     "hyperband has no more trials to suggest (its schedule is over) and Katib v0.19 never ends an "
-                    "Experiment for that (ExperimentSuggestionEndReached is never set)")
+                    "Experiment for that (ExperimentSuggestionEndReached is never set)"
+                )
             else:
                 self.refusal = (
                     f"the controller asked the hyperband service for {request} trial(s) and it answered "
-                    f"{len(values)}: Katib rejects the answer (\"The response contains unexpected trials\") and "
+                    f'{len(values)}: Katib rejects the answer ("The response contains unexpected trials") and '
                     "asks again, forever, because the service sizes its rung from the request "
-                    "(current_request_number), not from its schedule")
+                    "(current_request_number), not from its schedule"
+                )
             return []
         hb.state = state
         self.store.study.set_user_attr("hyperband_state", dict(vars(state)))
@@ -178,9 +186,11 @@ class HyperbandProposer(BatchProposer):
 
     def stall(self) -> str:
         # Nothing runs, nothing will change: Katib would retry the same call forever.
-        return (f"Katib v0.19 would stay Running here forever: {self.refusal}. "
-                f"This is a known Katib bug ({KATIB_ISSUES}); the local run stops instead "
-                f"of inventing more rungs. {self.hyperband.describe()}")
+        return (
+            f"Katib v0.19 would stay Running here forever: {self.refusal}. "
+            f"This is a known Katib bug ({KATIB_ISSUES}); the local run stops instead "
+            f"of inventing more rungs. {self.hyperband.describe()}"
+        )
 
 
 class ServiceProposer(BatchProposer):
@@ -198,9 +208,15 @@ class ServiceProposer(BatchProposer):
     def _answer(self, request: int) -> list[Proposal]:
         from pipeline.suggestion.request import TrialRecord
 
-        records = [TrialRecord(str(t.user_attrs.get("name")), dict(t.user_attrs.get("assignments") or {}),
-                               katib_state(t), list(t.user_attrs.get("observation") or []))
-                   for t in self.store.katib_trials()]
+        records = [
+            TrialRecord(
+                str(t.user_attrs.get("name")),
+                dict(t.user_attrs.get("assignments") or {}),
+                katib_state(t),
+                list(t.user_attrs.get("observation") or []),
+            )
+            for t in self.store.katib_trials()
+        ]
         values = self.driver.suggest(records, request)
         self.store.study.set_user_attr("suggestion_state", self.driver.state())
         return [self._fixed(strings, {"rung": self.driver.rung(strings), "raw": strings}) for strings in values]

@@ -10,6 +10,7 @@ algorithms, different implementations). hyperband follows Katib's own
 bracket schedule. Values a library returns are kept as Katib would render
 them (`raw` values); the Optuna record is only clipped into its bounds.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,11 @@ from pipeline.katib import algorithms as rules
 from pipeline.katib.experiment import Experiment, Param
 from pipeline.local.hyperband import Hyperband
 
-REFUSED = {"enas": "neural architecture search", "darts": "neural architecture search",
-           "pbt": "population based training (needs trial checkpoints and restarts)"}
+REFUSED = {
+    "enas": "neural architecture search",
+    "darts": "neural architecture search",
+    "pbt": "population based training (needs trial checkpoints and restarts)",
+}
 
 
 def distribution_for(p: Param, algorithm: str) -> BaseDistribution:
@@ -61,8 +65,7 @@ def distribution_for(p: Param, algorithm: str) -> BaseDistribution:
 
         with warnings.catch_warnings():  # float drift in (high - low) / step: Optuna adjusts high itself
             warnings.simplefilter("ignore")
-            return FloatDistribution(p.min, p.min + math.floor((p.max - p.min) / p.step + 1e-9) * p.step,
-                                     step=p.step)
+            return FloatDistribution(p.min, p.min + math.floor((p.max - p.min) / p.step + 1e-9) * p.step, step=p.step)
     return FloatDistribution(p.min, p.max)
 
 
@@ -188,8 +191,15 @@ class HyperoptSampler(_KatibSampler):
                         vals[p.name] = [int(float(v))]
                     else:
                         vals[p.name] = [float(v)]
-                miscs.append({"tid": tid, "cmd": self._domain.cmd, "workdir": self._domain.workdir,
-                              "idxs": {p.name: [tid] for p in self.params}, "vals": vals})
+                miscs.append(
+                    {
+                        "tid": tid,
+                        "cmd": self._domain.cmd,
+                        "workdir": self._domain.workdir,
+                        "idxs": {p.name: [tid] for p in self.params},
+                        "vals": vals,
+                    }
+                )
                 specs.append(None)
                 results.append({"loss": -value if self.maximize else value, "status": hyperopt.STATUS_OK})
             docs = trials.new_trial_docs(tids, specs, results, miscs)
@@ -202,8 +212,9 @@ class HyperoptSampler(_KatibSampler):
         if self.algorithm == "tpe":
             # Katib's hyperopt service passes current_request_number as n_startup_jobs (not the
             # parallelism): after the first batch, TPE starts as soon as one trial has finished.
-            doc = hyperopt.tpe.suggest(new_id, self._domain, trials, seed, n_startup_jobs=self.request,
-                                       **self.tpe_settings)[0]
+            doc = hyperopt.tpe.suggest(
+                new_id, self._domain, trials, seed, n_startup_jobs=self.request, **self.tpe_settings
+            )[0]
         else:
             doc = hyperopt.rand.suggest(new_id, self._domain, trials, seed)[0]
         out = {}
@@ -221,8 +232,16 @@ class HyperoptSampler(_KatibSampler):
 class SkoptSampler(_KatibSampler):
     """scikit-optimize's Optimizer, kept alive across asks like Katib's skopt service."""
 
-    def __init__(self, params, maximize, seed=None, base_estimator="GP", n_initial_points=10,
-                 acq_func="gp_hedge", acq_optimizer="auto"):
+    def __init__(
+        self,
+        params,
+        maximize,
+        seed=None,
+        base_estimator="GP",
+        n_initial_points=10,
+        acq_func="gp_hedge",
+        acq_optimizer="auto",
+    ):
         super().__init__(params, maximize, seed)
         import skopt
 
@@ -235,8 +254,14 @@ class SkoptSampler(_KatibSampler):
                 dims.append(skopt.space.Real(p.min, p.max, "log-uniform", name=p.name))
             else:
                 dims.append(skopt.space.Categorical(list(p.choices), name=p.name))
-        self._optimizer = skopt.Optimizer(dims, base_estimator=base_estimator, n_initial_points=n_initial_points,
-                                          acq_func=acq_func, acq_optimizer=acq_optimizer, random_state=seed)
+        self._optimizer = skopt.Optimizer(
+            dims,
+            base_estimator=base_estimator,
+            n_initial_points=n_initial_points,
+            acq_func=acq_func,
+            acq_optimizer=acq_optimizer,
+            random_state=seed,
+        )
         self._told: int = 0
 
     def start_batch(self, request: int) -> None:
@@ -260,7 +285,7 @@ class SkoptSampler(_KatibSampler):
 
     def _tell(self, study):
         hist = self.history(study)
-        new = hist[self._told:]
+        new = hist[self._told :]
         if new:
             xs, ys = [], []
             for assign, value in new:
@@ -309,15 +334,15 @@ NOTES = {
     "multivariate-tpe": "multivariate-tpe: Optuna TPESampler(multivariate=True, constant_liar=True), as Katib",
     "grid": "grid: Optuna GridSampler over Katib's grid (np.arange for doubles), as Katib",
     "cmaes": "cmaes: Optuna CmaEsSampler; Katib runs goptuna's CMA-ES (same algorithm, different code and random "
-             "stream; categorical parameters are sampled at random here)",
+    "stream; categorical parameters are sampled at random here)",
     "sobol": "sobol: Optuna QMCSampler(sobol, unscrambled); Katib runs goptuna's Sobol sequence (the points differ)",
     "bayesianoptimization": "bayesianoptimization: scikit-optimize Optimizer, as Katib (every double log-uniform, "
-                            "as Katib's skopt service does)",
+    "as Katib's skopt service does)",
     "hyperband": "hyperband: Katib v0.19's service and controller reproduced, bugs included (rungs sized from the "
-                 "controller's request, uniform sampling; where Katib would retry forever the run stops and says "
-                 "so: kubeflow/katib#1168, #1366)",
+    "controller's request, uniform sampling; where Katib would retry forever the run stops and says "
+    "so: kubeflow/katib#1168, #1366)",
     "asha": "asha: this project's suggestion service (pipeline.suggestion.AshaService, the class the cluster "
-            "runs), driven in-process with the GetSuggestionsRequest Katib's controller builds",
+    "runs), driven in-process with the GetSuggestionsRequest Katib's controller builds",
 }
 
 
@@ -327,19 +352,24 @@ def build_algorithm(exp: Experiment) -> Algorithm:
     run cannot do, not what Katib rejects."""
     name = exp.algorithm_name
     if name in REFUSED:
-        raise UserError(f"spec.algorithm.algorithmName: {name!r} ({REFUSED[name]}) is not supported by the local "
-                        f"dry-run; supported: {', '.join(rules.ALGORITHMS)}")
+        raise UserError(
+            f"spec.algorithm.algorithmName: {name!r} ({REFUSED[name]}) is not supported by the local "
+            f"dry-run; supported: {', '.join(rules.ALGORITHMS)}"
+        )
     if name not in rules.ALGORITHMS:
-        raise UserError(f"spec.algorithm.algorithmName: {name!r} is not a supported algorithm; "
-                        f"supported: {', '.join(rules.ALGORITHMS)}")
+        raise UserError(
+            f"spec.algorithm.algorithmName: {name!r} is not a supported algorithm; "
+            f"supported: {', '.join(rules.ALGORITHMS)}"
+        )
     settings = rules.typed_settings(name, exp.algorithm_settings)
     params = exp.parameters
     maximize = exp.objective.maximize
     seed = settings.get("random_state")
     parallel = exp.parallel_trial_count
     dists = {p.name: distribution_for(p, name) for p in params}
-    alg = Algorithm(name, params, dists, optuna.samplers.RandomSampler(seed=seed), rules.render_style(name),
-                    notes=[NOTES[name]])
+    alg = Algorithm(
+        name, params, dists, optuna.samplers.RandomSampler(seed=seed), rules.render_style(name), notes=[NOTES[name]]
+    )
     if name == "random":
         alg.sampler = HyperoptSampler(params, maximize, "random", seed=seed, parallel=parallel)
     elif name == "tpe":
@@ -352,8 +382,10 @@ def build_algorithm(exp: Experiment) -> Algorithm:
         grid = rules.grid_points(params)
         alg.grid_size = rules.grid_size(params)
         # Optuna's grid stores the points themselves: record doubles without a step so np.arange drift fits.
-        alg.distributions = {p.name: (FloatDistribution(min(grid[p.name]), max(grid[p.name]))
-                                      if p.type == "double" else dists[p.name]) for p in params}
+        alg.distributions = {
+            p.name: (FloatDistribution(min(grid[p.name]), max(grid[p.name])) if p.type == "double" else dists[p.name])
+            for p in params
+        }
         alg.sampler = _GridSampler(grid, seed=seed)
     elif name == "cmaes":
         import warnings
@@ -362,20 +394,33 @@ def build_algorithm(exp: Experiment) -> Algorithm:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             alg.sampler = optuna.samplers.CmaEsSampler(
-                sigma0=settings.get("sigma"), seed=seed, restart_strategy=None if strategy == "none" else strategy,
-                warn_independent_sampling=False)
+                sigma0=settings.get("sigma"),
+                seed=seed,
+                restart_strategy=None if strategy == "none" else strategy,
+                warn_independent_sampling=False,
+            )
     elif name == "sobol":
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            alg.sampler = optuna.samplers.QMCSampler(qmc_type="sobol", scramble=False, seed=seed,
-                                                     warn_independent_sampling=False,
-                                                     warn_asynchronous_seeding=False)
+            alg.sampler = optuna.samplers.QMCSampler(
+                qmc_type="sobol",
+                scramble=False,
+                seed=seed,
+                warn_independent_sampling=False,
+                warn_asynchronous_seeding=False,
+            )
     elif name == "bayesianoptimization":
-        alg.sampler = SkoptSampler(params, maximize, seed=seed, base_estimator=settings["base_estimator"],
-                                   n_initial_points=settings["n_initial_points"], acq_func=settings["acq_func"],
-                                   acq_optimizer=settings["acq_optimizer"])
+        alg.sampler = SkoptSampler(
+            params,
+            maximize,
+            seed=seed,
+            base_estimator=settings["base_estimator"],
+            n_initial_points=settings["n_initial_points"],
+            acq_func=settings["acq_func"],
+            acq_optimizer=settings["acq_optimizer"],
+        )
     elif name == "hyperband":
         plan = rules.hyperband_plan(exp.algorithm_settings)
         alg.hyperband = Hyperband(params, maximize, plan, seed=seed)

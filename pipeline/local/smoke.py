@@ -1,6 +1,7 @@
 """`katib-digits lint --run`: render one trial from the spec, run it through the
 same runner and collector as `tune`, and fail when Katib would not collect the
 objective metric."""
+
 from __future__ import annotations
 
 import tempfile
@@ -20,8 +21,17 @@ def smoke_check(path: str, mounts: dict[str, str], trial_args: list[str]) -> Non
     exp = lint.load(path).with_spec(earlyStopping=None)
     objective = exp.objective.metric
     with tempfile.TemporaryDirectory(prefix="katib-digits-smoke-") as tmp:
-        dry = dry_run(exp, Path(tmp) / "run", mounts, max_trial_count=1, parallel_trial_count=1,
-                      max_failed_trial_count=1, trial_args=trial_args, progress=False, report=False)
+        dry = dry_run(
+            exp,
+            Path(tmp) / "run",
+            mounts,
+            max_trial_count=1,
+            parallel_trial_count=1,
+            max_failed_trial_count=1,
+            trial_args=trial_args,
+            progress=False,
+            report=False,
+        )
         done = dry.trials()
         if not done:
             raise UserError(f"{path}: no trial ran")
@@ -32,12 +42,16 @@ def smoke_check(path: str, mounts: dict[str, str], trial_args: list[str]) -> Non
         if state == ks.SUCCEEDED:
             value = trial.user_attrs.get("objective", "")
             if mc.go_parse_float(value) is None:
-                raise UserError(f"{path}: the trial's objective {objective!r} was collected as {value!r}, not a "
-                                "number (the default filter reads `nan` as an empty value); Katib would record it "
-                                f"the same way. Last lines of the trial:\n{tail}")
+                raise UserError(
+                    f"{path}: the trial's objective {objective!r} was collected as {value!r}, not a "
+                    "number (the default filter reads `nan` as an empty value); Katib would record it "
+                    f"the same way. Last lines of the trial:\n{tail}"
+                )
             return
         if state == ks.METRICS_UNAVAILABLE:
-            raise UserError(f"{path}: one trial ran but its objective metric {objective!r} was never collected "
-                            f"({message}). Katib would mark it MetricsUnavailable. Print lines like "
-                            f"`{objective}=0.98` (name=value) to stdout. Last lines of the trial:\n{tail}")
+            raise UserError(
+                f"{path}: one trial ran but its objective metric {objective!r} was never collected "
+                f"({message}). Katib would mark it MetricsUnavailable. Print lines like "
+                f"`{objective}=0.98` (name=value) to stdout. Last lines of the trial:\n{tail}"
+            )
         raise UserError(f"{path}: the trial {state}: {message}. Last lines of the trial:\n{tail}")

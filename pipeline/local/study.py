@@ -7,6 +7,7 @@ period otherwise) and `RetryHeartbeatStaleTrialCallback` queues it again, so
 the next run retries it. One dry-run per output folder (a `filelock`) and per
 study (its runner is recorded on the study and checked for life).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,7 +33,7 @@ from pipeline.katib.trial_rules import TrialEnd, Verdict
 
 INTERRUPTED = "Interrupted"  # local only: the dry-run stopped; the next run retries it
 HEARTBEAT_S = 20
-GRACE_S = 60                 # a trial silent this long belongs to a dead dry-run
+GRACE_S = 60  # a trial silent this long belongs to a dead dry-run
 RUNNER_ATTR = "katib_digits_runner"
 # Katib's trial names: `<experiment>-<8 random characters>` (utilrand.String(8) in suggestionclient.go).
 TRIAL_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io/apimachinery utilrand's alphanums
@@ -51,8 +52,13 @@ def katib_state(trial: FrozenTrial) -> str | None:
 def outcome(trial: FrozenTrial) -> TrialOutcome:
     """A recorded trial as Katib's status functions read it."""
     a = trial.user_attrs
-    return TrialOutcome(name=a.get("name", ""), state=katib_state(trial) or "", objective=a.get("objective", UNAVAILABLE),
-                        observation=a.get("observation"), assignments=a.get("assignments"))
+    return TrialOutcome(
+        name=a.get("name", ""),
+        state=katib_state(trial) or "",
+        objective=a.get("objective", UNAVAILABLE),
+        observation=a.get("observation"),
+        assignments=a.get("assignments"),
+    )
 
 
 def _sqlite_fast(engine) -> None:
@@ -115,17 +121,26 @@ class Store:
         try:
             with _experimental_ok():
                 self.retry = RetryHeartbeatStaleTrialCallback()
-                self.storage = RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                          heartbeat_stale_trial_callback=self.retry,
-                                          engine_kwargs={"connect_args": {"timeout": 30}} if sqlite else {})
+                self.storage = RDBStorage(
+                    url,
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=self.retry,
+                    engine_kwargs={"connect_args": {"timeout": 30}} if sqlite else {},
+                )
         except Exception as exc:  # noqa: BLE001 - any driver error is a bad --storage
             self.lock.release()
             raise UserError(f"--storage {url}: cannot open: {exc}") from None
         if sqlite:
             _sqlite_fast(self.storage.engine)
         self.url, self.name = url, name
-        self.study = optuna.create_study(storage=self.storage, study_name=name, load_if_exists=True, sampler=sampler,
-                                         direction="maximize" if maximize else "minimize")
+        self.study = optuna.create_study(
+            storage=self.storage,
+            study_name=name,
+            load_if_exists=True,
+            sampler=sampler,
+            direction="maximize" if maximize else "minimize",
+        )
         self.study_id = self.storage.get_study_id_from_name(name)
         self._beats: dict[int, float] = {}
 
@@ -134,9 +149,12 @@ class Store:
         fail (and queue again) what a dead one left running, and take the study."""
         prev = self.study.user_attrs.get("spec")
         if prev is not None and json.dumps(prev.get("parameters"), sort_keys=True) != json.dumps(
-                spec.get("parameters"), sort_keys=True):
-            raise UserError(f"{label}: the storage already holds study {self.name!r} with a different search "
-                            "space; use another --out/--storage or delete the old study")
+            spec.get("parameters"), sort_keys=True
+        ):
+            raise UserError(
+                f"{label}: the storage already holds study {self.name!r} with a different search "
+                "space; use another --out/--storage or delete the old study"
+            )
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if not _alive(t.user_attrs.get("runner")):
                 self._fail_and_retry(t.number)
@@ -149,9 +167,11 @@ class Store:
             else:  # another machine's run: alive while its trials' heartbeats are fresh
                 alive = bool(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
             if alive:
-                raise UserError(f"study {self.name!r} in {self.url} is being run by another dry-run (pid "
-                                f"{held['pid']} on {held['host']}); two runs of one Experiment would overrun its "
-                                "trial budgets. Wait for it to finish, or use another --storage/--out")
+                raise UserError(
+                    f"study {self.name!r} in {self.url} is being run by another dry-run (pid "
+                    f"{held['pid']} on {held['host']}); two runs of one Experiment would overrun its "
+                    "trial budgets. Wait for it to finish, or use another --storage/--out"
+                )
         self.study.set_user_attr("spec", spec)
         self.study.set_user_attr(RUNNER_ATTR, _me())
 
@@ -171,9 +191,17 @@ class Store:
         """A judged trial: its Katib condition and observation as attributes, the objective's reports
         as intermediate values, and the result (a trial whose objective is not a number is FAIL for
         Optuna, whatever Katib's condition)."""
-        attrs = {"katib_state": verdict.state, "reason": verdict.reason, "message": verdict.message,
-                 "end": time.time(), "attempts": end.attempts, "returncode": end.returncode,
-                 "observation": verdict.observation, "objective": verdict.objective, "reports": verdict.reports}
+        attrs = {
+            "katib_state": verdict.state,
+            "reason": verdict.reason,
+            "message": verdict.message,
+            "end": time.time(),
+            "attempts": end.attempts,
+            "returncode": end.returncode,
+            "observation": verdict.observation,
+            "objective": verdict.objective,
+            "reports": verdict.reports,
+        }
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         for step, value in enumerate(verdict.reports, start=1):

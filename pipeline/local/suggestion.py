@@ -3,6 +3,7 @@ ships (`asha`): the dry-run hands the same AshaService class the cluster runs th
 GetSuggestionsRequest Katib would (pipeline.suggestion.request), keeps the Suggestion's
 bookkeeping (how many assignments it holds, the algorithm settings the service
 round-trips) and applies the controller's rules to the reply (the exact count)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,12 +21,13 @@ class ServiceDriver:
     def __init__(self, exp: Experiment):
         self.exp = exp
         self.servicer = AshaService()
-        self.count = 0                        # Suggestion.Status.SuggestionCount
-        self.settings: dict[str, str] = {}    # Suggestion.Status.AlgorithmSettings
+        self.count = 0  # Suggestion.Status.SuggestionCount
+        self.settings: dict[str, str] = {}  # Suggestion.Status.AlgorithmSettings
         validate = katib_request.experiment(exp)
         try:  # Katib validates once, when it creates the Suggestion
             self.servicer.ValidateAlgorithmSettings(
-                katib_request.api.ValidateAlgorithmSettingsRequest(experiment=validate), InProcess())
+                katib_request.api.ValidateAlgorithmSettingsRequest(experiment=validate), InProcess()
+            )
         except Aborted as exc:
             raise UserError(f"{exp.source}: ValidateAlgorithmSettings: {exc}") from None
         self.plan, _ = plan_of(validate)
@@ -44,8 +46,10 @@ class ServiceDriver:
         except Aborted as exc:
             raise UserError(f"{self.exp.source}: GetSuggestions: {exc.code.name}: {exc}") from None
         if len(reply.parameter_assignments) != want:
-            raise RuntimeError(f"the service answered {len(reply.parameter_assignments)} assignments for {want}: "
-                               "Katib rejects that (\"The response contains unexpected trials\")")
+            raise RuntimeError(
+                f"the service answered {len(reply.parameter_assignments)} assignments for {want}: "
+                'Katib rejects that ("The response contains unexpected trials")'
+            )
         self.count += want
         self.settings.update({s.name: s.value for s in reply.algorithm.algorithm_settings})
         return [{a.name: a.value for a in pa.assignments} for pa in reply.parameter_assignments]

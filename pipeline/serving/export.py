@@ -6,6 +6,7 @@ that averages its members' probabilities, so the endpoint answers what `predict`
 writes. Inputs are raw pixels, 0-255, shape [28, 28, 1] (the model rescales itself);
 the output is the ten digit probabilities.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,8 +39,10 @@ def export_saved_model(model_path: str | Path, out_dir: str | Path, version: int
         raise UserError(f"--version {version}: TF Serving versions are positive integers")
     target = Path(out_dir) / str(version)
     if target.exists():
-        raise UserError(f"{target}: version {version} exists; pass --version {version + 1} (servers load the "
-                        "highest version) or remove it")
+        raise UserError(
+            f"{target}: version {version} exists; pass --version {version + 1} (servers load the "
+            "highest version) or remove it"
+        )
     model = serving_model(model_path)
     model.export(str(target), format="tf_saved_model", verbose=False)
     return target

@@ -24,6 +24,7 @@ A small standard-library server, not KServe's own ModelServer: kserve 0.21 pulls
 uvicorn, grpcio-tools and more into an environment already pinned by TensorFlow and kfp, and
 these routes need none of it (docs/serving.md).
 """
+
 from __future__ import annotations
 
 import io
@@ -53,8 +54,10 @@ LINGER_S = 1.0  # a connection closed with its request unread is drained this lo
 
 
 # The page's own policy: inline script and style, requests to this server only, nothing from elsewhere.
-PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
-               "img-src data:; base-uri 'none'; form-action 'none'")
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+    "img-src data:; base-uri 'none'; form-action 'none'"
+)
 
 
 @lru_cache(maxsize=1)
@@ -127,11 +130,9 @@ def images_to_pixels(images: list, what: str = "instance"):
         except (TypeError, ValueError):
             raise BadRequest(f"{what} {i}: not an array of numbers") from None
         if pixels.size != 784 or pixels.shape not in ((784,), (28, 28), (28, 28, 1)):
-            raise BadRequest(f"{what} {i}: shape {list(pixels.shape)}, expected 784 pixels, [28, 28] or "
-                             "[28, 28, 1]")
+            raise BadRequest(f"{what} {i}: shape {list(pixels.shape)}, expected 784 pixels, [28, 28] or [28, 28, 1]")
         if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
-            raise BadRequest(f"{what} {i}: pixel values must be 0-255 (found {pixels.min():g} to "
-                             f"{pixels.max():g})")
+            raise BadRequest(f"{what} {i}: pixel values must be 0-255 (found {pixels.min():g} to {pixels.max():g})")
         checked.append(pixels.reshape(28, 28, 1))
     return np.stack(checked).astype("float32")
 
@@ -167,8 +168,13 @@ def infer_to_pixels(body: Any, max_instances: int = MAX_INSTANCES):
     if not isinstance(tensor, dict) or not {"name", "shape", "datatype", "data"} <= tensor.keys():
         raise BadRequest('the input tensor needs "name", "shape", "datatype" and "data"')
     shape, datatype = tensor["shape"], tensor["datatype"]
-    if (not isinstance(shape, list) or len(shape) < 2 or not all(type(d) is int for d in shape)
-            or shape[1:] not in V2_SHAPES or shape[0] < 1):
+    if (
+        not isinstance(shape, list)
+        or len(shape) < 2
+        or not all(type(d) is int for d in shape)
+        or shape[1:] not in V2_SHAPES
+        or shape[0] < 1
+    ):
         raise BadRequest(f"shape {shape}: expected [n, 784], [n, 28, 28] or [n, 28, 28, 1] with n >= 1")
     if shape[0] > max_instances:
         raise BadRequest(f"{shape[0]} images, at most {max_instances} per request")
@@ -242,10 +248,17 @@ class BoundedHTTPServer(HTTPServer):
         self.in_progress, self._count = 0, threading.Lock()  # connections the workers hold now
         self.waiting: queue.SimpleQueue = queue.SimpleQueue()
         self.refused: queue.SimpleQueue = queue.SimpleQueue()
-        self.threads = [threading.Thread(target=self._work, args=(self.waiting, handler), daemon=True,
-                                         name=f"katib-digits-worker-{i}") for i in range(workers)]
-        self.threads.append(threading.Thread(target=self._work, args=(self.refused, busy_handler), daemon=True,
-                                             name="katib-digits-busy"))
+        self.threads = [
+            threading.Thread(
+                target=self._work, args=(self.waiting, handler), daemon=True, name=f"katib-digits-worker-{i}"
+            )
+            for i in range(workers)
+        ]
+        self.threads.append(
+            threading.Thread(
+                target=self._work, args=(self.refused, busy_handler), daemon=True, name="katib-digits-busy"
+            )
+        )
         for thread in self.threads:
             thread.start()
 
@@ -291,9 +304,16 @@ class BoundedHTTPServer(HTTPServer):
                 jobs.put(None)
 
 
-def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
-                max_instances: int = MAX_INSTANCES, quiet: bool = False, workers: int = WORKERS,
-                waiting: int = WAITING, request_timeout: float = REQUEST_TIMEOUT) -> BoundedHTTPServer:
+def make_server(
+    predictor: Predictor,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    max_instances: int = MAX_INSTANCES,
+    quiet: bool = False,
+    workers: int = WORKERS,
+    waiting: int = WAITING,
+    request_timeout: float = REQUEST_TIMEOUT,
+) -> BoundedHTTPServer:
     """The HTTP server (not started; its workers are): `serve_forever()` it, `shutdown()` and
     `server_close()` it."""
     model_path, v2_path = f"/v1/models/{predictor.name}", f"/v2/models/{predictor.name}"
@@ -303,9 +323,13 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
         "/v2": {"name": "katib-digits", "version": package_version(), "extensions": []},
         "/v2/health/live": {"live": True},
         "/v2/health/ready": {"ready": True},
-        v2_path: {"name": predictor.name, "versions": ["1"], "platform": "tensorflow",
-                  "inputs": [{"name": V2_INPUT, "datatype": "FP32", "shape": [-1, 784]}],
-                  "outputs": [{"name": V2_OUTPUT, "datatype": "FP32", "shape": [-1, 10]}]},
+        v2_path: {
+            "name": predictor.name,
+            "versions": ["1"],
+            "platform": "tensorflow",
+            "inputs": [{"name": V2_INPUT, "datatype": "FP32", "shape": [-1, 784]}],
+            "outputs": [{"name": V2_OUTPUT, "datatype": "FP32", "shape": [-1, 10]}],
+        },
         f"{v2_path}/ready": {"name": predictor.name, "ready": True},
     }
 
@@ -325,8 +349,9 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
                 super().handle()
             except RequestTimeout:
                 self.close_connection = True
-                self._send(HTTPStatus.REQUEST_TIMEOUT,
-                           {"error": f"the request did not arrive whole within {self.seconds:g} s"})
+                self._send(
+                    HTTPStatus.REQUEST_TIMEOUT, {"error": f"the request did not arrive whole within {self.seconds:g} s"}
+                )
 
         def finish(self):
             super().finish()
@@ -342,8 +367,13 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
             self.close_connection = True
             self._send(code, {"error": message or HTTPStatus(code).phrase}, headers=headers)
 
-        def _send(self, status: int, payload: dict[str, Any] | bytes, content_type: str = "application/json",
-                  headers: dict[str, str] | None = None) -> None:
+        def _send(
+            self,
+            status: int,
+            payload: dict[str, Any] | bytes,
+            content_type: str = "application/json",
+            headers: dict[str, str] | None = None,
+        ) -> None:
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.connection.settimeout(self.seconds)  # a client that does not read cannot hold the thread either
             self.send_response(status)
@@ -376,8 +406,12 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
             self.read_whole = (self.headers.get("Content-Length") or "0") == "0"
             path = self.path.rstrip("/") or "/"
             if path in ("/", "/index.html"):
-                self._send(HTTPStatus.OK, page(), "text/html; charset=utf-8",
-                           {"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"})
+                self._send(
+                    HTTPStatus.OK,
+                    page(),
+                    "text/html; charset=utf-8",
+                    {"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"},
+                )
             elif path in routes:
                 self._send(HTTPStatus.OK, routes[path])
             else:
@@ -385,8 +419,10 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
 
         def do_POST(self):  # noqa: N802
             if self.path not in (f"{model_path}:predict", f"{v2_path}/infer"):
-                self._send(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}; POST {model_path}:predict "
-                                                           f"or {v2_path}/infer"})
+                self._send(
+                    HTTPStatus.NOT_FOUND,
+                    {"error": f"no route {self.path}; POST {model_path}:predict or {v2_path}/infer"},
+                )
                 return
             v2 = self.path.endswith("/infer")
             try:
@@ -399,9 +435,17 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
             if not v2:
                 self._send(HTTPStatus.OK, {"predictions": probabilities})
                 return
-            answer = {"model_name": predictor.name,
-                      "outputs": [{"name": V2_OUTPUT, "shape": [len(probabilities), 10], "datatype": "FP32",
-                                   "data": [p for row in probabilities for p in row]}]}
+            answer = {
+                "model_name": predictor.name,
+                "outputs": [
+                    {
+                        "name": V2_OUTPUT,
+                        "shape": [len(probabilities), 10],
+                        "datatype": "FP32",
+                        "data": [p for row in probabilities for p in row],
+                    }
+                ],
+            }
             if isinstance(body.get("id"), str):
                 answer["id"] = body["id"]
             self._send(HTTPStatus.OK, answer)
@@ -414,9 +458,11 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8080,
         def parse_request(self):
             if super().parse_request():
                 self.close_connection = True
-                self._send(HTTPStatus.SERVICE_UNAVAILABLE,
-                           {"error": f"busy ({workers} in progress, {waiting} waiting); retry after "
-                                     f"{RETRY_AFTER_S} s"}, headers={"Retry-After": str(RETRY_AFTER_S)})
+                self._send(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    {"error": f"busy ({workers} in progress, {waiting} waiting); retry after {RETRY_AFTER_S} s"},
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
+                )
             return False  # answered: no do_* method runs, the body is drained unread
 
     return BoundedHTTPServer((host, port), Handler, Busy, workers, waiting)

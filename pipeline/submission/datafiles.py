@@ -1,5 +1,6 @@
 """Find the Kaggle files in a data folder: train.csv, test.csv (plain or .gz) and
 sample_submission.csv. A path to a file is taken as that file."""
+
 from __future__ import annotations
 
 from pathlib import Path

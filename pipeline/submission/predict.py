@@ -1,5 +1,6 @@
 """Predict test.csv with a trained model (or the members of an ensemble) and write
 Kaggle's submission.csv, checked against the test file it came from."""
+
 from __future__ import annotations
 
 import csv
@@ -19,9 +20,14 @@ def load_model(path: str | Path):
     return keras.saving.load_model(path)
 
 
-def predict_submission(model_path: str | Path, test_path: str | Path, out_csv: str | Path,
-                       sample_submission: str | Path | None = None, batch_size: int = 512,
-                       expected_rows: int | None = None) -> int:
+def predict_submission(
+    model_path: str | Path,
+    test_path: str | Path,
+    out_csv: str | Path,
+    sample_submission: str | Path | None = None,
+    batch_size: int = 512,
+    expected_rows: int | None = None,
+) -> int:
     """Predict every test row in file order and write `ImageId,Label` (ImageId 1..N); returns N.
     `expected_rows`: what the prepare step counted in the same test file; another count is refused."""
     import numpy as np
@@ -30,11 +36,12 @@ def predict_submission(model_path: str | Path, test_path: str | Path, out_csv: s
 
     x = load_test(test_path)
     if expected_rows is not None and len(x) != int(expected_rows):
-        raise UserError(f"{test_path}: {len(x)} test rows, but the prepare step counted {expected_rows}: "
-                        "the submission would not answer the test file that was prepared")
+        raise UserError(
+            f"{test_path}: {len(x)} test rows, but the prepare step counted {expected_rows}: "
+            "the submission would not answer the test file that was prepared"
+        )
     paths = model_files(model_path)
-    probabilities = sum(load_model(p).predict(x.astype("float32"), batch_size=batch_size, verbose=0)
-                        for p in paths)
+    probabilities = sum(load_model(p).predict(x.astype("float32"), batch_size=batch_size, verbose=0) for p in paths)
     labels = np.argmax(probabilities, axis=1)
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
@@ -51,8 +58,11 @@ def model_files(model_path: str | Path) -> list[Path]:
     model_path = Path(model_path)
     if model_path.is_file():
         return [model_path]
-    paths = [model_path / "model.keras"] if (model_path / "model.keras").is_file() else \
-        sorted(model_path.glob("member-*/model.keras"))
+    paths = (
+        [model_path / "model.keras"]
+        if (model_path / "model.keras").is_file()
+        else sorted(model_path.glob("member-*/model.keras"))
+    )
     if not paths:
         raise UserError(f"{model_path}: model file not found (train one with `katib-digits train`)")
     return paths
@@ -71,11 +81,14 @@ def check_submission(path: str | Path, n_rows: int, sample_submission: str | Pat
     if sample_submission is not None:
         sample = _read_csv(Path(sample_submission))
         if sample[0] != rows[0]:
-            raise UserError(f"{sample_submission}: header {','.join(sample[0])!r} differs from {path}'s "
-                            f"{','.join(rows[0])!r}")
+            raise UserError(
+                f"{sample_submission}: header {','.join(sample[0])!r} differs from {path}'s {','.join(rows[0])!r}"
+            )
         if [r[:1] for r in sample[1:]] != [r[:1] for r in rows[1:]]:
-            raise UserError(f"{sample_submission}: ImageId column ({len(sample) - 1} rows) differs from {path}'s "
-                            f"({len(rows) - 1} rows): is it the sample for this test.csv?")
+            raise UserError(
+                f"{sample_submission}: ImageId column ({len(sample) - 1} rows) differs from {path}'s "
+                f"({len(rows) - 1} rows): is it the sample for this test.csv?"
+            )
 
 
 def _read_csv(path: Path) -> list[list[str]]:
@@ -87,5 +100,3 @@ def _read_csv(path: Path) -> list[list[str]]:
     if not rows:
         raise UserError(f"{path}: empty file, expected a header 'ImageId,Label'")
     return rows
-
-

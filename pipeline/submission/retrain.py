@@ -6,6 +6,7 @@ flags that describe *where* and *how long* (data, validation hold-out, epochs,
 output) are replaced. No Python table of hyperparameter names: the search space
 lives only in the YAML.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,16 @@ from trial.config import TrialConfig
 # Flags the retrain decides itself; the rendered trial command's values for them are dropped.
 # --checkpoint-dir: the retrain trains on other rows, and must not write into (or fail on) the
 # experiment's checkpoint volume.
-RETRAIN_OWNED_FLAGS = ("--data", "--max-rows", "--val-fraction", "--epochs", "--model-out", "--metrics-file",
-                       "--cache-dir", "--checkpoint-dir")
+RETRAIN_OWNED_FLAGS = (
+    "--data",
+    "--max-rows",
+    "--val-fraction",
+    "--epochs",
+    "--model-out",
+    "--metrics-file",
+    "--cache-dir",
+    "--checkpoint-dir",
+)
 # The default retrain, the one bench.sections.accuracy measures (README, Results):
 # 3 seeds x the trial's own default epochs (27).
 RETRAIN_EPOCHS = TrialConfig.epochs
@@ -36,9 +45,10 @@ def best_trial_flags(experiment: Experiment, assignments: dict[str, str]) -> lis
     argv = list(trial_argv(experiment, assignments))
     for i in range(len(argv) - 1):
         if argv[i] == "-m" and argv[i + 1] == "trial":
-            return argv[i + 2:]
-    raise UserError(f"spec.trialTemplate: the primary container does not run `python -m trial` "
-                    f"(rendered command: {' '.join(argv)})")
+            return argv[i + 2 :]
+    raise UserError(
+        f"spec.trialTemplate: the primary container does not run `python -m trial` (rendered command: {' '.join(argv)})"
+    )
 
 
 def drop_flags(flags: Sequence[str], names: Iterable[str]) -> list[str]:
@@ -65,17 +75,36 @@ def trial_epochs(flags: Sequence[str]) -> int:
     return build_parser().parse_known_args(list(flags))[0].epochs
 
 
-def retrain_argv(flags: Sequence[str], data: Path, model_dir: Path, epochs: int | None = None,
-                 val_fraction: float = 0.0, max_rows: int = 0) -> list[str]:
+def retrain_argv(
+    flags: Sequence[str],
+    data: Path,
+    model_dir: Path,
+    epochs: int | None = None,
+    val_fraction: float = 0.0,
+    max_rows: int = 0,
+) -> list[str]:
     """The trial argv for a retrain: the best flags, then our data/epochs/output flags."""
     epochs = epochs or trial_epochs(flags)
-    return [*drop_flags(flags, RETRAIN_OWNED_FLAGS), f"--data={data}", f"--max-rows={max_rows}",
-            f"--val-fraction={val_fraction:g}", f"--epochs={epochs}", f"--model-out={model_dir}"]
+    return [
+        *drop_flags(flags, RETRAIN_OWNED_FLAGS),
+        f"--data={data}",
+        f"--max-rows={max_rows}",
+        f"--val-fraction={val_fraction:g}",
+        f"--epochs={epochs}",
+        f"--model-out={model_dir}",
+    ]
 
 
-def train_best(experiment: Experiment, assignments: dict[str, str], data: str | Path, model_dir: str | Path,
-               epochs: int | None = None, val_fraction: float = 0.0, max_rows: int = 0,
-               ensemble: int = 1) -> dict[str, Any]:
+def train_best(
+    experiment: Experiment,
+    assignments: dict[str, str],
+    data: str | Path,
+    model_dir: str | Path,
+    epochs: int | None = None,
+    val_fraction: float = 0.0,
+    max_rows: int = 0,
+    ensemble: int = 1,
+) -> dict[str, Any]:
     """Train the best configuration in-process; returns {argv, epochs, metrics, model}.
 
     `epochs` None or 0 keeps the epochs the best trial's command used.
@@ -84,20 +113,37 @@ def train_best(experiment: Experiment, assignments: dict[str, str], data: str | 
     Bad data or flags -> UserError; a diverged run -> RuntimeError.
     """
     if ensemble > 1:
-        members = [_train_one(experiment, assignments, data, Path(model_dir) / f"member-{k}", epochs, val_fraction,
-                              max_rows, extra_flags=[f"--seed={k}", "--split-seed=0"]) for k in range(ensemble)]
-        report = {"argv": [m["argv"] for m in members], "epochs": members[0]["epochs"], "members": len(members),
-                  "metrics": {name: sum(m["metrics"][name] for m in members) / len(members)
-                              for name in members[0]["metrics"]},
-                  "model": str(model_dir)}
+        members = [
+            _train_one(
+                experiment,
+                assignments,
+                data,
+                Path(model_dir) / f"member-{k}",
+                epochs,
+                val_fraction,
+                max_rows,
+                extra_flags=[f"--seed={k}", "--split-seed=0"],
+            )
+            for k in range(ensemble)
+        ]
+        report = {
+            "argv": [m["argv"] for m in members],
+            "epochs": members[0]["epochs"],
+            "members": len(members),
+            "metrics": {
+                name: sum(m["metrics"][name] for m in members) / len(members) for name in members[0]["metrics"]
+            },
+            "model": str(model_dir),
+        }
         if val_fraction > 0:
             report["metrics"]["ensemble_val_accuracy"] = ensemble_val_accuracy(model_dir, data, val_fraction, max_rows)
         return report
     return _train_one(experiment, assignments, data, model_dir, epochs, val_fraction, max_rows)
 
 
-def hold_out_predictions(model_dir: str | Path | list[Path], data: str | Path, val_fraction: float,
-                         max_rows: int = 0, split_seed: int = 0):
+def hold_out_predictions(
+    model_dir: str | Path | list[Path], data: str | Path, val_fraction: float, max_rows: int = 0, split_seed: int = 0
+):
     """The hold-out the members (a folder as for `model_files`, or a list of model files) all left out:
     (pixels, labels, their 0-based data-row numbers in the CSV, each member's probabilities [member, row, digit]);
     the ensemble's are their mean over axis 0."""
@@ -114,15 +160,17 @@ def hold_out_predictions(model_dir: str | Path | list[Path], data: str | Path, v
     return x_val, y_val, rows, probabilities
 
 
-def ensemble_val_accuracy(model_dir: str | Path, data: str | Path, val_fraction: float, max_rows: int = 0,
-                          split_seed: int = 0) -> float:
+def ensemble_val_accuracy(
+    model_dir: str | Path, data: str | Path, val_fraction: float, max_rows: int = 0, split_seed: int = 0
+) -> float:
     """Accuracy of the members' averaged probabilities on the hold-out they all left out."""
     _, y_val, _, probabilities = hold_out_predictions(model_dir, data, val_fraction, max_rows, split_seed)
     return float((probabilities.mean(axis=0).argmax(axis=1) == y_val).mean())
 
 
-def _train_one(experiment, assignments, data, model_dir, epochs, val_fraction, max_rows,
-               extra_flags: Sequence[str] = ()) -> dict[str, Any]:
+def _train_one(
+    experiment, assignments, data, model_dir, epochs, val_fraction, max_rows, extra_flags: Sequence[str] = ()
+) -> dict[str, Any]:
     from trial.cli import build_parser, main
     from trial.data import load_train
 
@@ -140,13 +188,22 @@ def _train_one(experiment, assignments, data, model_dir, epochs, val_fraction, m
     if rc != 0:
         raise RuntimeError(f"retrain failed with exit code {rc}: python -m trial {' '.join(argv)}")
     history = json.loads((model_dir / "history.json").read_text())
-    metrics = {name: values[-1] for name, values in history.items()
-               if values and name in ("loss", "accuracy", "val_loss", "val_accuracy")}
-    return {"argv": argv, "epochs": len(history.get("loss", [])), "metrics": metrics,
-            "model": str(model_dir / "model.keras")}
+    metrics = {
+        name: values[-1]
+        for name, values in history.items()
+        if values and name in ("loss", "accuracy", "val_loss", "val_accuracy")
+    }
+    return {
+        "argv": argv,
+        "epochs": len(history.get("loss", [])),
+        "metrics": metrics,
+        "model": str(model_dir / "model.keras"),
+    }
 
 
-def load_best(params: str | Path, experiment_yaml: str | Path | None) -> tuple[Experiment, dict[str, str], float | None]:
+def load_best(
+    params: str | Path, experiment_yaml: str | Path | None
+) -> tuple[Experiment, dict[str, str], float | None]:
     """(Experiment, best assignments, objective or None) from a result file (+ the YAML for a bare trial)."""
     from pipeline.katib.experiment import load_unchecked
     from pipeline.katib.result import load_result, objective_value
@@ -157,10 +214,10 @@ def load_best(params: str | Path, experiment_yaml: str | Path | None) -> tuple[E
     elif result.experiment is not None:
         experiment = Experiment(result.experiment, str(params))
     else:
-        raise UserError(f"{params}: a bare currentOptimalTrial has no trial template; also pass "
-                        f"--experiment experiments/X.yaml (the Experiment it came from)")
+        raise UserError(
+            f"{params}: a bare currentOptimalTrial has no trial template; also pass "
+            f"--experiment experiments/X.yaml (the Experiment it came from)"
+        )
     with contextlib.suppress(UserError):
         return experiment, result.optimal.assignments, objective_value(result, experiment.raw)
     return experiment, result.optimal.assignments, None
-
-

@@ -1,6 +1,7 @@
 """`python -m pipeline.suggestion [--port 6789]`: the command katib-config's `asha`
 entry runs (deploy/katib-config/asha.yaml). Logs one line per call to stderr and
 stops cleanly on SIGTERM (the pod's end) or Ctrl-C."""
+
 from __future__ import annotations
 
 import argparse

@@ -17,6 +17,7 @@ from random_state and the slot's place in the Suggestion (total - current
 request number + i). The same request therefore gets the same answer from a
 restarted service, and a retried call (Katib retries a rejected reply) too.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -67,8 +68,9 @@ class Decision:
 
 def config_key(assignments: dict[str, str], resource_name: str) -> str:
     """A configuration's identity: its assignments without the resource, as canonical JSON."""
-    return json.dumps({k: v for k, v in assignments.items() if k != resource_name}, sort_keys=True,
-                      separators=(",", ":"))
+    return json.dumps(
+        {k: v for k, v in assignments.items() if k != resource_name}, sort_keys=True, separators=(",", ":")
+    )
 
 
 def promotion_mark(key: str, rung: int) -> str:
@@ -89,13 +91,20 @@ def slot_seed(random_state: int, index: int, attempt: int = 0) -> int:
     return int(np.random.SeedSequence([random_state, index, attempt]).generate_state(1)[0])
 
 
-def suggest(plan: AshaPlan, params: list[Param], maximize: bool, trials: list[TrialView], request: int,
-            first_index: int, promoted: set[str] = frozenset()) -> tuple[list[Decision], set[str]]:
+def suggest(
+    plan: AshaPlan,
+    params: list[Param],
+    maximize: bool,
+    trials: list[TrialView],
+    request: int,
+    first_index: int,
+    promoted: set[str] = frozenset(),
+) -> tuple[list[Decision], set[str]]:
     """`request` decisions for slots first_index, first_index + 1, ...; and the promotion marks
     to round-trip (those given, plus the ones issued now)."""
     rungs = plan.rungs
     rung_of = {resource: k for k, resource in enumerate(rungs)}
-    taken = set(promoted)            # (key, rung) pairs that exist or were issued, as marks
+    taken = set(promoted)  # (key, rung) pairs that exist or were issued, as marks
     best: list[dict[str, tuple[float, int, TrialView]]] = [{} for _ in rungs]
     keys = set()
     for order, trial in enumerate(trials):
@@ -135,7 +144,7 @@ def _promotion(plan: AshaPlan, rungs: tuple[int, ...], best, taken: set[str]) ->
     and not yet at the next rung."""
     for k in range(len(rungs) - 2, -1, -1):
         ranked = sorted(best[k].items(), key=lambda item: (-item[1][0], item[1][1]))
-        for key, (_, _, trial) in ranked[:len(ranked) // plan.eta]:
+        for key, (_, _, trial) in ranked[: len(ranked) // plan.eta]:
             if promotion_mark(key, k + 1) not in taken:
                 assignments = dict(trial.assignments)
                 assignments[plan.resource_name] = str(rungs[k + 1])
@@ -144,6 +153,7 @@ def _promotion(plan: AshaPlan, rungs: tuple[int, ...], best, taken: set[str]) ->
 
 
 # --- new configurations ---------------------------------------------------------------------------
+
 
 def distributions(params: list[Param], resource_name: str) -> dict[str, Any]:
     """Optuna distributions of the search space without the resource. logUniform is honoured;
@@ -162,15 +172,17 @@ def distributions(params: list[Param], resource_name: str) -> dict[str, Any]:
             step = int(p.step) if p.step and not log else 1
             out[p.name] = IntDistribution(lo, lo + (hi - lo) // step * step, log=log, step=step)
         elif p.step and not log:
-            out[p.name] = FloatDistribution(p.min, p.min + math.floor((p.max - p.min) / p.step + 1e-9) * p.step,
-                                            step=p.step)
+            out[p.name] = FloatDistribution(
+                p.min, p.min + math.floor((p.max - p.min) / p.step + 1e-9) * p.step, step=p.step
+            )
         else:
             out[p.name] = FloatDistribution(p.min, p.max, log=log)
     return out
 
 
-def new_configuration(plan: AshaPlan, params: list[Param], maximize: bool, history: list[Any], index: int,
-                      known: set[str] = frozenset()) -> dict[str, str]:
+def new_configuration(
+    plan: AshaPlan, params: list[Param], maximize: bool, history: list[Any], index: int, known: set[str] = frozenset()
+) -> dict[str, str]:
     """A configuration nobody has tried, at the lowest rung, from the base sampler seeded for this slot;
     tpe learns from `history` (lowest_rung_history)."""
     import optuna
@@ -212,8 +224,11 @@ def lowest_rung_history(plan: AshaPlan, params: list[Param], trials: list[TrialV
         try:
             for name, dist in dists.items():
                 text = trial.assignments[name]
-                params[name] = text if isinstance(dist, CategoricalDistribution) else (
-                    int(float(text)) if isinstance(dist, optuna.distributions.IntDistribution) else float(text))
+                params[name] = (
+                    text
+                    if isinstance(dist, CategoricalDistribution)
+                    else (int(float(text)) if isinstance(dist, optuna.distributions.IntDistribution) else float(text))
+                )
             out.append(optuna.trial.create_trial(params=params, distributions=dists, value=value))
         except (KeyError, ValueError):
             continue  # a hand-made trial outside the space: TPE cannot use it

@@ -1,6 +1,7 @@
 """The gRPC server Katib's suggestion Deployment runs: AshaService plus the standard
 health service answering SERVING for `manager.v1beta1.Suggestion`, the name Katib's
 readiness and liveness probes ask for (consts.DefaultGRPCService), on port 6789."""
+
 from __future__ import annotations
 
 from concurrent import futures

@@ -13,6 +13,7 @@ back with the next request: asha keeps its issued promotions there.
 The same class serves on the cluster (`python -m pipeline.suggestion`) and in the
 local dry-run (pipeline.local, in-process).
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,12 @@ HEALTH_SERVICE = "manager.v1beta1.Suggestion"  # the service name Katib's gRPC p
 log = logging.getLogger("pipeline.suggestion")
 
 _TYPES = {api.DOUBLE: "double", api.INT: "int", api.DISCRETE: "discrete", api.CATEGORICAL: "categorical"}
-_DISTRIBUTIONS = {api.UNIFORM: "uniform", api.LOG_UNIFORM: "logUniform", api.NORMAL: "normal",
-                  api.LOG_NORMAL: "logNormal"}
+_DISTRIBUTIONS = {
+    api.UNIFORM: "uniform",
+    api.LOG_UNIFORM: "logUniform",
+    api.NORMAL: "normal",
+    api.LOG_NORMAL: "logNormal",
+}
 
 
 class Aborted(Exception):
@@ -60,8 +65,12 @@ def parameters(experiment: api.Experiment) -> list[Param]:
         space: dict[str, Any] = {"min": fs.min, "max": fs.max, "step": fs.step, "list": list(fs.list)}
         if fs.distribution in _DISTRIBUTIONS:
             space["distribution"] = _DISTRIBUTIONS[fs.distribution]
-        out.append(Param.from_spec({"name": spec.name, "parameterType": _TYPES.get(spec.parameter_type),
-                                    "feasibleSpace": space}, f"spec.parameters[{i}]"))
+        out.append(
+            Param.from_spec(
+                {"name": spec.name, "parameterType": _TYPES.get(spec.parameter_type), "feasibleSpace": space},
+                f"spec.parameters[{i}]",
+            )
+        )
     return out
 
 
@@ -83,10 +92,14 @@ def trial_views(request: api.GetSuggestionsRequest) -> list[asha.TrialView]:
     out = []
     for t in request.trials:
         values = [m.value for m in t.status.observation.metrics if m.name == objective]
-        out.append(asha.TrialView(
-            name=t.name, assignments={a.name: a.value for a in t.spec.parameter_assignments.assignments},
-            condition=api.TrialStatus.TrialConditionType.Name(t.status.condition),
-            value=values[-1] if values else None))
+        out.append(
+            asha.TrialView(
+                name=t.name,
+                assignments={a.name: a.value for a in t.spec.parameter_assignments.assignments},
+                condition=api.TrialStatus.TrialConditionType.Name(t.status.condition),
+                value=values[-1] if values else None,
+            )
+        )
     return out
 
 
@@ -112,23 +125,44 @@ class AshaService(api_grpc.SuggestionServicer):
         except UserError as exc:
             return self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc), "GetSuggestions")
         if current < 0 or total < current:
-            return self._abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                               f"current_request_number {current} must be >= 0 and <= total_request_number "
-                               f"{total}", "GetSuggestions")
+            return self._abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"current_request_number {current} must be >= 0 and <= total_request_number {total}",
+                "GetSuggestions",
+            )
         trials = trial_views(request)
         promoted = asha.parse_marks(settings(request.experiment).get(rules.ASHA_PROMOTED, ""))
-        decisions, marks = asha.suggest(plan, params, request.experiment.spec.objective.type == api.MAXIMIZE,
-                                        trials, current, total - current, promoted)
+        decisions, marks = asha.suggest(
+            plan,
+            params,
+            request.experiment.spec.objective.type == api.MAXIMIZE,
+            trials,
+            current,
+            total - current,
+            promoted,
+        )
         reply = api.GetSuggestionsReply(
-            parameter_assignments=[api.GetSuggestionsReply.ParameterAssignments(
-                assignments=[api.ParameterAssignment(name=k, value=v) for k, v in d.assignments.items()])
-                for d in decisions],
-            algorithm=api.AlgorithmSpec(algorithm_name=ALGORITHM, algorithm_settings=[
-                api.AlgorithmSetting(name=rules.ASHA_PROMOTED, value=asha.format_marks(marks))]))
-        log.info("GetSuggestions %s: %d trial(s) seen, %d requested (total %d): %s", request.experiment.name,
-                 len(trials), current, total,
-                 ", ".join(f"{d.promoted_from} -> rung {d.rung}" if d.promoted_from else "new at rung 0"
-                           for d in decisions) or "nothing")
+            parameter_assignments=[
+                api.GetSuggestionsReply.ParameterAssignments(
+                    assignments=[api.ParameterAssignment(name=k, value=v) for k, v in d.assignments.items()]
+                )
+                for d in decisions
+            ],
+            algorithm=api.AlgorithmSpec(
+                algorithm_name=ALGORITHM,
+                algorithm_settings=[api.AlgorithmSetting(name=rules.ASHA_PROMOTED, value=asha.format_marks(marks))],
+            ),
+        )
+        log.info(
+            "GetSuggestions %s: %d trial(s) seen, %d requested (total %d): %s",
+            request.experiment.name,
+            len(trials),
+            current,
+            total,
+            ", ".join(f"{d.promoted_from} -> rung {d.rung}" if d.promoted_from else "new at rung 0" for d in decisions)
+            or "nothing",
+        )
         return reply
 
     @staticmethod

@@ -23,20 +23,50 @@ def prepare(data_dir: str, train_data: Output[Dataset], test_data: Output[Datase
 
     with step_errors():
         info = prepare_data(in_project(data_dir), train_data.path, test_data.path)
-    train_data.metadata.update({"rows": info["train_rows"], "file": info["files"]["train"],
-                                "source": info["sources"]["train"], "sha256": info["sha256"]["train"]})
-    test_data.metadata.update({"rows": info["test_rows"], "file": info["files"]["test"],
-                               "source": info["sources"]["test"], "sha256": info["sha256"]["test"],
-                               "sample_submission": info["files"].get("sample_submission", "")})
-    print(f"prepare: {info['train_rows']} labelled rows from {info['sources']['train']}, "
-          f"{info['test_rows']} test rows from {info['sources']['test']}")
+    train_data.metadata.update(
+        {
+            "rows": info["train_rows"],
+            "file": info["files"]["train"],
+            "source": info["sources"]["train"],
+            "sha256": info["sha256"]["train"],
+        }
+    )
+    test_data.metadata.update(
+        {
+            "rows": info["test_rows"],
+            "file": info["files"]["test"],
+            "source": info["sources"]["test"],
+            "sha256": info["sha256"]["test"],
+            "sample_submission": info["files"].get("sample_submission", ""),
+        }
+    )
+    print(
+        f"prepare: {info['train_rows']} labelled rows from {info['sources']['train']}, "
+        f"{info['test_rows']} test rows from {info['sources']['test']}"
+    )
 
 
-def tune(experiment: str, backend: str, train_data: Input[Dataset], max_trial_count: int,
-         parallel_trial_count: int, trial_max_rows: int, trial_epochs: int, namespace: str, timeout_s: int,
-         delete_after: bool, data_dir: str, data_pvc: str, trial_image: str, image_pull_secrets: str, run_id: str,
-         tuned: Output[Artifact], metrics: Output[Metrics], report: Output[HTML], trials: Output[Markdown],
-         ) -> NamedTuple("TuneOutputs", [("objective", float), ("objective_type", str), ("optimal_trial", dict)]):
+def tune(
+    experiment: str,
+    backend: str,
+    train_data: Input[Dataset],
+    max_trial_count: int,
+    parallel_trial_count: int,
+    trial_max_rows: int,
+    trial_epochs: int,
+    namespace: str,
+    timeout_s: int,
+    delete_after: bool,
+    data_dir: str,
+    data_pvc: str,
+    trial_image: str,
+    image_pull_secrets: str,
+    run_id: str,
+    tuned: Output[Artifact],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    trials: Output[Markdown],
+) -> NamedTuple("TuneOutputs", [("objective", float), ("objective_type", str), ("optimal_trial", dict)]):
     """Run the Experiment (Katib or the local Optuna dry-run); output the final Experiment object.
 
     Args:
@@ -56,15 +86,37 @@ def tune(experiment: str, backend: str, train_data: Input[Dataset], max_trial_co
     with step_errors():
         exp = read_experiment(experiment)
         train_file = os.path.join(train_data.path, train_data.metadata["file"])
-        cluster = {"trial_image": trial_image, "data_pvc": data_pvc, "data_dir": data_dir, "run_id": run_id,
-                   "image_pull_secrets": [s for s in image_pull_secrets.split(",") if s.strip()]}
+        cluster = {
+            "trial_image": trial_image,
+            "data_pvc": data_pvc,
+            "data_dir": data_dir,
+            "run_id": run_id,
+            "image_pull_secrets": [s for s in image_pull_secrets.split(",") if s.strip()],
+        }
         dryrun = os.path.join(tuned.path, "dryrun")
-        final = run_tuning(exp, backend, dryrun, train_file, max_trial_count, parallel_trial_count,
-                           trial_max_rows, trial_epochs, namespace, timeout_s, delete_after, cluster=cluster)
+        final = run_tuning(
+            exp,
+            backend,
+            dryrun,
+            train_file,
+            max_trial_count,
+            parallel_trial_count,
+            trial_max_rows,
+            trial_epochs,
+            namespace,
+            timeout_s,
+            delete_after,
+            cluster=cluster,
+        )
         summary = summarize_tuning(final)
     write_json(os.path.join(tuned.path, "experiment.json"), final)
-    tuned.metadata.update({"best_trial": summary["best_trial"], "backend": backend,
-                           "experiment": final.get("metadata", {}).get("name", "")})
+    tuned.metadata.update(
+        {
+            "best_trial": summary["best_trial"],
+            "backend": backend,
+            "experiment": final.get("metadata", {}).get("name", ""),
+        }
+    )
     tuned.metadata.update({f"param.{k}": v for k, v in summary["assignments"].items()})
     metrics.log_metric(summary["objective_metric"], summary["objective"])
     trials_csv = os.path.join(dryrun, "trials.csv")
@@ -76,11 +128,14 @@ def tune(experiment: str, backend: str, train_data: Input[Dataset], max_trial_co
     else:
         with open(report.path, "w") as fh:
             fh.write(html_report(final))
-    print(f"tune: best trial {summary['best_trial']}: {summary['objective_metric']}={summary['objective']:g} "
-          + " ".join(f"{k}={v}" for k, v in summary["assignments"].items()))
+    print(
+        f"tune: best trial {summary['best_trial']}: {summary['objective_metric']}={summary['objective']:g} "
+        + " ".join(f"{k}={v}" for k, v in summary["assignments"].items())
+    )
     optimal = final["status"]["currentOptimalTrial"]
     return namedtuple("TuneOutputs", ["objective", "objective_type", "optimal_trial"])(
-        summary["objective"], summary["objective_type"], optimal)
+        summary["objective"], summary["objective_type"], optimal
+    )
 
 
 def cleanup(backend: str, namespace: str, run_id: str):
@@ -109,8 +164,15 @@ def submit_gate(objective: float, objective_type: str, threshold: float) -> bool
     return ok
 
 
-def retrain(tuned: Input[Artifact], train_data: Input[Dataset], epochs: int, val_fraction: float, ensemble: int,
-            model: Output[Model], metrics: Output[Metrics]):
+def retrain(
+    tuned: Input[Artifact],
+    train_data: Input[Dataset],
+    epochs: int,
+    val_fraction: float,
+    ensemble: int,
+    model: Output[Model],
+    metrics: Output[Metrics],
+):
     """Retrain the best trial's parameters on all labelled rows (`ensemble` > 1: that many seeds)."""
     import json
     import os
@@ -122,12 +184,24 @@ def retrain(tuned: Input[Artifact], train_data: Input[Dataset], epochs: int, val
 
     with step_errors():
         result = load_result(os.path.join(tuned.path, "experiment.json"))
-        report = train_best(Experiment(result.experiment, result.source), result.optimal.assignments,
-                            os.path.join(train_data.path, train_data.metadata["file"]), model.path,
-                            epochs or None, val_fraction, ensemble=ensemble)
+        report = train_best(
+            Experiment(result.experiment, result.source),
+            result.optimal.assignments,
+            os.path.join(train_data.path, train_data.metadata["file"]),
+            model.path,
+            epochs or None,
+            val_fraction,
+            ensemble=ensemble,
+        )
     write_json(os.path.join(model.path, "retrain.json"), {**report, "assignments": result.optimal.assignments})
-    model.metadata.update({"framework": "keras", "members": report.get("members", 1), "epochs": report["epochs"],
-                           "best_trial": result.optimal.name})
+    model.metadata.update(
+        {
+            "framework": "keras",
+            "members": report.get("members", 1),
+            "epochs": report["epochs"],
+            "best_trial": result.optimal.name,
+        }
+    )
     for name, value in report["metrics"].items():
         metrics.log_metric(name, value)
     print(f"retrain: {report['epochs']} epochs: {json.dumps(report['metrics'])}")
@@ -142,13 +216,22 @@ def predict(model: Input[Model], test_data: Input[Dataset], submission: Output[D
 
     sample = test_data.metadata.get("sample_submission") or None
     with step_errors():
-        rows = predict_submission(model.path,  # model.keras, or the members of an ensemble
-                                  os.path.join(test_data.path, test_data.metadata["file"]), submission.path,
-                                  os.path.join(test_data.path, sample) if sample else None,
-                                  expected_rows=test_data.metadata.get("rows"))
-    submission.metadata.update({"rows": rows, "format": "csv", "columns": "ImageId,Label",
-                                "test_source": test_data.metadata.get("source", ""),
-                                "test_sha256": test_data.metadata.get("sha256", "")})
+        rows = predict_submission(
+            model.path,  # model.keras, or the members of an ensemble
+            os.path.join(test_data.path, test_data.metadata["file"]),
+            submission.path,
+            os.path.join(test_data.path, sample) if sample else None,
+            expected_rows=test_data.metadata.get("rows"),
+        )
+    submission.metadata.update(
+        {
+            "rows": rows,
+            "format": "csv",
+            "columns": "ImageId,Label",
+            "test_source": test_data.metadata.get("source", ""),
+            "test_sha256": test_data.metadata.get("sha256", ""),
+        }
+    )
     print(f"predict: submission.csv with {rows} rows")
     return rows
 
@@ -164,8 +247,15 @@ def export(model: Input[Model], export_dir: str, saved_model: Output[Model]):
 
     with step_errors():
         info = export_model(model.path, saved_model.path, export_dir)
-    saved_model.metadata.update({"framework": "tensorflow", "format": "saved_model", "signature": info["signature"],
-                                 "published": info["published"], "version": info["version"]})
+    saved_model.metadata.update(
+        {
+            "framework": "tensorflow",
+            "format": "saved_model",
+            "signature": info["signature"],
+            "published": info["published"],
+            "version": info["version"],
+        }
+    )
     where = f"; published as version {info['version']}: {info['published']}" if info["published"] else ""
     print(f"export: SavedModel {info['saved_model']}{where}")
 
@@ -175,6 +265,6 @@ STEPS = (prepare, tune, submit_gate, retrain, predict, export, cleanup)
 
 def make_components(image: str) -> SimpleNamespace:
     """The components, all running in `image` (which has the project installed)."""
-    return SimpleNamespace(**{
-        fn.__name__: dsl.component(fn, base_image=image, install_kfp_package=False) for fn in STEPS
-    })
+    return SimpleNamespace(
+        **{fn.__name__: dsl.component(fn, base_image=image, install_kfp_package=False) for fn in STEPS}
+    )

@@ -37,8 +37,7 @@ class Budget:
 
 # Each step's limit on a cluster (kfp-kubernetes sets the pod's activeDeadlineSeconds) and its retries
 # (a lost node, an evicted pod); the tune step's own `timeout_s` bounds the Experiment.
-TIMEOUTS_S = {"prepare": 3600, "tune": 48 * 3600, "retrain": 24 * 3600, "predict": 3600, "export": 3600,
-              "cleanup": 600}
+TIMEOUTS_S = {"prepare": 3600, "tune": 48 * 3600, "retrain": 24 * 3600, "predict": 3600, "export": 3600, "cleanup": 600}
 RETRIES = {"prepare": 2, "tune": 2, "retrain": 1, "predict": 2, "export": 1, "cleanup": 2}
 RETRY_BACKOFF_S, RETRY_BACKOFF_FACTOR = 30, 2
 POD_START_SLACK_S = 600  # scheduling and image pulls: a pod's own deadline starts only when it runs
@@ -50,7 +49,7 @@ def retry_window_s(step: str) -> int:
     3600 s, would stop tune and retrain from ever being retried. So: every attempt's whole timeout
     and the backoffs between them."""
     retries = RETRIES[step]
-    waits = sum(RETRY_BACKOFF_S * RETRY_BACKOFF_FACTOR ** i for i in range(retries))
+    waits = sum(RETRY_BACKOFF_S * RETRY_BACKOFF_FACTOR**i for i in range(retries))
     return (retries + 1) * (TIMEOUTS_S[step] + POD_START_SLACK_S) + waits
 
 
@@ -68,18 +67,24 @@ def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ..
         """What only a cluster sees (kfp.local ignores it): limits, retries, pull secrets, the data volume."""
         kubernetes.set_timeout(task, TIMEOUTS_S[step])
         if retries:
-            task.set_retry(num_retries=RETRIES[step], backoff_duration=f"{RETRY_BACKOFF_S}s",
-                           backoff_factor=RETRY_BACKOFF_FACTOR, backoff_max_duration=f"{retry_window_s(step)}s")
+            task.set_retry(
+                num_retries=RETRIES[step],
+                backoff_duration=f"{RETRY_BACKOFF_S}s",
+                backoff_factor=RETRY_BACKOFF_FACTOR,
+                backoff_max_duration=f"{retry_window_s(step)}s",
+            )
         if image_pull_secrets:
             kubernetes.set_image_pull_secrets(task, list(image_pull_secrets))
         if data_pvc is not None:
             kubernetes.mount_pvc(task, pvc_name=data_pvc, mount_path=DATA_MOUNT)
         return task
 
-    @dsl.pipeline(name=PIPELINE_NAME,
-                  description="Tune the digit-recognizer CNN with one Katib Experiment, retrain the best "
-                              "trial on all labelled rows, write submission.csv and export the model as a "
-                              "SavedModel for KServe.")
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Tune the digit-recognizer CNN with one Katib Experiment, retrain the best "
+        "trial on all labelled rows, write submission.csv and export the model as a "
+        "SavedModel for KServe.",
+    )
     def digits_pipeline(
         data_dir: str = DATA_MOUNT,
         data_pvc: str = DATA_PVC,
@@ -120,42 +125,74 @@ def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ..
             delete_after: Delete the Experiment when the tune step ends.
             export_dir: Model folder on the data volume (mounted at /data) where the export step adds this run's SavedModel as the next version, for KServe (deploy/kserve/); empty: the step's artifact only.
         """
-        cleanup = on_cluster(c.cleanup(backend=backend, namespace=namespace, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
-                             "cleanup")
+        cleanup = on_cluster(
+            c.cleanup(backend=backend, namespace=namespace, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "cleanup"
+        )
         cleanup.set_display_name("stop this run's Experiments").set_caching_options(False)
         with dsl.ExitHandler(cleanup, name="tune-and-submit"):
             prepare = on_cluster(c.prepare(data_dir=data_dir), "prepare", data_pvc).set_display_name("prepare data")
             prepare.set_caching_options(False)  # a cache keyed by a folder's name would miss changed data
-            tune = on_cluster(c.tune(
-                experiment=experiment, backend=backend, train_data=prepare.outputs["train_data"],
-                max_trial_count=max_trial_count, parallel_trial_count=parallel_trial_count,
-                trial_max_rows=trial_max_rows, trial_epochs=trial_epochs, namespace=namespace,
-                timeout_s=timeout_s, delete_after=delete_after, data_dir=data_dir, data_pvc=data_pvc,
-                trial_image=trial_image, image_pull_secrets=",".join(image_pull_secrets),
-                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            ), "tune").set_display_name("tune (Katib or Optuna)")
+            tune = on_cluster(
+                c.tune(
+                    experiment=experiment,
+                    backend=backend,
+                    train_data=prepare.outputs["train_data"],
+                    max_trial_count=max_trial_count,
+                    parallel_trial_count=parallel_trial_count,
+                    trial_max_rows=trial_max_rows,
+                    trial_epochs=trial_epochs,
+                    namespace=namespace,
+                    timeout_s=timeout_s,
+                    delete_after=delete_after,
+                    data_dir=data_dir,
+                    data_pvc=data_pvc,
+                    trial_image=trial_image,
+                    image_pull_secrets=",".join(image_pull_secrets),
+                    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                ),
+                "tune",
+            ).set_display_name("tune (Katib or Optuna)")
             tune.set_caching_options(False)  # a new Experiment per run, never a cached one
-            gate = c.submit_gate(objective=tune.outputs["objective"], objective_type=tune.outputs["objective_type"],
-                                 threshold=threshold).set_display_name("objective reaches threshold?")
+            gate = c.submit_gate(
+                objective=tune.outputs["objective"], objective_type=tune.outputs["objective_type"], threshold=threshold
+            ).set_display_name("objective reaches threshold?")
             # The condition reads the gate's single output: kfp.local (2.17) resolves `<task>.output`
             # in a dsl.If but not a named output of a multi-output task.
             with dsl.If(gate.output == True, name="objective-reached"):  # noqa: E712 - kfp builds a CEL expression
-                retrain = on_cluster(c.retrain(tuned=tune.outputs["tuned"], train_data=prepare.outputs["train_data"],
-                                               epochs=retrain_epochs, val_fraction=retrain_val_fraction,
-                                               ensemble=retrain_ensemble), "retrain")
+                retrain = on_cluster(
+                    c.retrain(
+                        tuned=tune.outputs["tuned"],
+                        train_data=prepare.outputs["train_data"],
+                        epochs=retrain_epochs,
+                        val_fraction=retrain_val_fraction,
+                        ensemble=retrain_ensemble,
+                    ),
+                    "retrain",
+                )
                 retrain.set_display_name("retrain best").set_cpu_request("2").set_memory_request("4G")
-                on_cluster(c.predict(model=retrain.outputs["model"], test_data=prepare.outputs["test_data"]),
-                           "predict").set_display_name("predict submission.csv")
-                export = on_cluster(c.export(model=retrain.outputs["model"], export_dir=export_dir), "export",
-                                    data_pvc).set_display_name("export SavedModel")
+                on_cluster(
+                    c.predict(model=retrain.outputs["model"], test_data=prepare.outputs["test_data"]), "predict"
+                ).set_display_name("predict submission.csv")
+                export = on_cluster(
+                    c.export(model=retrain.outputs["model"], export_dir=export_dir), "export", data_pvc
+                ).set_display_name("export SavedModel")
                 export.set_caching_options(False)  # publishing a version on the volume is the point of the step
 
     return digits_pipeline
 
 
-def pipeline_arguments(data_dir: str, experiment: str, backend: str, budget: Budget, namespace: str = "",
-                       timeout_s: int = 6 * 3600, delete_after: bool = False, data_pvc: str | None = None,
-                       trial_image: str | None = None, export_dir: str = EXPORT_DIR) -> dict[str, Any]:
+def pipeline_arguments(
+    data_dir: str,
+    experiment: str,
+    backend: str,
+    budget: Budget,
+    namespace: str = "",
+    timeout_s: int = 6 * 3600,
+    delete_after: bool = False,
+    data_pvc: str | None = None,
+    trial_image: str | None = None,
+    export_dir: str = EXPORT_DIR,
+) -> dict[str, Any]:
     """The pipeline's run arguments (same names as the pipeline function's parameters; None keeps its default)."""
     if backend not in ("katib", "optuna"):
         raise UserError(f"backend: {backend!r} is not one of katib, optuna")
@@ -168,9 +205,17 @@ def pipeline_arguments(data_dir: str, experiment: str, backend: str, budget: Bud
         if text or in_project(experiment).is_file():
             refuse_resource_overrides(read_experiment(experiment), budget.trial_max_rows, budget.trial_epochs)
     extra = {k: v for k, v in (("data_pvc", data_pvc), ("trial_image", trial_image)) if v is not None}
-    return {"data_dir": data_dir, "experiment": experiment, "backend": backend, **asdict(budget),
-            "namespace": namespace, "timeout_s": timeout_s, "delete_after": delete_after, "export_dir": export_dir,
-            **extra}
+    return {
+        "data_dir": data_dir,
+        "experiment": experiment,
+        "backend": backend,
+        **asdict(budget),
+        "namespace": namespace,
+        "timeout_s": timeout_s,
+        "delete_after": delete_after,
+        "export_dir": export_dir,
+        **extra,
+    }
 
 
 def experiment_argument(experiment: str) -> str:

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pipeline.errors import UserError
-from pipeline.workflow.definition import (DEFAULT_IMAGE, Budget, build_pipeline, experiment_argument,
-                                         pipeline_arguments)
+from pipeline.workflow.definition import DEFAULT_IMAGE, Budget, build_pipeline, experiment_argument, pipeline_arguments
 from pipeline.workflow.steps import ERROR_PREFIX, REPO, in_project
 
 LOCAL_SAVED_MODEL = "models/digits"  # under a local run's --out: the export step's SavedModel, version 1
@@ -27,8 +26,14 @@ LOCAL_SAVED_MODEL = "models/digits"  # under a local run's --out: the export ste
 # `pipeline run --local` on a 2-core laptop: 3 one-epoch trials on 300 rows, then a 3-epoch retrain
 # on every labelled row. A user with the full data passes bigger flags.
 LOCAL_TRIAL_EPOCHS = 1
-LOCAL_BUDGET = Budget(max_trial_count=3, parallel_trial_count=1, trial_max_rows=300, trial_epochs=None,
-                      retrain_epochs=3, retrain_ensemble=1)
+LOCAL_BUDGET = Budget(
+    max_trial_count=3,
+    parallel_trial_count=1,
+    trial_max_rows=300,
+    trial_epochs=None,
+    retrain_epochs=3,
+    retrain_ensemble=1,
+)
 
 
 def local_budget(budget: Budget, experiment) -> Budget:
@@ -41,8 +46,11 @@ def local_budget(budget: Budget, experiment) -> Budget:
         return budget
     if resource_override_refusal(experiment, f"--epochs={LOCAL_TRIAL_EPOCHS}", "the local default") is None:
         return replace(budget, trial_epochs=LOCAL_TRIAL_EPOCHS)
-    print(f"pipeline: {experiment.algorithm_name} gives each trial its epochs: the local default "
-          f"--trial-epochs {LOCAL_TRIAL_EPOCHS} is not applied", flush=True)
+    print(
+        f"pipeline: {experiment.algorithm_name} gives each trial its epochs: the local default "
+        f"--trial-epochs {LOCAL_TRIAL_EPOCHS} is not applied",
+        flush=True,
+    )
     return replace(budget, trial_epochs=0)
 
 
@@ -93,8 +101,9 @@ def _run_container(client, image: str, command: list[str], volumes: dict[str, An
     if not any(image in (i.tags + i.attrs.get("RepoDigests", [])) for i in client.images.list()):
         client.images.pull(image)
     run_args.pop("auto_remove", None)
-    container = client.containers.run(image=image, command=command, detach=True, stdout=True, stderr=True,
-                                      volumes=volumes, **run_args)
+    container = client.containers.run(
+        image=image, command=command, detach=True, stdout=True, stderr=True, volumes=volumes, **run_args
+    )
     try:
         code = container.wait()["StatusCode"]
         print(container.logs(stdout=True, stderr=True).decode(errors="replace"), end="")
@@ -115,8 +124,13 @@ def _containers_removed_after_exit() -> Iterator[None]:
         docker_task_handler.run_docker_container = original
 
 
-def run_local(data_dir: str | Path, experiment_path: str | Path, out: str | Path,
-              budget: Budget = LOCAL_BUDGET, image: str | None = None) -> dict[str, Any]:
+def run_local(
+    data_dir: str | Path,
+    experiment_path: str | Path,
+    out: str | Path,
+    budget: Budget = LOCAL_BUDGET,
+    image: str | None = None,
+) -> dict[str, Any]:
     """Run the whole pipeline with kfp.local (Optuna tuning); copy submission.csv, summary.json and the
     SavedModel (`out/models/digits/1/`) to `out`.
 
@@ -151,8 +165,9 @@ def run_local(data_dir: str | Path, experiment_path: str | Path, out: str | Path
         shutil.rmtree(staged, ignore_errors=True)
         shutil.copytree(data_dir, staged)
         pipeline_root.chmod(0o777)  # the image runs as UID 1000
-        arguments = pipeline_arguments(str(staged), experiment_argument(str(experiment_path)), "optuna", budget,
-                                       export_dir="")
+        arguments = pipeline_arguments(
+            str(staged), experiment_argument(str(experiment_path)), "optuna", budget, export_dir=""
+        )
         runner = local.DockerRunner()
     local.init(runner=runner, pipeline_root=str(pipeline_root), raise_on_error=True)
     tee = StepErrorTee(sys.stdout)
@@ -170,13 +185,19 @@ def run_local(data_dir: str | Path, experiment_path: str | Path, out: str | Path
             if tee.error:
                 raise UserError(f"pipeline step {step}: {tee.error}") from None
             raise RuntimeError(f"pipeline step {step} failed (its log is above)") from None
-    runs = sorted((p for p in set(pipeline_root.iterdir()) - before if p.name != "input-data"),
-                  key=lambda p: p.stat().st_mtime)
+    runs = sorted(
+        (p for p in set(pipeline_root.iterdir()) - before if p.name != "input-data"), key=lambda p: p.stat().st_mtime
+    )
     if not runs:
         raise RuntimeError(f"kfp.local wrote no run folder under {pipeline_root}")
     summary = collect_local_run(runs[-1], out, budget.threshold)
-    summary.update(seconds=round(time.perf_counter() - started, 1), data_dir=str(data_dir),
-                   experiment_file=str(experiment_path), budget=asdict(budget), summary=str(out / "summary.json"))
+    summary.update(
+        seconds=round(time.perf_counter() - started, 1),
+        data_dir=str(data_dir),
+        experiment_file=str(experiment_path),
+        budget=asdict(budget),
+        summary=str(out / "summary.json"),
+    )
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -191,6 +212,7 @@ def failed_step_name(message: str) -> str:
 
 def collect_local_run(run_dir: Path, out: Path, threshold: float = 0.0) -> dict[str, Any]:
     """Gather the run's results from kfp.local's folders: copy submission.csv, read the tune and retrain outputs."""
+
     def find(pattern: str) -> Path | None:
         return next(iter(sorted(run_dir.glob(pattern))), None)
 
@@ -198,8 +220,12 @@ def collect_local_run(run_dir: Path, out: Path, threshold: float = 0.0) -> dict[
     from pipeline.workflow.steps import summarize_tuning
 
     tuning = summarize_tuning(final, threshold)
-    summary: dict[str, Any] = {"run_dir": str(run_dir), "tuning_dir": str(run_dir / "tune" / "tuned" / "dryrun"),
-                               **tuning, "submitted": False}
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "tuning_dir": str(run_dir / "tune" / "tuned" / "dryrun"),
+        **tuning,
+        "submitted": False,
+    }
     retrain_json = find("**/retrain/model/retrain.json")
     if retrain_json is not None:
         summary["retrain"] = json.loads(retrain_json.read_text())

@@ -22,10 +22,19 @@ def run_url(host: str, run_id: str, ui_host: str | None = None) -> str:
     return f"{base}/#/runs/details/{run_id}"
 
 
-def submit(host: str, arguments: dict[str, Any], image: str, namespace: str | None = None,
-           service_account: str | None = None, experiment_name: str = PIPELINE_NAME, *,
-           image_pull_secrets: tuple[str, ...] = (), token: str | None = None, cookies: str | None = None,
-           ui_host: str | None = None) -> str:
+def submit(
+    host: str,
+    arguments: dict[str, Any],
+    image: str,
+    namespace: str | None = None,
+    service_account: str | None = None,
+    experiment_name: str = PIPELINE_NAME,
+    *,
+    image_pull_secrets: tuple[str, ...] = (),
+    token: str | None = None,
+    cookies: str | None = None,
+    ui_host: str | None = None,
+) -> str:
     """Compile and create a run on a KFP server; returns the run's URL."""
     import kfp
 
@@ -34,8 +43,11 @@ def submit(host: str, arguments: dict[str, Any], image: str, namespace: str | No
         # contacts the server right here
         client = kfp.Client(host=host, namespace=namespace, existing_token=token, cookies=cookies)
         run = client.create_run_from_pipeline_package(
-            str(package), arguments=arguments, experiment_name=experiment_name,
-            namespace=namespace, service_account=service_account,
+            str(package),
+            arguments=arguments,
+            experiment_name=experiment_name,
+            namespace=namespace,
+            service_account=service_account,
             run_name=f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}",
         )
     return run_url(host, run.run_id, ui_host)

@@ -6,6 +6,7 @@ body only maps artifact paths to these arguments. Bad input raises UserError
 that one line on stdout plus exit 2, so a failed step's log ends with the
 reason and `pipeline run --local` can repeat it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -58,7 +59,6 @@ def in_project(path: str | Path) -> Path:
     return path
 
 
-
 def prepare_data(data_dir: str | Path, train_out: str | Path, test_out: str | Path) -> dict[str, Any]:
     """Validate train.csv and test.csv as the trial does, then copy them (and
     sample_submission.csv, kept with the test file) into the output folders."""
@@ -75,9 +75,13 @@ def prepare_data(data_dir: str | Path, train_out: str | Path, test_out: str | Pa
     copied = {"train": _copy_into(train, Path(train_out)), "test": _copy_into(test, Path(test_out))}
     if sample is not None:
         copied["sample_submission"] = _copy_into(sample, Path(test_out))
-    return {"train_rows": len(x_train), "test_rows": len(x_test), "files": {k: p.name for k, p in copied.items()},
-            "sources": {"train": str(train), "test": str(test)},
-            "sha256": {"train": _sha256(train), "test": _sha256(test)}}
+    return {
+        "train_rows": len(x_train),
+        "test_rows": len(x_test),
+        "files": {k: p.name for k, p in copied.items()},
+        "sources": {"train": str(train), "test": str(test)},
+        "sha256": {"train": _sha256(train), "test": _sha256(test)},
+    }
 
 
 def _sha256(path: Path) -> str:
@@ -118,8 +122,9 @@ def read_experiment(path_or_text: str) -> Experiment:
 
 def trial_budget_args(trial_max_rows: int = 0, trial_epochs: int = 0) -> list[str]:
     """Trial flags appended after the template's own (argparse: the last one wins)."""
-    return ([f"--max-rows={trial_max_rows}"] if trial_max_rows else []) + \
-           ([f"--epochs={trial_epochs}"] if trial_epochs else [])
+    return ([f"--max-rows={trial_max_rows}"] if trial_max_rows else []) + (
+        [f"--epochs={trial_epochs}"] if trial_epochs else []
+    )
 
 
 BUDGET_FLAG_ORIGINS = {"--max-rows": "trial_max_rows (--trial-max-rows)", "--epochs": "trial_epochs (--trial-epochs)"}
@@ -147,8 +152,14 @@ def append_trial_args(experiment: Experiment, args: list[str]) -> Experiment:
     return changed
 
 
-def smoke_copy(experiment: Experiment, namespace: str, max_trials: int, rows: int, epochs: int,
-               requests: dict[str, str] | None = None) -> Experiment:
+def smoke_copy(
+    experiment: Experiment,
+    namespace: str,
+    max_trials: int,
+    rows: int,
+    epochs: int,
+    requests: dict[str, str] | None = None,
+) -> Experiment:
     """A small-budget copy to try an Experiment on a cluster (the Katib box's tier, scripts/e2e-kind.sh):
     maxTrialCount by the budget rule, the budget flags appended as the pipeline appends them (no `--epochs`
     where the algorithm's resource parameter sets it), the primary container's `requests` lowered so several
@@ -171,8 +182,9 @@ def trial_data(experiment: Experiment) -> tuple[str, str | None, str]:
     from trial.cli import build_parser
 
     # Any assignment renders the same --data; the lower bounds are as good as any.
-    samples = {p.name: p.choices[0] if p.choices else int(p.min) if p.type == "int" else p.min
-               for p in experiment.parameters}
+    samples = {
+        p.name: p.choices[0] if p.choices else int(p.min) if p.type == "int" else p.min for p in experiment.parameters
+    }
     data = str(build_parser().parse_known_args(best_trial_flags(experiment, samples))[0].data)
     container = experiment.primary_container()
     pod = ((experiment.trial_spec.get("spec") or {}).get("template") or {}).get("spec") or {}
@@ -186,8 +198,9 @@ def trial_data(experiment: Experiment) -> tuple[str, str | None, str]:
     return data, None, data
 
 
-def for_cluster(experiment: Experiment, trial_image: str = "", data_pvc: str = "",
-                image_pull_secrets: list[str] | None = None) -> Experiment:
+def for_cluster(
+    experiment: Experiment, trial_image: str = "", data_pvc: str = "", image_pull_secrets: list[str] | None = None
+) -> Experiment:
     """The Experiment the tune step creates: the trials run `trial_image` and read the claim
     `data_pvc` (each "" keeps the YAML's), with `image_pull_secrets` added to the trial pod."""
     changed = Experiment(copy.deepcopy(experiment.raw), experiment.source)
@@ -208,8 +221,15 @@ def for_cluster(experiment: Experiment, trial_image: str = "", data_pvc: str = "
     return changed
 
 
-def require_same_data(experiment: Experiment, data_pvc: str, data_dir: str, train_file: str, *,
-                      experiment_namespace: str, data_namespace: str) -> None:
+def require_same_data(
+    experiment: Experiment,
+    data_pvc: str,
+    data_dir: str,
+    train_file: str,
+    *,
+    experiment_namespace: str,
+    data_namespace: str,
+) -> None:
     """Refuse to tune when the trials would read other data than the retrain: the retrain reads
     `data_dir/train_file` from the claim `data_pvc` in `data_namespace`, mounted at DATA_MOUNT (the
     prepare step, in the run's namespace). A pod mounts a claim by name in its own namespace, so the
@@ -217,24 +237,41 @@ def require_same_data(experiment: Experiment, data_pvc: str, data_dir: str, trai
     path, claim, inside = trial_data(experiment)
     where = f"{data_dir.rstrip('/')}/{train_file}"
     if not (where == DATA_MOUNT or where.startswith(DATA_MOUNT + "/")):
-        raise UserError(f"data_dir {data_dir!r}: on a cluster the data is read from the volume {data_pvc!r} "
-                        f"mounted at {DATA_MOUNT}; pass a folder under {DATA_MOUNT}")
+        raise UserError(
+            f"data_dir {data_dir!r}: on a cluster the data is read from the volume {data_pvc!r} "
+            f"mounted at {DATA_MOUNT}; pass a folder under {DATA_MOUNT}"
+        )
     expected = str(Path(where).relative_to(DATA_MOUNT))
     if claim == data_pvc and Path(inside) == Path(expected) and experiment_namespace == data_namespace:
         return
     source = f"claim {experiment_namespace}/{claim}, {inside}" if claim else "the image's own files"
-    fix = (f"run the Experiment in the run's namespace (namespace {data_namespace!r}, or empty) and keep the "
-           "claim there" if claim == data_pvc and Path(inside) == Path(expected)
-           else "make the trial template's --data and volume match data_dir and data_pvc")
-    raise UserError(f"{experiment.source}: the trials read {path} ({source}) but the retrain would read {where} "
-                    f"(claim {data_namespace}/{data_pvc}, {expected}): tuning on other data than the submission is "
-                    f"trained on; {fix}")
+    fix = (
+        f"run the Experiment in the run's namespace (namespace {data_namespace!r}, or empty) and keep the claim there"
+        if claim == data_pvc and Path(inside) == Path(expected)
+        else "make the trial template's --data and volume match data_dir and data_pvc"
+    )
+    raise UserError(
+        f"{experiment.source}: the trials read {path} ({source}) but the retrain would read {where} "
+        f"(claim {data_namespace}/{data_pvc}, {expected}): tuning on other data than the submission is "
+        f"trained on; {fix}"
+    )
 
 
-def tune(experiment: Experiment, backend: str, out_dir: str | Path, train_file: str | Path | None = None,
-         max_trial_count: int = 0, parallel_trial_count: int = 0, trial_max_rows: int = 0, trial_epochs: int = 0,
-         namespace: str = "", timeout_s: int = 3600, delete_after: bool = False,
-         progress: bool = True, cluster: dict[str, Any] | None = None) -> dict[str, Any]:
+def tune(
+    experiment: Experiment,
+    backend: str,
+    out_dir: str | Path,
+    train_file: str | Path | None = None,
+    max_trial_count: int = 0,
+    parallel_trial_count: int = 0,
+    trial_max_rows: int = 0,
+    trial_epochs: int = 0,
+    namespace: str = "",
+    timeout_s: int = 3600,
+    delete_after: bool = False,
+    progress: bool = True,
+    cluster: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run the Experiment on `backend` and return the final Experiment object (Katib's JSON shape).
     Budget counts of 0 keep the Experiment's own (the one budget rule: pipeline.katib.budget).
 
@@ -256,25 +293,42 @@ def tune(experiment: Experiment, backend: str, out_dir: str | Path, train_file: 
         from pipeline.cluster.katib_api import run_on_katib
 
         if not budgeted.katib_admissible:
-            raise UserError(f"{experiment.source}: maxTrialCount {experiment.max_trial_count} is below "
-                            f"parallelTrialCount {experiment.parallel_trial_count}, which Katib rejects; "
-                            f"raise max_trial_count to at least {experiment.parallel_trial_count}")
+            raise UserError(
+                f"{experiment.source}: maxTrialCount {experiment.max_trial_count} is below "
+                f"parallelTrialCount {experiment.parallel_trial_count}, which Katib rejects; "
+                f"raise max_trial_count to at least {experiment.parallel_trial_count}"
+            )
         cluster = cluster or {}
         namespace = namespace or current_namespace()
-        experiment = for_cluster(experiment, cluster.get("trial_image", ""), cluster.get("data_pvc", ""),
-                                 cluster.get("image_pull_secrets"))
+        experiment = for_cluster(
+            experiment, cluster.get("trial_image", ""), cluster.get("data_pvc", ""), cluster.get("image_pull_secrets")
+        )
         if cluster.get("data_pvc"):
             data_namespace = cluster.get("data_namespace") or current_namespace()
-            require_same_data(experiment, cluster["data_pvc"], cluster.get("data_dir", DATA_MOUNT),
-                              Path(str(train_file)).name if train_file else "train.csv.gz",
-                              experiment_namespace=namespace, data_namespace=data_namespace)
+            require_same_data(
+                experiment,
+                cluster["data_pvc"],
+                cluster.get("data_dir", DATA_MOUNT),
+                Path(str(train_file)).name if train_file else "train.csv.gz",
+                experiment_namespace=namespace,
+                data_namespace=data_namespace,
+            )
             print(f"tune: the trials read claim {namespace}/{cluster['data_pvc']}, the one prepare read", flush=True)
         owner = step_pod_owner(namespace)
         if owner:
-            print(f"tune: the Experiment is owned by this step's pod {owner['name']}: it is deleted with the "
-                  "run's Workflow, even if the exit handler never runs", flush=True)
-        return run_on_katib(append_trial_args(experiment, budget).raw, namespace, timeout_s,
-                            delete_after, run_id=cluster.get("run_id") or None, owner=owner)
+            print(
+                f"tune: the Experiment is owned by this step's pod {owner['name']}: it is deleted with the "
+                "run's Workflow, even if the exit handler never runs",
+                flush=True,
+            )
+        return run_on_katib(
+            append_trial_args(experiment, budget).raw,
+            namespace,
+            timeout_s,
+            delete_after,
+            run_id=cluster.get("run_id") or None,
+            owner=owner,
+        )
     from pipeline.local.controller import run_experiment
 
     trial_args = ([f"--data={train_file}"] if train_file else []) + budget
@@ -307,12 +361,15 @@ def require_succeeded(final: dict[str, Any], hint: str = "") -> None:
     failed = [c for c in conditions if c.get("type") == "Failed" and c.get("status") == "True"]
     if failed:
         name = (final.get("metadata") or {}).get("name", "experiment")
-        raise UserError(f"Experiment {name} Failed ({failed[-1].get('reason', '')}): "
-                        f"{failed[-1].get('message', '')}" + (f"; {hint}" if hint else ""))
+        raise UserError(
+            f"Experiment {name} Failed ({failed[-1].get('reason', '')}): "
+            f"{failed[-1].get('message', '')}" + (f"; {hint}" if hint else "")
+        )
 
 
-def step_pod_owner(experiment_namespace: str, environ: dict[str, str] | None = None,
-                   pod_namespace: str | None = None) -> dict[str, str] | None:
+def step_pod_owner(
+    experiment_namespace: str, environ: dict[str, str] | None = None, pod_namespace: str | None = None
+) -> dict[str, str] | None:
     """The ownerReference that ties the Experiment to this step's pod (KFP's executor sets KFP_POD_NAME
     and KFP_POD_UID from the downward API), so it goes with the run's Workflow when that is deleted
     (by hand, with the run, or by KFP's garbage collection of finished runs). None outside a KFP pod
@@ -375,8 +432,10 @@ def export_model(model_dir: str | Path, out_dir: str | Path, publish_dir: str | 
         try:
             publish_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"{publish_dir}: cannot create the model folder ({exc.strerror}); is the data volume "
-                            "mounted read-write?") from None
+            raise UserError(
+                f"{publish_dir}: cannot create the model folder ({exc.strerror}); is the data volume "
+                "mounted read-write?"
+            ) from None
         version = next_version(publish_dir)
         staging = publish_dir / f".incoming-{version}-{os.getpid()}"
         shutil.copytree(saved, staging)

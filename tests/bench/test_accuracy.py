@@ -1,5 +1,6 @@
 """bench.sections.accuracy: the retrained default on a hold-out (tiny runs on the sample) and its
 --accuracy-flags, checked before any member trains."""
+
 from __future__ import annotations
 
 import gzip
@@ -24,8 +25,10 @@ def test_accuracy_section_averages_members_on_one_hold_out(tmp_path, capsys):
     assert len(result["member_final_val_accuracy"]) == 2 and 0 <= result["ensemble_val_accuracy"] <= 1
     low, high = result["ensemble_val_accuracy_ci95"]
     assert low <= result["ensemble_val_accuracy"] <= high
-    assert sorted(p.parent.name for p in (tmp_path / "accuracy-model").glob("member-*/model.keras")) == \
-        ["member-0", "member-1"]
+    assert sorted(p.parent.name for p in (tmp_path / "accuracy-model").glob("member-*/model.keras")) == [
+        "member-0",
+        "member-1",
+    ]
     assert result["cpu_s"] > 0 and result["wall_s"] > 0
     assert all("--split-seed 0" in command for command in result["commands"])
     # Every hold-out error is listed, with a train.csv line that really holds that label, and drawn.
@@ -59,8 +62,15 @@ def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(tmp_path):
 
     from trial.train import split
 
-    result = accuracy.measure(SAMPLE, epochs=1, members=1, out=tmp_path, split_seed=1, precision="bfloat16",
-                                  flags=accuracy_recipe("--batch-size 32 --learning-rate 0.0007"))
+    result = accuracy.measure(
+        SAMPLE,
+        epochs=1,
+        members=1,
+        out=tmp_path,
+        split_seed=1,
+        precision="bfloat16",
+        flags=accuracy_recipe("--batch-size 32 --learning-rate 0.0007"),
+    )
     assert result["split_seed"] == 1 and "--split-seed 1" in result["commands"][0]
     # --accuracy-flags reach the member: the hyperparameters it saved beside its model are the recipe's.
     hparams = json.loads((tmp_path / "accuracy-model" / "member-0" / "hparams.json").read_text())
@@ -79,14 +89,20 @@ def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(tmp_path):
     assert {e["train_csv_line"] - 2 for e in result["errors"]} <= set(seed_1_rows.tolist())
 
 
-@pytest.mark.parametrize("flags, message", [
-    ("--seed 3", "--seed is set by the accuracy section itself (instead: members' seeds 0..N-1: --accuracy-members)"),
-    ("--epochs=4", "--epochs is set by the accuracy section itself (instead: --accuracy-epochs)"),
-    ("--batch-size 0", "argument --batch-size: 0 is not a positive integer"),
-    ("--optimizer lion", "argument --optimizer: invalid choice: 'lion'"),
-    ("--bogus 1", "not a trial flag: --bogus"),
-    ("--optimizer 'adam", "No closing quotation"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            "--seed 3",
+            "--seed is set by the accuracy section itself (instead: members' seeds 0..N-1: --accuracy-members)",
+        ),
+        ("--epochs=4", "--epochs is set by the accuracy section itself (instead: --accuracy-epochs)"),
+        ("--batch-size 0", "argument --batch-size: 0 is not a positive integer"),
+        ("--optimizer lion", "argument --optimizer: invalid choice: 'lion'"),
+        ("--bogus 1", "not a trial flag: --bogus"),
+        ("--optimizer 'adam", "No closing quotation"),
+    ],
+)
 def test_accuracy_flags_are_checked_before_any_member_trains(flags, message):
     with pytest.raises(SystemExit) as refused:
         accuracy_recipe(flags)
@@ -101,6 +117,9 @@ def test_every_flag_the_accuracy_section_owns_is_a_trial_flag():
 
 
 def test_accuracy_flags_become_trial_argv():
-    assert accuracy_recipe("--batch-size 128 --learning-rate=0.0014") == ["--batch-size", "128",
-                                                                              "--learning-rate=0.0014"]
+    assert accuracy_recipe("--batch-size 128 --learning-rate=0.0014") == [
+        "--batch-size",
+        "128",
+        "--learning-rate=0.0014",
+    ]
     assert accuracy_recipe("") == []

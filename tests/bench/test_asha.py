@@ -1,5 +1,6 @@
 """bench.sections.asha end to end on the sample (its own file, so pytest-xdist's loadfile runs it beside the
 other bench tests)."""
+
 from __future__ import annotations
 
 import pytest
@@ -35,4 +36,3 @@ def test_asha_section_records_replays_and_runs_asha_for_real(tmp_path):
     timed = {"record_wall_s", "resumed", "real_asha_run"}
     assert {k: v for k, v in again.items() if k not in timed} == {k: v for k, v in result.items() if k not in timed}
     assert again["resumed"] and again["real_asha_run"]["epochs_total"] == result["real_asha_run"]["epochs_total"]
-

@@ -1,6 +1,7 @@
 """bench.cli (`python -m bench`): --help teaches every section of the registry, --only runs the named ones in
 the registry's order, the accuracy flags and the data are checked before any section runs, and the report
 comes out as a table, then JSON. The sections here are stand-ins: their own tests train for real."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,12 +15,21 @@ from bench import cli, machine
 from bench.sections import SECTIONS
 from tests.conftest import REPO
 
-FIGURES = {"throughput": {"trial_images_per_s": 790.0, "bare_keras_images_per_s": 800.0, "ratio_trial_vs_bare": 0.988},
-           "flops": {"matmul_gflops": 50.0}}
-FIGURES["serve"] = {"clients": 2, "batch": 1, "requests_per_s": 10.0, "wall_s": 1.0,
-                    "latency_ms": {"p50": 1.0, "p90": 2.0, "p99": 3.0, "max": 4.0}, "statuses": {200: 10},
-                    "failures": {}, "rss_mib": {"before": 1, "max_during": 2, "after": 2},
-                    "threads": {"before": 3, "max_during": 3, "after": 3}}
+FIGURES = {
+    "throughput": {"trial_images_per_s": 790.0, "bare_keras_images_per_s": 800.0, "ratio_trial_vs_bare": 0.988},
+    "flops": {"matmul_gflops": 50.0},
+}
+FIGURES["serve"] = {
+    "clients": 2,
+    "batch": 1,
+    "requests_per_s": 10.0,
+    "wall_s": 1.0,
+    "latency_ms": {"p50": 1.0, "p90": 2.0, "p99": 3.0, "max": 4.0},
+    "statuses": {200: 10},
+    "failures": {},
+    "rss_mib": {"before": 1, "max_during": 2, "after": 2},
+    "threads": {"before": 3, "max_during": 3, "after": 3},
+}
 
 
 @pytest.fixture
@@ -32,6 +42,7 @@ def ran(monkeypatch):
         def run(args, report):
             calls.append((name, args, dict(report)))
             return FIGURES[name]
+
         return run
 
     for name, section in list(SECTIONS.items()):
@@ -65,15 +76,32 @@ def test_help_says_what_each_section_measures_and_lists_its_flags(capsys):
 
 
 def test_only_runs_the_named_sections_in_the_registrys_order(ran, data, tmp_path, capsys):
-    assert cli.main(["--only", "flops", "serve", "throughput", "--data", str(data), "--out", str(tmp_path / "o"),
-                     "--json-out", str(tmp_path / "report.json"), "--serve-clients", "2"]) == 0
+    assert (
+        cli.main(
+            [
+                "--only",
+                "flops",
+                "serve",
+                "throughput",
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "o"),
+                "--json-out",
+                str(tmp_path / "report.json"),
+                "--serve-clients",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert [name for name, _, _ in ran] == ["throughput", "flops", "serve"]
     # flops is given the report so far, the throughput figures in it; each section gets every flag parsed
     assert ran[1][2]["throughput"] == FIGURES["throughput"]
     assert ran[2][1].serve_clients == 2 and ran[2][1].throughput_rows == 8000
     assert (tmp_path / "o").is_dir()
     out = capsys.readouterr().out
-    table, json_text = out[:out.index("\n{\n") + 1], out[out.index("\n{\n") + 1:]  # the JSON starts a line
+    table, json_text = out[: out.index("\n{\n") + 1], out[out.index("\n{\n") + 1 :]  # the JSON starts a line
     report = json.loads(json_text)
     assert report == json.loads((tmp_path / "report.json").read_text())
     assert list(report) == ["date", "machine", "python", "accelerators", "throughput", "flops", "serve"]
@@ -104,7 +132,8 @@ def test_an_unknown_section_is_refused_by_name(capsys):
 
 @pytest.mark.process
 def test_python_dash_m_bench_is_the_entry_from_the_repository_root():
-    done = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "Sections (all by default):" in done.stdout and "--serve-clients" in done.stdout

@@ -2,6 +2,7 @@
 bench, a section imports no other section, nor the registry, the report or the CLI, and nothing imports
 the CLI but the package and `python -m bench`. Read with `ast`, lazy imports included, as
 tests/project/test_architecture.py reads the rest of the house."""
+
 from __future__ import annotations
 
 import ast

@@ -1,4 +1,5 @@
 """bench.sections.profile: one epoch's op time from TensorFlow's profiler, grouped."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,7 +32,8 @@ def test_profile_section_groups_one_epochs_op_time(tmp_path, precision, policy):
         assert groups["dtype casts"] > 0
     assert keras.mixed_precision.global_policy().name == caller  # the section leaves the policy as it found it
     # epoch_wall_s is rounded to 0.01 s, which on a 0.2-second epoch of 300 rows is 2.5 % of it
-    assert result["images_per_s"] == pytest.approx(result["rows"] / result["epoch_wall_s"],
-                                                   rel=0.005 / result["epoch_wall_s"] + 0.001)
+    assert result["images_per_s"] == pytest.approx(
+        result["rows"] / result["epoch_wall_s"], rel=0.005 / result["epoch_wall_s"] + 0.001
+    )
     shown = dict(summary_rows({"profile": result}))[f"one epoch's op time ({policy}, TF profiler)"]
     assert f"{result['images_per_s']} images/s under the profiler" in shown

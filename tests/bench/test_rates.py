@@ -1,4 +1,5 @@
 """bench.rates: a training rate as GFLOP/s and as a share of the matmul rate of its precision."""
+
 from __future__ import annotations
 
 import pytest

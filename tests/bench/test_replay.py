@@ -1,5 +1,6 @@
 """bench.replay: recorded curves replayed through medianstop's rule and ASHA's, checked against orders
 worked through by hand."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,17 +33,22 @@ def test_replay_orders_gives_the_expected_epochs_to_target():
 def test_asha_replay_follows_ashas_rule_by_hand():
     from pipeline.katib.algorithms import AshaPlan
 
-    plan = AshaPlan(eta=3, min_resource=1, max_resource=9, resource_name="epochs", random_state=0, base_sampler="random")
+    plan = AshaPlan(
+        eta=3, min_resource=1, max_resource=9, resource_name="epochs", random_state=0, base_sampler="random"
+    )
     curves = [[0.1 * (i + 1)] * 9 for i in range(8)] + [[0.9] * 8 + [0.99]]
     # Worst order for ASHA, each configuration better than all before it: every new one is promoted as soon as
     # its rung has room (rung 0's top third, then rung 1's), worked through by hand: 9 new (1 epoch each),
     # 7 to rung 1 (+2 each), 5 to rung 2 (+6 each) = 9 + 14 + 30 = 53, the target met at the very last epoch.
-    assert replay_asha(curves, 0.99, plan) == {"epochs_to_target": 53, "epochs_total": 53, "best": 0.99,
-                                               "trials": 21}
+    assert replay_asha(curves, 0.99, plan) == {"epochs_to_target": 53, "epochs_total": 53, "best": 0.99, "trials": 21}
     # Best first: random search meets the target at epoch 9, ASHA only once rung 0 holds 9 results and
     # rung 1 holds 3 (9 x 1 + 3 x 2 + 6): ASHA is no help when the first configuration is the best.
     assert replay(curves[::-1], 0.99, None, stop=False)[0] == 9
-    assert replay_asha(curves[::-1], 0.99, plan) == {"epochs_to_target": 21, "epochs_total": 21,
-                                                     "best": 0.99, "trials": 13}
+    assert replay_asha(curves[::-1], 0.99, plan) == {
+        "epochs_to_target": 21,
+        "epochs_total": 21,
+        "best": 0.99,
+        "trials": 13,
+    }
     # A target nothing reaches: every epoch ASHA decides to spend is counted, none reaches it.
     assert replay_asha(curves, 1.5, plan)["epochs_to_target"] is None

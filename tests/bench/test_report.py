@@ -1,4 +1,5 @@
 """bench.report: the table of headline figures, one row per figure of the sections that ran."""
+
 from __future__ import annotations
 
 from bench.report import print_table, summary_rows
@@ -6,20 +7,39 @@ from bench.report import print_table, summary_rows
 
 def test_summary_table_names_each_figure(capsys):
     report = {
-        "machine": "x86_64, 2 cores", "accelerators": [],
+        "machine": "x86_64, 2 cores",
+        "accelerators": [],
         "throughput": {"trial_images_per_s": 790.0, "bare_keras_images_per_s": 800.0, "ratio_trial_vs_bare": 0.988},
-        "efficiency": {"target_val_accuracy": 0.98,
-                       "random": {"epochs_to_target": 20, "epochs_total": 40},
-                       "medianstop": {"epochs_to_target": 8, "epochs_total": 30, "speedup_vs_random": 2.5},
-                       "hyperband": {"epochs_to_target": None, "epochs_total": 27, "speedup_vs_random": None},
-                       "over_orders": {"orders": 2000, "reachable": True, "random_mean_epochs": 34.45,
-                                       "medianstop_missed_orders": 3, "medianstop_mean_epochs": 33.49,
-                                       "speedup_vs_random": 1.03},
-                       "medianstop_settings_sweep": [
-                           {"start_step": 1, "min_trials_required": 1, "reachable": True, "speedup_vs_random": 1.4,
-                            "medianstop_missed_orders": 0},
-                           {"start_step": 3, "min_trials_required": 3, "reachable": True, "speedup_vs_random": 1.03,
-                            "medianstop_missed_orders": 3}]},
+        "efficiency": {
+            "target_val_accuracy": 0.98,
+            "random": {"epochs_to_target": 20, "epochs_total": 40},
+            "medianstop": {"epochs_to_target": 8, "epochs_total": 30, "speedup_vs_random": 2.5},
+            "hyperband": {"epochs_to_target": None, "epochs_total": 27, "speedup_vs_random": None},
+            "over_orders": {
+                "orders": 2000,
+                "reachable": True,
+                "random_mean_epochs": 34.45,
+                "medianstop_missed_orders": 3,
+                "medianstop_mean_epochs": 33.49,
+                "speedup_vs_random": 1.03,
+            },
+            "medianstop_settings_sweep": [
+                {
+                    "start_step": 1,
+                    "min_trials_required": 1,
+                    "reachable": True,
+                    "speedup_vs_random": 1.4,
+                    "medianstop_missed_orders": 0,
+                },
+                {
+                    "start_step": 3,
+                    "min_trials_required": 3,
+                    "reachable": True,
+                    "speedup_vs_random": 1.03,
+                    "medianstop_missed_orders": 3,
+                },
+            ],
+        },
     }
     print_table(summary_rows(report))
     out = capsys.readouterr().out.splitlines()
@@ -32,15 +52,27 @@ def test_summary_table_names_each_figure(capsys):
     assert out[6].endswith("start_step 1, min_trials_required 1: 1.4x (missed in 0 orders)")
     # two aligned columns: every value starts where the longest name ends, plus two spaces
     width = max(len(name) for name, _ in summary_rows(report))
-    assert all(line[width:width + 2] == "  " and line[width + 2] != " " for line in out)
+    assert all(line[width : width + 2] == "  " and line[width + 2] != " " for line in out)
 
 
 def test_summary_table_gives_the_accuracy_with_its_interval(capsys):
-    report = {"machine": "m", "accelerators": [],
-              "accuracy": {"ensemble_val_accuracy": 0.99524, "ensemble_val_accuracy_ci95": [0.9927, 0.9969],
-                           "members": 3, "epochs_per_member": 20, "member_final_val_accuracy": [0.9948, 0.9943, 0.9936],
-                           "wall_s": 2327.0, "cpu_s": 3422.0, "errors": [{}] * 20, "confident_errors": 6,
-                           "errors_every_member_makes": 12, "errors_picture": "e.png"}}
+    report = {
+        "machine": "m",
+        "accelerators": [],
+        "accuracy": {
+            "ensemble_val_accuracy": 0.99524,
+            "ensemble_val_accuracy_ci95": [0.9927, 0.9969],
+            "members": 3,
+            "epochs_per_member": 20,
+            "member_final_val_accuracy": [0.9948, 0.9943, 0.9936],
+            "wall_s": 2327.0,
+            "cpu_s": 3422.0,
+            "errors": [{}] * 20,
+            "confident_errors": 6,
+            "errors_every_member_makes": 12,
+            "errors_picture": "e.png",
+        },
+    }
     print_table(summary_rows(report))
     out = capsys.readouterr().out.splitlines()
     assert out[1].endswith("0.9952 (95 % interval 0.9927-0.9969; 3 x 20 epochs; members 0.9948, 0.9943, 0.9936)")

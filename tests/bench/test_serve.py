@@ -1,6 +1,7 @@
 """bench.loadgen, the load it puts on a real `katib-digits serve` (bounded in requests and in time), and
 bench.sections.serve end to end with the server in its own process (its own file, so pytest-xdist's
 loadfile runs it beside the other bench tests)."""
+
 from __future__ import annotations
 
 import threading
@@ -70,5 +71,6 @@ def test_the_serve_section_loads_its_own_server_process_and_reads_its_memory(sav
     shown = dict(summary_rows({"serve": result}))
     assert shown["serve: 4 clients, 4 image(s) a request, V1"].startswith(f"{result['requests_per_s']} requests/s")
     assert f"{{200: {result['answered']}}}, failures none" in shown["serve: answers, server memory and threads"]
-    assert (tmp_path / "serve.log").read_text().count('"POST /v1/models/digits:predict HTTP/1.1" 200') == \
-        result["answered"] + 20  # the server's own log: every request of the load and the warm-up
+    assert (tmp_path / "serve.log").read_text().count('"POST /v1/models/digits:predict HTTP/1.1" 200') == result[
+        "answered"
+    ] + 20  # the server's own log: every request of the load and the warm-up

@@ -1,4 +1,5 @@
 """bench.stats: the statistics the sections report."""
+
 from __future__ import annotations
 
 import pytest

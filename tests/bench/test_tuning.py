@@ -1,4 +1,5 @@
 """bench.tuning: reading what a dry-run's trials recorded (trials.csv, each trial.log)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,9 +26,13 @@ def test_epochs_to_target_counts_every_epoch_before_the_first_hit(tmp_path):
 
 
 def test_trials_are_read_in_completion_order_unfinished_last(tmp_path):
-    write_trials(tmp_path, {"a": [0.5], "b": [0.8, 0.9], "c": [0.7]}, ends=["2026-11-23T10:00:09", "",
-                                                                          "2026-11-23T10:00:01"])
+    write_trials(
+        tmp_path, {"a": [0.5], "b": [0.8, 0.9], "c": [0.7]}, ends=["2026-11-23T10:00:09", "", "2026-11-23T10:00:01"]
+    )
     assert [r["name"] for r in trial_rows(tmp_path)] == ["c", "a", "b"]
     # only the metric lines count, parsed as the collector parses them
-    assert trial_reports(tmp_path) == [[{"epoch": 1, "val_accuracy": 0.7}], [{"epoch": 1, "val_accuracy": 0.5}],
-                                       [{"epoch": 1, "val_accuracy": 0.8}, {"epoch": 2, "val_accuracy": 0.9}]]
+    assert trial_reports(tmp_path) == [
+        [{"epoch": 1, "val_accuracy": 0.7}],
+        [{"epoch": 1, "val_accuracy": 0.5}],
+        [{"epoch": 1, "val_accuracy": 0.8}, {"epoch": 2, "val_accuracy": 0.9}],
+    ]

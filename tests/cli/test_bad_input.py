@@ -1,6 +1,7 @@
 """Bad input everywhere a user types gets one line naming the file and field, exit 2,
 and no traceback unless --debug (issue 8). Each case runs the console command in
 process (click's CliRunner); --debug runs it as a real process."""
+
 from __future__ import annotations
 
 import json
@@ -40,10 +41,17 @@ EXPERIMENT_CASES = {
     "wrong kind": (GOOD_YAML.replace("kind: Experiment", "kind: Trial"), "kind: expected 'Experiment'"),
     "wrong apiVersion": (GOOD_YAML.replace("kubeflow.org/v1beta1", "kubeflow.org/v1alpha3"), "apiVersion: expected"),
     "two documents": (GOOD_YAML + "\n---\n" + GOOD_YAML, "2 YAML documents"),
-    "unknown algorithm setting": (GOOD_YAML.replace("algorithmName: random", "algorithmName: random\n    algorithmSettings:\n      - name: n_startup\n        value: \"3\""),
-                                  "spec.algorithm.algorithmSettings"),
-    "objective also an additional metric": (GOOD_YAML.replace("      - loss\n", "      - val_accuracy\n"),
-                                            "spec.objective.additionalMetricNames"),
+    "unknown algorithm setting": (
+        GOOD_YAML.replace(
+            "algorithmName: random",
+            'algorithmName: random\n    algorithmSettings:\n      - name: n_startup\n        value: "3"',
+        ),
+        "spec.algorithm.algorithmSettings",
+    ),
+    "objective also an additional metric": (
+        GOOD_YAML.replace("      - loss\n", "      - val_accuracy\n"),
+        "spec.objective.additionalMetricNames",
+    ),
 }
 
 
@@ -61,12 +69,15 @@ def test_missing_experiment_file(tmp_path):
     assert proc.returncode == 2 and "nope.yaml" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("content,expected", [
-    ("{not json", "not valid JSON"),
-    (json.dumps({**yaml.safe_load(GOOD_YAML), "status": {"conditions": []}}), "currentOptimalTrial"),
-    ('{"bestTrialName": "t", "parameterAssignments": []}', "parameterAssignments: empty"),
-    ('{"bestTrialName": "t", "parameterAssignments": [{"name": "dropout", "value": "0.2"}]}', "--experiment"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        ("{not json", "not valid JSON"),
+        (json.dumps({**yaml.safe_load(GOOD_YAML), "status": {"conditions": []}}), "currentOptimalTrial"),
+        ('{"bestTrialName": "t", "parameterAssignments": []}', "parameterAssignments: empty"),
+        ('{"bestTrialName": "t", "parameterAssignments": [{"name": "dropout", "value": "0.2"}]}', "--experiment"),
+    ],
+)
 def test_train_with_bad_params_file(tmp_path, content, expected):
     params = write(tmp_path / "experiment.json", content)
     proc = katib_digits("train", "--params", str(params), "--out", str(tmp_path / "model"))
@@ -74,7 +85,9 @@ def test_train_with_bad_params_file(tmp_path, content, expected):
 
 
 def test_pipeline_run_with_missing_data_folder(tmp_path):
-    proc = katib_digits("pipeline", "run", "--local", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"))
+    proc = katib_digits(
+        "pipeline", "run", "--local", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")
+    )
     assert_one_line_error(proc, "nowhere")
 
 
@@ -83,11 +96,14 @@ def test_predict_with_missing_model(tmp_path):
     assert_one_line_error(proc, "no-model")
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["tune", "--no-such-flag", "x.yaml"], "No such option '--no-such-flag'"),
-    (["frobnicate"], "No such command 'frobnicate'"),
-    (["tune", "experiments/random.yaml", "--max-trial-count", "many"], "'many' is not a valid integer"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["tune", "--no-such-flag", "x.yaml"], "No such option '--no-such-flag'"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+        (["tune", "experiments/random.yaml", "--max-trial-count", "many"], "'many' is not a valid integer"),
+    ],
+)
 def test_bad_cli_flags(args, expected):
     assert_one_line_error(katib_digits(*args), expected)
 
@@ -96,17 +112,24 @@ def test_bad_cli_flags(args, expected):
 def test_debug_shows_the_traceback(tmp_path):
     """The installed console command, as a process: --debug lets the traceback out."""
     path = write(tmp_path / "exp.yaml", "spec: [unclosed\n")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "--debug", "tune", str(path), "--out",
-                           str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "--debug", "tune", str(path), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "UserError: " in proc.stderr
 
 
 # --- property-based: the spec loader and the linter never crash -------------------------
 
 yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=12))
-json_like = st.recursive(yaml_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                               st.dictionaries(st.text(max_size=12), inner, max_size=4)),
-                         max_leaves=20)
+json_like = st.recursive(
+    yaml_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -120,9 +143,20 @@ def test_any_text_is_an_experiment_or_a_user_error(text):
         assert exp["kind"] == "Experiment"
 
 
-spec_keys = st.sampled_from(["objective", "algorithm", "parameters", "trialTemplate", "maxTrialCount",
-                             "parallelTrialCount", "maxFailedTrialCount", "earlyStopping", "metricsCollectorSpec",
-                             "resumePolicy"])
+spec_keys = st.sampled_from(
+    [
+        "objective",
+        "algorithm",
+        "parameters",
+        "trialTemplate",
+        "maxTrialCount",
+        "parallelTrialCount",
+        "maxFailedTrialCount",
+        "earlyStopping",
+        "metricsCollectorSpec",
+        "resumePolicy",
+    ]
+)
 
 
 @settings(max_examples=200, deadline=None)

@@ -2,6 +2,7 @@
 for experiments.kubeflow.org, with recorded real Experiment objects
 (tests/cluster/fixtures/katib/, see PROVENANCE.md). The real kubernetes client (its
 REST layer, its error handling, its deserialization) talks to it over HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,15 @@ def fixture(name: str) -> dict:
 
 def status(code: int, reason: str, message: str) -> tuple[int, dict]:
     # The v1 Status body the API server sends with every error.
-    return code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                  "message": message, "reason": reason, "code": code}
+    return code, {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 class FakeKube:
@@ -186,22 +194,33 @@ def test_delete_after_success(kube, delete_status):
 
 
 FAILED_TRIAL = {
-    "apiVersion": "kubeflow.org/v1beta1", "kind": "Trial",
+    "apiVersion": "kubeflow.org/v1beta1",
+    "kind": "Trial",
     "metadata": {"name": "darts-example-n4fpnxlm", "labels": {"katib.kubeflow.org/experiment": "darts-example"}},
-    "status": {"conditions": [
-        {"type": "Created", "status": "True", "reason": "TrialCreated", "message": "Trial is created"},
-        {"type": "Running", "status": "False", "reason": "TrialRunning", "message": "Trial is running"},
-        {"type": "Failed", "status": "True", "reason": "TrialFailed. Job reason: BackoffLimitExceeded",
-         "message": "Trial has failed. Job message: Job has reached the specified backoff limit"},
-    ]},
+    "status": {
+        "conditions": [
+            {"type": "Created", "status": "True", "reason": "TrialCreated", "message": "Trial is created"},
+            {"type": "Running", "status": "False", "reason": "TrialRunning", "message": "Trial is running"},
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "TrialFailed. Job reason: BackoffLimitExceeded",
+                "message": "Trial has failed. Job message: Job has reached the specified backoff limit",
+            },
+        ]
+    },
 }
 
 
 def test_failed_experiment_raises_with_its_conditions_and_failed_trials(kube):
     kube.on("POST", "experiments", False, "created")
     kube.on("GET", "experiments", True, "running", "failed")
-    kube.on("GET", "trials", False, (200, {"apiVersion": "kubeflow.org/v1beta1", "kind": "TrialList",
-                                          "metadata": {}, "items": [FAILED_TRIAL]}))
+    kube.on(
+        "GET",
+        "trials",
+        False,
+        (200, {"apiVersion": "kubeflow.org/v1beta1", "kind": "TrialList", "metadata": {}, "items": [FAILED_TRIAL]}),
+    )
     with pytest.raises(kb.KatibExperimentFailed) as err:
         run(kube)
     exc = err.value
@@ -253,9 +272,17 @@ def test_optimal_trial_of_a_running_experiment_is_an_error():
 
 
 def test_403_is_not_retried_and_names_the_missing_verb(kube):
-    kube.on("POST", "experiments", False, status(
-        403, "Forbidden", 'experiments.kubeflow.org is forbidden: User "system:serviceaccount:ns:default" '
-        'cannot create resource "experiments" in API group "kubeflow.org"'))
+    kube.on(
+        "POST",
+        "experiments",
+        False,
+        status(
+            403,
+            "Forbidden",
+            'experiments.kubeflow.org is forbidden: User "system:serviceaccount:ns:default" '
+            'cannot create resource "experiments" in API group "kubeflow.org"',
+        ),
+    )
     with pytest.raises(kb.KatibApiError) as err:
         run(kube)
     assert err.value.status == 403
@@ -272,8 +299,10 @@ def test_404_on_create_says_katib_is_missing(kube):
 
 
 def test_webhook_rejection_is_reported_verbatim(kube):
-    msg = ('admission webhook "validator.experiment.katib.kubeflow.org" denied the request: '
-           "spec.maxTrialCount: Invalid value: 0: must be greater than 0")
+    msg = (
+        'admission webhook "validator.experiment.katib.kubeflow.org" denied the request: '
+        "spec.maxTrialCount: Invalid value: 0: must be greater than 0"
+    )
     kube.on("POST", "experiments", False, status(400, "BadRequest", msg))
     with pytest.raises(kb.KatibApiError, match="Katib rejected the Experiment") as err:
         run(kube)
@@ -316,8 +345,14 @@ def test_409_every_time_is_a_clear_error(kube):
 def test_5xx_is_retried_with_backoff(kube):
     sleeps = []
     kube.on("POST", "experiments", False, status(500, "InternalError", "webhook timeout"), "created")
-    kube.on("GET", "experiments", True, status(503, "ServiceUnavailable", "x"),
-            status(503, "ServiceUnavailable", "x"), "succeeded")
+    kube.on(
+        "GET",
+        "experiments",
+        True,
+        status(503, "ServiceUnavailable", "x"),
+        status(503, "ServiceUnavailable", "x"),
+        "succeeded",
+    )
     run(kube, sleep=sleeps.append, retry=kb.RetryPolicy(attempts=3, backoff_s=0.5))
     assert len(sent(kube, "POST")) == 2 and experiment_polls(kube) == 3
     assert sleeps == [0.5, 0.5, 1.0]  # create retry; then two doubling retries of the poll
@@ -367,8 +402,9 @@ def test_every_request_sent_is_covered_by_required_rbac(kube):
     kube.on("DELETE", "experiments", True, (200, {"kind": "Status", "status": "Success"}))
     with pytest.raises(kb.KatibExperimentFailed):
         run(kube, delete_after=True, run_id="run-1")
-    used = {(GROUP_OF[r["plural"]], r["plural"], HTTP_VERB[(r["method"], r["name"] is not None)])
-            for r in kube.requests}
+    used = {
+        (GROUP_OF[r["plural"]], r["plural"], HTTP_VERB[(r["method"], r["name"] is not None)]) for r in kube.requests
+    }
     declared = {(group, plural, verb) for (group, plural), verbs in kb.required_rbac().items() for verb in verbs}
     assert used == declared
 
@@ -401,11 +437,21 @@ def test_fixtures_are_what_the_real_client_deserializes():
 # Trial and pod objects below are written by hand in the API's shape (no recorded ones exist here);
 # the pods go through the real client's V1Pod deserialization on their way to the code.
 
-RUNNING_TRIAL = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Trial",
-                 "metadata": {"name": "darts-example-n4fpnxlm", "namespace": NS,
-                              "labels": {"katib.kubeflow.org/experiment": "darts-example"}},
-                 "status": {"conditions": [{"type": "Created", "status": "True", "reason": "TrialCreated"},
-                                           {"type": "Running", "status": "True", "reason": "TrialRunning"}]}}
+RUNNING_TRIAL = {
+    "apiVersion": "kubeflow.org/v1beta1",
+    "kind": "Trial",
+    "metadata": {
+        "name": "darts-example-n4fpnxlm",
+        "namespace": NS,
+        "labels": {"katib.kubeflow.org/experiment": "darts-example"},
+    },
+    "status": {
+        "conditions": [
+            {"type": "Created", "status": "True", "reason": "TrialCreated"},
+            {"type": "Running", "status": "True", "reason": "TrialRunning"},
+        ]
+    },
+}
 
 
 def pod(waiting=None, scheduled=None, collector=True, name="darts-example-n4fpnxlm-x7k2p"):
@@ -416,14 +462,33 @@ def pod(waiting=None, scheduled=None, collector=True, name="darts-example-n4fpnx
         containers.append({"name": "metrics-logger-and-collector", "image": "katib-file-metrics-collector"})
     status = {"phase": "Pending" if waiting or scheduled else "Running", "conditions": []}
     if waiting:
-        status["containerStatuses"] = [{"name": "training-container", "image": IMAGE, "imageID": "",
-                                        "ready": False, "restartCount": 0,
-                                        "state": {"waiting": {"reason": waiting[0], "message": waiting[1]}}}]
+        status["containerStatuses"] = [
+            {
+                "name": "training-container",
+                "image": IMAGE,
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": waiting[0], "message": waiting[1]}},
+            }
+        ]
     if scheduled:
-        status["conditions"].append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                     "message": scheduled[0], "lastTransitionTime": scheduled[1]})
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": labels},
-            "spec": {"containers": containers}, "status": status}
+        status["conditions"].append(
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": scheduled[0],
+                "lastTransitionTime": scheduled[1],
+            }
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": labels},
+        "spec": {"containers": containers},
+        "status": status,
+    }
 
 
 def pods(*items):
@@ -435,8 +500,10 @@ def test_every_poll_says_how_the_trials_stand(kube):
     kube.on("GET", "experiments", True, "running", "running", "succeeded")
     said = []
     run(kube, log=said.append)
-    assert said == [f"tune: {NS}/{said[0].split('/')[1].split(':')[0]}: Running, 1 trials: 1 Running",
-                    f"tune: {NS}/{said[0].split('/')[1].split(':')[0]}: Succeeded, 1 trials: 1 Succeeded"]
+    assert said == [
+        f"tune: {NS}/{said[0].split('/')[1].split(':')[0]}: Running, 1 trials: 1 Running",
+        f"tune: {NS}/{said[0].split('/')[1].split(':')[0]}: Succeeded, 1 trials: 1 Succeeded",
+    ]
 
 
 @pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff"])
@@ -469,8 +536,11 @@ def test_a_namespace_without_the_injection_label_fails_with_the_fix(kube):
     kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, "running")
     kube.on("GET", "trials", False, (200, {"items": [RUNNING_TRIAL]}))
     kube.on("GET", "pods", False, pods(pod(collector=False)))
-    with pytest.raises(kb.KatibExperimentFailed, match=r"lacks the label katib.kubeflow.org/metrics-collector-"
-                                                       r"injection=enabled.*kubectl label namespace"):
+    with pytest.raises(
+        kb.KatibExperimentFailed,
+        match=r"lacks the label katib.kubeflow.org/metrics-collector-"
+        r"injection=enabled.*kubectl label namespace",
+    ):
         run(kube)
     assert kb.pod_problem(pod(collector=False), "Push", 0) is None  # Push trials get no sidecar by design
 
@@ -483,8 +553,9 @@ def test_succeeded_while_katib_lists_a_running_trial_waits_for_katibs_update(kub
     """Katib keeps running trials after the end condition and, while it lists one as running, still
     updates the object (currentOptimalTrial included): the result is its object after that trial."""
     ended_busy = fixture("succeeded")
-    ended_busy["status"].update(trialsRunning=1, runningTrialList=["darts-example-n4fpnxlm"], trialsSucceeded=0,
-                                succeededTrialList=None)
+    ended_busy["status"].update(
+        trialsRunning=1, runningTrialList=["darts-example-n4fpnxlm"], trialsSucceeded=0, succeededTrialList=None
+    )
     ended_busy["status"]["currentOptimalTrial"]["bestTrialName"] = "an-earlier-best"
     done = trial("darts-example-n4fpnxlm", "Succeeded")
     kube.on("POST", "experiments", False, "created")
@@ -534,10 +605,17 @@ TRIAL_CONDITIONS = {  # trial_controller.go / trial_controller_util.go reasons a
 
 def trial(name: str, state: str, experiment: str = "darts-example") -> dict:
     """A Trial as Katib's trial controller leaves it in `state` (Pending: Created only)."""
+
     def cond(kind, status):
         reason, message = TRIAL_CONDITIONS[kind]
-        return {"type": kind, "status": status, "reason": reason, "message": message,
-                "lastUpdateTime": AT, "lastTransitionTime": AT}
+        return {
+            "type": kind,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastUpdateTime": AT,
+            "lastTransitionTime": AT,
+        }
 
     conds = [cond("Created", "True")]
     if state == "Running":
@@ -546,72 +624,177 @@ def trial(name: str, state: str, experiment: str = "darts-example") -> dict:
         conds += [cond("Running", "False"), cond(state, "True")]
     status = {"startTime": AT, "conditions": conds}
     if state == "Succeeded":
-        status["observation"] = {"metrics": [{"name": "Best-Genotype", "min": "unavailable", "max": "unavailable",
-                                              "latest": "Genotype(normal=[])"}]}
-    return {"apiVersion": "kubeflow.org/v1beta1", "kind": "Trial",
-            "metadata": {"name": name, "namespace": NS, "labels": {"katib.kubeflow.org/experiment": experiment},
-                         "ownerReferences": [{"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
-                                              "name": experiment, "uid": "3fbda962", "controller": True,
-                                              "blockOwnerDeletion": True}]},
-            "spec": {"objective": {"type": "maximize", "objectiveMetricName": "Best-Genotype"},
-                     "primaryContainerName": "training-container"},
-            "status": status}
+        status["observation"] = {
+            "metrics": [
+                {"name": "Best-Genotype", "min": "unavailable", "max": "unavailable", "latest": "Genotype(normal=[])"}
+            ]
+        }
+    return {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Trial",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {"katib.kubeflow.org/experiment": experiment},
+            "ownerReferences": [
+                {
+                    "apiVersion": "kubeflow.org/v1beta1",
+                    "kind": "Experiment",
+                    "name": experiment,
+                    "uid": "3fbda962",
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "objective": {"type": "maximize", "objectiveMetricName": "Best-Genotype"},
+            "primaryContainerName": "training-container",
+        },
+        "status": status,
+    }
 
 
 def trials(*items):
     return 200, {"apiVersion": "kubeflow.org/v1beta1", "kind": "TrialList", "metadata": {}, "items": list(items)}
 
 
-def suggestion(name: str, algorithm: str = "asha", ready: tuple[str, str, str] | None = None,
-               failed: tuple[str, str] | None = None, early_stopping: str | None = None) -> dict:
+def suggestion(
+    name: str,
+    algorithm: str = "asha",
+    ready: tuple[str, str, str] | None = None,
+    failed: tuple[str, str] | None = None,
+    early_stopping: str | None = None,
+) -> dict:
     """The Suggestion Katib makes for Experiment `name` (same name, its labels, owned by it)."""
-    conds = [{"type": "Created", "status": "True", "reason": "SuggestionCreated", "message": "Suggestion is created",
-              "lastUpdateTime": AT, "lastTransitionTime": AT}]
+    conds = [
+        {
+            "type": "Created",
+            "status": "True",
+            "reason": "SuggestionCreated",
+            "message": "Suggestion is created",
+            "lastUpdateTime": AT,
+            "lastTransitionTime": AT,
+        }
+    ]
     ready = ready or ("False", "DeploymentNotReady", "Deployment is not ready")
-    conds.append({"type": "DeploymentReady", "status": ready[0], "reason": ready[1], "message": ready[2],
-                  "lastUpdateTime": AT, "lastTransitionTime": AT})
+    conds.append(
+        {
+            "type": "DeploymentReady",
+            "status": ready[0],
+            "reason": ready[1],
+            "message": ready[2],
+            "lastUpdateTime": AT,
+            "lastTransitionTime": AT,
+        }
+    )
     if failed:
-        conds.append({"type": "Failed", "status": "True", "reason": failed[0], "message": failed[1],
-                      "lastUpdateTime": AT, "lastTransitionTime": AT})
-    spec = {"algorithm": {"algorithmName": algorithm, "algorithmSettings": [{"name": "eta", "value": "3"}]},
-            "requests": 3, "resumePolicy": "Never"}
+        conds.append(
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": failed[0],
+                "message": failed[1],
+                "lastUpdateTime": AT,
+                "lastTransitionTime": AT,
+            }
+        )
+    spec = {
+        "algorithm": {"algorithmName": algorithm, "algorithmSettings": [{"name": "eta", "value": "3"}]},
+        "requests": 3,
+        "resumePolicy": "Never",
+    }
     if early_stopping:
         spec["earlyStopping"] = {"algorithmName": early_stopping}
-    return {"apiVersion": "kubeflow.org/v1beta1", "kind": "Suggestion",
-            "metadata": {"name": name, "namespace": NS, "labels": {kb.RUN_ID_LABEL: "run-1"},
-                         "ownerReferences": [{"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
-                                              "name": name, "uid": "3fbda962", "controller": True,
-                                              "blockOwnerDeletion": True}]},
-            "spec": spec, "status": {"startTime": AT, "suggestionCount": 0, "conditions": conds}}
+    return {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Suggestion",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {kb.RUN_ID_LABEL: "run-1"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "kubeflow.org/v1beta1",
+                    "kind": "Experiment",
+                    "name": name,
+                    "uid": "3fbda962",
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+        "status": {"startTime": AT, "suggestionCount": 0, "conditions": conds},
+    }
 
 
-def suggestion_pod(experiment: str, algorithm: str = "asha", statuses: list[dict] | None = None,
-                   scheduled: tuple[str, str] | None = None) -> dict:
+def suggestion_pod(
+    experiment: str,
+    algorithm: str = "asha",
+    statuses: list[dict] | None = None,
+    scheduled: tuple[str, str] | None = None,
+) -> dict:
     """A pod of Katib's `<experiment>-<algorithm>` Deployment (util.SuggestionLabels), with its containers'
     statuses as the kubelet writes them."""
     deployment = f"{experiment}-{algorithm}"
     names = [s["name"] for s in statuses or []] or ["suggestion"]
     status = {"phase": "Pending", "conditions": [], "containerStatuses": statuses or []}
     if scheduled:
-        status["conditions"].append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                     "message": scheduled[0], "lastTransitionTime": scheduled[1]})
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"{deployment}-6d9f8b7c5d-x2x9q", "namespace": NS,
-                         "labels": {"katib.kubeflow.org/deployment": deployment,
-                                    "katib.kubeflow.org/experiment": experiment,
-                                    "katib.kubeflow.org/suggestion": experiment,
-                                    "sidecar.istio.io/inject": "false", "pod-template-hash": "6d9f8b7c5d"}},
-            "spec": {"containers": [{"name": n, "image": IMAGE} for n in names]},
-            "status": status}
+        status["conditions"].append(
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": scheduled[0],
+                "lastTransitionTime": scheduled[1],
+            }
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{deployment}-6d9f8b7c5d-x2x9q",
+            "namespace": NS,
+            "labels": {
+                "katib.kubeflow.org/deployment": deployment,
+                "katib.kubeflow.org/experiment": experiment,
+                "katib.kubeflow.org/suggestion": experiment,
+                "sidecar.istio.io/inject": "false",
+                "pod-template-hash": "6d9f8b7c5d",
+            },
+        },
+        "spec": {"containers": [{"name": n, "image": IMAGE} for n in names]},
+        "status": status,
+    }
 
 
-def waiting(container: str, image: str, reason: str, message: str, restarts: int = 0,
-            last_exit: tuple[int, str, str] | None = None) -> dict:
-    cs = {"name": container, "image": image, "imageID": "", "ready": False, "restartCount": restarts,
-          "state": {"waiting": {"reason": reason, "message": message}}}
+def waiting(
+    container: str,
+    image: str,
+    reason: str,
+    message: str,
+    restarts: int = 0,
+    last_exit: tuple[int, str, str] | None = None,
+) -> dict:
+    cs = {
+        "name": container,
+        "image": image,
+        "imageID": "",
+        "ready": False,
+        "restartCount": restarts,
+        "state": {"waiting": {"reason": reason, "message": message}},
+    }
     if last_exit:
-        cs["lastState"] = {"terminated": {"exitCode": last_exit[0], "reason": last_exit[1], "message": last_exit[2],
-                                          "startedAt": AT, "finishedAt": AT}}
+        cs["lastState"] = {
+            "terminated": {
+                "exitCode": last_exit[0],
+                "reason": last_exit[1],
+                "message": last_exit[2],
+                "startedAt": AT,
+                "finishedAt": AT,
+            }
+        }
     return cs
 
 
@@ -623,6 +806,7 @@ def answer_pods(**kwargs):
     def answer(fake, name, body):
         (created,) = fake.stored  # the suggestion pods of the one Experiment this run made
         return pods(suggestion_pod(created, **kwargs))
+
     return answer
 
 
@@ -636,9 +820,21 @@ def experiment_polls(kube) -> int:
 def test_a_suggestion_image_that_cannot_be_pulled_fails_at_the_first_poll_with_katibs_reason(kube):
     kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, "created")
     kube.on("GET", "suggestions", True, answer_suggestion())
-    kube.on("GET", "pods", False, answer_pods(statuses=[waiting(
-        "suggestion", IMAGE, "ErrImagePull",
-        f'rpc error: code = NotFound desc = failed to pull and unpack image "{IMAGE}": not found')]))
+    kube.on(
+        "GET",
+        "pods",
+        False,
+        answer_pods(
+            statuses=[
+                waiting(
+                    "suggestion",
+                    IMAGE,
+                    "ErrImagePull",
+                    f'rpc error: code = NotFound desc = failed to pull and unpack image "{IMAGE}": not found',
+                )
+            ]
+        ),
+    )
     with pytest.raises(kb.KatibExperimentFailed) as err:
         run(kube, timeout_s=30)
     msg = str(err.value)
@@ -654,15 +850,30 @@ def test_a_suggestion_image_that_cannot_be_pulled_fails_at_the_first_poll_with_k
 def test_a_crash_looping_suggestion_service_fails_with_its_exit_and_where_its_log_is(kube):
     kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, "running")
     kube.on("GET", "suggestions", True, answer_suggestion())
-    kube.on("GET", "pods", False, answer_pods(statuses=[waiting(
-        "suggestion", IMAGE, "CrashLoopBackOff",
-        "back-off 40s restarting failed container=suggestion", restarts=3,
-        last_exit=(1, "Error", "ModuleNotFoundError: No module named 'optuna'\n"))]))
+    kube.on(
+        "GET",
+        "pods",
+        False,
+        answer_pods(
+            statuses=[
+                waiting(
+                    "suggestion",
+                    IMAGE,
+                    "CrashLoopBackOff",
+                    "back-off 40s restarting failed container=suggestion",
+                    restarts=3,
+                    last_exit=(1, "Error", "ModuleNotFoundError: No module named 'optuna'\n"),
+                )
+            ]
+        ),
+    )
     with pytest.raises(kb.KatibExperimentFailed) as err:
         run(kube, timeout_s=30)
     msg = str(err.value)
-    assert "container suggestion keeps crashing (CrashLoopBackOff, 3 restarts, last exit code 1 (Error: " \
-           "ModuleNotFoundError: No module named 'optuna'))" in msg
+    assert (
+        "container suggestion keeps crashing (CrashLoopBackOff, 3 restarts, last exit code 1 (Error: "
+        "ModuleNotFoundError: No module named 'optuna'))" in msg
+    )
     assert f"kubectl -n {NS} logs darts-example-" in msg and "-c suggestion --previous" in msg
     assert experiment_polls(kube) == 1
 
@@ -671,11 +882,29 @@ def test_an_early_stopping_image_that_cannot_be_pulled_names_katib_configs_early
     exp = "digits-medianstop-ab12c"
     problem = kb.suggestion_problem(
         suggestion(exp, "random", early_stopping="medianstop"),
-        [suggestion_pod(exp, "random", statuses=[
-            {"name": "suggestion", "image": "suggestion-hyperopt:v0.19.0", "ready": True, "restartCount": 0,
-             "state": {"running": {"startedAt": AT}}},
-            waiting("early-stopping", "earlystopping-medianstop:v0.19.0", "ImagePullBackOff",
-                    'Back-off pulling image "earlystopping-medianstop:v0.19.0"')])], 0)
+        [
+            suggestion_pod(
+                exp,
+                "random",
+                statuses=[
+                    {
+                        "name": "suggestion",
+                        "image": "suggestion-hyperopt:v0.19.0",
+                        "ready": True,
+                        "restartCount": 0,
+                        "state": {"running": {"startedAt": AT}},
+                    },
+                    waiting(
+                        "early-stopping",
+                        "earlystopping-medianstop:v0.19.0",
+                        "ImagePullBackOff",
+                        'Back-off pulling image "earlystopping-medianstop:v0.19.0"',
+                    ),
+                ],
+            )
+        ],
+        0,
+    )
     assert "container early-stopping cannot pull image 'earlystopping-medianstop:v0.19.0' (ImagePullBackOff" in problem
     assert "katib-config's runtime.earlyStoppings image for 'medianstop'" in problem
 
@@ -699,8 +928,10 @@ def test_an_unschedulable_suggestion_pod_fails_after_the_grace_period():
 
     t0 = datetime.fromisoformat("2026-01-05T10:00:00+00:00").timestamp()
     assert kb.suggestion_problem(suggestion(exp), [stuck], t0 + 60) is None
-    assert "suggestion pod digits-asha-ab12c-asha-6d9f8b7c5d-x2x9q cannot be scheduled (0/1 nodes are available: " \
-           "1 Insufficient memory.) for 400s" in kb.suggestion_problem(suggestion(exp), [stuck], t0 + 400)
+    assert (
+        "suggestion pod digits-asha-ab12c-asha-6d9f8b7c5d-x2x9q cannot be scheduled (0/1 nodes are available: "
+        "1 Insufficient memory.) for 400s" in kb.suggestion_problem(suggestion(exp), [stuck], t0 + 400)
+    )
 
 
 def test_a_suggestion_deployment_that_makes_no_pod_fails_after_the_grace_period():
@@ -718,12 +949,20 @@ def test_a_failed_suggestion_is_named_in_the_experiments_failure(kube):
     cond = next(c for c in failed["status"]["conditions"] if c["type"] == "Failed")
     cond["message"] = "Suggestion has failed"  # experiment_controller.go, ReconcileSuggestions
     kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, (200, failed))
-    kube.on("GET", "suggestions", True, answer_suggestion(failed=(
-        "SuggestionFailed", "Validation failed: resource_name 'epoch' must be one of spec.parameters")))
+    kube.on(
+        "GET",
+        "suggestions",
+        True,
+        answer_suggestion(
+            failed=("SuggestionFailed", "Validation failed: resource_name 'epoch' must be one of spec.parameters")
+        ),
+    )
     with pytest.raises(kb.KatibExperimentFailed) as err:
         run(kube)
-    assert "Failed=True (ExperimentFailed: Suggestion has failed); its Suggestion failed (SuggestionFailed: " \
-           "Validation failed: resource_name 'epoch' must be one of spec.parameters)" in str(err.value)
+    assert (
+        "Failed=True (ExperimentFailed: Suggestion has failed); its Suggestion failed (SuggestionFailed: "
+        "Validation failed: resource_name 'epoch' must be one of spec.parameters)" in str(err.value)
+    )
 
 
 # --- item 4: the end is Katib's terminal condition plus the trials' own conditions, not its counts -------------
@@ -737,10 +976,15 @@ def ended_with_a_frozen_pending_trial() -> dict:
     early from then on (experiment_controller.go): frozen."""
     obj = fixture("succeeded")
     obj["spec"].update(maxTrialCount=2, parallelTrialCount=2, maxFailedTrialCount=3)
-    obj["status"].update(trials=3, trialsSucceeded=1, trialMetricsUnavailable=1, trialsPending=1,
-                         succeededTrialList=["darts-example-n4fpnxlm"],
-                         metricsUnavailableTrialList=["darts-example-m2kq7bvz"],
-                         pendingTrialList=["darts-example-x9w8v7u6"])
+    obj["status"].update(
+        trials=3,
+        trialsSucceeded=1,
+        trialMetricsUnavailable=1,
+        trialsPending=1,
+        succeededTrialList=["darts-example-n4fpnxlm"],
+        metricsUnavailableTrialList=["darts-example-m2kq7bvz"],
+        pendingTrialList=["darts-example-x9w8v7u6"],
+    )
     return obj
 
 
@@ -748,13 +992,24 @@ def test_an_extra_trial_pending_when_it_ended_does_not_freeze_the_end(kube):
     frozen = ended_with_a_frozen_pending_trial()
     done = [trial("darts-example-n4fpnxlm", "Succeeded"), trial("darts-example-m2kq7bvz", "MetricsUnavailable")]
     kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, (200, frozen))
-    kube.on("GET", "trials", False, trials(*done, trial("darts-example-x9w8v7u6", "Pending")),
-            trials(*done, trial("darts-example-x9w8v7u6", "Running")),
-            trials(*done, trial("darts-example-x9w8v7u6", "Succeeded")))
+    kube.on(
+        "GET",
+        "trials",
+        False,
+        trials(*done, trial("darts-example-x9w8v7u6", "Pending")),
+        trials(*done, trial("darts-example-x9w8v7u6", "Running")),
+        trials(*done, trial("darts-example-x9w8v7u6", "Succeeded")),
+    )
     said = []
     now = [0.0]
-    result = run(kube, timeout_s=30, poll_s=1, log=said.append, clock=lambda: now[0],
-                 sleep=lambda s: now.__setitem__(0, now[0] + s))
+    result = run(
+        kube,
+        timeout_s=30,
+        poll_s=1,
+        log=said.append,
+        clock=lambda: now[0],
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+    )
     assert experiment_polls(kube) == 3  # until the extra trial's own conditions say it ended
     assert result["status"] == frozen["status"]  # Katib's object, as it left it
     assert any("darts-example-x9w8v7u6 ended after Katib stopped updating the Experiment" in line for line in said)
@@ -765,8 +1020,12 @@ def test_an_extra_trial_that_can_never_run_after_the_end_is_not_waited_for(kube)
     extra = trial("darts-example-x9w8v7u6", "Pending")
     kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, (200, frozen))
     kube.on("GET", "trials", False, trials(trial("darts-example-n4fpnxlm", "Succeeded"), extra))
-    kube.on("GET", "pods", False, pods(pod(waiting=("ImagePullBackOff", 'Back-off pulling image "x"'),
-                                           name="darts-example-x9w8v7u6-abcde")))
+    kube.on(
+        "GET",
+        "pods",
+        False,
+        pods(pod(waiting=("ImagePullBackOff", 'Back-off pulling image "x"'), name="darts-example-x9w8v7u6-abcde")),
+    )
     said = []
     result = run(kube, log=said.append)
     assert experiment_polls(kube) == 1 and result["status"] == frozen["status"]
@@ -783,9 +1042,9 @@ def test_a_trial_still_running_after_the_end_is_named_when_the_time_is_up(kube):
 
 
 def test_trial_state_follows_katibs_order_of_conditions():
-    assert [kb.trial_state(trial("t", s)) for s in ("Pending", "Running", "Succeeded", "MetricsUnavailable",
-                                                     "Failed")] == \
-        ["Pending", "Running", "Succeeded", "MetricsUnavailable", "Failed"]
+    assert [
+        kb.trial_state(trial("t", s)) for s in ("Pending", "Running", "Succeeded", "MetricsUnavailable", "Failed")
+    ] == ["Pending", "Running", "Succeeded", "MetricsUnavailable", "Failed"]
 
 
 # --- the smaller item: an image error names the container that has it ---------------------------------------
@@ -794,17 +1053,32 @@ def test_trial_state_follows_katibs_order_of_conditions():
 def test_a_sidecar_image_error_blames_katibs_collector_not_trial_image():
     p = pod()
     p["status"]["containerStatuses"] = [
-        {"name": "training-container", "image": IMAGE, "ready": False, "restartCount": 0,
-         "state": {"running": {"startedAt": AT}}},
-        waiting("metrics-logger-and-collector", "file-metrics-collector:v0.19.0", "ImagePullBackOff",
-                'Back-off pulling image "file-metrics-collector:v0.19.0"')]
+        {
+            "name": "training-container",
+            "image": IMAGE,
+            "ready": False,
+            "restartCount": 0,
+            "state": {"running": {"startedAt": AT}},
+        },
+        waiting(
+            "metrics-logger-and-collector",
+            "file-metrics-collector:v0.19.0",
+            "ImagePullBackOff",
+            'Back-off pulling image "file-metrics-collector:v0.19.0"',
+        ),
+    ]
     problem = kb.pod_problem(p, "StdOut", 0, primary="training-container")
-    assert "Katib's metrics collector (container metrics-logger-and-collector) cannot pull image " \
-           "'file-metrics-collector:v0.19.0'" in problem
-    assert "trial_image does not set it: it is katib-config's runtime.metricsCollectors image for kind StdOut" in problem
+    assert (
+        "Katib's metrics collector (container metrics-logger-and-collector) cannot pull image "
+        "'file-metrics-collector:v0.19.0'" in problem
+    )
+    assert (
+        "trial_image does not set it: it is katib-config's runtime.metricsCollectors image for kind StdOut" in problem
+    )
     p["status"]["containerStatuses"][1]["name"] = "init-data"  # another container of the trial template
-    assert "trial_image sets only the primary container training-container" in \
-        kb.pod_problem(p, "StdOut", 0, primary="training-container")
+    assert "trial_image sets only the primary container training-container" in kb.pod_problem(
+        p, "StdOut", 0, primary="training-container"
+    )
 
 
 def test_the_primary_containers_image_error_still_points_at_trial_image():

@@ -1,6 +1,7 @@
 """deploy/*.yaml are valid Kubernetes objects (the kubernetes client's own models
 deserialize them, with no field lost on the way back), and the Role grants
 exactly what pipeline/katib_backend.py calls (derived from its API_CALLS)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,8 +60,9 @@ def test_manifest_is_a_valid_kubernetes_object(doc):
     assert api.sanitize_for_serialization(model) == doc
 
 
-@pytest.mark.parametrize("doc", [d for _, d in DOCS if d["kind"] != "Namespace"],
-                         ids=[i for i, d in DOCS if d["kind"] != "Namespace"])
+@pytest.mark.parametrize(
+    "doc", [d for _, d in DOCS if d["kind"] != "Namespace"], ids=[i for i, d in DOCS if d["kind"] != "Namespace"]
+)
 def test_namespaced_objects_go_where_kubectl_n_says(doc):
     """A pod mounts a claim by name in its own namespace: the claims, the jobs that fill them and the Role
     belong where their readers run (katib-digits for kubectl, the run's namespace for the pipeline)."""
@@ -92,8 +94,9 @@ def test_role_covers_every_call_of_the_backend(resource):
     assert required_rbac()[resource] <= role_verbs().get(resource, set())
 
 
-@pytest.mark.parametrize("resource", [(GROUP, "trials"), (GROUP, "suggestions"), ("", "pods")],
-                         ids=["trials", "suggestions", "pods"])
+@pytest.mark.parametrize(
+    "resource", [(GROUP, "trials"), (GROUP, "suggestions"), ("", "pods")], ids=["trials", "suggestions", "pods"]
+)
 def test_everything_but_experiments_is_read_only(resource):
     assert role_verbs()[resource] == {"get", "list", "watch"}
 
@@ -103,8 +106,11 @@ def test_the_role_is_bound_to_the_account_kfp_runs_steps_as():
     KFP's permissions (the kfp-launcher ConfigMap, the artifact Secret, workflowtaskresults)."""
     (role,), (binding,) = by_kind("Role"), by_kind("RoleBinding")
     assert not by_kind("ServiceAccount")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": role["metadata"]["name"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}]
 
 
@@ -114,11 +120,14 @@ def pod_specs() -> list[dict]:
 
 def test_data_volume_is_the_claim_the_experiments_mount_at_data():
     # The data, and the checkpoints experiments/asha.yaml's trials share (deploy/asha-checkpoints-pvc.yaml).
-    assert {pvc["metadata"]["name"] for pvc in by_kind("PersistentVolumeClaim")} == {"digit-recognizer-data",
-                                                                                   "digits-asha-checkpoints"}
+    assert {pvc["metadata"]["name"] for pvc in by_kind("PersistentVolumeClaim")} == {
+        "digit-recognizer-data",
+        "digits-asha-checkpoints",
+    }
     for spec in pod_specs():
-        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]
-                  if "persistentVolumeClaim" in v}
+        claims = {
+            v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v
+        }
         mounts = {m["name"]: m["mountPath"] for c in spec["containers"] for m in c.get("volumeMounts", [])}
         assert claims == {"data": "digit-recognizer-data"} and mounts["data"] == "/data"
 

@@ -2,6 +2,7 @@
 `make test-containers` runs scripts/containers.sh first), run as Katib and KFP run it. Real
 containers, not mocks: the trial, the linter, the component modules, and the whole pipeline with
 every step in its own container through kfp.local's DockerRunner and podman's Docker API."""
+
 from __future__ import annotations
 
 import csv
@@ -34,8 +35,9 @@ def image():
 
 def podman_run(*args: str, volumes: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     mounts = [f"--volume={host}:{inside}:ro" for host, inside in (volumes or {}).items()]
-    return subprocess.run(["podman", "run", "--rm", *mounts, IMAGE, *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        ["podman", "run", "--rm", *mounts, IMAGE, *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_the_image_runs_as_the_non_root_user_of_the_dockerfile():
@@ -45,8 +47,18 @@ def test_the_image_runs_as_the_non_root_user_of_the_dockerfile():
 
 
 def test_the_trial_reads_a_mounted_data_folder_and_prints_lines_katib_reads():
-    ran = podman_run("python", "-m", "trial", "--data", "/data/train.csv.gz", "--max-rows", "300", "--epochs", "1",
-                     volumes={str(SAMPLE): "/data"})
+    ran = podman_run(
+        "python",
+        "-m",
+        "trial",
+        "--data",
+        "/data/train.csv.gz",
+        "--max-rows",
+        "300",
+        "--epochs",
+        "1",
+        volumes={str(SAMPLE): "/data"},
+    )
     assert ran.returncode == 0, ran.stderr[-3000:]
     lines = [parse_line(line) for line in ran.stdout.splitlines() if line.startswith("epoch=")]
     assert len(lines) == 1 and lines[0]["epoch"] == 1
@@ -61,9 +73,11 @@ def test_the_linter_passes_the_shipped_experiments_inside_the_image():
 
 
 def test_every_component_module_imports_in_the_image():
-    code = ("import kfp.kubernetes, pipeline.workflow.components as c, pipeline.workflow.steps, "
-            "pipeline.cluster.katib_api, pipeline.submission.predict, pipeline.workflow.reports; "
-            "print(sorted(vars(c.make_components('x'))))")
+    code = (
+        "import kfp.kubernetes, pipeline.workflow.components as c, pipeline.workflow.steps, "
+        "pipeline.cluster.katib_api, pipeline.submission.predict, pipeline.workflow.reports; "
+        "print(sorted(vars(c.make_components('x'))))"
+    )
     ran = podman_run("python", "-c", code)
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert ran.stdout.strip() == "['cleanup', 'export', 'predict', 'prepare', 'retrain', 'submit_gate', 'tune']"
@@ -105,8 +119,14 @@ def test_the_whole_pipeline_runs_with_every_step_in_a_container(tmp_path, capsys
     launcher runs it on a cluster; outputs cross between steps only through the pipeline root."""
     if not os.environ.get("DOCKER_HOST"):
         pytest.fail("DOCKER_HOST is not set: `make test-containers` points it at podman's Docker API")
-    budget = Budget(max_trial_count=2, parallel_trial_count=1, trial_max_rows=300, trial_epochs=1, retrain_epochs=1,
-                    retrain_ensemble=1)
+    budget = Budget(
+        max_trial_count=2,
+        parallel_trial_count=1,
+        trial_max_rows=300,
+        trial_epochs=1,
+        retrain_epochs=1,
+        retrain_ensemble=1,
+    )
     summary = run_local(SAMPLE, REPO / "experiments" / "random.yaml", tmp_path / "out", budget, image=IMAGE)
     said = capsys.readouterr().out
     assert said.count("KFP Executor") >= 6 and "Got executor_input" in said  # the executor ran in each container

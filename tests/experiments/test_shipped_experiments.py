@@ -1,6 +1,7 @@
 """The shipped Experiments: they lint clean, share one trial template and one
 search space (except where the algorithm needs otherwise), and the command
 Katib renders from each parses with the trial's own argument parser."""
+
 from __future__ import annotations
 
 import copy
@@ -18,9 +19,18 @@ from tests.conftest import REPO
 from trial.cli import build_parser
 
 EXPERIMENTS = REPO / "experiments"
-ALGORITHMS = {"random": "random", "tpe": "tpe", "multivariate-tpe": "multivariate-tpe", "cmaes": "cmaes",
-              "bayesianoptimization": "bayesianoptimization", "grid": "grid", "sobol": "sobol",
-              "hyperband": "hyperband", "random-medianstop": "random", "asha": "asha"}
+ALGORITHMS = {
+    "random": "random",
+    "tpe": "tpe",
+    "multivariate-tpe": "multivariate-tpe",
+    "cmaes": "cmaes",
+    "bayesianoptimization": "bayesianoptimization",
+    "grid": "grid",
+    "sobol": "sobol",
+    "hyperband": "hyperband",
+    "random-medianstop": "random",
+    "asha": "asha",
+}
 RESOURCE_IN_SPACE = ("hyperband", "asha")  # epochs is a parameter: the resource the algorithm allocates
 FILES = sorted(ALGORITHMS)
 
@@ -67,8 +77,9 @@ def _template_without_epochs(exp):
     pod.pop("securityContext", None)
     command = pod["containers"][0]["command"]
     command[:] = [w for w in command if not w.startswith(("--epochs=", "--checkpoint-dir="))]
-    pod["containers"][0]["volumeMounts"] = [m for m in pod["containers"][0]["volumeMounts"]
-                                            if m["name"] != "checkpoints"]
+    pod["containers"][0]["volumeMounts"] = [
+        m for m in pod["containers"][0]["volumeMounts"] if m["name"] != "checkpoints"
+    ]
     pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "checkpoints"]
     return template
 
@@ -128,8 +139,10 @@ def test_asha_rungs_fit_the_epochs_parameter_and_checkpoints_are_writable():
     spec = load("asha")["spec"]
     settings = {s["name"]: s["value"] for s in spec["algorithm"]["algorithmSettings"]}
     (epochs,) = [p for p in spec["parameters"] if p["name"] == settings["resource_name"]]
-    assert (epochs["feasibleSpace"]["min"], epochs["feasibleSpace"]["max"]) == (settings["min_resource"],
-                                                                                settings["max_resource"])
+    assert (epochs["feasibleSpace"]["min"], epochs["feasibleSpace"]["max"]) == (
+        settings["min_resource"],
+        settings["max_resource"],
+    )
     pod = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
     (main,) = pod["containers"]
     (flag,) = [w for w in main["command"] if w.startswith("--checkpoint-dir=")]
@@ -167,6 +180,7 @@ def test_trials_that_write_to_a_volume_run_with_the_data_jobs_security_context(s
 
 
 # --- the rendered command parses with the trial's parser ------------------------------------------
+
 
 def _samples(exp):
     """A few assignments per file: each bound, a log-scale middle, and a tiny value that

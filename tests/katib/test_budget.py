@@ -1,4 +1,5 @@
 """pipeline.katib.budget: the one rule for budget overrides (tune, pipeline, lint --run)."""
+
 from __future__ import annotations
 
 import pytest
@@ -51,11 +52,14 @@ def test_file_is_untouched_and_bad_counts_refused():
         with_budget(exp, max_trial_count=0)
 
 
-@pytest.mark.parametrize("max_trials, parallel, expected", [
-    (None, None, (24, 3, 3)),  # None keeps the YAML's
-    (2, None, (2, 2, 2)),      # a smaller budget shrinks parallel and maxFailed (Katib rejects them above it)
-    (5, 1, (5, 1, 3)),
-])
+@pytest.mark.parametrize(
+    "max_trials, parallel, expected",
+    [
+        (None, None, (24, 3, 3)),  # None keeps the YAML's
+        (2, None, (2, 2, 2)),  # a smaller budget shrinks parallel and maxFailed (Katib rejects them above it)
+        (5, 1, (5, 1, 3)),
+    ],
+)
 def test_counts(max_trials, parallel, expected):
     exp = with_budget(shipped("random"), max_trials, parallel).experiment
     assert (exp.max_trial_count, exp.parallel_trial_count, exp.max_failed_trial_count) == expected

@@ -1,4 +1,5 @@
 """Katib's collector rules: default filter, custom filters, File TEXT/JSON, strategies, unavailable."""
+
 from __future__ import annotations
 
 import math
@@ -31,12 +32,15 @@ def test_keras_progress_bar_does_not_match():
     assert logs("100/100 - 1s - loss: 0.2 - accuracy: 0.98") == []
 
 
-@pytest.mark.parametrize("line,expected", [
-    ("2024-01-02T03:04:05Z accuracy=0.5", "2024-01-02T03:04:05Z"),
-    ("2024-01-02T03:04:05.123456789+02:00 accuracy=0.5", "2024-01-02T03:04:05.123456789+02:00"),
-    ("2024-13-02T03:04:05Z accuracy=0.5", mc.ZERO_TIME),
-    ("accuracy=0.5", mc.ZERO_TIME),
-])
+@pytest.mark.parametrize(
+    "line,expected",
+    [
+        ("2024-01-02T03:04:05Z accuracy=0.5", "2024-01-02T03:04:05Z"),
+        ("2024-01-02T03:04:05.123456789+02:00 accuracy=0.5", "2024-01-02T03:04:05.123456789+02:00"),
+        ("2024-13-02T03:04:05Z accuracy=0.5", mc.ZERO_TIME),
+        ("accuracy=0.5", mc.ZERO_TIME),
+    ],
+)
 def test_timestamps(line, expected):
     assert mc.parse_logs(line, NAMES)[0].timestamp == expected
 
@@ -48,8 +52,11 @@ def test_latest_follows_timestamps_not_order():
 
 
 def test_several_pairs_and_spaces_around_equals():
-    assert logs("accuracy = 0.5, loss=1e-3 accuracy=+.7") == [("accuracy", "0.5"), ("loss", "1e-3"),
-                                                               ("accuracy", "+.7")]
+    assert logs("accuracy = 0.5, loss=1e-3 accuracy=+.7") == [
+        ("accuracy", "0.5"),
+        ("loss", "1e-3"),
+        ("accuracy", "+.7"),
+    ]
 
 
 def test_nan_under_default_filter_is_an_empty_value():
@@ -84,8 +91,9 @@ def test_json_format_bad_line_fails_like_katib():
 
 
 def spec(strategy="max", filters=()):
-    return mc.CollectorSpec(objective="accuracy", metric_names=NAMES,
-                            strategies={"accuracy": strategy, "loss": "min"}, filters=filters)
+    return mc.CollectorSpec(
+        objective="accuracy", metric_names=NAMES, strategies={"accuracy": strategy, "loss": "min"}, filters=filters
+    )
 
 
 @pytest.mark.parametrize("strategy,expected", [("max", "0.9"), ("min", "0.2"), ("latest", "0.5")])
@@ -100,9 +108,25 @@ def test_objective_missing_is_unavailable():
     assert got.observation.metrics["loss"]["latest"] == mc.UNAVAILABLE
 
 
-@pytest.mark.parametrize("text,value", [("1.5", 1.5), ("-2e3", -2000.0), ("NaN", "nan"), ("+Inf", math.inf),
-                                        ("1e400", None), ("1_0", 10.0), ("_1", None), ("1__0", None), ("1_e5", None), (" 1", None), ("", None), ("0x1p-2", 0.25),
-                                        ("e5", None), ("+", None)])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("1.5", 1.5),
+        ("-2e3", -2000.0),
+        ("NaN", "nan"),
+        ("+Inf", math.inf),
+        ("1e400", None),
+        ("1_0", 10.0),
+        ("_1", None),
+        ("1__0", None),
+        ("1_e5", None),
+        (" 1", None),
+        ("", None),
+        ("0x1p-2", 0.25),
+        ("e5", None),
+        ("+", None),
+    ],
+)
 def test_go_parse_float(text, value):
     got = mc.go_parse_float(text)
     if value == "nan":
@@ -112,11 +136,20 @@ def test_go_parse_float(text, value):
 
 
 def test_experiment_spec_defaults():
-    exp = {"spec": {"objective": {"type": "minimize", "objectiveMetricName": "loss",
-                                  "additionalMetricNames": ["accuracy"],
-                                  "metricStrategies": [{"name": "accuracy", "value": "latest"}]},
-                    "metricsCollectorSpec": {"collector": {"kind": "File"},
-                                             "source": {"fileSystemPath": {"path": "/m/x.json", "format": "JSON"}}}}}
+    exp = {
+        "spec": {
+            "objective": {
+                "type": "minimize",
+                "objectiveMetricName": "loss",
+                "additionalMetricNames": ["accuracy"],
+                "metricStrategies": [{"name": "accuracy", "value": "latest"}],
+            },
+            "metricsCollectorSpec": {
+                "collector": {"kind": "File"},
+                "source": {"fileSystemPath": {"path": "/m/x.json", "format": "JSON"}},
+            },
+        }
+    }
     c = mc.CollectorSpec.from_experiment(Experiment(exp))
     assert c.metric_names == ["loss", "accuracy"]
     assert c.strategies == {"loss": "min", "accuracy": "latest"}
@@ -124,8 +157,12 @@ def test_experiment_spec_defaults():
 
 
 def test_unsupported_collector_kind():
-    exp = {"spec": {"objective": {"type": "minimize", "objectiveMetricName": "loss"},
-                    "metricsCollectorSpec": {"collector": {"kind": "TensorFlowEvent"}}}}
+    exp = {
+        "spec": {
+            "objective": {"type": "minimize", "objectiveMetricName": "loss"},
+            "metricsCollectorSpec": {"collector": {"kind": "TensorFlowEvent"}},
+        }
+    }
     with pytest.raises(UserError, match="TensorFlowEvent"):
         mc.CollectorSpec.from_experiment(Experiment(exp))
 
@@ -155,8 +192,10 @@ def test_json_float_timestamps_read_as_katib_does():
     """Katib's parseTimestamp reads the digits after the dot as nanoseconds; the DB keeps microseconds."""
     assert mc.go_unix_timestamp(1700000000.5) == "2023-11-14T22:13:20.000000005Z"
     assert mc.go_unix_timestamp(1e21) == ""  # beyond int64: no timestamp
-    logs = [mc.MetricLog("2024-01-01T00:00:00.0000012Z", "accuracy", "0.9"),
-            mc.MetricLog("2024-01-01T00:00:00.0000015Z", "accuracy", "0.7"),
-            mc.MetricLog("2024-01-01T00:00:00.0000011Z", "accuracy", "0.8")]
+    logs = [
+        mc.MetricLog("2024-01-01T00:00:00.0000012Z", "accuracy", "0.9"),
+        mc.MetricLog("2024-01-01T00:00:00.0000015Z", "accuracy", "0.7"),
+        mc.MetricLog("2024-01-01T00:00:00.0000011Z", "accuracy", "0.8"),
+    ]
     # all three within one microsecond: a tie, so the last one written is `latest`
     assert mc.observe(logs, ["accuracy"]).metrics["accuracy"]["latest"] == "0.8"

@@ -1,4 +1,5 @@
 """pipeline.katib.experiment: loading one Experiment and Katib's webhook defaults."""
+
 from __future__ import annotations
 
 import pytest
@@ -40,8 +41,10 @@ def test_defaults_fill_what_katib_fills():
     assert spec["parallelTrialCount"] == 3
     assert spec["resumePolicy"] == "Never"
     assert spec["metricsCollectorSpec"] == {"collector": {"kind": "StdOut"}}
-    assert spec["objective"]["metricStrategies"] == [{"name": "val_accuracy", "value": "max"},
-                                                     {"name": "loss", "value": "max"}]
+    assert spec["objective"]["metricStrategies"] == [
+        {"name": "val_accuracy", "value": "max"},
+        {"name": "loss", "value": "max"},
+    ]
     # Katib gives every parameter a distribution, categorical ones and missing feasibleSpaces too.
     assert [p["feasibleSpace"]["distribution"] for p in spec["parameters"]] == ["uniform"] * 3
     assert spec["trialTemplate"]["successCondition"] == JOB_SUCCESS_CONDITION
@@ -55,8 +58,10 @@ def test_defaults_do_not_touch_the_input_or_explicit_values():
     out = with_defaults(exp)
     assert "resumePolicy" not in exp["spec"]
     assert out["spec"]["parallelTrialCount"] == 1
-    assert out["spec"]["objective"]["metricStrategies"] == [{"name": "loss", "value": "latest"},
-                                                            {"name": "val_accuracy", "value": "max"}]
+    assert out["spec"]["objective"]["metricStrategies"] == [
+        {"name": "loss", "value": "latest"},
+        {"name": "val_accuracy", "value": "max"},
+    ]
 
 
 def test_unknown_objective_type_gets_latest():
@@ -65,10 +70,13 @@ def test_unknown_objective_type_gets_latest():
     assert {s["value"] for s in with_defaults(exp)["spec"]["objective"]["metricStrategies"]} == {"latest"}
 
 
-@pytest.mark.parametrize("kind, expected", [
-    ("File", {"path": "/var/log/katib/metrics.log", "kind": "File", "format": "TEXT"}),
-    ("TensorFlowEvent", {"path": "/var/log/katib/tfevent/", "kind": "Directory"}),
-])
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("File", {"path": "/var/log/katib/metrics.log", "kind": "File", "format": "TEXT"}),
+        ("TensorFlowEvent", {"path": "/var/log/katib/tfevent/", "kind": "Directory"}),
+    ],
+)
 def test_collector_defaults(kind, expected):
     exp = parse_experiment(MINIMAL)
     exp["spec"]["metricsCollectorSpec"] = {"collector": {"kind": kind}}
@@ -79,8 +87,7 @@ def test_collector_defaults(kind, expected):
 def test_prometheus_defaults():
     exp = parse_experiment(MINIMAL)
     exp["spec"]["metricsCollectorSpec"] = {"collector": {"kind": "PrometheusMetric"}}
-    assert with_defaults(exp)["spec"]["metricsCollectorSpec"]["source"]["httpGet"] == {"path": "/metrics",
-                                                                                      "port": 8080}
+    assert with_defaults(exp)["spec"]["metricsCollectorSpec"]["source"]["httpGet"] == {"path": "/metrics", "port": 8080}
 
 
 def test_kubeflow_job_defaults_conditions_and_primary_pod_labels():
@@ -114,8 +121,9 @@ def test_primary_container():
 
 
 def test_typed_view_reads_the_defaulted_spec():
-    exp = Experiment(parse_experiment(MINIMAL.replace("objectiveMetricName", "goal: 0.99, objectiveMetricName")),
-                     "m.yaml")
+    exp = Experiment(
+        parse_experiment(MINIMAL.replace("objectiveMetricName", "goal: 0.99, objectiveMetricName")), "m.yaml"
+    )
     assert (exp.name, exp.namespace, exp.parallel_trial_count, exp.max_trial_count) == ("x", None, 3, None)
     obj = exp.objective
     assert obj.maximize and obj.goal == 0.99 and obj.metric_names == ["val_accuracy", "loss"]
@@ -137,15 +145,18 @@ def test_with_spec_changes_a_copy():
     assert smaller.parallel_trial_count == 3  # removed, then defaulted again as Katib would
 
 
-@pytest.mark.parametrize("text, message", [
-    ("a: [", "not valid YAML"),
-    ("", "empty file"),
-    ("- 1\n", "expected a mapping"),
-    (MINIMAL + "\n---\n" + MINIMAL, "2 YAML documents"),
-    (MINIMAL.replace("kind: Experiment", "kind: Trial"), "kind: expected 'Experiment'"),
-    (MINIMAL.replace("v1beta1", "v1alpha3"), "apiVersion"),
-    ("apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata: {name: x}\n", "spec: required"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a: [", "not valid YAML"),
+        ("", "empty file"),
+        ("- 1\n", "expected a mapping"),
+        (MINIMAL + "\n---\n" + MINIMAL, "2 YAML documents"),
+        (MINIMAL.replace("kind: Experiment", "kind: Trial"), "kind: expected 'Experiment'"),
+        (MINIMAL.replace("v1beta1", "v1alpha3"), "apiVersion"),
+        ("apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata: {name: x}\n", "spec: required"),
+    ],
+)
 def test_parse_rejects_bad_documents(text, message):
     with pytest.raises(UserError, match=message):
         parse_experiment(text, source="f.yaml")

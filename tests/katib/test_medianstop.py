@@ -1,4 +1,5 @@
 """medianstop: Katib's rule (mean of the first start_step averages) and check (once, at start_step)."""
+
 from __future__ import annotations
 
 import pytest
@@ -55,16 +56,25 @@ def test_scripted_sequence_matches_the_rule():
     trials = [[0.5, 0.6, 0.7], [0.7, 0.8], [0.1, 0.2, 0.9], [0.9, 0.95], [0.3, 0.61], [0.3, 0.64]]
     # rule after 2 successes: mean(0.55, 0.75) = 0.65; trial 3 best at step 2 = 0.2 -> stopped
     # trial 4 best 0.95 -> succeeds; rule then mean(0.55, 0.75, 0.925) = 0.741.. ; trial 5 best 0.61 -> stopped
-    assert scripted(trials, s) == ["Succeeded", "Succeeded", "EarlyStopped", "Succeeded", "EarlyStopped",
-                                   "EarlyStopped"]
+    assert scripted(trials, s) == [
+        "Succeeded",
+        "Succeeded",
+        "EarlyStopped",
+        "Succeeded",
+        "EarlyStopped",
+        "EarlyStopped",
+    ]
 
 
-@pytest.mark.parametrize("settings,message", [
-    ([{"name": "min_trials_required", "value": "0"}], "greater than zero"),
-    ([{"name": "start_step", "value": "0"}], "greater or equal than one"),
-    ([{"name": "patience", "value": "1"}], "unknown setting .patience."),
-    ([{"name": "start_step", "value": "x"}], "not an integer"),
-])
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        ([{"name": "min_trials_required", "value": "0"}], "greater than zero"),
+        ([{"name": "start_step", "value": "0"}], "greater or equal than one"),
+        ([{"name": "patience", "value": "1"}], "unknown setting .patience."),
+        ([{"name": "start_step", "value": "x"}], "not an integer"),
+    ],
+)
 def test_settings_validation(settings, message):
     exp = {"spec": {"earlyStopping": {"algorithmName": "medianstop", "algorithmSettings": settings}}}
     with pytest.raises(UserError, match=message):
@@ -86,7 +96,9 @@ def test_push_collector_gets_no_early_stopping():
 
     exp = experiment(early_stopping={"algorithmName": "medianstop"}, collector={"collector": {"kind": "Push"}})
     assert MedianStopSettings.from_experiment(Experiment(exp)) is None
-    assert any(p.path == "spec.earlyStopping" and "never applied with the Push collector" in p.message
-               for p in lint_experiment(exp))
+    assert any(
+        p.path == "spec.earlyStopping" and "never applied with the Push collector" in p.message
+        for p in lint_experiment(exp)
+    )
     exp["spec"]["metricsCollectorSpec"] = {"collector": {"kind": "StdOut"}}
     assert MedianStopSettings.from_experiment(Experiment(exp)) is not None

@@ -1,4 +1,5 @@
 """Values rendered as Katib renders them, substituted and word-split like Katib's wrapper."""
+
 from __future__ import annotations
 
 import sys
@@ -14,19 +15,40 @@ from pipeline.katib.render import render_value, substitute, trial_argv
 from tests.fake_trial import experiment
 
 
-@pytest.mark.parametrize("value,style,expected", [
-    (0.001, "python", "0.001"), (1e-05, "python", "1e-05"), (13, "python", "13"),
-    (1e-05, "goptuna", "0.00001"), (0.001, "goptuna", "0.001"), (13, "goptuna", "13"),
-    (2.5e16, "goptuna", "25000000000000000"), (0.1 + 0.2, "python", "0.30000000000000004"),
-    ("adam", "python", "adam"), ("adam", "goptuna", "adam"), (3.0, "python", "3.0"), (3.0, "goptuna", "3"),
-])
+@pytest.mark.parametrize(
+    "value,style,expected",
+    [
+        (0.001, "python", "0.001"),
+        (1e-05, "python", "1e-05"),
+        (13, "python", "13"),
+        (1e-05, "goptuna", "0.00001"),
+        (0.001, "goptuna", "0.001"),
+        (13, "goptuna", "13"),
+        (2.5e16, "goptuna", "25000000000000000"),
+        (0.1 + 0.2, "python", "0.30000000000000004"),
+        ("adam", "python", "adam"),
+        ("adam", "goptuna", "adam"),
+        (3.0, "python", "3.0"),
+        (3.0, "goptuna", "3"),
+    ],
+)
 def test_render_value(value, style, expected):
     assert render_value(value, style) == expected
 
 
-@pytest.mark.parametrize("name,style", [("cmaes", "goptuna"), ("sobol", "goptuna"), ("random", "python"),
-                                        ("tpe", "python"), ("bayesianoptimization", "python"),
-                                        ("multivariate-tpe", "python"), ("grid", "python"), ("hyperband", "python")])
+@pytest.mark.parametrize(
+    "name,style",
+    [
+        ("cmaes", "goptuna"),
+        ("sobol", "goptuna"),
+        ("random", "python"),
+        ("tpe", "python"),
+        ("bayesianoptimization", "python"),
+        ("multivariate-tpe", "python"),
+        ("grid", "python"),
+        ("hyperband", "python"),
+    ],
+)
 def test_render_style(name, style):
     assert render_style(name) == style
 
@@ -68,6 +90,6 @@ def test_rendered_floats_parse_back(value, style):
         assert "e" not in text.lower()
 
 
-@given(st.integers(min_value=-10**12, max_value=10**12), st.sampled_from(["python", "goptuna"]))
+@given(st.integers(min_value=-(10**12), max_value=10**12), st.sampled_from(["python", "goptuna"]))
 def test_rendered_ints_parse_back(value, style):
     assert int(render_value(value, style)) == value

@@ -1,5 +1,6 @@
 """Katib's experiment-controller counts (the end conditions and the optimal trial are checked against
 Katib's own code in tests/oracle/test_status.py)."""
+
 from __future__ import annotations
 
 from pipeline.katib.status import TrialOutcome, trials_to_add
@@ -13,8 +14,10 @@ def test_metrics_unavailable_trials_do_not_count_for_new_trials():
 
 
 def test_free_slots_capped_by_the_budget():
-    done = [TrialOutcome(n, s) for n, s in (("a", "Succeeded"), ("b", "Failed"), ("c", "EarlyStopped"),
-                                            ("d", "Killed"), ("e", "Running"))]
+    done = [
+        TrialOutcome(n, s)
+        for n, s in (("a", "Succeeded"), ("b", "Failed"), ("c", "EarlyStopped"), ("d", "Killed"), ("e", "Running"))
+    ]
     assert trials_to_add(done, max_trials=None, parallel=3, running=1) == 2
     assert trials_to_add(done, max_trials=6, parallel=3, running=1) == 1
     assert trials_to_add(done, max_trials=4, parallel=3, running=1) == 0  # never negative

@@ -1,5 +1,6 @@
 """Katib's trial controller rules: a finished trial's condition, reason, message and observation from
 how its Job ended and what the collector read; the Job's backoff and deadline."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,11 +11,17 @@ from pipeline.katib.medianstop import StopCheck
 from pipeline.katib.trial_rules import DEFAULT_BACKOFF_LIMIT, JobLimits, TrialEnd, judge, objective_reports
 from tests.fake_trial import experiment
 
-STDOUT = mc.CollectorSpec(objective="accuracy", metric_names=["accuracy", "loss"],
-                          strategies={"accuracy": "max", "loss": "min"})
-FILE_JSON = mc.CollectorSpec(objective="accuracy", metric_names=["accuracy", "loss"],
-                             strategies={"accuracy": "max", "loss": "min"}, kind="File", file_format="JSON",
-                             path="/katib/metrics.json")
+STDOUT = mc.CollectorSpec(
+    objective="accuracy", metric_names=["accuracy", "loss"], strategies={"accuracy": "max", "loss": "min"}
+)
+FILE_JSON = mc.CollectorSpec(
+    objective="accuracy",
+    metric_names=["accuracy", "loss"],
+    strategies={"accuracy": "max", "loss": "min"},
+    kind="File",
+    file_format="JSON",
+    path="/katib/metrics.json",
+)
 LOG = "epoch=1 accuracy=0.5 loss=0.9\nepoch=2 accuracy=0.7 loss=0.4\nepoch=3 accuracy=0.6 loss=0.5\n"
 
 
@@ -22,18 +29,36 @@ def test_succeeded_keeps_katibs_observation():
     v = judge(STDOUT, LOG, TrialEnd(returncode=0))
     assert (v.state, v.reason, v.message) == ("Succeeded", "TrialSucceeded", "Trial has succeeded")
     assert v.observed and v.objective == "0.7" and v.value == 0.7
-    assert v.observation == [{"name": "accuracy", "min": "0.5", "max": "0.7", "latest": "0.6"},
-                             {"name": "loss", "min": "0.4", "max": "0.9", "latest": "0.5"}]
+    assert v.observation == [
+        {"name": "accuracy", "min": "0.5", "max": "0.7", "latest": "0.6"},
+        {"name": "loss", "min": "0.4", "max": "0.9", "latest": "0.5"},
+    ]
     assert v.reports == [0.5, 0.7, 0.6]
 
 
-@pytest.mark.parametrize("end,state,reason,message", [
-    (TrialEnd(returncode=1, attempts=3), "Failed", "TrialFailed. Job reason: BackoffLimitExceeded",
-     "Trial has failed. Job message: Job has reached the specified backoff limit (exit code 1 after 3 attempt(s))"),
-    (TrialEnd(returncode=-15, timed_out=True), "Failed", "TrialFailed. Job reason: DeadlineExceeded",
-     "Trial has failed. Job message: Job was active longer than specified deadline (30s activeDeadlineSeconds)"),
-    (TrialEnd(returncode=-15, killed=True), "Killed", "TrialKilled", "the experiment ended while the trial was running"),
-])
+@pytest.mark.parametrize(
+    "end,state,reason,message",
+    [
+        (
+            TrialEnd(returncode=1, attempts=3),
+            "Failed",
+            "TrialFailed. Job reason: BackoffLimitExceeded",
+            "Trial has failed. Job message: Job has reached the specified backoff limit (exit code 1 after 3 attempt(s))",
+        ),
+        (
+            TrialEnd(returncode=-15, timed_out=True),
+            "Failed",
+            "TrialFailed. Job reason: DeadlineExceeded",
+            "Trial has failed. Job message: Job was active longer than specified deadline (30s activeDeadlineSeconds)",
+        ),
+        (
+            TrialEnd(returncode=-15, killed=True),
+            "Killed",
+            "TrialKilled",
+            "the experiment ended while the trial was running",
+        ),
+    ],
+)
 def test_failed_and_killed_trials_have_no_observation(end, state, reason, message):
     v = judge(STDOUT, LOG, end, JobLimits(deadline_s=30))
     assert (v.state, v.reason, v.message) == (state, reason, message)
@@ -55,12 +80,18 @@ def test_conditions_follow_katibs_order():
     assert judge(STDOUT, LOG, TrialEnd(1, timed_out=True)).reason.endswith("DeadlineExceeded")
 
 
-@pytest.mark.parametrize("spec,text,where", [
-    (STDOUT, "acc=0.9\n", "the trial's output (default filter)"),
-    (mc.CollectorSpec("accuracy", ["accuracy"], {"accuracy": "max"}, filters=(r"(acc)=(\d+\.\d+)",)),
-     "accuracy 0.9\n", "the trial's output (filters ['(acc)=(\\\\d+\\\\.\\\\d+)'])"),
-    (FILE_JSON, "", "the trial's metrics file (default filter)"),
-])
+@pytest.mark.parametrize(
+    "spec,text,where",
+    [
+        (STDOUT, "acc=0.9\n", "the trial's output (default filter)"),
+        (
+            mc.CollectorSpec("accuracy", ["accuracy"], {"accuracy": "max"}, filters=(r"(acc)=(\d+\.\d+)",)),
+            "accuracy 0.9\n",
+            "the trial's output (filters ['(acc)=(\\\\d+\\\\.\\\\d+)'])",
+        ),
+        (FILE_JSON, "", "the trial's metrics file (default filter)"),
+    ],
+)
 def test_exit_zero_without_the_objective_is_metrics_unavailable(spec, text, where):
     v = judge(spec, text, TrialEnd(returncode=0))
     assert (v.state, v.reason) == ("MetricsUnavailable", "MetricsUnavailable")
@@ -78,8 +109,11 @@ def test_nan_is_recorded_as_katib_does_but_is_no_number():
     v = judge(STDOUT, "accuracy=nan loss=0.1\n", TrialEnd(returncode=0))
     assert v.state == "Succeeded" and v.observed and v.objective == ""
     assert v.non_numeric and v.value is None
-    nan = judge(mc.CollectorSpec("accuracy", ["accuracy"], {"accuracy": "latest"},
-                                 filters=(r"(accuracy)=(\S+)",)), "accuracy=NaN\n", TrialEnd(returncode=0))
+    nan = judge(
+        mc.CollectorSpec("accuracy", ["accuracy"], {"accuracy": "latest"}, filters=(r"(accuracy)=(\S+)",)),
+        "accuracy=NaN\n",
+        TrialEnd(returncode=0),
+    )
     assert nan.observed and not nan.non_numeric and nan.value is None  # Go parses NaN: a number, not rankable
 
 
@@ -88,8 +122,9 @@ def test_objective_reports_keep_numbers_in_order():
 
 
 def test_job_limits_from_the_trial_template():
-    assert JobLimits.from_experiment(Experiment(experiment(job_spec={"activeDeadlineSeconds": 60}))) == \
-        JobLimits(deadline_s=60, backoff_limit=0)
+    assert JobLimits.from_experiment(Experiment(experiment(job_spec={"activeDeadlineSeconds": 60}))) == JobLimits(
+        deadline_s=60, backoff_limit=0
+    )
     exp = experiment()
     del exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["backoffLimit"]
     assert JobLimits.from_experiment(Experiment(exp)).backoff_limit == DEFAULT_BACKOFF_LIMIT == 6

@@ -1,5 +1,6 @@
 """`katib-digits lint` on asha Experiments: the settings table applied with field paths (the same
 rules the service's ValidateAlgorithmSettings applies), and the note that Katib does not ship asha."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,16 +32,19 @@ def test_another_unknown_algorithm_is_still_an_error():
     assert ("error", "spec.algorithm.algorithmName") in [(s, p) for s, p, _ in findings(exp)]
 
 
-@pytest.mark.parametrize("settings, index, words", [
-    ({"eta": "1"}, 1, "eta should be >= 2"),
-    ({"min_resource": "zero"}, 2, "min_resource(zero)"),
-    ({"max_resource": "27"}, 3, "max_resource 27 is above parameter epochs's max 9"),
-    ({"min_resource": "3", "max_resource": "3"}, 3, "max_resource 3 must be greater than min_resource 3"),
-    ({"base_sampler": "grid"}, 4, "base_sampler 'grid' is not supported"),
-    ({"random_state": "-1"}, 5, "random_state should be >= 0"),
-    ({"resource_name": "dropout"}, 0, "resource_name 'dropout' must be an int parameter"),
-    ({"resource_name": "steps"}, 0, "resource_name 'steps' must be one of spec.parameters"),
-])
+@pytest.mark.parametrize(
+    "settings, index, words",
+    [
+        ({"eta": "1"}, 1, "eta should be >= 2"),
+        ({"min_resource": "zero"}, 2, "min_resource(zero)"),
+        ({"max_resource": "27"}, 3, "max_resource 27 is above parameter epochs's max 9"),
+        ({"min_resource": "3", "max_resource": "3"}, 3, "max_resource 3 must be greater than min_resource 3"),
+        ({"base_sampler": "grid"}, 4, "base_sampler 'grid' is not supported"),
+        ({"random_state": "-1"}, 5, "random_state should be >= 0"),
+        ({"resource_name": "dropout"}, 0, "resource_name 'dropout' must be an int parameter"),
+        ({"resource_name": "steps"}, 0, "resource_name 'steps' must be one of spec.parameters"),
+    ],
+)
 def test_each_bad_setting_is_an_error_at_its_own_path(settings, index, words):
     errors = [(p, m) for s, p, m in findings(asha_experiment(**settings)) if s == "error"]
     assert errors == [(f"{SETTINGS}[{index}].value", errors[0][1])] and words in errors[0][1]
@@ -59,9 +63,15 @@ def test_a_missing_default_resource_is_named():
     exp = asha_experiment(resource_name=None)
     exp["spec"]["parameters"] = [p for p in exp["spec"]["parameters"] if p["name"] != "epochs"]
     exp["spec"]["trialTemplate"]["trialParameters"] = [
-        t for t in exp["spec"]["trialTemplate"]["trialParameters"] if t["name"] != "epochs"]
+        t for t in exp["spec"]["trialTemplate"]["trialParameters"] if t["name"] != "epochs"
+    ]
     command = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"]
     command[:] = [w for w in command if not w.startswith("--epochs=")]
     errors = [(p, m) for s, p, m in findings(exp) if s == "error"]
-    assert errors == [(SETTINGS, "resource_name 'epochs' must be one of spec.parameters (learning-rate, lr-decay, "
-                                 "batch-size, optimizer, conv-filters, dense-units, dropout, augment, arch)")]
+    assert errors == [
+        (
+            SETTINGS,
+            "resource_name 'epochs' must be one of spec.parameters (learning-rate, lr-decay, "
+            "batch-size, optimizer, conv-filters, dense-units, dropout, augment, arch)",
+        )
+    ]

@@ -1,4 +1,5 @@
 """The local dry-run end to end with the stand-in trial (tests/fake_trial.py)."""
+
 from __future__ import annotations
 
 import csv
@@ -21,8 +22,17 @@ def run(tmp_path, exp, **kw):
 
 def states(status):
     s = status["status"]
-    return {k: s[k] for k in ("trials", "trialsSucceeded", "trialsFailed", "trialsEarlyStopped",
-                              "trialMetricsUnavailable", "trialsKilled")}
+    return {
+        k: s[k]
+        for k in (
+            "trials",
+            "trialsSucceeded",
+            "trialsFailed",
+            "trialsEarlyStopped",
+            "trialMetricsUnavailable",
+            "trialsKilled",
+        )
+    }
 
 
 def condition(status):
@@ -70,13 +80,15 @@ def test_failed_budget(tmp_path):
 
 @pytest.mark.process
 def test_grid_exhausted_without_max_trial_count(tmp_path):
-    params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0.1", "max": "0.3", "step": "0.1"}},
-              {"name": "y", "parameterType": "categorical", "feasibleSpace": {"list": ["2", "3"]}}]
-    status = run(tmp_path, experiment(algorithm="grid", parameters=params, max_trials=None, parallel=2,
-                                      args=["--epochs=1"]))
+    params = [
+        {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0.1", "max": "0.3", "step": "0.1"}},
+        {"name": "y", "parameterType": "categorical", "feasibleSpace": {"list": ["2", "3"]}},
+    ]
+    status = run(
+        tmp_path, experiment(algorithm="grid", parameters=params, max_trials=None, parallel=2, args=["--epochs=1"])
+    )
     assert condition(status) == ("Succeeded", "ExperimentSuggestionEndReached")
-    seen = {(a["x"], a["y"]) for a in
-            (dict(r) for r in csv.DictReader(open(tmp_path / "out" / "trials.csv")))}
+    seen = {(a["x"], a["y"]) for a in (dict(r) for r in csv.DictReader(open(tmp_path / "out" / "trials.csv")))}
     assert seen == {(x, y) for x in ("0.1", "0.2", "0.30000000000000004") for y in ("2", "3")}
 
 
@@ -93,10 +105,15 @@ def test_medianstop_end_to_end(tmp_path):
     # mean(0.825, 0.875) = 0.85 > 0.15 -> stopped at its 2nd report; run 4 goes on.
     # 0.5 s per epoch: the stopped run must still be running when the controller reads its 2nd report,
     # also on a loaded CI machine (with 0.05 s it sometimes finished first).
-    exp = experiment(max_trials=4, parallel=1,
-                     args=["--epochs=4", "--scores=0.9,0.95,0.2,0.99", f"--counter={tmp_path / 'n'}", "--sleep=0.5"],
-                     early_stopping={"algorithmName": "medianstop", "algorithmSettings": [
-                         {"name": "min_trials_required", "value": "1"}, {"name": "start_step", "value": "2"}]})
+    exp = experiment(
+        max_trials=4,
+        parallel=1,
+        args=["--epochs=4", "--scores=0.9,0.95,0.2,0.99", f"--counter={tmp_path / 'n'}", "--sleep=0.5"],
+        early_stopping={
+            "algorithmName": "medianstop",
+            "algorithmSettings": [{"name": "min_trials_required", "value": "1"}, {"name": "start_step", "value": "2"}],
+        },
+    )
     status = run(tmp_path, exp)
     assert states(status)["trialsSucceeded"] == 3 and states(status)["trialsEarlyStopped"] == 1
     rows = {r["state"]: r for r in csv.DictReader(open(tmp_path / "out" / "trials.csv"))}
@@ -109,8 +126,10 @@ def test_medianstop_end_to_end(tmp_path):
 @pytest.mark.process
 @pytest.mark.parametrize("fmt", ["TEXT", "JSON"])
 def test_file_collector(tmp_path, fmt):
-    collector = {"collector": {"kind": "File"},
-                 "source": {"fileSystemPath": {"path": "/katib/metrics.log", "kind": "File", "format": fmt}}}
+    collector = {
+        "collector": {"kind": "File"},
+        "source": {"fileSystemPath": {"path": "/katib/metrics.log", "kind": "File", "format": fmt}},
+    }
     args = ["--file=/katib/metrics.log"] + (["--mode=json"] if fmt == "JSON" else [])
     status = run(tmp_path, experiment(max_trials=2, parallel=2, collector=collector, args=args))
     assert states(status)["trialsSucceeded"] == 2
@@ -120,8 +139,7 @@ def test_file_collector(tmp_path, fmt):
 
 @pytest.mark.process
 def test_custom_filter(tmp_path):
-    collector = {"collector": {"kind": "StdOut"},
-                 "source": {"filter": {"metricsFormat": [r"(accuracy)=(\d+\.\d+)"]}}}
+    collector = {"collector": {"kind": "StdOut"}, "source": {"filter": {"metricsFormat": [r"(accuracy)=(\d+\.\d+)"]}}}
     status = run(tmp_path, experiment(max_trials=1, parallel=1, collector=collector, args=["--epochs=1"]))
     names = [m["name"] for m in status["status"]["currentOptimalTrial"]["observation"]["metrics"]]
     assert states(status)["trialsSucceeded"] == 1 and names == ["accuracy", "loss"]
@@ -143,15 +161,22 @@ def test_mount_maps_container_paths(tmp_path):
 
 @pytest.mark.process
 def test_trial_args_and_overrides(tmp_path):
-    status = run(tmp_path, experiment(max_trials=8, parallel=2), max_trial_count=2, parallel_trial_count=1,
-                 trial_args=["--epochs=1"])
+    status = run(
+        tmp_path,
+        experiment(max_trials=8, parallel=2),
+        max_trial_count=2,
+        parallel_trial_count=1,
+        trial_args=["--epochs=1"],
+    )
     assert status["spec"]["maxTrialCount"] == 2 and status["spec"]["parallelTrialCount"] == 1
     log = next((tmp_path / "out" / "trials").iterdir()) / "trial.log"
     assert log.read_text().count("epoch=") == 1
 
 
-HB_PARAMS = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
-             {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}}]
+HB_PARAMS = [
+    {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
+    {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "2"}},
+]
 HB_SETTINGS = {"r_l": 2, "eta": 2, "resource_name": "epochs", "random_state": 3}
 
 
@@ -159,8 +184,9 @@ HB_SETTINGS = {"r_l": 2, "eta": 2, "resource_name": "epochs", "random_state": 3}
 def test_hyperband_runs_as_far_as_katib_does(tmp_path):
     """maxTrialCount 3 with 2 in parallel: 2 configs at 1 epoch, then (one trial left to start, the only
     request Katib v0.19's service can satisfy) the better one at 2 epochs; ends at maxTrialCount."""
-    exp = experiment(algorithm="hyperband", parameters=HB_PARAMS, max_trials=3, parallel=2, max_failed=None,
-                     settings=HB_SETTINGS)
+    exp = experiment(
+        algorithm="hyperband", parameters=HB_PARAMS, max_trials=3, parallel=2, max_failed=None, settings=HB_SETTINGS
+    )
     status = run(tmp_path, exp)
     assert condition(status) == ("Succeeded", "ExperimentMaxTrialsReached")
     rows = list(csv.DictReader(open(tmp_path / "out" / "trials.csv")))
@@ -174,8 +200,9 @@ def test_hyperband_runs_as_far_as_katib_does(tmp_path):
 def test_hyperband_stops_where_katib_would_hang(tmp_path, capsys):
     """Katib v0.19's hyperband hang: with no maxTrialCount, after the first rung the controller asks
     for 2, the service answers 1, and Katib retries forever; the local run stops there, Running, and says why."""
-    exp = experiment(algorithm="hyperband", parameters=HB_PARAMS, max_trials=None, parallel=2, max_failed=None,
-                     settings=HB_SETTINGS)
+    exp = experiment(
+        algorithm="hyperband", parameters=HB_PARAMS, max_trials=None, parallel=2, max_failed=None, settings=HB_SETTINGS
+    )
     status = run(tmp_path, exp)
     assert status["status"]["trials"] == 2
     last = status["status"]["conditions"][-1]
@@ -245,9 +272,15 @@ SHIPPED = sorted((REPO / "experiments").glob("*.yaml"))
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_every_shipped_experiment_runs_one_real_trial(tmp_path, path):
     """The real `python -m trial` on the embedded sample, one tiny trial per shipped Experiment."""
-    status = run_experiment(str(path), tmp_path / "out", {"/data": str(REPO / "data" / "sample")},
-                            max_trial_count=1, trial_args=["--max-rows=200", "--epochs=1"],
-                            progress=False, report=False)
+    status = run_experiment(
+        str(path),
+        tmp_path / "out",
+        {"/data": str(REPO / "data" / "sample")},
+        max_trial_count=1,
+        trial_args=["--max-rows=200", "--epochs=1"],
+        progress=False,
+        report=False,
+    )
     s = status["status"]
     assert s["trials"] == 1 and s["trialsSucceeded"] == 1, (tmp_path / "out" / "trials.csv").read_text()
     objective = status["spec"]["objective"]["objectiveMetricName"]
@@ -268,7 +301,8 @@ def test_trials_running_at_the_end_are_not_killed(tmp_path):
         "    sys.exit(1)\n"
         "except FileExistsError:\n"
         "    time.sleep(1.5)\n"
-        "    print('accuracy=0.5', flush=True)\n")
+        "    print('accuracy=0.5', flush=True)\n"
+    )
     exp = experiment(max_trials=4, parallel=2, max_failed=1)
     container = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
     container["command"] = ["python", str(script), "--x=${trialParameters.x}", "--y=${trialParameters.y}"]

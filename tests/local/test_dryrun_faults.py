@@ -1,4 +1,5 @@
 """Faults: crashing, hanging, silent and nan trials; signals; SIGKILL; two runs on one storage."""
+
 from __future__ import annotations
 
 import csv
@@ -27,11 +28,14 @@ def rows(tmp_path):
 
 
 @pytest.mark.process
-@pytest.mark.parametrize("args,job,state,reason", [
-    (["--mode=crash"], {}, "Failed", "BackoffLimitExceeded"),
-    (["--mode=hang"], {"activeDeadlineSeconds": 1}, "Failed", "DeadlineExceeded"),
-    (["--mode=silent"], {}, "MetricsUnavailable", "MetricsUnavailable"),
-])
+@pytest.mark.parametrize(
+    "args,job,state,reason",
+    [
+        (["--mode=crash"], {}, "Failed", "BackoffLimitExceeded"),
+        (["--mode=hang"], {"activeDeadlineSeconds": 1}, "Failed", "DeadlineExceeded"),
+        (["--mode=silent"], {}, "MetricsUnavailable", "MetricsUnavailable"),
+    ],
+)
 def test_bad_trials_count_against_the_failed_budget(tmp_path, args, job, state, reason):
     status = run(tmp_path, experiment(max_trials=4, parallel=1, max_failed=2, args=args, job_spec=job))
     cond = status["status"]["conditions"][-1]
@@ -45,11 +49,13 @@ def test_bad_trials_count_against_the_failed_budget(tmp_path, args, job, state, 
 @pytest.mark.process
 def test_failures_below_the_budget_let_the_experiment_go_on(tmp_path):
     counter = tmp_path / "n"
-    exp = experiment(max_trials=3, parallel=1, max_failed=2,
-                     args=["--epochs=1", "--scores=0.5,0.6,0.7", f"--counter={counter}"])
+    exp = experiment(
+        max_trials=3, parallel=1, max_failed=2, args=["--epochs=1", "--scores=0.5,0.6,0.7", f"--counter={counter}"]
+    )
     # the first run crashes (no metrics), the others succeed
     exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"].append(
-        f"--crash-once={tmp_path / 'crashed'}")
+        f"--crash-once={tmp_path / 'crashed'}"
+    )
     status = run(tmp_path, exp)
     assert status["status"]["conditions"][-1]["reason"] == "ExperimentMaxTrialsReached"
     assert [r["state"] for r in rows(tmp_path)] == ["Failed", "Succeeded", "Succeeded"]
@@ -57,8 +63,13 @@ def test_failures_below_the_budget_let_the_experiment_go_on(tmp_path):
 
 @pytest.mark.process
 def test_backoff_limit_retries_a_crashing_pod(tmp_path):
-    exp = experiment(max_trials=1, parallel=1, max_failed=1, job_spec={"backoffLimit": 1},
-                     args=["--epochs=1", f"--crash-once={tmp_path / 'crashed'}"])
+    exp = experiment(
+        max_trials=1,
+        parallel=1,
+        max_failed=1,
+        job_spec={"backoffLimit": 1},
+        args=["--epochs=1", f"--crash-once={tmp_path / 'crashed'}"],
+    )
     status = run(tmp_path, exp)
     assert status["status"]["trialsSucceeded"] == 1
     assert rows(tmp_path)[0]["attempts"] == "2"
@@ -76,8 +87,14 @@ def test_nan_objective_is_recorded_as_katib_does(tmp_path):
 
 
 def cli(args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "tune", *args, "--no-progress", "--no-report"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "tune", *args, "--no-progress", "--no-report"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def wait_for(pred, timeout=60.0):
@@ -103,9 +120,18 @@ def alive(pid: int) -> bool:
 def slow_experiment(tmp_path, name="slow", sleep=0.5):
     # Slow enough that a loaded CI machine still catches the second trial running.
     path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(experiment(
-        name=name, max_trials=2, parallel=1, max_failed=1, algorithm="multivariate-tpe",
-        args=["--epochs=6", f"--sleep={sleep}", f"--pidfile={tmp_path / 'pids'}"])))
+    path.write_text(
+        yaml.safe_dump(
+            experiment(
+                name=name,
+                max_trials=2,
+                parallel=1,
+                max_failed=1,
+                algorithm="multivariate-tpe",
+                args=["--epochs=6", f"--sleep={sleep}", f"--pidfile={tmp_path / 'pids'}"],
+            )
+        )
+    )
     return path
 
 
@@ -169,9 +195,11 @@ def test_second_run_on_the_same_storage_refuses(tmp_path):
 def test_library_caller_stops_on_sigterm_instead_of_taking_a_half_run(tmp_path):
     """run_experiment (used by the pipeline's tune step) writes its outputs, then exits 143."""
     path, out = slow_experiment(tmp_path), tmp_path / "out"
-    script = ("import sys; from pipeline.local.controller import run_experiment; "
-              f"run_experiment({str(path)!r}, {str(out)!r}, {{}}, progress=False, report=False); "
-              "print('returned a result'); sys.exit(0)")
+    script = (
+        "import sys; from pipeline.local.controller import run_experiment; "
+        f"run_experiment({str(path)!r}, {str(out)!r}, {{}}, progress=False, report=False); "
+        "print('returned a result'); sys.exit(0)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
     assert wait_for(lambda: len(pids(tmp_path / "pids")) >= 1)
     proc.send_signal(signal.SIGTERM)
@@ -193,7 +221,8 @@ def test_only_the_last_pod_attempt_reaches_the_observation(tmp_path):
         "    open(mark, 'w').close()\n"
         "    print('accuracy=0.99 loss=0.01', flush=True)\n"
         "    sys.exit(1)\n"
-        "print('accuracy=0.5 loss=0.5', flush=True)\n")
+        "print('accuracy=0.5 loss=0.5', flush=True)\n"
+    )
     exp = experiment(max_trials=1, parallel=1, max_failed=1, job_spec={"backoffLimit": 1})
     container = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
     container["command"] = ["python", str(script), "--x=${trialParameters.x}", "--y=${trialParameters.y}"]

@@ -1,4 +1,5 @@
 """Every Katib algorithm maps to a local sampler; every parameter to an Optuna distribution."""
+
 from __future__ import annotations
 
 import math
@@ -22,18 +23,25 @@ def build(exp):
     """As the dry-run builds it: after the linter (pipeline.lint.load)."""
     return samplers.build_algorithm(lint.load(exp))
 
+
 PARAMS = [
-    {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.0001", "max": "0.1",
-                                                                 "distribution": "logUniform"}},
+    {
+        "name": "lr",
+        "parameterType": "double",
+        "feasibleSpace": {"min": "0.0001", "max": "0.1", "distribution": "logUniform"},
+    },
     {"name": "drop", "parameterType": "double", "feasibleSpace": {"min": "0.1", "max": "0.5", "step": "0.1"}},
     {"name": "units", "parameterType": "int", "feasibleSpace": {"min": "16", "max": "64", "step": "16"}},
     {"name": "opt", "parameterType": "categorical", "feasibleSpace": {"list": ["adam", "sgd"]}},
     {"name": "bs", "parameterType": "discrete", "feasibleSpace": {"list": ["32", "64"]}},
 ]
 SAMPLER_TYPES = {
-    "random": samplers.HyperoptSampler, "tpe": samplers.HyperoptSampler,
-    "multivariate-tpe": optuna.samplers.TPESampler, "grid": optuna.samplers.GridSampler,
-    "cmaes": optuna.samplers.CmaEsSampler, "sobol": optuna.samplers.QMCSampler,
+    "random": samplers.HyperoptSampler,
+    "tpe": samplers.HyperoptSampler,
+    "multivariate-tpe": optuna.samplers.TPESampler,
+    "grid": optuna.samplers.GridSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "sobol": optuna.samplers.QMCSampler,
     "bayesianoptimization": samplers.SkoptSampler,
 }
 
@@ -56,11 +64,14 @@ def test_each_algorithm_samples_inside_the_space(name):
     params = [dict(p, feasibleSpace=dict(p["feasibleSpace"])) for p in PARAMS]
     if name == "grid":
         params[0]["feasibleSpace"]["step"] = "0.02"
-    exp = experiment(algorithm=name, parameters=params, max_trials=6,
-                     settings={"random_state": 7} if name not in ("sobol",) else {})
+    exp = experiment(
+        algorithm=name, parameters=params, max_trials=6, settings={"random_state": 7} if name not in ("sobol",) else {}
+    )
     if name == "bayesianoptimization":
-        exp["spec"]["algorithm"]["algorithmSettings"] += [{"name": "n_initial_points", "value": "4"},
-                                                          {"name": "acq_optimizer", "value": "sampling"}]
+        exp["spec"]["algorithm"]["algorithmSettings"] += [
+            {"name": "n_initial_points", "value": "4"},
+            {"name": "acq_optimizer", "value": "sampling"},
+        ]
     alg = build(exp)
     assert isinstance(alg.sampler, SAMPLER_TYPES[name])
     for v in run_asks(alg):
@@ -88,13 +99,16 @@ def test_unsupported_algorithms_are_refused(name):
         samplers.build_algorithm(Experiment(experiment(algorithm=name)))  # unlinted: the local refusal itself
 
 
-@pytest.mark.parametrize("name,settings,message", [
-    ("random", {"gamma": "0.5"}, "unknown setting 'gamma' for algorithm random"),
-    ("tpe", {"gamma": "1.5"}, "gamma"),
-    ("cmaes", {"restart_strategy": "xx"}, "restart_strategy"),
-    ("bayesianoptimization", {"base_estimator": "SVM"}, "base_estimator"),
-    ("hyperband", {"eta": "3"}, "r_l and resource_name"),
-])
+@pytest.mark.parametrize(
+    "name,settings,message",
+    [
+        ("random", {"gamma": "0.5"}, "unknown setting 'gamma' for algorithm random"),
+        ("tpe", {"gamma": "1.5"}, "gamma"),
+        ("cmaes", {"restart_strategy": "xx"}, "restart_strategy"),
+        ("bayesianoptimization", {"base_estimator": "SVM"}, "base_estimator"),
+        ("hyperband", {"eta": "3"}, "r_l and resource_name"),
+    ],
+)
 def test_bad_settings(name, settings, message):
     with pytest.raises(UserError, match=message):
         build(experiment(algorithm=name, settings=settings))
@@ -113,8 +127,10 @@ def test_tpe_settings_reach_hyperopt():
 
 
 def test_normal_distribution_only_for_hyperopt():
-    p = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1", "distribution": "normal"}},
-         PARAMS[2]]
+    p = [
+        {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1", "distribution": "normal"}},
+        PARAMS[2],
+    ]
     assert build(experiment(algorithm="tpe", parameters=p))
     with pytest.raises(UserError, match="normal"):
         build(experiment(algorithm="multivariate-tpe", parameters=p))
@@ -123,10 +139,17 @@ def test_normal_distribution_only_for_hyperopt():
 def test_hyperband_service_sizes_rungs_from_the_request():
     """Katib v0.19's service: the master rung has as many trials as requested, and a promotion
     answers ceil(R / eta) to a request for R (so only R = 1 is accepted after the first rung)."""
-    params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
-              {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}}]
-    exp = experiment(algorithm="hyperband", parameters=params, parallel=9, max_trials=30,
-                     settings={"r_l": 9, "eta": 3, "resource_name": "epochs", "random_state": 1})
+    params = [
+        {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
+        {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}},
+    ]
+    exp = experiment(
+        algorithm="hyperband",
+        parameters=params,
+        parallel=9,
+        max_trials=30,
+        settings={"r_l": 9, "eta": 3, "resource_name": "epochs", "random_state": 1},
+    )
     hb = build(exp).hyperband
     state, rung1 = hb.suggest(9, [])
     assert len(rung1) == 9 and {v["epochs"] for v in rung1} == {"1"}
@@ -144,12 +167,22 @@ def test_hyperband_service_sizes_rungs_from_the_request():
 def test_hyperband_samples_like_katibs_parsing_util():
     """Hyperband samples as Katib's parsing util does: uniform even for logUniform, ints rounded,
     discrete = nearest entry to a uniform draw."""
-    params = [{"name": "lr", "parameterType": "double",
-               "feasibleSpace": {"min": "0.0003", "max": "0.01", "distribution": "logUniform"}},
-              {"name": "bs", "parameterType": "discrete", "feasibleSpace": {"list": ["32", "64", "128"]}},
-              {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}}]
-    exp = experiment(algorithm="hyperband", parameters=params, parallel=9, max_trials=30,
-                     settings={"r_l": 9, "eta": 3, "resource_name": "epochs", "random_state": 1})
+    params = [
+        {
+            "name": "lr",
+            "parameterType": "double",
+            "feasibleSpace": {"min": "0.0003", "max": "0.01", "distribution": "logUniform"},
+        },
+        {"name": "bs", "parameterType": "discrete", "feasibleSpace": {"list": ["32", "64", "128"]}},
+        {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}},
+    ]
+    exp = experiment(
+        algorithm="hyperband",
+        parameters=params,
+        parallel=9,
+        max_trials=30,
+        settings={"r_l": 9, "eta": 3, "resource_name": "epochs", "random_state": 1},
+    )
     hb = build(exp).hyperband
     draws = [hb.sample() for _ in range(4000)]
     below = sum(float(d["lr"]) < 0.001 for d in draws) / len(draws)
@@ -159,10 +192,13 @@ def test_hyperband_samples_like_katibs_parsing_util():
 
 
 def test_hyperband_parallel_check():
-    params = [{"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}},
-              {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}]
-    exp = experiment(algorithm="hyperband", parameters=params, parallel=2,
-                     settings={"r_l": 9, "eta": 3, "resource_name": "epochs"})
+    params = [
+        {"name": "epochs", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "9"}},
+        {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
+    ]
+    exp = experiment(
+        algorithm="hyperband", parameters=params, parallel=2, settings={"r_l": 9, "eta": 3, "resource_name": "epochs"}
+    )
     with pytest.raises(UserError, match="needs parallelTrialCount >= 9"):
         build(exp)
 
@@ -202,6 +238,7 @@ def test_mapping_round_trips_inside_bounds(param, u):
 def test_tpe_startup_is_katibs_request_number(monkeypatch):
     """Katib's hyperopt service passes current_request_number as n_startup_jobs."""
     import hyperopt
+
     alg = build(experiment(algorithm="tpe", parallel=4, max_trials=8))
     seen = []
     real = hyperopt.tpe.suggest
@@ -216,8 +253,14 @@ def test_tpe_startup_is_katibs_request_number(monkeypatch):
 def test_skopt_asks_once_per_batch():
     """Katib's skopt service asks ask(n_points=k) for a batch of k: different points even
     when no result came in between."""
-    alg = build(experiment(algorithm="bayesianoptimization", parameters=PARAMS[:1] + PARAMS[2:4], parallel=2,
-                           settings={"n_initial_points": 1, "random_state": 3}))
+    alg = build(
+        experiment(
+            algorithm="bayesianoptimization",
+            parameters=PARAMS[:1] + PARAMS[2:4],
+            parallel=2,
+            settings={"n_initial_points": 1, "random_state": 3},
+        )
+    )
     study = optuna.create_study(sampler=alg.sampler, direction="maximize")
     t = study.ask(alg.distributions)
     t.set_user_attr("assignments", {k: str(v) for k, v in alg.sampler.raw.pop(t.number).items()})

@@ -7,6 +7,7 @@ two xdist workers do not build at once). Without Go, or when the build fails,
 every oracle test FAILS with the reason: Go is part of the development
 machines and CI, and a silent skip would hide that Katib fidelity went unchecked.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -49,12 +50,19 @@ def build_oracle() -> Path:
             return BINARY
         go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
         if go is None:
-            pytest.fail("the Katib oracle needs Go to build (oracle/, `make oracle`), and no `go` is on PATH: "
-                        "install Go (the development machines and CI have it); the oracle tests never skip",
-                        pytrace=False)
+            pytest.fail(
+                "the Katib oracle needs Go to build (oracle/, `make oracle`), and no `go` is on PATH: "
+                "install Go (the development machines and CI have it); the oracle tests never skip",
+                pytrace=False,
+            )
         try:
-            ran = subprocess.run([go, "build", "-buildvcs=false", "-o", str(BINARY), "."], cwd=ORACLE_DIR, capture_output=True,
-                                 text=True, timeout=BUILD_TIMEOUT_S)
+            ran = subprocess.run(
+                [go, "build", "-buildvcs=false", "-o", str(BINARY), "."],
+                cwd=ORACLE_DIR,
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT_S,
+            )
         except subprocess.TimeoutExpired:
             pytest.fail(f"`go build` of the Katib oracle took over {BUILD_TIMEOUT_S} s", pytrace=False)
         if ran.returncode != 0:
@@ -66,9 +74,15 @@ class Oracle:
     """One katib-oracle process: JSON lines in, JSON lines out, in order."""
 
     def __init__(self, binary: Path):
-        self.proc = subprocess.Popen([str(binary), str(KATIB_CONFIG)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                     encoding="utf-8", bufsize=1)
+        self.proc = subprocess.Popen(
+            [str(binary), str(KATIB_CONFIG)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            bufsize=1,
+        )
         self.lock = threading.Lock()
         pong = self.ask("ping")
         assert pong.get("katib") == "v0.19.0", pong
@@ -79,10 +93,12 @@ class Oracle:
     def ask_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Answers in order; requests are written from a thread so a long batch cannot deadlock."""
         with self.lock:
+
             def write():
                 for r in requests:
                     self.proc.stdin.write(json.dumps(r) + "\n")
                 self.proc.stdin.flush()
+
             writer = threading.Thread(target=write)
             writer.start()
             answers = []
@@ -115,6 +131,10 @@ def oracle():
 
 def hypothesis_settings(n: int):
     from hypothesis import HealthCheck, settings
-    return settings(max_examples=int(os.environ.get("ORACLE_EXAMPLES", n)), deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture])
+
+    return settings(
+        max_examples=int(os.environ.get("ORACLE_EXAMPLES", n)),
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    )

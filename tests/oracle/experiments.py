@@ -1,5 +1,6 @@
 """Hypothesis strategies for Katib Experiments: a valid base, then mutations of every
 field the webhook, the defaults and the manifest generator look at."""
+
 from __future__ import annotations
 
 import copy
@@ -15,19 +16,35 @@ EARLY = [None, None, "medianstop", "", "nope"]
 RESUME = [None, "Never", "LongRunning", "FromVolume", "Sometimes"]
 PTYPES = ["double", "double", "int", "categorical", "discrete", "", "float"]
 DISTRIBUTIONS = [None, None, "uniform", "logUniform", "normal", "bogus"]
-COLLECTORS = [None, None, {"kind": "StdOut"}, {"kind": "File"}, {"kind": "Push"}, {"kind": "TensorFlowEvent"},
-              {"kind": "PrometheusMetric"}, {"kind": "Custom"}, {"kind": "Bogus"}]
-SOURCES = [None, None, {"fileSystemPath": {"path": "/var/log/m.log", "kind": "File"}},
-           {"fileSystemPath": {"path": "m.log", "kind": "File"}},
-           {"fileSystemPath": {"path": "/var/log/m.log", "kind": "File", "format": "JSON"}},
-           {"fileSystemPath": {"path": "/var/log/m.log", "kind": "File", "format": "JSON"},
-            "filter": {"metricsFormat": [r"(\w+)=(\d+)"]}},
-           {"fileSystemPath": {"path": "/var/log/tf", "kind": "Directory"}},
-           {"filter": {"metricsFormat": [r"(\w+)=([\d.]+)"]}},
-           {"filter": {"metricsFormat": [r"(\w+)=[\d.]+"]}},
-           {"filter": {"metricsFormat": [r"(?=x)(\w+)=([\d.]+)"]}},
-           {"filter": {"metricsFormat": [r"(\w+)=([\d.]+)\z"]}},
-           {"httpGet": {"port": 8080, "path": "/metrics"}}, {"httpGet": {"port": 0, "path": "metrics"}}]
+COLLECTORS = [
+    None,
+    None,
+    {"kind": "StdOut"},
+    {"kind": "File"},
+    {"kind": "Push"},
+    {"kind": "TensorFlowEvent"},
+    {"kind": "PrometheusMetric"},
+    {"kind": "Custom"},
+    {"kind": "Bogus"},
+]
+SOURCES = [
+    None,
+    None,
+    {"fileSystemPath": {"path": "/var/log/m.log", "kind": "File"}},
+    {"fileSystemPath": {"path": "m.log", "kind": "File"}},
+    {"fileSystemPath": {"path": "/var/log/m.log", "kind": "File", "format": "JSON"}},
+    {
+        "fileSystemPath": {"path": "/var/log/m.log", "kind": "File", "format": "JSON"},
+        "filter": {"metricsFormat": [r"(\w+)=(\d+)"]},
+    },
+    {"fileSystemPath": {"path": "/var/log/tf", "kind": "Directory"}},
+    {"filter": {"metricsFormat": [r"(\w+)=([\d.]+)"]}},
+    {"filter": {"metricsFormat": [r"(\w+)=[\d.]+"]}},
+    {"filter": {"metricsFormat": [r"(?=x)(\w+)=([\d.]+)"]}},
+    {"filter": {"metricsFormat": [r"(\w+)=([\d.]+)\z"]}},
+    {"httpGet": {"port": 8080, "path": "/metrics"}},
+    {"httpGet": {"port": 0, "path": "metrics"}},
+]
 
 
 def param(name: str, ptype: str) -> dict[str, Any]:
@@ -38,23 +55,46 @@ def param(name: str, ptype: str) -> dict[str, Any]:
 
 def base_experiment() -> dict[str, Any]:
     return {
-        "apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
         "metadata": {"name": "digits"},
         "spec": {
             "objective": {"type": "maximize", "objectiveMetricName": "accuracy", "additionalMetricNames": ["loss"]},
             "algorithm": {"algorithmName": "random"},
-            "maxTrialCount": 4, "parallelTrialCount": 2, "maxFailedTrialCount": 1,
+            "maxTrialCount": 4,
+            "parallelTrialCount": 2,
+            "maxFailedTrialCount": 1,
             "parameters": [param("lr", "double"), param("units", "int"), param("opt", "categorical")],
             "trialTemplate": {
                 "primaryContainerName": "training-container",
-                "trialParameters": [{"name": "lr", "reference": "lr"}, {"name": "units", "reference": "units"},
-                                    {"name": "opt", "reference": "opt"}],
+                "trialParameters": [
+                    {"name": "lr", "reference": "lr"},
+                    {"name": "units", "reference": "units"},
+                    {"name": "opt", "reference": "opt"},
+                ],
                 "trialSpec": {
-                    "apiVersion": "batch/v1", "kind": "Job",
-                    "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{
-                        "name": "training-container", "image": "train:1",
-                        "command": ["python", "train.py", "--lr=${trialParameters.lr}",
-                                    "--units=${trialParameters.units}", "--opt=${trialParameters.opt}"]}]}}},
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "containers": [
+                                    {
+                                        "name": "training-container",
+                                        "image": "train:1",
+                                        "command": [
+                                            "python",
+                                            "train.py",
+                                            "--lr=${trialParameters.lr}",
+                                            "--units=${trialParameters.units}",
+                                            "--opt=${trialParameters.opt}",
+                                        ],
+                                    }
+                                ],
+                            }
+                        }
+                    },
                 },
             },
         },
@@ -66,11 +106,38 @@ def _containers(exp):
 
 
 TEMPLATE_MUTATIONS = [
-    "none", "none", "none", "drop_trial_param", "dup_name", "dup_ref", "unknown_ref", "brace_name", "meta_name",
-    "meta_unanchored", "meta_label", "meta_label_missing", "missing_placeholder", "extra_placeholder",
-    "metadata_name", "no_api_version", "tfjob", "unknown_kind", "config_map", "config_map_incomplete",
-    "both_sources", "no_source", "no_trial_params", "unknown_job_field", "conditions_given", "no_primary",
-    "no_template", "empty_ref", "unused_param", "meta_namespace", "meta_kind", "meta_bogus",
+    "none",
+    "none",
+    "none",
+    "drop_trial_param",
+    "dup_name",
+    "dup_ref",
+    "unknown_ref",
+    "brace_name",
+    "meta_name",
+    "meta_unanchored",
+    "meta_label",
+    "meta_label_missing",
+    "missing_placeholder",
+    "extra_placeholder",
+    "metadata_name",
+    "no_api_version",
+    "tfjob",
+    "unknown_kind",
+    "config_map",
+    "config_map_incomplete",
+    "both_sources",
+    "no_source",
+    "no_trial_params",
+    "unknown_job_field",
+    "conditions_given",
+    "no_primary",
+    "no_template",
+    "empty_ref",
+    "unused_param",
+    "meta_namespace",
+    "meta_kind",
+    "meta_bogus",
 ]
 
 
@@ -93,12 +160,24 @@ def mutate_template(exp: dict[str, Any], how: str) -> None:
         tps.append({"name": "a}b", "reference": "units"})
     elif how == "empty_ref":
         tps[0]["reference"] = ""
-    elif how in ("meta_name", "meta_unanchored", "meta_label", "meta_label_missing", "meta_namespace", "meta_kind",
-                 "meta_bogus"):
-        ref = {"meta_name": "${trialSpec.Name}", "meta_unanchored": "x-${trialSpec.Name}",
-               "meta_label": "${trialSpec.Labels[app]}", "meta_label_missing": "${trialSpec.Labels[nope]}",
-               "meta_namespace": "${trialSpec.Namespace}", "meta_kind": "${trialSpec.Kind}",
-               "meta_bogus": "${trialSpec.Bogus}"}[how]
+    elif how in (
+        "meta_name",
+        "meta_unanchored",
+        "meta_label",
+        "meta_label_missing",
+        "meta_namespace",
+        "meta_kind",
+        "meta_bogus",
+    ):
+        ref = {
+            "meta_name": "${trialSpec.Name}",
+            "meta_unanchored": "x-${trialSpec.Name}",
+            "meta_label": "${trialSpec.Labels[app]}",
+            "meta_label_missing": "${trialSpec.Labels[nope]}",
+            "meta_namespace": "${trialSpec.Namespace}",
+            "meta_kind": "${trialSpec.Kind}",
+            "meta_bogus": "${trialSpec.Bogus}",
+        }[how]
         tps.append({"name": "meta", "reference": ref})
         cmd.append("--name=${trialParameters.meta}")
         tt["trialSpec"]["metadata"] = {"labels": {"app": "digits"}}
@@ -156,8 +235,9 @@ def experiments(draw) -> dict[str, Any]:
         objective["objectiveMetricName"] = draw(st.sampled_from(["accuracy", "accuracy", ""]))
         objective["additionalMetricNames"] = draw(st.sampled_from([[], ["loss"], ["accuracy"], ["loss", "val"]]))
         if draw(st.booleans()):
-            objective["metricStrategies"] = draw(st.sampled_from(
-                [[], [{"name": "accuracy", "value": "latest"}], [{"name": "loss", "value": "max"}]]))
+            objective["metricStrategies"] = draw(
+                st.sampled_from([[], [{"name": "accuracy", "value": "latest"}], [{"name": "loss", "value": "max"}]])
+            )
         if draw(st.integers(0, 9)) == 0:
             del spec["objective"]
     if draw(st.integers(0, 3)) == 0:
@@ -175,8 +255,9 @@ def experiments(draw) -> dict[str, Any]:
         for p in spec["parameters"]:
             if draw(st.integers(0, 2)) == 0:
                 p["parameterType"] = draw(st.sampled_from(PTYPES))
-            space_kind = draw(st.sampled_from(["keep", "keep", "min", "max", "list", "both", "step", "empty",
-                                               "minmaxlist"]))
+            space_kind = draw(
+                st.sampled_from(["keep", "keep", "min", "max", "list", "both", "step", "empty", "minmaxlist"])
+            )
             fs = p["feasibleSpace"]
             if space_kind == "min":
                 p["feasibleSpace"] = {"min": "1"}

@@ -8,6 +8,7 @@ protobuf refuses a second registration in one process.
 
     python tests/oracle/katib_hyperband_worker.py KATIB_SOURCE_DIR
 """
+
 import base64
 import logging
 import sys

@@ -1,6 +1,7 @@
 """Metric logs -> observation: our pipeline.katib.collector against Katib's own chain
 (pod webhook's -f flag and the sidecar's split, file-metricscollector's parser,
 katib-db-manager's MySQL round trip, the trial controller's getMetrics)."""
+
 from __future__ import annotations
 
 import json
@@ -17,16 +18,58 @@ pytestmark = pytest.mark.process
 
 METRICS = ["accuracy", "loss", "val_accuracy"]
 NAMES = METRICS + ["val_loss", "acc", "accuracy|x", "Accuracy", "epoch"]
-VALUES = ["0.5", "0.50", "0.25", "1e-3", "1E+2", "-2", ".5", "5.", "nan", "NaN", "inf", "-Inf", "1.0", "1",
-          "abc", "", "+", "1e400", "0x1p-2", "1_000", "3", "0.5e", "7e-1"]
-TIMESTAMPS = ["", "2024-01-01T00:00:00Z", "2024-01-01T00:00:00.5Z", "2024-01-01T00:00:00.000001Z",
-              "2024-01-01T00:00:00.0000015Z", "2024-01-01T00:00:00.0000012Z", "2024-01-01T01:00:00+01:00",
-              "2024-01-01T00:00:00.123456789Z", "2023-12-31T23:59:59Z", "2024-01-01 00:00:00",
-              "2024-13-01T00:00:00Z", "2024-01-01T00:00:60Z", "2024-01-01T00:00:00z", "0001-01-01T00:00:00Z"]
+VALUES = [
+    "0.5",
+    "0.50",
+    "0.25",
+    "1e-3",
+    "1E+2",
+    "-2",
+    ".5",
+    "5.",
+    "nan",
+    "NaN",
+    "inf",
+    "-Inf",
+    "1.0",
+    "1",
+    "abc",
+    "",
+    "+",
+    "1e400",
+    "0x1p-2",
+    "1_000",
+    "3",
+    "0.5e",
+    "7e-1",
+]
+TIMESTAMPS = [
+    "",
+    "2024-01-01T00:00:00Z",
+    "2024-01-01T00:00:00.5Z",
+    "2024-01-01T00:00:00.000001Z",
+    "2024-01-01T00:00:00.0000015Z",
+    "2024-01-01T00:00:00.0000012Z",
+    "2024-01-01T01:00:00+01:00",
+    "2024-01-01T00:00:00.123456789Z",
+    "2023-12-31T23:59:59Z",
+    "2024-01-01 00:00:00",
+    "2024-13-01T00:00:00Z",
+    "2024-01-01T00:00:60Z",
+    "2024-01-01T00:00:00z",
+    "0001-01-01T00:00:00Z",
+]
 SEPARATORS = [" ", ", ", "\t", " - ", ";", " |"]
-FILTERS = [None, None, None, [r"(\w+)\s*:\s*([+-]?\d*\.?\d+)"], [r"([\w|-]+)=([^ ,]+)"],
-           [r"(\w+)=(\S+)", r"(\w+): ([\d.]+)"], [r"(\w+)\s*=\s*(\d+(?:\.\d+)?)\z"],
-           [r"(\pL+)=([\d.]+)"]]
+FILTERS = [
+    None,
+    None,
+    None,
+    [r"(\w+)\s*:\s*([+-]?\d*\.?\d+)"],
+    [r"([\w|-]+)=([^ ,]+)"],
+    [r"(\w+)=(\S+)", r"(\w+): ([\d.]+)"],
+    [r"(\w+)\s*=\s*(\d+(?:\.\d+)?)\z"],
+    [r"(\pL+)=([\d.]+)"],
+]
 
 
 @st.composite
@@ -50,9 +93,25 @@ def json_logs(draw):
     lines = []
     for _ in range(draw(st.integers(0, 5))):
         obj = {}
-        ts = draw(st.sampled_from([None, "2024-01-01T00:00:00Z", "2024-01-01T00:00:00.5Z", "bad", 1700000000,
-                                   1700000000.5, 1700000000.25, 1700000000.000001, 1700000000.0000005, -1.5,
-                                   1e21, True, ""]))
+        ts = draw(
+            st.sampled_from(
+                [
+                    None,
+                    "2024-01-01T00:00:00Z",
+                    "2024-01-01T00:00:00.5Z",
+                    "bad",
+                    1700000000,
+                    1700000000.5,
+                    1700000000.25,
+                    1700000000.000001,
+                    1700000000.0000005,
+                    -1.5,
+                    1e21,
+                    True,
+                    "",
+                ]
+            )
+        )
         if ts is not None:
             obj["timestamp"] = ts
         for _ in range(draw(st.integers(0, 3))):
@@ -65,9 +124,15 @@ def json_logs(draw):
 
 
 def _ours(text: str, fmt: str, filters: list[str] | None):
-    spec = CollectorSpec(objective=METRICS[0], metric_names=METRICS, strategies={m: "max" for m in METRICS},
-                         kind="File", file_format=fmt, path="/var/log/katib/metrics.log",
-                         filters=tuple(filters or ()))
+    spec = CollectorSpec(
+        objective=METRICS[0],
+        metric_names=METRICS,
+        strategies={m: "max" for m in METRICS},
+        kind="File",
+        file_format=fmt,
+        path="/var/log/katib/metrics.log",
+        filters=tuple(filters or ()),
+    )
     try:
         result = collect(spec, text)
     except MetricsFormatError:
@@ -110,14 +175,17 @@ def test_json_logs_observed_as_katib_does(oracle, text):
     _check(oracle, text, "JSON", None)
 
 
-@pytest.mark.parametrize("text, filters", [
-    ("accuracy=0.5\naccuracy=0.7\nloss=0.1", None),
-    ("2024-01-01T00:00:00.0000012Z accuracy=0.5\n2024-01-01T00:00:00.0000015Z accuracy=0.7", None),  # same µs
-    ("2024-01-02T00:00:00Z accuracy=1.0\n2024-01-01T00:00:00Z accuracy=1", None),  # DB orders by time
-    ("accuracy: 0.5; loss: 0.2", [r"(\w+): ([\d.]+);?"]),       # ';' inside a filter: split by the sidecar
-    ("accuracy=0.5", [r"(?=a)(\w+)=([\d.]+)"]),                  # no lookahead in Go: the sidecar crashes
-    ("accuracy=0.5", [r"(\w+)=([\d.]+)\z"]),                     # RE2's \z
-    ("accuracy=0.5 loss=0.25", [r"(\w+)=(\d+(?:\.\d+)?);(\w+)"]),
-])
+@pytest.mark.parametrize(
+    "text, filters",
+    [
+        ("accuracy=0.5\naccuracy=0.7\nloss=0.1", None),
+        ("2024-01-01T00:00:00.0000012Z accuracy=0.5\n2024-01-01T00:00:00.0000015Z accuracy=0.7", None),  # same µs
+        ("2024-01-02T00:00:00Z accuracy=1.0\n2024-01-01T00:00:00Z accuracy=1", None),  # DB orders by time
+        ("accuracy: 0.5; loss: 0.2", [r"(\w+): ([\d.]+);?"]),  # ';' inside a filter: split by the sidecar
+        ("accuracy=0.5", [r"(?=a)(\w+)=([\d.]+)"]),  # no lookahead in Go: the sidecar crashes
+        ("accuracy=0.5", [r"(\w+)=([\d.]+)\z"]),  # RE2's \z
+        ("accuracy=0.5 loss=0.25", [r"(\w+)=(\d+(?:\.\d+)?);(\w+)"]),
+    ],
+)
 def test_hand_picked_logs(oracle, text, filters):
     _check(oracle, text, "TEXT", filters)

@@ -1,5 +1,6 @@
 """The mutating webhook's defaults: Katib's Experiment.SetDefault against our with_defaults,
 on every field SetDefault fills."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,10 +13,16 @@ from tests.oracle.experiments import COLLECTORS, SOURCES, base_experiment, exper
 
 pytestmark = pytest.mark.process
 
-KINDS = [("batch/v1", "Job"), ("kubeflow.org/v1", "TFJob"), ("kubeflow.org/v1", "PyTorchJob"),
-         ("kubeflow.org/v1", "XGBoostJob"), ("kubeflow.org/v1", "MPIJob"), ("trainer.kubeflow.org/v1alpha1",
-                                                                            "TrainJob"),
-         ("example.com/v1", "Widget"), ("batch/v2", "Job")]
+KINDS = [
+    ("batch/v1", "Job"),
+    ("kubeflow.org/v1", "TFJob"),
+    ("kubeflow.org/v1", "PyTorchJob"),
+    ("kubeflow.org/v1", "XGBoostJob"),
+    ("kubeflow.org/v1", "MPIJob"),
+    ("trainer.kubeflow.org/v1alpha1", "TrainJob"),
+    ("example.com/v1", "Widget"),
+    ("batch/v2", "Job"),
+]
 
 
 def _view(spec: dict) -> dict:
@@ -33,8 +40,9 @@ def _view(spec: dict) -> dict:
         "collector": (mc.get("collector") or {}).get("kind"),
         "fileSystemPath": ((mc.get("source") or {}).get("fileSystemPath") or None),
         "httpGet": ((mc.get("source") or {}).get("httpGet") or None),
-        "distributions": [((p or {}).get("feasibleSpace") or {}).get("distribution")
-                          for p in spec.get("parameters") or []],
+        "distributions": [
+            ((p or {}).get("feasibleSpace") or {}).get("distribution") for p in spec.get("parameters") or []
+        ],
     }
 
 

@@ -1,5 +1,6 @@
 """The Experiment's status from its trials: Katib's status_util (UpdateExperimentStatus:
 currentOptimalTrial, the counts and the end condition) against pipeline.katib.status."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,8 +28,9 @@ def status_cases(draw):
     if goal is not None:
         spec["objective"]["goal"] = goal
     if draw(st.booleans()):
-        spec["objective"]["metricStrategies"] = [{"name": "accuracy", "value": draw(st.sampled_from(
-            ["min", "max", "latest"]))}]
+        spec["objective"]["metricStrategies"] = [
+            {"name": "accuracy", "value": draw(st.sampled_from(["min", "max", "latest"]))}
+        ]
     for key, choices in (("maxTrialCount", [None, 1, 3, 5, 8]), ("maxFailedTrialCount", [None, 0, 1, 2, 3])):
         value = draw(st.sampled_from(choices))
         if value is None:
@@ -39,12 +41,24 @@ def status_cases(draw):
     for i in range(draw(st.integers(0, 8))):
         metrics = None
         if draw(st.integers(0, 4)):
-            metrics = [{"name": "accuracy", "min": draw(st.sampled_from(VALUES)),
-                        "max": draw(st.sampled_from(VALUES)), "latest": draw(st.sampled_from(VALUES))}]
+            metrics = [
+                {
+                    "name": "accuracy",
+                    "min": draw(st.sampled_from(VALUES)),
+                    "max": draw(st.sampled_from(VALUES)),
+                    "latest": draw(st.sampled_from(VALUES)),
+                }
+            ]
             if draw(st.integers(0, 5)) == 0:
                 metrics = [{"name": "loss", "min": "1", "max": "2", "latest": "1"}]
-        trials.append({"name": f"digits-t{i}", "state": draw(st.sampled_from(STATES)), "metrics": metrics,
-                       "assignments": [{"name": "lr", "value": str(i)}]})
+        trials.append(
+            {
+                "name": f"digits-t{i}",
+                "state": draw(st.sampled_from(STATES)),
+                "metrics": metrics,
+                "assignments": [{"name": "lr", "value": str(i)}],
+            }
+        )
     return exp, trials, draw(st.sampled_from([None, False, True]))
 
 
@@ -59,12 +73,14 @@ def _ours(exp: dict, trials: list[dict], suggestion_done: bool | None):
             obs = t["metrics"]
             o = Observation({m["name"]: {k: m[k] for k in ("min", "max", "latest")} for m in obs})
             value = objective_value(o, objective.metric, objective.strategy())
-        outcomes.append(TrialOutcome(t["name"], t["state"], value, obs,
-                                     {a["name"]: a["value"] for a in t["assignments"]}))
+        outcomes.append(
+            TrialOutcome(t["name"], t["state"], value, obs, {a["name"]: a["value"] for a in t["assignments"]})
+        )
     best, _ = optimal_trial(outcomes, objective)
     active = any(t.state in (RUNNING, PENDING) for t in outcomes)
-    end = end_condition(outcomes, objective, e.max_trial_count, e.max_failed_trial_count,
-                        bool(suggestion_done) and not active)
+    end = end_condition(
+        outcomes, objective, e.max_trial_count, e.max_failed_trial_count, bool(suggestion_done) and not active
+    )
     return (best.name if best else ""), (end[1] if end else "ExperimentRunning")
 
 
@@ -94,9 +110,19 @@ def test_non_numeric_objective_keeps_go_zero_as_best_value(oracle):
     exp = base_experiment()
     exp["spec"]["objective"]["type"] = "minimize"
     exp["spec"]["objective"]["goal"] = 0.1
-    trials = [{"name": "a", "state": "Succeeded", "metrics": [{"name": "accuracy", "min": "abc", "max": "abc",
-                                                                "latest": "abc"}], "assignments": []},
-              {"name": "b", "state": "Succeeded", "metrics": [{"name": "accuracy", "min": "0.5", "max": "0.5",
-                                                                "latest": "0.5"}], "assignments": []}]
+    trials = [
+        {
+            "name": "a",
+            "state": "Succeeded",
+            "metrics": [{"name": "accuracy", "min": "abc", "max": "abc", "latest": "abc"}],
+            "assignments": [],
+        },
+        {
+            "name": "b",
+            "state": "Succeeded",
+            "metrics": [{"name": "accuracy", "min": "0.5", "max": "0.5", "latest": "0.5"}],
+            "assignments": [],
+        },
+    ]
     _check(oracle, exp, trials, None)
     assert _ours(exp, trials, None) == ("a", "ExperimentGoalReached")

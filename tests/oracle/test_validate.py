@@ -5,6 +5,7 @@ Our linter reports more than admission: errors Katib's webhook lets through but 
 fail every trial later (marked `ADMITTED_BUT_FAILS`), the suggestion services'
 settings rules, and the API server's own name rule. Those are set apart here; every
 other error must be one Katib's webhook raises, on the same field, and vice versa."""
+
 from __future__ import annotations
 
 import copy
@@ -25,8 +26,13 @@ pytestmark = pytest.mark.process
 
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 # Katib stops after a bad objective (validator.go returns early), so only these are compared then.
-BEFORE_OBJECTIVE = ("metadata", "spec.maxTrialCount", "spec.parallelTrialCount", "spec.maxFailedTrialCount",
-                    "spec.objective")
+BEFORE_OBJECTIVE = (
+    "metadata",
+    "spec.maxTrialCount",
+    "spec.parallelTrialCount",
+    "spec.maxFailedTrialCount",
+    "spec.objective",
+)
 
 
 def _katib_fields(answer: dict) -> list[str] | None:
@@ -44,8 +50,11 @@ def _katib_fields(answer: dict) -> list[str] | None:
 def _admission_errors(exp: dict) -> list[str]:
     """Our errors that claim Katib's admission rejects the Experiment."""
     later = {p for p in check_algorithm_settings(with_defaults(exp))}
-    return [p.path for p in lint_experiment(exp)
-            if p.severity == ERROR and p not in later and ADMITTED_BUT_FAILS not in p.message]
+    return [
+        p.path
+        for p in lint_experiment(exp)
+        if p.severity == ERROR and p not in later and ADMITTED_BUT_FAILS not in p.message
+    ]
 
 
 def _api_server_rejects_name(exp: dict) -> bool:
@@ -77,8 +86,11 @@ def _compare(exp: dict, answer: dict) -> None:
     for k in katib:  # every field Katib rejects, we reject too
         assert any(_related(k, o) for o in ours), {"katib": answer["errors"], "ours": ours, "exp": exp}
     for o in ours:  # and we reject nothing in a part of the spec Katib accepts
-        assert any(_related(_section(k), _section(o)) for k in katib), \
-            {"katib": answer["errors"], "ours": ours, "exp": exp}
+        assert any(_related(_section(k), _section(o)) for k in katib), {
+            "katib": answer["errors"],
+            "ours": ours,
+            "exp": exp,
+        }
 
 
 @pytest.mark.parametrize("how", sorted(set(TEMPLATE_MUTATIONS)))
@@ -92,6 +104,7 @@ def test_shipped_and_katib_examples_admitted_as_katib_does(oracle, shared_katib)
     from pipeline.katib.experiment import load_experiment
     from tests.conftest import REPO
     from pipeline.katib.algorithms import is_extension
+
     paths = sorted((REPO / "experiments").glob("*.yaml")) + sorted((shared_katib / "examples").glob("*.yaml"))
     exps = [load_experiment(p) for p in paths]
     answers = oracle.ask_many([{"op": "validate", "experiment": e, "namespace": "default"} for e in exps])
@@ -118,8 +131,10 @@ def test_generated_experiments_admitted_as_katib_does(oracle, exp):
     _compare(exp, oracle.ask("validate", experiment=exp, namespace="default"))
 
 
-@pytest.mark.parametrize("field, value", [("maxTrialCount", "3"), ("parallelTrialCount", 2.5),
-                                          ("maxFailedTrialCount", True), ("parameters", {"a": 1})])
+@pytest.mark.parametrize(
+    "field, value",
+    [("maxTrialCount", "3"), ("parallelTrialCount", 2.5), ("maxFailedTrialCount", True), ("parameters", {"a": 1})],
+)
 def test_wrong_types_rejected_by_both(oracle, field, value):
     exp = base_experiment()
     exp["spec"][field] = value
@@ -132,13 +147,16 @@ def test_resume_never_cannot_be_raised_after_max_trials(oracle):
     old = base_experiment()
     old["spec"]["resumePolicy"] = "Never"
     old_default = oracle.ask("defaults", experiment=old)["experiment"]
-    old_default["status"] = {"trials": 4, "conditions": [
-        {"type": "Succeeded", "status": "True", "reason": "ExperimentMaxTrialsReached"}]}
+    old_default["status"] = {
+        "trials": 4,
+        "conditions": [{"type": "Succeeded", "status": "True", "reason": "ExperimentMaxTrialsReached"}],
+    }
     new = copy.deepcopy(old)
     new["spec"]["maxTrialCount"] = 8
     answer = oracle.ask("validate", experiment=new, old=old_default, namespace="default")
     assert [e["field"] for e in answer["errors"]] == ["spec.resumePolicy"], answer
     from pipeline.katib.budget import resume_refusal
+
     assert resume_refusal("Never", old_status="ExperimentMaxTrialsReached") is not None
     long_running = copy.deepcopy(old_default)
     long_running["spec"]["resumePolicy"] = "LongRunning"

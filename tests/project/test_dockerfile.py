@@ -2,6 +2,7 @@
 on the parsed instructions, the build context against .dockerignore, the
 install steps against the project's, and a dry "build" that lays out the final
 stage's COPYs in a temp dir and runs the trial from it."""
+
 from __future__ import annotations
 
 import os
@@ -146,8 +147,18 @@ def test_every_copy_source_exists_and_is_in_the_context(src):
     assert any(not ignored(str(p.relative_to(REPO))) for p in files), f"COPY {src}: no file reaches the build"
 
 
-@pytest.mark.parametrize("path", [".venv/bin/python", "runs/x/model.keras", "local_outputs/a", ".git/HEAD",
-                                  "data/digit-recognizer/train.csv", "data/train.csv", "pipeline/__pycache__/a.pyc"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".venv/bin/python",
+        "runs/x/model.keras",
+        "local_outputs/a",
+        ".git/HEAD",
+        "data/digit-recognizer/train.csv",
+        "data/train.csv",
+        "pipeline/__pycache__/a.pyc",
+    ],
+)
 def test_dockerignore_keeps_out(path):
     assert ignored(path)
 
@@ -159,8 +170,9 @@ def test_install_steps_match_make_setup():
     build_runs = " ".join(c.value[0] for c in stages()[0] if c.cmd == "RUN")
     make = (REPO / "Makefile").read_text()
     assert "pip install -q --no-deps -r requirements-nodeps.txt" in make
-    assert "tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']" in build_runs, \
+    assert "tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']" in build_runs, (
         "the pinned dependencies, read from pyproject.toml"
+    )
     assert re.search(r"pip install --no-cache-dir -r /tmp/requirements.txt", build_runs)
     assert re.search(r"pip install --no-cache-dir --no-deps \.$", build_runs.strip()), "then the project itself"
     assert "pip install --no-cache-dir --no-deps -r requirements-nodeps.txt" in build_runs
@@ -214,13 +226,18 @@ def test_final_stage_layout_runs_the_trial(tmp_path):
     # From another folder: the sources under /app are the ones imported, and the default data is there.
     probe = subprocess.run(
         [sys.executable, "-c", "import trial.cli as c, pipeline; print(c.DEFAULT_DATA); print(pipeline.__file__)"],
-        cwd=tmp_path, env=run_env, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert probe.returncode == 0, probe.stderr
     default_data, pipeline_file = probe.stdout.split()
     assert Path(default_data) == root / "app" / "data" / "sample" / "train.csv.gz"
     assert Path(default_data).is_file()
     assert Path(pipeline_file).is_relative_to(root / "app")
-    helped = subprocess.run([sys.executable, "-m", "trial", "--help"], cwd=workdir, env=run_env,
-                            capture_output=True, text=True, timeout=60)
+    helped = subprocess.run(
+        [sys.executable, "-m", "trial", "--help"], cwd=workdir, env=run_env, capture_output=True, text=True, timeout=60
+    )
     assert helped.returncode == 0 and "--learning-rate" in helped.stdout, helped.stderr

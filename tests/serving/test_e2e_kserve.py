@@ -3,6 +3,7 @@ only where KServe's CRD is installed, applies the manifests in deploy/kserve/, p
 pipeline's export step publishes it, and its request body is one our V1 route (and TF Serving's
 signature, [28, 28, 1]) takes. tests/project/test_e2e_script.py runs bash -n and shellcheck on the
 whole script and checks every katib-digits flag it passes."""
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,13 @@ from tests.conftest import REPO, SAMPLE
 
 TEXT = (REPO / "scripts" / "e2e-kind.sh").read_text()
 START = TEXT.index("if kubectl get crd inferenceservices.serving.kserve.io")
-PART = TEXT[START:TEXT.index("\nfi\n", START)]
+PART = TEXT[START : TEXT.index("\nfi\n", START)]
 
 
 def test_it_runs_only_where_kserve_is_installed():
     commands = [line for line in TEXT[:START].splitlines() if not line.lstrip().startswith("#")]
     assert not any("deploy/kserve" in line or "kubectl apply" in line and "isvc" in line for line in commands)
-    assert 'bash -c "$KSERVE_SETUP"' in TEXT[:START] and "KSERVE_SETUP" in TEXT[:TEXT.index("set -euo pipefail")]
+    assert 'bash -c "$KSERVE_SETUP"' in TEXT[:START] and "KSERVE_SETUP" in TEXT[: TEXT.index("set -euo pipefail")]
 
 
 def test_it_applies_the_shipped_manifests_and_waits_for_each():
@@ -44,8 +45,14 @@ def test_our_image_replaces_the_placeholder_in_what_it_applies(tmp_path):
     """The with_image helper's Python, run on both manifests it rewrites."""
     helper = re.search(r"<<'PY'\n(.+?)\nPY\n  \}", PART, re.S)[1]
     for manifest in ("deploy/data-shell-pod.yaml", "deploy/kserve/custom-predictor.yaml"):
-        out = subprocess.run([sys.executable, "-c", helper, manifest, "kind.local/katib-digits:e2e"], cwd=REPO,
-                             capture_output=True, text=True, check=True, timeout=60).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", helper, manifest, "kind.local/katib-digits:e2e"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
         doc = yaml.safe_load(out)
         pod = doc["spec"]["predictor"] if doc["kind"] == "InferenceService" else doc["spec"]
         assert [c["image"] for c in pod["containers"]] == ["kind.local/katib-digits:e2e"]
@@ -56,8 +63,11 @@ def test_our_image_replaces_the_placeholder_in_what_it_applies(tmp_path):
 @pytest.mark.process
 def test_its_request_body_is_the_first_test_row_as_28x28x1(tmp_path):
     snippet = re.search(r"\"\$PY\" -c '(.+?)' > \"\$WORK/instance.json\"", PART, re.S)[1]
-    body = json.loads(subprocess.run([sys.executable, "-c", snippet], cwd=REPO, capture_output=True, text=True,
-                                     check=True, timeout=60).stdout)
+    body = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", snippet], cwd=REPO, capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+    )
     assert np.asarray(body["instances"]).shape == (1, 28, 28, 1)  # TF Serving's signature, without a reshape
     from trial.data import load_test
 

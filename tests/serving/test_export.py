@@ -1,5 +1,6 @@
 """`katib-digits export`: the SavedModel loaded with plain TensorFlow (no Keras, no project code)
 answers what `predict` writes, for a single model and for an ensemble."""
+
 from __future__ import annotations
 
 import csv

@@ -5,6 +5,7 @@ accepts, on the port and route its probe checks, on the same folder KServe mount
 Knative's webhook admits with its default features (Serverless, Kubeflow 1.11's default). Their pod parts
 (containers, resources) go through the Kubernetes client's own models with nothing lost on the way back,
 as deploy/*.yaml do."""
+
 from __future__ import annotations
 
 import re
@@ -60,7 +61,9 @@ def test_the_tensorflow_runtime_reads_what_the_export_step_writes():
 
 
 def test_tf_serving_is_pinned_to_a_version_newer_than_kserves_default():
-    version = tuple(int(v) for v in DOCS["inferenceservice.yaml"]["spec"]["predictor"]["model"]["runtimeVersion"].split("."))
+    version = tuple(
+        int(v) for v in DOCS["inferenceservice.yaml"]["spec"]["predictor"]["model"]["runtimeVersion"].split(".")
+    )
     assert version > (2, 6, 2)  # KServe's ClusterServingRuntime default predates our TensorFlow
 
 
@@ -81,20 +84,36 @@ def test_the_custom_predictors_pod_parts_are_valid_kubernetes_objects():
 # all Disabled). Its webhook refuses a field its masks leave out (pkg/apis/serving/fieldmask.go,
 # k8s_validation.go); the lines are quoted in docs/serving.md.
 KNATIVE_POD_SECURITY_FIELDS: set[str] = set()  # PodSecurityContextMask returns an empty one when the flag is off
-KNATIVE_CONTAINER_SECURITY_FIELDS = {"capabilities", "readOnlyRootFilesystem", "runAsUser", "runAsGroup",
-                                     "runAsNonRoot", "allowPrivilegeEscalation", "seccompProfile"}
+KNATIVE_CONTAINER_SECURITY_FIELDS = {
+    "capabilities",
+    "readOnlyRootFilesystem",
+    "runAsUser",
+    "runAsGroup",
+    "runAsNonRoot",
+    "allowPrivilegeEscalation",
+    "seccompProfile",
+}
 
 
 def knative_refusals(predictor: dict) -> list[str]:
     """What Knative 1.16.2's webhook, with its default features, refuses in the pod part of a predictor."""
-    refused = [f"securityContext.{field}" for field in (predictor.get("securityContext") or {})
-               if field not in KNATIVE_POD_SECURITY_FIELDS]
-    refused += [f"volumes: persistent volume claim {v['persistentVolumeClaim']['claimName']}"
-                for v in predictor.get("volumes") or [] if "persistentVolumeClaim" in v]
+    refused = [
+        f"securityContext.{field}"
+        for field in (predictor.get("securityContext") or {})
+        if field not in KNATIVE_POD_SECURITY_FIELDS
+    ]
+    refused += [
+        f"volumes: persistent volume claim {v['persistentVolumeClaim']['claimName']}"
+        for v in predictor.get("volumes") or []
+        if "persistentVolumeClaim" in v
+    ]
     for container in predictor["containers"]:
         context = container.get("securityContext") or {}
-        refused += [f"{container['name']}.securityContext.{field}" for field in context
-                    if field not in KNATIVE_CONTAINER_SECURITY_FIELDS]
+        refused += [
+            f"{container['name']}.securityContext.{field}"
+            for field in context
+            if field not in KNATIVE_CONTAINER_SECURITY_FIELDS
+        ]
         if (context.get("capabilities") or {}).get("add"):  # kubernetes.containerspec-addcapabilities: off
             refused.append(f"{container['name']}.securityContext.capabilities.add")
     return refused
@@ -104,11 +123,16 @@ def test_knatives_default_features_admit_the_custom_predictor():
     predictor, _ = custom()
     assert knative_refusals(predictor) == []
     # The manifest as it was (issue 30, item 7): Knative refused it in Serverless mode, the default.
-    before = {"securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
-              "containers": [{"name": "kserve-container", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
-              "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": CLAIM, "readOnly": True}}]}
-    assert knative_refusals(before) == ["securityContext.runAsNonRoot", "securityContext.runAsUser",
-                                        f"volumes: persistent volume claim {CLAIM}"]
+    before = {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
+        "containers": [{"name": "kserve-container", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": CLAIM, "readOnly": True}}],
+    }
+    assert knative_refusals(before) == [
+        "securityContext.runAsNonRoot",
+        "securityContext.runAsUser",
+        f"volumes: persistent volume claim {CLAIM}",
+    ]
 
 
 def test_the_custom_predictor_runs_as_the_images_user_and_never_as_root():

@@ -6,6 +6,7 @@ run of inked pixels in a row is one drag, with a pen one source pixel wide); the
 centres the drawing as the training data was prepared, asks the V1 route, and shows its answer, which
 must match the label for most of them. `make test-browser` runs this tier (it installs chromium when
 missing). KATIB_DIGITS_SCREENSHOT=docs/serving-page.png also writes the screenshot the docs show."""
+
 from __future__ import annotations
 
 import csv
@@ -27,8 +28,8 @@ from tests.serving.conftest import TRAINED_ROWS
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.process]
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-DIGITS = 20        # unseen sample rows drawn
-INK = 128          # a source pixel is drawn when it is at least this bright
+DIGITS = 20  # unseen sample rows drawn
+INK = 128  # a source pixel is drawn when it is at least this bright
 # Measured here: 19 of these 20 drawn digits read right, and 97 of the first 100 unseen rows (the model
 # gets 95.5% of all 200 unseen rows from their pixels); 16 of 20 leaves room for another machine's float
 # rounding and training order without hiding a broken page (a page that skipped the centring or the
@@ -52,8 +53,23 @@ def url(digit_model, tmp_path_factory):
     """`katib-digits serve` as its own process, on a free loopback port."""
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--model", str(digit_model),
-                                 "--host", "127.0.0.1", "--port", "0"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "serve",
+                "--model",
+                str(digit_model),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     try:
         deadline = time.monotonic() + 120
         while not (found := re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())):
@@ -90,7 +106,7 @@ def page(browser, url):
 def unseen_digits(n: int) -> list[tuple[int, np.ndarray]]:
     """(label, 28x28 pixels) of sample rows after the ones the model trained on."""
     with gzip.open(SAMPLE / "train.csv.gz", "rt") as fh:
-        rows = list(csv.reader(fh))[1 + TRAINED_ROWS:1 + TRAINED_ROWS + n]
+        rows = list(csv.reader(fh))[1 + TRAINED_ROWS : 1 + TRAINED_ROWS + n]
     return [(int(row[0]), np.array(row[1:], dtype=int).reshape(28, 28)) for row in rows]
 
 
@@ -136,9 +152,11 @@ def test_drawn_sample_digits_are_read_right(page, url, tmp_path):
     seconds = time.monotonic() - started
     matches = sum(label == got for label, got, _ in results)
     similarity = float(np.mean([c for _, _, c in results]))
-    print(f"\n{matches}/{DIGITS} drawn digits read right in {seconds:.1f} s; the 28x28 the page sent "
-          f"correlates {similarity:.2f} with the source image on average; (label, shown): "
-          f"{[(label, got) for label, got, _ in results]}")
+    print(
+        f"\n{matches}/{DIGITS} drawn digits read right in {seconds:.1f} s; the 28x28 the page sent "
+        f"correlates {similarity:.2f} with the source image on average; (label, shown): "
+        f"{[(label, got) for label, got, _ in results]}"
+    )
     assert matches >= MIN_MATCHES, results
     # The page's scaling and centring reproduce the source, not just a lucky guess (measured 0.78).
     assert similarity > 0.6, results
@@ -171,8 +189,9 @@ def test_clear_works_from_the_keyboard(page):
 
 
 def test_a_phone_can_draw_by_touch_and_reads_it_without_scrolling_sideways(browser, url):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True,
-                                  device_scale_factor=2)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True, device_scale_factor=2
+    )
     try:
         page = context.new_page()
         page.goto(url + "/")

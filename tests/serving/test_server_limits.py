@@ -1,6 +1,7 @@
 """`katib-digits serve` under load, on a real server on loopback: stalled and trickling clients time out
 without blocking others, connections beyond the workers and the waiting get 503 with Retry-After, the
 server's threads stay a fixed pool, and a batch of N images is one model call."""
+
 from __future__ import annotations
 
 import http.client
@@ -19,8 +20,10 @@ from tests.serving.test_server import sample_test_rows
 
 pytestmark = pytest.mark.slow  # real (tiny) training
 
-HALF_REQUEST = (b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: digits\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 4000\r\n\r\n{\"instances\": [[0, 0, ")
+HALF_REQUEST = (
+    b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: digits\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 4000\r\n\r\n{"instances": [[0, 0, '
+)
 SLACK_S = 5.0  # a loaded 2-core machine may schedule the server late; never early
 
 
@@ -140,8 +143,10 @@ def test_the_server_runs_a_fixed_pool_of_threads_however_many_clients(predictor)
     with serving(predictor, workers=3, waiting=32) as server:
         port = server.server_address[1]
         before = threading.active_count()
-        clients = [threading.Thread(target=lambda: answers.append(post(port, one_row())[0]), name=f"client-{i}")
-                   for i in range(24)]
+        clients = [
+            threading.Thread(target=lambda: answers.append(post(port, one_row())[0]), name=f"client-{i}")
+            for i in range(24)
+        ]
         for client in clients:
             client.start()
         while any(client.is_alive() for client in clients):
@@ -173,8 +178,11 @@ def test_a_batch_of_n_images_is_one_model_call(ensemble, tmp_path, form):
         port = server.server_address[1]
         status, _, v1 = post(port, {"instances": rows})
         assert status == 200 and calls == [(40, 28, 28, 1)]
-        v2 = {"inputs": [{"name": "pixels", "shape": [40, 784], "datatype": "INT32",
-                          "data": [v for row in rows for v in row]}]}
+        v2 = {
+            "inputs": [
+                {"name": "pixels", "shape": [40, 784], "datatype": "INT32", "data": [v for row in rows for v in row]}
+            ]
+        }
         assert post(port, v2, "/v2/models/digits/infer")[0] == 200 and calls[1:] == [(40, 28, 28, 1)]
         singles = [post(port, {"instances": [row]})[2]["predictions"][0] for row in rows[:8]]
     assert calls[2:] == [(1, 28, 28, 1)] * 8
@@ -190,10 +198,13 @@ def test_a_body_over_the_limit_gets_its_400_whole_while_the_client_is_still_send
     assert status == 400 and body == {"error": "body of 9000000 bytes, at most 8388608"}
 
 
-@pytest.mark.parametrize("request_line, status, error", [
-    (b"GARBAGE\r\n\r\n", 400, "Bad request syntax ('GARBAGE')"),
-    (b"PUT /v1/models/digits HTTP/1.0\r\n\r\n", 405, "Unsupported method ('PUT')"),
-])
+@pytest.mark.parametrize(
+    "request_line, status, error",
+    [
+        (b"GARBAGE\r\n\r\n", 400, "Bad request syntax ('GARBAGE')"),
+        (b"PUT /v1/models/digits HTTP/1.0\r\n\r\n", 405, "Unsupported method ('PUT')"),
+    ],
+)
 def test_a_malformed_request_gets_a_4xx_with_one_json_line(predictor, request_line, status, error):
     with serving(predictor) as server:
         sock = socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=60)

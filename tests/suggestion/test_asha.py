@@ -1,6 +1,7 @@
 """ASHA's rule on hand-made trial lists: promotion of the top 1/eta per rung, never of a
 failed, killed or early-stopped trial, never waiting for a rung to fill, rung resources,
 and decisions that depend only on the input (so a restarted service repeats them)."""
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,18 @@ def plan(**settings):
 
 def config(lr: str, epochs: int = 1) -> dict[str, str]:
     """A configuration of the shipped search space, told apart by its learning rate."""
-    return {"learning-rate": lr, "lr-decay": "0.9", "batch-size": "64", "optimizer": "adam", "conv-filters": "32",
-            "dense-units": "128", "dropout": "0.3", "augment": "0.1", "arch": "pool", "epochs": str(epochs)}
+    return {
+        "learning-rate": lr,
+        "lr-decay": "0.9",
+        "batch-size": "64",
+        "optimizer": "adam",
+        "conv-filters": "32",
+        "dense-units": "128",
+        "dropout": "0.3",
+        "augment": "0.1",
+        "arch": "pool",
+        "epochs": str(epochs),
+    }
 
 
 def done(name: str, lr: str, value: float, epochs: int = 1, condition: str = SUCCEEDED) -> TrialView:
@@ -72,7 +83,8 @@ def test_a_rung_is_never_waited_for():
 @pytest.mark.parametrize("condition", ["FAILED", "KILLED", "EARLYSTOPPED", "RUNNING"])
 def test_a_trial_that_did_not_succeed_is_neither_promoted_nor_counted(condition):
     trials = [done("bad", "0.001", 0.99, condition=condition)] + [
-        done(f"t{i}", f"0.00{i}", 0.9 + i / 100) for i in range(2, 5)]
+        done(f"t{i}", f"0.00{i}", 0.9 + i / 100) for i in range(2, 5)
+    ]
     decisions, _ = ask(trials, request=2)
     assert decisions[0].promoted_from == "t4"
     assert decisions[1].promoted_from is None  # three results: one promotion only
@@ -100,7 +112,7 @@ def test_an_issued_promotion_is_remembered_when_its_trial_is_not_listed_yet():
 
 
 def test_higher_rungs_are_served_first_and_the_top_rung_is_the_end():
-    lower = [done(f"t{i}", f"0.00{i}", 0.80 + i / 100) for i in range(1, 13)]   # top 12 // 3 = 4: t12..t9
+    lower = [done(f"t{i}", f"0.00{i}", 0.80 + i / 100) for i in range(1, 13)]  # top 12 // 3 = 4: t12..t9
     middle = [done(f"m{i}", f"0.00{i}", 1.2 - i / 100, epochs=3) for i in (10, 11, 12)]  # top 1: m10
     decisions, _ = ask(lower + middle, request=3)
     assert [(d.promoted_from, d.rung) for d in decisions] == [("m10", 2), ("t9", 1), (None, 0)]
@@ -146,9 +158,12 @@ def test_decisions_depend_only_on_the_input(sampler):
 
 def test_tpe_learns_from_the_lowest_rung():
     """With a clear winner region in the history, tpe's proposals move towards it; random's do not."""
-    trials = [done(f"t{i}", repr(lr), 0.99 - abs(math.log(lr / 0.0005)) / 10)
-              for i, lr in enumerate([0.0004, 0.0005, 0.0006, 0.002, 0.004, 0.006, 0.008, 0.01, 0.003, 0.0045,
-                                      0.0055, 0.007], start=1)]
+    trials = [
+        done(f"t{i}", repr(lr), 0.99 - abs(math.log(lr / 0.0005)) / 10)
+        for i, lr in enumerate(
+            [0.0004, 0.0005, 0.0006, 0.002, 0.004, 0.006, 0.008, 0.01, 0.003, 0.0045, 0.0055, 0.007], start=1
+        )
+    ]
     trials = [TrialView(t.name, t.assignments, t.condition, t.value) for t in trials]
     promoted = {promotion_mark(config_key(t.assignments, "epochs"), 1) for t in trials}  # only new ones wanted
     tpe, _ = ask(trials, request=8, promoted=promoted, base_sampler="tpe")
@@ -157,12 +172,21 @@ def test_tpe_learns_from_the_lowest_rung():
     assert median(tpe) < median(rnd)
 
 
-@pytest.mark.parametrize("settings, name", [
-    ({"eta": "1"}, "eta"), ({"eta": "x"}, "eta"), ({"min_resource": "0"}, "min_resource"),
-    ({"max_resource": "1"}, "max_resource"), ({"max_resource": "12"}, "max_resource"),
-    ({"resource_name": "epoch"}, "resource_name"), ({"resource_name": "dropout"}, "resource_name"),
-    ({"random_state": "-1"}, "random_state"), ({"base_sampler": "cmaes"}, "base_sampler"),
-    ({"nonsense": "1"}, "nonsense")])
+@pytest.mark.parametrize(
+    "settings, name",
+    [
+        ({"eta": "1"}, "eta"),
+        ({"eta": "x"}, "eta"),
+        ({"min_resource": "0"}, "min_resource"),
+        ({"max_resource": "1"}, "max_resource"),
+        ({"max_resource": "12"}, "max_resource"),
+        ({"resource_name": "epoch"}, "resource_name"),
+        ({"resource_name": "dropout"}, "resource_name"),
+        ({"random_state": "-1"}, "random_state"),
+        ({"base_sampler": "cmaes"}, "base_sampler"),
+        ({"nonsense": "1"}, "nonsense"),
+    ],
+)
 def test_each_bad_setting_is_named(settings, name):
     problems = asha_problems({**EXP.algorithm_settings, **settings}, PARAMS)
     assert problems and problems[0][0] == name and name in problems[0][1]

@@ -1,6 +1,7 @@
 """deploy/katib-config/asha.yaml: a KatibConfig fragment whose one suggestion entry Katib can
 use as it is (a container Kubernetes accepts, our module as command, resources above Katib's
 defaults, the image the trials use), for an algorithm Katib does not ship."""
+
 from __future__ import annotations
 
 import yaml
@@ -13,8 +14,14 @@ from pipeline.suggestion.server import DEFAULT_PORT
 from tests.conftest import REPO
 
 FRAGMENT = REPO / "deploy" / "katib-config" / "asha.yaml"
-KATIB_ONLY = {"algorithmName", "serviceAccountName", "volumeMountPath", "persistentVolumeClaimSpec",
-              "persistentVolumeSpec", "persistentVolumeLabels"}  # SuggestionConfig's fields besides the Container
+KATIB_ONLY = {
+    "algorithmName",
+    "serviceAccountName",
+    "volumeMountPath",
+    "persistentVolumeClaimSpec",
+    "persistentVolumeSpec",
+    "persistentVolumeLabels",
+}  # SuggestionConfig's fields besides the Container
 
 
 def entry() -> dict:

@@ -1,6 +1,7 @@
 """`katib-digits tune` with algorithmName asha: the dry-run drives the same AshaService class
 the cluster runs, with Katib's request bookkeeping, and launches what it answers; first with
 the stand-in trial (fast), then `experiments/asha.yaml` with the real trial (slow)."""
+
 from __future__ import annotations
 
 import pytest
@@ -25,11 +26,18 @@ def ladders(dry) -> dict[str, list[int]]:
 
 
 def fake_asha(max_trials: int, parallel: int = 2) -> dict:
-    exp = experiment(name="fake-asha", algorithm="asha", max_trials=max_trials, parallel=parallel,
-                     settings={"resource_name": "epochs", "eta": 3, "random_state": 3},
-                     parameters=[{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
-                                 {"name": "y", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "5"}},
-                                 EPOCHS])
+    exp = experiment(
+        name="fake-asha",
+        algorithm="asha",
+        max_trials=max_trials,
+        parallel=parallel,
+        settings={"resource_name": "epochs", "eta": 3, "random_state": 3},
+        parameters=[
+            {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}},
+            {"name": "y", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "5"}},
+            EPOCHS,
+        ],
+    )
     return exp
 
 
@@ -51,7 +59,7 @@ def test_in_parallel_the_dry_run_never_waits_for_a_rung(tmp_path):
     dry = dry_run(fake_asha(12, parallel=2), tmp_path / "out", progress=False, report=False)
     found = ladders(dry)
     assert dry.status["status"]["trials"] == 12 and [1, 3] in found.values()
-    assert all(ladder == [1, 3, 9][:len(ladder)] for ladder in found.values())
+    assert all(ladder == [1, 3, 9][: len(ladder)] for ladder in found.values())
 
 
 def test_a_resumed_run_continues_the_same_decisions(tmp_path):
@@ -64,8 +72,9 @@ def test_a_resumed_run_continues_the_same_decisions(tmp_path):
     exp["spec"]["maxTrialCount"] = 10
     resumed = dry_run(exp, out, progress=False, report=False)
     once = dry_run(exp, tmp_path / "once", progress=False, report=False)
-    assert [t.user_attrs["assignments"] for t in resumed.trials()] == [t.user_attrs["assignments"]
-                                                                         for t in once.trials()]
+    assert [t.user_attrs["assignments"] for t in resumed.trials()] == [
+        t.user_attrs["assignments"] for t in once.trials()
+    ]
 
 
 @pytest.mark.slow
@@ -75,9 +84,21 @@ def test_tune_experiments_asha_yaml_promotes_with_the_real_trial(tmp_path):
     from tests.conftest import katib_digits
 
     out = tmp_path / "asha"
-    r = katib_digits("tune", str(REPO / "experiments" / "asha.yaml"), "--out", str(out), "--no-progress",
-                     "--no-report", "--max-trial-count", "8", "--parallel-trial-count", "2",
-                     "--mount", f"/data={REPO / 'data' / 'sample'}", "--trial-arg=--max-rows=300")
+    r = katib_digits(
+        "tune",
+        str(REPO / "experiments" / "asha.yaml"),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--no-report",
+        "--max-trial-count",
+        "8",
+        "--parallel-trial-count",
+        "2",
+        "--mount",
+        f"/data={REPO / 'data' / 'sample'}",
+        "--trial-arg=--max-rows=300",
+    )
     assert r.returncode == 0, r.stderr
     import csv
 

@@ -2,6 +2,7 @@
 suggestion controller (tests/suggestion/katib_controller.py): request numbers, trial lists
 with summary observations, the exact-count rule, a 60 s deadline on every call, retries,
 health checks, bad settings, and a restart of the service mid-experiment."""
+
 from __future__ import annotations
 
 import hashlib
@@ -58,8 +59,9 @@ def step(controller: Controller, client, parallel: int = 3, max_trials: int = 30
     if running:
         t = running[0]
         n = controller.trials.index(t) + 1
-        t.condition, t.value = (("Failed", None) if n % 7 == 0 else ("MetricsUnavailable", None) if n == 5
-                                else ("Succeeded", accuracy(t)))
+        t.condition, t.value = (
+            ("Failed", None) if n % 7 == 0 else ("MetricsUnavailable", None) if n == 5 else ("Succeeded", accuracy(t))
+        )
     return new
 
 
@@ -92,7 +94,7 @@ def test_an_experiment_played_like_katib_promotes_and_always_answers_the_exact_c
         by_config.setdefault(repr(sorted((k, v) for k, v in t.assignments.items() if k != "epochs")), []).append(t)
     ladders = sorted([int(t.assignments["epochs"]) for t in ts] for ts in by_config.values())
     assert [1, 3] in ladders and [1, 3, 9] in ladders  # promoted twice: the same hyperparameters, more epochs
-    assert all(ladder == [1, 3, 9][:len(ladder)] for ladder in ladders)  # rung by rung, each once
+    assert all(ladder == [1, 3, 9][: len(ladder)] for ladder in ladders)  # rung by rung, each once
     failed = [t for t in controller.trials if t.condition in ("Failed", "MetricsUnavailable")]
     assert len(failed) >= 3
     for t in failed:  # never promoted: nothing above the rung where it failed
@@ -126,8 +128,9 @@ def test_a_restart_mid_experiment_loses_no_decision(tmp_path):
         client = stub(port)
         assert client.GetSuggestions(request, timeout=TIMEOUT_S) == before
         run(client, 22, controller)
-    assert [(t.assignments, t.condition, t.value) for t in controller.trials] == \
-        [(t.assignments, t.condition, t.value) for t in expected.trials]
+    assert [(t.assignments, t.condition, t.value) for t in controller.trials] == [
+        (t.assignments, t.condition, t.value) for t in expected.trials
+    ]
 
 
 def test_a_trial_missing_from_a_lagging_list_is_not_promoted_twice(server):
@@ -149,15 +152,31 @@ def test_a_trial_missing_from_a_lagging_list_is_not_promoted_twice(server):
 
 
 def asha_experiment_config(i: int) -> dict[str, str]:
-    return {"learning-rate": f"0.00{i + 1}", "lr-decay": "0.9", "batch-size": "64", "optimizer": "adam",
-            "conv-filters": "32", "dense-units": "128", "dropout": "0.3", "augment": "0.1", "arch": "pool",
-            "epochs": "1"}
+    return {
+        "learning-rate": f"0.00{i + 1}",
+        "lr-decay": "0.9",
+        "batch-size": "64",
+        "optimizer": "adam",
+        "conv-filters": "32",
+        "dense-units": "128",
+        "dropout": "0.3",
+        "augment": "0.1",
+        "arch": "pool",
+        "epochs": "1",
+    }
 
 
-BAD = [({"eta": "1"}, "eta"), ({"eta": "two"}, "eta"), ({"min_resource": "0"}, "min_resource"),
-       ({"max_resource": "1"}, "max_resource"), ({"max_resource": "27"}, "max_resource"),
-       ({"resource_name": "steps"}, "resource_name"), ({"random_state": "-3"}, "random_state"),
-       ({"base_sampler": "cmaes"}, "base_sampler"), ({"n_brackets": "2"}, "n_brackets")]
+BAD = [
+    ({"eta": "1"}, "eta"),
+    ({"eta": "two"}, "eta"),
+    ({"min_resource": "0"}, "min_resource"),
+    ({"max_resource": "1"}, "max_resource"),
+    ({"max_resource": "27"}, "max_resource"),
+    ({"resource_name": "steps"}, "resource_name"),
+    ({"random_state": "-3"}, "random_state"),
+    ({"base_sampler": "cmaes"}, "base_sampler"),
+    ({"n_brackets": "2"}, "n_brackets"),
+]
 
 
 @pytest.mark.parametrize("settings, name", BAD, ids=[n + "=" + list(s.values())[0] for s, n in BAD])
@@ -176,8 +195,9 @@ def test_validate_rejects_each_bad_setting_by_name(server, settings, name):
 
 def test_validate_accepts_the_shipped_experiment(server):
     request = api.ValidateAlgorithmSettingsRequest(experiment=convert_experiment(asha_experiment()))
-    assert stub(server.port).ValidateAlgorithmSettings(request, timeout=TIMEOUT_S) == \
-        api.ValidateAlgorithmSettingsReply()
+    assert (
+        stub(server.port).ValidateAlgorithmSettings(request, timeout=TIMEOUT_S) == api.ValidateAlgorithmSettingsReply()
+    )
 
 
 def test_bad_requests_get_a_clear_error(server):
@@ -209,9 +229,13 @@ class service_process:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.suggestion", "--port", str(self.port),
-                                      "--host", "127.0.0.1"], cwd=REPO, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.suggestion", "--port", str(self.port), "--host", "127.0.0.1"],
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{self.port}"))
         deadline = time.monotonic() + TIMEOUT_S
         while True:  # what Katib's readiness probe does

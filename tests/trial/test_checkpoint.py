@@ -1,4 +1,5 @@
 """--checkpoint-dir: the key, atomic snapshots, and a promoted run continuing where the shorter one stopped."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,15 +29,37 @@ def key(config: TrialConfig = TrialConfig(), policy: str = "float32", x=X, y=Y) 
 
 # --- the key ------------------------------------------------------------------------------------------
 
+
 def test_the_key_ignores_epochs_and_where_things_go():
-    same = dict(epochs=3, model_out=Path("m"), metrics_file=Path("f"), push_metrics=True, threads=2,
-                cache_dir=Path("c"), checkpoint_dir=Path("d"), data=Path("elsewhere/train.csv"), precision="auto")
+    same = dict(
+        epochs=3,
+        model_out=Path("m"),
+        metrics_file=Path("f"),
+        push_metrics=True,
+        threads=2,
+        cache_dir=Path("c"),
+        checkpoint_dir=Path("d"),
+        data=Path("elsewhere/train.csv"),
+        precision="auto",
+    )
     assert {key(TrialConfig(**{name: value})) for name, value in same.items()} == {key()}
 
 
-@pytest.mark.parametrize("change", [{"learning_rate": 0.01}, {"seed": 1}, {"split_seed": 42}, {"dropout": 0.2},
-                                    {"val_fraction": 0.2}, {"lr_decay": 1.0}, {"batch_size": 32},
-                                    {"optimizer": "sgd"}, {"arch": "pool"}, {"augment": 0.0}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"learning_rate": 0.01},
+        {"seed": 1},
+        {"split_seed": 42},
+        {"dropout": 0.2},
+        {"val_fraction": 0.2},
+        {"lr_decay": 1.0},
+        {"batch_size": 32},
+        {"optimizer": "sgd"},
+        {"arch": "pool"},
+        {"augment": 0.0},
+    ],
+)
 def test_other_hyperparameters_make_another_key(change):
     assert key(TrialConfig(**change)) != key()
 
@@ -60,8 +83,11 @@ def test_checkpoint_dir_that_is_a_file_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["--checkpoint-dir", str(tmp_path / "f")])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1].endswith(f"--checkpoint-dir: {tmp_path / 'f'} is a file, "
-                                                             "not a directory")
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .endswith(f"--checkpoint-dir: {tmp_path / 'f'} is a file, not a directory")
+    )
 
 
 def test_a_missing_dir_is_created_and_an_unwritable_one_is_one_line(tmp_path):
@@ -73,6 +99,7 @@ def test_a_missing_dir_is_created_and_an_unwritable_one_is_one_line(tmp_path):
 
 
 # --- snapshots ----------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def trained():
@@ -96,17 +123,23 @@ def history(epochs: int) -> dict:
 def test_a_snapshot_round_trips_weights_optimizer_and_generators(tmp_path, trained):
     store = store_in(tmp_path)
     written = store.save(trained, 2, history(2))
-    assert written == store.path / "epoch-0002" and sorted(p.name for p in written.iterdir()) == ["model.keras",
-                                                                                                  "state.json"]
+    assert written == store.path / "epoch-0002" and sorted(p.name for p in written.iterdir()) == [
+        "model.keras",
+        "state.json",
+    ]
     snapshot, _ = store.latest()
     assert snapshot.epochs == 2 and snapshot.history == history(2)
     model = store.load_model(snapshot)
     for a, b in zip(trained.weights, model.weights):
         assert np.array_equal(a.numpy(), b.numpy())
-    assert [v.numpy().tolist() for v in trained.optimizer.variables] == \
-           [v.numpy().tolist() for v in model.optimizer.variables]  # Adam's step count and moments
-    seeds = {layer.name: layer.seed_generator.state.numpy().tolist()
-             for layer in model.layers if getattr(layer, "seed_generator", None) is not None}
+    assert [v.numpy().tolist() for v in trained.optimizer.variables] == [
+        v.numpy().tolist() for v in model.optimizer.variables
+    ]  # Adam's step count and moments
+    seeds = {
+        layer.name: layer.seed_generator.state.numpy().tolist()
+        for layer in model.layers
+        if getattr(layer, "seed_generator", None) is not None
+    }
     assert seeds == snapshot.seeds and all(state[1] > 0 for state in seeds.values())  # where training left them
 
 
@@ -157,19 +190,37 @@ def test_duplicates_racing_for_one_epoch_keep_the_first(tmp_path, trained):
     assert [p.name for p in first.path.iterdir()] == ["epoch-0001"]
 
 
-@pytest.mark.parametrize("damage, reason", [
-    (lambda d: (d / "state.json").write_text("{not json"), "state.json unreadable: JSONDecodeError"),
-    (lambda d: (d / "state.json").unlink(), "state.json unreadable: FileNotFoundError"),
-    (lambda d: (d / "model.keras").unlink(), "model.keras is missing"),
-    (lambda d: (d / "state.json").write_text(json.dumps({**json.loads((d / "state.json").read_text()),
-                                                         "epochs": 3})), "state.json says 3 epochs in folder"),
-    (lambda d: (d / "state.json").write_text(json.dumps({**json.loads((d / "state.json").read_text()),
-                                                         "history": {}})), "state.json has no loss history"),
-    (lambda d: (d / "state.json").write_text(json.dumps(
-        {**json.loads((d / "state.json").read_text()),
-         "key": {**key_material(TrialConfig(), "float32", X, Y), "learning_rate": 0.01}})),
-     "written for other settings: learning_rate 0.01 here 0.001"),
-])
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda d: (d / "state.json").write_text("{not json"), "state.json unreadable: JSONDecodeError"),
+        (lambda d: (d / "state.json").unlink(), "state.json unreadable: FileNotFoundError"),
+        (lambda d: (d / "model.keras").unlink(), "model.keras is missing"),
+        (
+            lambda d: (d / "state.json").write_text(
+                json.dumps({**json.loads((d / "state.json").read_text()), "epochs": 3})
+            ),
+            "state.json says 3 epochs in folder",
+        ),
+        (
+            lambda d: (d / "state.json").write_text(
+                json.dumps({**json.loads((d / "state.json").read_text()), "history": {}})
+            ),
+            "state.json has no loss history",
+        ),
+        (
+            lambda d: (d / "state.json").write_text(
+                json.dumps(
+                    {
+                        **json.loads((d / "state.json").read_text()),
+                        "key": {**key_material(TrialConfig(), "float32", X, Y), "learning_rate": 0.01},
+                    }
+                )
+            ),
+            "written for other settings: learning_rate 0.01 here 0.001",
+        ),
+    ],
+)
 def test_a_damaged_or_foreign_snapshot_is_not_used_and_says_why(tmp_path, trained, damage, reason):
     store = store_in(tmp_path)
     damage(store.save(trained, 2, history(2)))
@@ -204,6 +255,7 @@ def test_a_snapshot_without_a_generators_state_is_not_resumed(tmp_path, trained)
 
 # --- the trial ----------------------------------------------------------------------------------------
 
+
 def run_trial(*args) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "trial", "--data", str(SAMPLE / "train.csv.gz"), *TINY, *map(str, args)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
@@ -228,8 +280,16 @@ def test_a_longer_run_continues_from_the_shorter_ones_checkpoint(tmp_path):
     [key_dir] = list(ckpt.iterdir())
     assert f"trial: no checkpoint at {key_dir}: training from scratch" in said(first)
 
-    second = run_trial("--epochs", "2", "--checkpoint-dir", ckpt, "--model-out", tmp_path / "model",
-                       "--metrics-file", tmp_path / "metrics.log")
+    second = run_trial(
+        "--epochs",
+        "2",
+        "--checkpoint-dir",
+        ckpt,
+        "--model-out",
+        tmp_path / "model",
+        "--metrics-file",
+        tmp_path / "metrics.log",
+    )
     assert f"trial: resumed from {key_dir} at epoch 1" in said(second)
     assert "trial: trained 1 epoch in" in second.stderr
     assert second.stdout.splitlines() == plain[1:]  # epoch=2 only, and what the plain run printed
@@ -240,8 +300,9 @@ def test_a_longer_run_continues_from_the_shorter_ones_checkpoint(tmp_path):
 
     # Asked again for 2 (or fewer) epochs: nothing to train, and Katib still reads every epoch's line.
     again = run_trial("--epochs", "2", "--checkpoint-dir", ckpt)
-    assert f"trial: checkpoint at {key_dir} has 2 epochs: epochs 1..2 reported from its history, no training" \
-           in said(again)
+    assert f"trial: checkpoint at {key_dir} has 2 epochs: epochs 1..2 reported from its history, no training" in said(
+        again
+    )
     assert again.stdout.splitlines() == plain and "trained" not in again.stderr
 
 
@@ -268,8 +329,10 @@ def test_a_diverged_run_leaves_no_checkpoint(tmp_path, capsys):
     from trial.cli import main
 
     ckpt = tmp_path / "ckpt"
-    assert main([*TINY, "--epochs", "2", "--optimizer", "sgd", "--learning-rate", "1e12",
-                 "--checkpoint-dir", str(ckpt)]) == 1
+    assert (
+        main([*TINY, "--epochs", "2", "--optimizer", "sgd", "--learning-rate", "1e12", "--checkpoint-dir", str(ckpt)])
+        == 1
+    )
     assert "loss became NaN" in capsys.readouterr().err
     assert [list(key_dir.iterdir()) for key_dir in ckpt.iterdir()] in ([], [[]])
 

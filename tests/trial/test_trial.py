@@ -1,4 +1,5 @@
 """The trial's contract with Katib: flags, the model, metric lines Katib's collector reads."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,14 +14,26 @@ import pytest
 from tests.conftest import REPO, SAMPLE
 from trial.cli import build_parser
 from trial.config import TrialConfig
-from trial.metrics import (KATIB_DEFAULT_FILTER, KATIB_METRIC_NAME, METRIC_NAMES, TRAIN_METRIC_NAMES, format_line,
-                           parse_line)
+from trial.metrics import (
+    KATIB_DEFAULT_FILTER,
+    KATIB_METRIC_NAME,
+    METRIC_NAMES,
+    TRAIN_METRIC_NAMES,
+    format_line,
+    parse_line,
+)
 
 
 def test_metric_line_is_read_by_katibs_default_filter():
     line = format_line(3, {"loss": 0.0512, "accuracy": 0.9841, "val_loss": 4.3e-05, "val_accuracy": 0.9872, "lr": 1.0})
     assert line == "epoch=3 loss=0.051200 accuracy=0.984100 val_loss=0.000043 val_accuracy=0.987200"
-    assert parse_line(line) == {"epoch": 3, "loss": 0.0512, "accuracy": 0.9841, "val_loss": 0.000043, "val_accuracy": 0.9872}
+    assert parse_line(line) == {
+        "epoch": 3,
+        "loss": 0.0512,
+        "accuracy": 0.9841,
+        "val_loss": 0.000043,
+        "val_accuracy": 0.9872,
+    }
 
 
 def test_format_then_parse_round_trips_to_six_decimals():
@@ -44,7 +57,9 @@ def test_parse_line_reads_what_katibs_filter_reads():
     assert parse_line("na\u00efve=2 accuracy=\u0663") == {"ve": 2.0}  # RE2's \w and \d are ASCII-only
 
 
-@pytest.mark.parametrize("name", ["loss", "val_accuracy", "top-5", "a|b", "1st", "a.b", "x y", "\u00e9t\u00e9", "a:b", ""])
+@pytest.mark.parametrize(
+    "name", ["loss", "val_accuracy", "top-5", "a|b", "1st", "a.b", "x y", "\u00e9t\u00e9", "a:b", ""]
+)
 def test_katib_metric_name_is_what_the_filter_captures(name):
     assert KATIB_DEFAULT_FILTER.startswith(f"({KATIB_METRIC_NAME.pattern})")
     # A name is reported whole exactly when KATIB_METRIC_NAME accepts it.
@@ -53,8 +68,10 @@ def test_katib_metric_name_is_what_the_filter_captures(name):
 
 @pytest.mark.process
 def test_metric_and_config_modules_do_not_import_tensorflow():
-    code = ("import sys, trial.metrics, trial.config, trial.cli; trial.cli.build_parser(); "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules))")
+    code = (
+        "import sys, trial.metrics, trial.config, trial.cli; trial.cli.build_parser(); "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
@@ -70,9 +87,21 @@ def test_every_flag_is_a_config_field_with_the_same_default():
     args = build_parser().parse_args([])
     assert vars(args) == {f.name: f.default for f in dataclasses.fields(TrialConfig)}
     assert TrialConfig.from_args(args) == TrialConfig()
-    assert TrialConfig() == TrialConfig(dropout=0.4, arch="strided", epochs=27, batch_size=64, learning_rate=1e-3,
-                                        optimizer="adam", lr_decay=0.925, conv_filters=32, dense_units=256, augment=0.1,
-                                        seed=42, val_fraction=0.1, max_rows=0)  # today's defaults, pinned
+    assert TrialConfig() == TrialConfig(
+        dropout=0.4,
+        arch="strided",
+        epochs=27,
+        batch_size=64,
+        learning_rate=1e-3,
+        optimizer="adam",
+        lr_decay=0.925,
+        conv_filters=32,
+        dense_units=256,
+        augment=0.1,
+        seed=42,
+        val_fraction=0.1,
+        max_rows=0,
+    )  # today's defaults, pinned
 
 
 def test_flags_parse_into_a_config():
@@ -83,13 +112,16 @@ def test_flags_parse_into_a_config():
     assert config.to_json()["model_out"] == "out" and json.dumps(config.to_json())  # hparams.json-ready
 
 
-@pytest.mark.parametrize("bad,expected", [
-    ({"dropout": 1.5}, "dropout=1.5 is outside [0, 1)"),
-    ({"epochs": 0}, "epochs=0 is not a positive integer"),
-    ({"learning_rate": float("inf")}, "learning_rate=inf is not a positive number"),
-    ({"val_fraction": float("nan")}, "val_fraction=nan is outside [0, 1)"),
-    ({"optimizer": "adagradx"}, "unknown optimizer 'adagradx', expected one of adam, adamw, rmsprop, sgd"),
-])
+@pytest.mark.parametrize(
+    "bad,expected",
+    [
+        ({"dropout": 1.5}, "dropout=1.5 is outside [0, 1)"),
+        ({"epochs": 0}, "epochs=0 is not a positive integer"),
+        ({"learning_rate": float("inf")}, "learning_rate=inf is not a positive number"),
+        ({"val_fraction": float("nan")}, "val_fraction=nan is outside [0, 1)"),
+        ({"optimizer": "adagradx"}, "unknown optimizer 'adagradx', expected one of adam, adamw, rmsprop, sgd"),
+    ],
+)
 def test_config_refuses_bad_values_by_name(bad, expected):
     with pytest.raises(ValueError) as err:
         TrialConfig(**bad)
@@ -107,18 +139,21 @@ def test_help_lists_every_flag_with_its_default_in_its_group(capsys):
     assert "10%); 0 = off (default: 0.1)" in text
 
 
-@pytest.mark.parametrize("argv,expected", [
-    (["--epochs", "-1"], "--epochs: -1 is not a positive integer"),
-    (["--epochs", "0"], "--epochs: 0 is not a positive integer"),
-    (["--optimizer", "adagradx"], "--optimizer: invalid choice: 'adagradx'"),
-    (["--dropout", "1.5"], "--dropout: 1.5 is outside [0, 1)"),
-    (["--learning-rate", "0"], "--learning-rate: 0 is not a positive number"),
-    (["--lr-decay", "0"], "--lr-decay: 0 is outside (0, 1]"),
-    (["--val-fraction", "nan"], "--val-fraction: nan is outside [0, 1)"),
-    (["--epochs", "abc"], "--epochs: invalid int value: 'abc'"),
-    (["--arch", "wide"], "--arch: invalid choice: 'wide'"),
-    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-])
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["--epochs", "-1"], "--epochs: -1 is not a positive integer"),
+        (["--epochs", "0"], "--epochs: 0 is not a positive integer"),
+        (["--optimizer", "adagradx"], "--optimizer: invalid choice: 'adagradx'"),
+        (["--dropout", "1.5"], "--dropout: 1.5 is outside [0, 1)"),
+        (["--learning-rate", "0"], "--learning-rate: 0 is not a positive number"),
+        (["--lr-decay", "0"], "--lr-decay: 0 is outside (0, 1]"),
+        (["--val-fraction", "nan"], "--val-fraction: nan is outside [0, 1)"),
+        (["--epochs", "abc"], "--epochs: invalid int value: 'abc'"),
+        (["--arch", "wide"], "--arch: invalid choice: 'wide'"),
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    ],
+)
 def test_bad_flags_exit_2_with_a_message(capsys, argv, expected):
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(argv)
@@ -152,7 +187,9 @@ def test_default_model_is_the_default_trials_model():
     assert dense[0].units == default.dense_units
     assert model.get_layer("random_affine").strength == default.augment
     assert build_model(default).count_params() == model.count_params()
-    assert [layer.rate for layer in build_model(dropout=0.1).layers if isinstance(layer, keras.layers.Dropout)] == [0.1] * 3
+    assert [layer.rate for layer in build_model(dropout=0.1).layers if isinstance(layer, keras.layers.Dropout)] == [
+        0.1
+    ] * 3
 
 
 def test_augmentation_is_one_resampling_in_training_only():
@@ -200,7 +237,11 @@ def test_batch_norm_statistics_are_bias_corrected_after_few_steps():
     assert np.all(keras.ops.convert_to_numpy(plain(x, training=False)).mean(axis=0) > 1)  # what the correction removes
     for _ in range(300):  # long runs: the correction has vanished, both layers agree
         debiased(x, training=True), plain(x, training=True)
-    assert np.allclose(keras.ops.convert_to_numpy(debiased(x, training=False)), keras.ops.convert_to_numpy(plain(x, training=False)), atol=1e-4)
+    assert np.allclose(
+        keras.ops.convert_to_numpy(debiased(x, training=False)),
+        keras.ops.convert_to_numpy(plain(x, training=False)),
+        atol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("policy, tolerance", [("float32", 1e-4), ("mixed_bfloat16", 3e-2)])
@@ -236,8 +277,9 @@ def test_fused_batch_norm_trains_as_kerass_own_batch_norm(policy, tolerance):
             got, want = step(fused), step(plain)
         assert got[0].dtype == want[0].dtype == keras.mixed_precision.global_policy().compute_dtype
         for a, b in zip(got, want):
-            np.testing.assert_allclose(np.asarray(tf.cast(a, tf.float32)), np.asarray(tf.cast(b, tf.float32)),
-                                       rtol=tolerance, atol=tolerance)
+            np.testing.assert_allclose(
+                np.asarray(tf.cast(a, tf.float32)), np.asarray(tf.cast(b, tf.float32)), rtol=tolerance, atol=tolerance
+            )
         for a, b in ((fused.moving_mean, plain.moving_mean), (fused.moving_variance, plain.moving_variance)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
         graph = tf.function(lambda images: fused(images, training=True)).get_concrete_function(x).graph
@@ -251,7 +293,10 @@ def test_arch_picks_the_down_sampling():
 
     from trial.model import build_model
 
-    strided, pooled = build_model(conv_filters=8, dense_units=16), build_model(conv_filters=8, dense_units=16, arch="pool")
+    strided, pooled = (
+        build_model(conv_filters=8, dense_units=16),
+        build_model(conv_filters=8, dense_units=16, arch="pool"),
+    )
     convs = [layer for layer in strided.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.strides for c in convs] == [(1, 1), (1, 1), (2, 2)] * 2
     assert convs[-1].output.shape[1:3] == (4, 4)  # 28 -> 24 -> 12 -> 8 -> 4
@@ -275,9 +320,27 @@ def test_unknown_optimizer_is_refused():
 def test_real_trial_end_to_end(tmp_path):
     """A real trial from the command line: metric lines Katib parses, a model that loads and predicts."""
     metrics_file = tmp_path / "metrics.log"
-    cmd = [sys.executable, "-m", "trial", "--data", str(SAMPLE / "train.csv.gz"), "--max-rows", "300",
-           "--epochs", "2", "--batch-size", "32", "--conv-filters", "8", "--dense-units", "32",
-           "--model-out", str(tmp_path / "model"), "--metrics-file", str(metrics_file)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trial",
+        "--data",
+        str(SAMPLE / "train.csv.gz"),
+        "--max-rows",
+        "300",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--conv-filters",
+        "8",
+        "--dense-units",
+        "32",
+        "--model-out",
+        str(tmp_path / "model"),
+        "--metrics-file",
+        str(metrics_file),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -289,8 +352,11 @@ def test_real_trial_end_to_end(tmp_path):
     # The closing line: wall and CPU cost of the training, 2 epochs x 270 training rows = 540 images.
     import re
 
-    done = re.search(r"trained 2 epochs in ([\d.]+) s \((\d+) images/s\), ([\d.]+) CPU s \((\d+) images per CPU "
-                     r"second\)", proc.stderr)
+    done = re.search(
+        r"trained 2 epochs in ([\d.]+) s \((\d+) images/s\), ([\d.]+) CPU s \((\d+) images per CPU "
+        r"second\)",
+        proc.stderr,
+    )
     assert done, proc.stderr
     wall, rate, cpu, per_cpu = map(float, done.groups())
     assert rate == pytest.approx(540 / wall, rel=0.05, abs=1) and per_cpu == pytest.approx(540 / cpu, rel=0.05, abs=1)
@@ -313,9 +379,29 @@ def test_real_trial_end_to_end(tmp_path):
 @pytest.mark.process
 @pytest.mark.slow
 def test_nan_loss_ends_the_trial_with_exit_1():
-    proc = subprocess.run([sys.executable, "-m", "trial", "--max-rows", "200", "--epochs", "2", "--optimizer", "sgd",
-                           "--learning-rate", "1e12", "--conv-filters", "8", "--dense-units", "16"],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trial",
+            "--max-rows",
+            "200",
+            "--epochs",
+            "2",
+            "--optimizer",
+            "sgd",
+            "--learning-rate",
+            "1e12",
+            "--conv-filters",
+            "8",
+            "--dense-units",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 1
     assert "loss became NaN or infinite at epoch 1" in proc.stderr and "Traceback" not in proc.stderr
     assert "val_accuracy" not in proc.stdout  # no metric line for a diverged epoch
@@ -324,7 +410,19 @@ def test_nan_loss_ends_the_trial_with_exit_1():
 @pytest.mark.process
 @pytest.mark.slow
 def test_same_seed_same_metrics():
-    cmd = [sys.executable, "-m", "trial", "--max-rows", "200", "--epochs", "1", "--conv-filters", "8", "--dense-units", "16"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trial",
+        "--max-rows",
+        "200",
+        "--epochs",
+        "1",
+        "--conv-filters",
+        "8",
+        "--dense-units",
+        "16",
+    ]
     runs = [subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300) for _ in range(2)]
     assert all(r.returncode == 0 for r in runs)
     assert runs[0].stdout == runs[1].stdout and "val_accuracy=" in runs[0].stdout
@@ -350,15 +448,19 @@ def test_push_only_when_asked_even_inside_a_katib_pod(monkeypatch, capsys, flag,
 
 # --- hardware: precision and threads --------------------------------------------------------------
 
-@pytest.mark.parametrize("asked, flags, gpu, policy", [
-    ("auto", {"avx512f", "avx512_bf16"}, False, "mixed_bfloat16"),
-    ("auto", {"amx_bf16", "amx_tile"}, False, "mixed_bfloat16"),
-    ("auto", {"avx2", "avx512f"}, False, "float32"),
-    ("auto", {"avx512_bf16"}, True, "mixed_float16"),
-    ("float32", {"avx512_bf16"}, True, "float32"),
-    ("bfloat16", set(), False, "mixed_bfloat16"),
-    ("float16", set(), False, "mixed_float16"),
-])
+
+@pytest.mark.parametrize(
+    "asked, flags, gpu, policy",
+    [
+        ("auto", {"avx512f", "avx512_bf16"}, False, "mixed_bfloat16"),
+        ("auto", {"amx_bf16", "amx_tile"}, False, "mixed_bfloat16"),
+        ("auto", {"avx2", "avx512f"}, False, "float32"),
+        ("auto", {"avx512_bf16"}, True, "mixed_float16"),
+        ("float32", {"avx512_bf16"}, True, "float32"),
+        ("bfloat16", set(), False, "mixed_bfloat16"),
+        ("float16", set(), False, "mixed_float16"),
+    ],
+)
 def test_precision_follows_the_hardware_or_the_flag(asked, flags, gpu, policy):
     from trial.hardware import choose_precision
 
@@ -395,8 +497,25 @@ def test_an_in_process_run_leaves_kerass_global_policy_as_it_found_it(tmp_path):
 
 
 def test_the_first_stderr_line_says_the_precision_and_threads():
-    proc = subprocess.run([sys.executable, "-m", "trial", "--max-rows", "100", "--epochs", "1", "--precision",
-                           "bfloat16", "--threads", "1"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trial",
+            "--max-rows",
+            "100",
+            "--epochs",
+            "1",
+            "--precision",
+            "bfloat16",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     first = next(line for line in proc.stderr.splitlines() if line.startswith("trial:"))
     assert first == "trial: precision mixed_bfloat16 (asked for), 1 thread"

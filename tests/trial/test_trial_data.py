@@ -1,4 +1,5 @@
 """CSV validation: every bad-input case gives a one-line DataError naming file, line and column."""
+
 from __future__ import annotations
 
 import gzip
@@ -59,14 +60,26 @@ BAD_TRAIN = {
     "missing column": (TRAIN_COLUMNS[:-1], [good_row()[:-1]], "line 1 (header): 784 columns"),
     "wrong header name": (["lbl", *PIXEL_COLUMNS], [good_row()], "column 1 is 'lbl'"),
     "test header given as train": (PIXEL_COLUMNS, [good_row()[1:]], "test-file header without 'label'"),
-    "label 11": (TRAIN_COLUMNS, [good_row(), good_row(label=11)], "line 3, column label: 11 is out of range, expected 0-9"),
+    "label 11": (
+        TRAIN_COLUMNS,
+        [good_row(), good_row(label=11)],
+        "line 3, column label: 11 is out of range, expected 0-9",
+    ),
     "pixel 300": (TRAIN_COLUMNS, [good_row(pixel=300)], "line 2, column pixel0: 300 is out of range, expected 0-255"),
     "negative pixel": (TRAIN_COLUMNS, [good_row(pixel=-1)], "out of range, expected 0-255"),
-    "non-numeric cell": (TRAIN_COLUMNS, [good_row()[:5] + ["abc"] + good_row()[6:]], "line 2, column pixel4: 'abc' is not a number"),
+    "non-numeric cell": (
+        TRAIN_COLUMNS,
+        [good_row()[:5] + ["abc"] + good_row()[6:]],
+        "line 2, column pixel4: 'abc' is not a number",
+    ),
     "missing value": (TRAIN_COLUMNS, [good_row()[:5] + [""] + good_row()[6:]], "line 2, column pixel4: missing value"),
     "row too long": (TRAIN_COLUMNS, [good_row() + [0]], "line 2: 786 columns, expected 785"),
     "row too short": (TRAIN_COLUMNS, [good_row(), good_row()[:-3]], "line 3: 782 columns, expected 785"),
-    "fractional pixel": (TRAIN_COLUMNS, [good_row()[:2] + [1.5] + good_row()[3:]], "column pixel1: 1.5 is not an integer"),
+    "fractional pixel": (
+        TRAIN_COLUMNS,
+        [good_row()[:2] + [1.5] + good_row()[3:]],
+        "column pixel1: 1.5 is not an integer",
+    ),
     "header only": (TRAIN_COLUMNS, [], "no data rows"),
 }
 
@@ -82,11 +95,14 @@ def test_bad_training_csv_is_one_line_error_naming_the_place(tmp_path, case):
     assert message.startswith(str(path)) and "\n" not in message
 
 
-@pytest.mark.parametrize("content,expected", [
-    (b"", "file is empty"),
-    (b"\n\n", "file is empty"),
-    (b"label,pixel0\x00\xff\xfe", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b"", "file is empty"),
+        (b"\n\n", "file is empty"),
+        (b"label,pixel0\x00\xff\xfe", "not UTF-8"),
+    ],
+)
 def test_empty_or_binary_file(tmp_path, content, expected):
     path = tmp_path / "train.csv"
     path.write_bytes(content)
@@ -123,8 +139,13 @@ def test_zero_byte_test_file_and_train_header_in_test_file(tmp_path):
 def test_trial_cli_exits_2_with_one_line_and_no_traceback(tmp_path, case):
     header, rows, expected = BAD_TRAIN[case]
     path = write_csv(tmp_path / "train.csv", header, rows)
-    proc = subprocess.run([sys.executable, "-m", "trial", "--data", str(path), "--epochs", "1"],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "trial", "--data", str(path), "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("trial: error:")]
@@ -135,6 +156,7 @@ def test_trial_cli_exits_2_with_one_line_and_no_traceback(tmp_path, case):
 def test_trial_cli_empty_file_exits_2(tmp_path):
     path = tmp_path / "train.csv"
     path.write_bytes(b"")
-    proc = subprocess.run([sys.executable, "-m", "trial", "--data", str(path)],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "trial", "--data", str(path)], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert proc.returncode == 2 and "file is empty" in proc.stderr and "Traceback" not in proc.stderr

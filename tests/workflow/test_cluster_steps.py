@@ -1,6 +1,7 @@
 """What the pipeline's steps do on a cluster, checked here without one: the Experiment the tune step
 creates (image, data volume, pull secrets), the same-data rule, the Experiment sent with a run, the
 run link, the component files, the reports and the submission's row check."""
+
 from __future__ import annotations
 
 import json
@@ -36,15 +37,19 @@ SAME_NS = {"experiment_namespace": "team-a", "data_namespace": "team-a"}
 
 
 def test_same_data_passes_when_trials_and_retrain_read_one_file():
-    steps.require_same_data(steps.for_cluster(load_unchecked(RANDOM), data_pvc="team-data"), "team-data", "/data",
-                            "train.csv.gz", **SAME_NS)
+    steps.require_same_data(
+        steps.for_cluster(load_unchecked(RANDOM), data_pvc="team-data"), "team-data", "/data", "train.csv.gz", **SAME_NS
+    )
 
 
-@pytest.mark.parametrize("data_pvc, data_dir, message", [
-    ("other-claim", "/data", "claim team-a/digit-recognizer-data"),  # the YAML's claim, not the pipeline's
-    ("digit-recognizer-data", "/data/full", "full/train.csv.gz"),     # another folder on the same claim
-    ("digit-recognizer-data", "data/sample", "pass a folder under /data"),  # the image's sample
-])
+@pytest.mark.parametrize(
+    "data_pvc, data_dir, message",
+    [
+        ("other-claim", "/data", "claim team-a/digit-recognizer-data"),  # the YAML's claim, not the pipeline's
+        ("digit-recognizer-data", "/data/full", "full/train.csv.gz"),  # another folder on the same claim
+        ("digit-recognizer-data", "data/sample", "pass a folder under /data"),  # the image's sample
+    ],
+)
 def test_the_tune_step_refuses_to_tune_on_other_data_than_the_retrain(data_pvc, data_dir, message):
     with pytest.raises(UserError, match=message):
         steps.require_same_data(load_unchecked(RANDOM), data_pvc, data_dir, "train.csv.gz", **SAME_NS)
@@ -61,13 +66,20 @@ def test_the_same_claim_name_in_another_namespace_is_other_data():
     """Standalone KFP runs its steps in its own namespace (kubeflow): a claim of the same name in the
     Experiment's namespace is another volume."""
     with pytest.raises(UserError) as err:
-        steps.require_same_data(load_unchecked(RANDOM), "digit-recognizer-data", "/data", "train.csv.gz",
-                                experiment_namespace="katib-digits", data_namespace="kubeflow")
+        steps.require_same_data(
+            load_unchecked(RANDOM),
+            "digit-recognizer-data",
+            "/data",
+            "train.csv.gz",
+            experiment_namespace="katib-digits",
+            data_namespace="kubeflow",
+        )
     assert str(err.value) == (
         f"{RANDOM}: the trials read /data/train.csv.gz (claim katib-digits/digit-recognizer-data, train.csv.gz) "
         "but the retrain would read /data/train.csv.gz (claim kubeflow/digit-recognizer-data, train.csv.gz): "
         "tuning on other data than the submission is trained on; run the Experiment in the run's namespace "
-        "(namespace 'kubeflow', or empty) and keep the claim there")
+        "(namespace 'kubeflow', or empty) and keep the claim there"
+    )
 
 
 def test_the_tune_step_checks_the_claims_namespace_before_creating_anything(tmp_path):
@@ -79,7 +91,11 @@ def test_the_tune_step_checks_the_claims_namespace_before_creating_anything(tmp_
 def test_the_experiment_is_owned_by_the_tune_pod_only_in_its_own_namespace():
     env = {"KFP_POD_NAME": "katib-digits-abc12-system-container-impl-1234", "KFP_POD_UID": "9f0c-uid"}
     assert steps.step_pod_owner("kubeflow", env, pod_namespace="kubeflow") == {
-        "apiVersion": "v1", "kind": "Pod", "name": "katib-digits-abc12-system-container-impl-1234", "uid": "9f0c-uid"}
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "name": "katib-digits-abc12-system-container-impl-1234",
+        "uid": "9f0c-uid",
+    }
     assert steps.step_pod_owner("katib-digits", env, pod_namespace="kubeflow") is None  # GC would delete it at once
     assert steps.step_pod_owner("kubeflow", {}, pod_namespace="kubeflow") is None  # not a KFP step
 
@@ -99,11 +115,14 @@ def test_a_local_experiment_file_is_sent_with_the_run(tmp_path):
         experiment_argument(str(bad))
 
 
-@pytest.mark.parametrize("host, url", [
-    ("http://localhost:8080", "http://localhost:8080/#/runs/details/r1"),  # standalone KFP / port-forward
-    ("https://kubeflow.example.com/pipeline", "https://kubeflow.example.com/_/pipeline/#/runs/details/r1"),
-    ("https://kubeflow.example.com/pipeline/", "https://kubeflow.example.com/_/pipeline/#/runs/details/r1"),
-])
+@pytest.mark.parametrize(
+    "host, url",
+    [
+        ("http://localhost:8080", "http://localhost:8080/#/runs/details/r1"),  # standalone KFP / port-forward
+        ("https://kubeflow.example.com/pipeline", "https://kubeflow.example.com/_/pipeline/#/runs/details/r1"),
+        ("https://kubeflow.example.com/pipeline/", "https://kubeflow.example.com/_/pipeline/#/runs/details/r1"),
+    ],
+)
 def test_run_link_points_at_the_ui(host, url):
     assert run_url(host, "r1") == url
     assert run_url(host, "r1", ui_host="https://ui.example.com") == "https://ui.example.com/#/runs/details/r1"
@@ -137,8 +156,9 @@ def test_predict_refuses_another_test_file_than_the_prepared_one(tmp_path):
     from pipeline.submission.predict import predict_submission
 
     with pytest.raises(UserError, match="500 test rows, but the prepare step counted 28000"):
-        predict_submission(tmp_path / "no-model-needed", SAMPLE / "test.csv.gz", tmp_path / "s.csv",
-                           expected_rows=28000)
+        predict_submission(
+            tmp_path / "no-model-needed", SAMPLE / "test.csv.gz", tmp_path / "s.csv", expected_rows=28000
+        )
 
 
 def test_submit_passes_the_login_and_returns_the_ui_link(monkeypatch, tmp_path):
@@ -159,10 +179,21 @@ def test_submit_passes_the_login_and_returns_the_ui_link(monkeypatch, tmp_path):
             return type("Run", (), {"run_id": "r-42"})()
 
     monkeypatch.setattr(kfp, "Client", Recorder)
-    url = submit("https://kubeflow.example.com/pipeline", {"backend": "katib"}, "me/digits:1", "team-a",
-                 token="t0k", cookies="authservice_session=abc", image_pull_secrets=("regcred",))
+    url = submit(
+        "https://kubeflow.example.com/pipeline",
+        {"backend": "katib"},
+        "me/digits:1",
+        "team-a",
+        token="t0k",
+        cookies="authservice_session=abc",
+        image_pull_secrets=("regcred",),
+    )
     assert url == "https://kubeflow.example.com/_/pipeline/#/runs/details/r-42"
-    assert made["client"] == {"host": "https://kubeflow.example.com/pipeline", "namespace": "team-a",
-                              "existing_token": "t0k", "cookies": "authservice_session=abc"}
+    assert made["client"] == {
+        "host": "https://kubeflow.example.com/pipeline",
+        "namespace": "team-a",
+        "existing_token": "t0k",
+        "cookies": "authservice_session=abc",
+    }
     assert made["run"]["service_account"] is None  # KFP's own runner unless asked
     assert "regcred" in made["package"]

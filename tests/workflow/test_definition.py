@@ -1,4 +1,5 @@
 """The pipeline's definition: the compiled IR (parsed as a PipelineSpec) and its run arguments."""
+
 from __future__ import annotations
 
 import pytest
@@ -39,8 +40,10 @@ def test_compiled_ir_has_the_steps_in_order(spec):
     assert set(root) == {"exit-handler-1", "cleanup"}
     # the exit handler runs whatever happened to the steps inside it (a terminated run included)
     strategy = root["cleanup"].trigger_policy.strategy
-    assert pipeline_spec_pb2.PipelineTaskSpec.TriggerPolicy.TriggerStrategy.Name(strategy) == \
-        "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert (
+        pipeline_spec_pb2.PipelineTaskSpec.TriggerPolicy.TriggerStrategy.Name(strategy)
+        == "ALL_UPSTREAM_TASKS_COMPLETED"
+    )
     assert list(root["cleanup"].dependent_tasks) == ["exit-handler-1"]
     steps = spec.components["comp-exit-handler-1"].dag.tasks
     assert set(steps) == {"prepare", "tune", "submit-gate", "condition-2"}
@@ -61,8 +64,9 @@ def test_the_if_gate_reads_the_gate_steps_output(spec):
 
 def test_every_step_runs_our_image_without_installing_kfp(spec):
     found = executors(spec)
-    assert set(found) == {f"exec-{n}" for n in ("prepare", "tune", "submit-gate", "retrain", "predict", "export",
-                                                 "cleanup")}
+    assert set(found) == {
+        f"exec-{n}" for n in ("prepare", "tune", "submit-gate", "retrain", "predict", "export", "cleanup")
+    }
     for name, executor in found.items():
         container = executor["container"]
         assert container["image"] == IMAGE, name
@@ -71,10 +75,25 @@ def test_every_step_runs_our_image_without_installing_kfp(spec):
 
 def test_pipeline_parameters_and_defaults(spec):
     params = spec.root.input_definitions.parameters
-    assert set(params) == {"data_dir", "data_pvc", "experiment", "trial_image", "backend", "max_trial_count",
-                           "parallel_trial_count", "trial_max_rows", "trial_epochs", "retrain_epochs",
-                           "retrain_val_fraction", "retrain_ensemble", "threshold",
-                           "namespace", "timeout_s", "delete_after", "export_dir"}
+    assert set(params) == {
+        "data_dir",
+        "data_pvc",
+        "experiment",
+        "trial_image",
+        "backend",
+        "max_trial_count",
+        "parallel_trial_count",
+        "trial_max_rows",
+        "trial_epochs",
+        "retrain_epochs",
+        "retrain_val_fraction",
+        "retrain_ensemble",
+        "threshold",
+        "namespace",
+        "timeout_s",
+        "delete_after",
+        "export_dir",
+    }
     assert params["backend"].default_value.string_value == "katib"
     assert params["experiment"].default_value.string_value == "experiments/random.yaml"
     # on a cluster the data is the volume's, not the image's sample; the trials run the compiled image
@@ -124,8 +143,7 @@ def test_retries_outlast_each_steps_own_timeout(spec, platform):
     assert set(retried) == {"prepare", "tune", "retrain", "predict", "export", "cleanup"}
     for name, policy in retried.items():
         timeout = int(platform[f"exec-{name}"]["activeDeadlineSeconds"])
-        waits = sum(policy.backoff_duration.seconds * policy.backoff_factor ** i
-                    for i in range(policy.max_retry_count))
+        waits = sum(policy.backoff_duration.seconds * policy.backoff_factor**i for i in range(policy.max_retry_count))
         assert policy.backoff_max_duration.seconds >= (policy.max_retry_count + 1) * timeout + waits, name
     assert retried["tune"].backoff_max_duration.seconds > 3 * 48 * 3600
 
@@ -144,8 +162,10 @@ def test_artifacts_are_typed(spec):
     tune_out = spec.components["comp-tune"].output_definitions
     assert tune_out.artifacts["metrics"].artifact_type.schema_title == "system.Metrics"
     assert set(tune_out.parameters) == {"objective", "objective_type", "optimal_trial"}
-    assert spec.components["comp-retrain"].output_definitions.artifacts["model"].artifact_type.schema_title \
+    assert (
+        spec.components["comp-retrain"].output_definitions.artifacts["model"].artifact_type.schema_title
         == "system.Model"
+    )
 
 
 def test_compile_command_names_the_image(tmp_path, capsys):
@@ -157,8 +177,16 @@ def test_compile_command_names_the_image(tmp_path, capsys):
 
 
 def test_pipeline_arguments_cover_every_parameter(spec):
-    args = pipeline_arguments("/data", "experiments/tpe.yaml", "katib", Budget(max_trial_count=9), "team-a", 60,
-                              data_pvc="my-data", trial_image="me/digits:1")
+    args = pipeline_arguments(
+        "/data",
+        "experiments/tpe.yaml",
+        "katib",
+        Budget(max_trial_count=9),
+        "team-a",
+        60,
+        data_pvc="my-data",
+        trial_image="me/digits:1",
+    )
     assert set(args) == set(spec.root.input_definitions.parameters)
     assert args["max_trial_count"] == 9 and args["namespace"] == "team-a" and args["backend"] == "katib"
     with pytest.raises(UserError, match="backend: 'kubeflow' is not one of katib, optuna"):

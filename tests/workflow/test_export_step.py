@@ -1,5 +1,6 @@
 """The pipeline's export step as a plain function: the SavedModel artifact, and the next version
 published where KServe reads it (the data volume on a cluster; a folder here)."""
+
 from __future__ import annotations
 
 import pytest

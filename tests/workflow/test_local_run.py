@@ -1,4 +1,5 @@
 """The local run (kfp.local): its budget, the refusals before a run, a failed step's one line, and whole runs."""
+
 from __future__ import annotations
 
 import csv
@@ -32,14 +33,18 @@ def test_local_budget_is_tiny():
 def test_the_local_default_epochs_leave_the_resource_to_hyperband_and_asha(name, capsys):
     resolved = local_budget(LOCAL_BUDGET, load_unchecked(REPO / "experiments" / f"{name}.yaml"))
     assert resolved.trial_epochs == 0 and resolved.trial_max_rows == LOCAL_BUDGET.trial_max_rows
-    assert f"{name} gives each trial its epochs: the local default --trial-epochs 1 is not applied" in \
-        capsys.readouterr().out
+    assert (
+        f"{name} gives each trial its epochs: the local default --trial-epochs 1 is not applied"
+        in capsys.readouterr().out
+    )
     assert local_budget(Budget(trial_epochs=2), load_unchecked(REPO / "experiments" / f"{name}.yaml")).trial_epochs == 2
 
 
-RESOURCE_REFUSAL = ("{path}: spec.algorithm.algorithmSettings.resource_name: trial_epochs (--trial-epochs) would "
-                    "append --epochs=2 to every trial, overriding --epochs, which {alg} sets per rung from "
-                    "parameter 'epochs': every rung would train the same; leave it at 0 for {alg}")
+RESOURCE_REFUSAL = (
+    "{path}: spec.algorithm.algorithmSettings.resource_name: trial_epochs (--trial-epochs) would "
+    "append --epochs=2 to every trial, overriding --epochs, which {alg} sets per rung from "
+    "parameter 'epochs': every rung would train the same; leave it at 0 for {alg}"
+)
 
 
 @pytest.mark.parametrize("name", ["hyperband", "asha"])
@@ -66,11 +71,14 @@ def test_the_tune_step_refuses_it_too_and_takes_other_budget_flags(tmp_path):
     steps.refuse_resource_overrides(load_unchecked(REPO / "experiments" / "tpe.yaml"), 300, 2)  # tpe has no resource
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["pipeline", "run"], "pass exactly one of --local or --host URL"),
-    (["pipeline", "run", "--local", "--host", "http://kfp"], "pass exactly one of --local or --host URL"),
-    (["pipeline", "run", "--local", "--experiment", "nope.yaml"], "nope.yaml: file not found"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["pipeline", "run"], "pass exactly one of --local or --host URL"),
+        (["pipeline", "run", "--local", "--host", "http://kfp"], "pass exactly one of --local or --host URL"),
+        (["pipeline", "run", "--local", "--experiment", "nope.yaml"], "nope.yaml: file not found"),
+    ],
+)
 def test_run_command_usage_errors_are_one_line(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
         cli_main([*argv, "--out", str(tmp_path)])
@@ -88,8 +96,10 @@ def test_tee_keeps_the_last_step_error(capsys):
 
 
 def test_failed_step_is_read_from_kfp_local_message():
-    message = "Pipeline \x1b[95m'katib-digits'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m. " \
-              "Inner task failed: \x1b[96m'prepare'\x1b[0m."
+    message = (
+        "Pipeline \x1b[95m'katib-digits'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m. "
+        "Inner task failed: \x1b[96m'prepare'\x1b[0m."
+    )
     assert failed_step_name(message) == "prepare"
 
 
@@ -107,15 +117,29 @@ def bad_layout_data(tmp_path):
 
 @pytest.mark.process
 @pytest.mark.slow
-@pytest.mark.parametrize("case, step, message", [
-    ("missing", "prepare", r"data folder not found"),
-    ("bad-layout", "prepare", r"train.csv: line 1 \(header\): .*found a test-file header without 'label'"),
-])
+@pytest.mark.parametrize(
+    "case, step, message",
+    [
+        ("missing", "prepare", r"data folder not found"),
+        ("bad-layout", "prepare", r"train.csv: line 1 \(header\): .*found a test-file header without 'label'"),
+    ],
+)
 def test_bad_data_fails_at_prepare_with_one_line(tmp_path, capsys, case, step, message):
     data = tmp_path / "nowhere" if case == "missing" else bad_layout_data(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["pipeline", "run", "--local", "--data", str(data), "--experiment", str(LOCAL_EXPERIMENT),
-                  "--out", str(tmp_path / "out")])
+        cli_main(
+            [
+                "pipeline",
+                "run",
+                "--local",
+                "--data",
+                str(data),
+                "--experiment",
+                str(LOCAL_EXPERIMENT),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith(f"katib-digits: error: pipeline step {step}: ")
@@ -130,8 +154,19 @@ def test_invalid_experiment_fails_before_any_step_with_the_linters_message(tmp_p
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(exp))
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["pipeline", "run", "--local", "--data", str(SAMPLE), "--experiment", str(bad),
-                  "--out", str(tmp_path / "out")])
+        cli_main(
+            [
+                "pipeline",
+                "run",
+                "--local",
+                "--data",
+                str(SAMPLE),
+                "--experiment",
+                str(bad),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith(f"katib-digits: error: {bad}: spec.objective.type: error: ")
@@ -142,8 +177,7 @@ def test_invalid_experiment_fails_before_any_step_with_the_linters_message(tmp_p
 @pytest.mark.slow
 def test_local_run_writes_submission_and_summary(tmp_path):
     out = tmp_path / "out"
-    budget = Budget(max_trial_count=2, parallel_trial_count=2, trial_max_rows=200, trial_epochs=1,
-                    retrain_epochs=1)
+    budget = Budget(max_trial_count=2, parallel_trial_count=2, trial_max_rows=200, trial_epochs=1, retrain_epochs=1)
     summary = run_local(SAMPLE, LOCAL_EXPERIMENT, out, budget)
     check_submission(out / "submission.csv", 500, SAMPLE / "sample_submission.csv")
     with open(out / "submission.csv") as fh:
@@ -190,8 +224,9 @@ def test_hyperband_pipeline_runs_with_the_default_local_budget(tmp_path, capsys)
 @pytest.mark.slow
 def test_gate_closed_means_no_submission(tmp_path):
     out = tmp_path / "out"
-    budget = Budget(max_trial_count=1, parallel_trial_count=1, trial_max_rows=60, trial_epochs=1,
-                    retrain_epochs=1, threshold=1.01)  # accuracy can never reach it
+    budget = Budget(
+        max_trial_count=1, parallel_trial_count=1, trial_max_rows=60, trial_epochs=1, retrain_epochs=1, threshold=1.01
+    )  # accuracy can never reach it
     summary = run_local(SAMPLE, LOCAL_EXPERIMENT, out, budget)
     assert summary["submitted"] is False and summary["reached"] is False
     assert not (out / "submission.csv").exists()

@@ -1,4 +1,5 @@
 """steps.smoke_copy: the small-budget copy the Katib box's tier and scripts/e2e-kind.sh apply."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,7 @@ from tests.conftest import REPO
 
 
 def argv(exp, **values):
-    samples = {p.name: p.choices[0] if p.choices else int(p.min) if p.type == "int" else p.min
-               for p in exp.parameters}
+    samples = {p.name: p.choices[0] if p.choices else int(p.min) if p.type == "int" else p.min for p in exp.parameters}
     return trial_argv(exp, {**samples, **values})
 
 

@@ -1,4 +1,5 @@
 """The steps' library functions (pipeline.workflow.steps), called as the components call them."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,8 +22,11 @@ def random_experiment():
 def test_prepare_data_validates_and_copies(tmp_path):
     info = steps.prepare_data(SAMPLE, tmp_path / "train", tmp_path / "test")
     assert info["train_rows"] == 2000 and info["test_rows"] == 500
-    assert info["files"] == {"train": "train.csv.gz", "test": "test.csv.gz",
-                             "sample_submission": "sample_submission.csv"}
+    assert info["files"] == {
+        "train": "train.csv.gz",
+        "test": "test.csv.gz",
+        "sample_submission": "sample_submission.csv",
+    }
     assert (tmp_path / "test" / "sample_submission.csv").is_file()
 
 
@@ -61,9 +65,20 @@ def test_tune_rejects_an_unknown_backend(tmp_path):
 
 
 def test_require_succeeded():
-    failed = {"metadata": {"name": "e"}, "status": {"conditions": [
-        {"type": "Running", "status": "False"},
-        {"type": "Failed", "status": "True", "reason": "ExperimentMaxFailedTrialsReached", "message": "3 failed"}]}}
+    failed = {
+        "metadata": {"name": "e"},
+        "status": {
+            "conditions": [
+                {"type": "Running", "status": "False"},
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "ExperimentMaxFailedTrialsReached",
+                    "message": "3 failed",
+                },
+            ]
+        },
+    }
     with pytest.raises(UserError, match=r"Experiment e Failed \(ExperimentMaxFailedTrialsReached\): 3 failed; logs"):
         steps.require_succeeded(failed, "logs")
     steps.require_succeeded({"status": {"conditions": [{"type": "Succeeded", "status": "True"}]}})
@@ -71,10 +86,17 @@ def test_require_succeeded():
 
 @pytest.mark.parametrize("threshold, reached", [(0.0, True), (0.9, True), (0.95, False)])
 def test_summarize_tuning(threshold, reached):
-    final = {"kind": "Experiment", "spec": {"objective": {"type": "maximize", "objectiveMetricName": "val_accuracy"}},
-             "status": {"currentOptimalTrial": {"bestTrialName": "e-abc", "parameterAssignments": [
-                 {"name": "dropout", "value": "0.2"}], "observation": {"metrics": [
-                     {"name": "val_accuracy", "min": "0.5", "max": "0.9", "latest": "0.8"}]}}}}
+    final = {
+        "kind": "Experiment",
+        "spec": {"objective": {"type": "maximize", "objectiveMetricName": "val_accuracy"}},
+        "status": {
+            "currentOptimalTrial": {
+                "bestTrialName": "e-abc",
+                "parameterAssignments": [{"name": "dropout", "value": "0.2"}],
+                "observation": {"metrics": [{"name": "val_accuracy", "min": "0.5", "max": "0.9", "latest": "0.8"}]},
+            }
+        },
+    }
     summary = steps.summarize_tuning(final, threshold)
     assert summary["objective"] == pytest.approx(0.9) and summary["reached"] is reached
     assert summary["assignments"] == {"dropout": "0.2"} and summary["best_trial"] == "e-abc"
