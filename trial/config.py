@@ -9,9 +9,10 @@ the parser and the pipeline's linter import this in milliseconds.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from trial.hardware import PRECISIONS
 

@@ -124,7 +124,7 @@ def _locate_bad_cell(path: Path, lines: list[str], columns: list[str]) -> None:
         cells = line.split(",")
         if len(cells) != width:
             raise DataError(f"{path}: line {lineno}: {len(cells)} columns, expected {width} ({_describe(columns)})")
-        for name, cell in zip(columns, cells):
+        for name, cell in zip(columns, cells, strict=True):
             cell = cell.strip()
             if cell == "":
                 raise DataError(f"{path}: line {lineno}, column {name}: missing value, expected an integer")
@@ -152,7 +152,8 @@ def _check_ranges(path: Path, table: np.ndarray, columns: list[str]) -> np.ndarr
     if bad.size:
         row, col = bad[0]
         raise DataError(
-            f"{path}: line {row + 2}, column {columns[col + first_pixel]}: {pixels[row, col]:g} is out of range, expected 0-255"
+            f"{path}: line {row + 2}, column {columns[col + first_pixel]}: {pixels[row, col]:g} is out of range, "
+            "expected 0-255"
         )
     return table.astype(np.uint8)
 
@@ -169,5 +170,5 @@ def _header_problem(header: list[str], columns: list[str]) -> str:
         return f"{expected}, found a training-file header with 'label' (this should be an unlabelled test file)"
     if len(header) != len(columns):
         return f"{len(header)} columns, {expected}"
-    i = next(i for i, (a, b) in enumerate(zip(header, columns)) if a != b)
+    i = next(i for i, (a, b) in enumerate(zip(header, columns, strict=True)) if a != b)
     return f"column {i + 1} is {header[i]!r}, {expected} with {columns[i]!r} there"

@@ -11,16 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
+# Before TensorFlow's first import, which reads it (ruff allows os.environ ahead of imports).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import tensorflow as tf
 
-from trial.checkpoint import Store, key_material  # noqa: E402
-from trial.config import TrialConfig  # noqa: E402
-from trial.hardware import choose_precision, cpu_flags, cpu_limit  # noqa: E402
-from trial.metrics import METRIC_NAMES, format_line  # noqa: E402
-from trial.model import build_model, make_optimizer  # noqa: E402
+from trial.checkpoint import Store, key_material
+from trial.config import TrialConfig
+from trial.hardware import choose_precision, cpu_flags, cpu_limit
+from trial.metrics import METRIC_NAMES, format_line
+from trial.model import build_model, make_optimizer
 
 
 class TrainingDiverged(RuntimeError):
@@ -193,8 +194,8 @@ def _train(c: TrialConfig, x: np.ndarray, y: np.ndarray, policy: str) -> dict:
     epochs_run = len(history.history.get("loss", []))
     images = epochs_run * len(x_train)
     print(
-        f"trial: trained {epochs_run} epoch{'' if epochs_run == 1 else 's'} in {elapsed:.1f} s ({images / elapsed:.0f} images/s), "
-        f"{cpu:.1f} CPU s ({images / cpu:.0f} images per CPU second)",
+        f"trial: trained {epochs_run} epoch{'' if epochs_run == 1 else 's'} in {elapsed:.1f} s "
+        f"({images / elapsed:.0f} images/s), {cpu:.1f} CPU s ({images / cpu:.0f} images per CPU second)",
         file=sys.stderr,
     )
     full = {name: [*done.get(name, [])[:start], *values] for name, values in history.history.items()}

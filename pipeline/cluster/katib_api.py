@@ -31,8 +31,9 @@ import secrets
 import string
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pipeline.errors import UserError
 from pipeline.katib.status import condition_is_true, conditions, describe_conditions
@@ -186,7 +187,7 @@ def _call(api: Any, op: str, retry: RetryPolicy, sleep: Callable[[float], None],
             core = client.CoreV1Api(api.api_client)
             answer = getattr(core, call.method)(_request_timeout=REQUEST_TIMEOUT_S, **kwargs)
             return api.api_client.sanitize_for_serialization(answer)
-        except Exception as exc:  # noqa: BLE001 - classified right below
+        except Exception as exc:  # any error: classified right below
             if not _retryable(exc) or attempt == retry.attempts:
                 raise
             sleep(delay)
@@ -465,7 +466,7 @@ class _Session:
         """This run's Experiments (a retried step finds the one it made)."""
         try:
             found = self.call("list_experiments", label_selector=f"{RUN_ID_LABEL}={run_id}")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _api_error(exc, "list_experiments", self.namespace, None) from exc
         return list(found.get("items") or [])
 
@@ -492,13 +493,13 @@ class _Session:
             body = _prepare(experiment, self.namespace, name, run_id, owner)
             try:
                 return self.call("create_experiment", body=body)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if getattr(exc, "status", None) != 409:
                     raise _api_error(exc, "create_experiment", self.namespace, name) from exc
             # 409: a create retried after a lost response may have made it already.
             try:
                 existing = self.call("get_experiment", name)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise _api_error(exc, "get_experiment", self.namespace, name) from exc
             if ((existing.get("metadata") or {}).get("labels") or {}).get(RUN_ID_LABEL) == run_id:
                 return existing
@@ -511,7 +512,7 @@ class _Session:
     def trials(self, name: str) -> list[dict[str, Any]]:
         try:
             return list(self.call("list_trials", label_selector=f"{EXPERIMENT_LABEL}={name}").get("items") or [])
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _api_error(exc, "list_trials", self.namespace, None) from exc
 
     def failed_trials(self, name: str) -> str:
@@ -531,7 +532,7 @@ class _Session:
         """The Experiment's Suggestion (same name), None before Katib has made it."""
         try:
             return self.call("get_suggestion", name)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 return None
             raise _api_error(exc, "get_suggestion", self.namespace, name) from exc
@@ -554,7 +555,7 @@ class _Session:
         selector = f"{SUGGESTION_DEPLOYMENT_LABEL}={suggestion_deployment(suggestion)}"
         try:
             pods = self.call("list_pods", label_selector=selector).get("items") or []
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _api_error(exc, "list_pods", self.namespace, None) from exc
         return suggestion_problem(suggestion, pods, now)
 
@@ -567,7 +568,7 @@ class _Session:
             return None
         try:
             pods = self.call("list_pods", label_selector=f"{JOB_NAME_LABEL} in ({','.join(open_)})")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _api_error(exc, "list_pods", self.namespace, None) from exc
         for pod in pods.get("items") or []:
             problem = pod_problem(pod, collector_kind, now, primary=primary)
@@ -601,7 +602,7 @@ class _Session:
     def delete(self, name: str) -> None:
         try:
             self.call("delete_experiment", name)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if getattr(exc, "status", None) != 404:  # already gone is what we wanted
                 raise _api_error(exc, "delete_experiment", self.namespace, name) from exc
 
@@ -623,7 +624,7 @@ class _Session:
         while True:
             try:
                 last = self.call("get_experiment", name)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if getattr(exc, "status", None) == 404:
                     raise KatibExperimentFailed(
                         f"Experiment {ns}/{name} was deleted while we waited for it; "

@@ -1,1 +1,2 @@
-"""Katib v1beta1's semantics, pure: the Experiment and its defaults, the budget rule, rendering, the metrics collector, medianstop, status and the optimal trial, each suggestion service's rules."""
+"""Katib v1beta1's semantics, pure: the Experiment and its defaults, the budget rule, rendering, the metrics
+collector, medianstop, status and the optimal trial, each suggestion service's rules."""

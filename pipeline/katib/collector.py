@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Iterable
 
 from pipeline.errors import UserError
 from pipeline.katib.experiment import Experiment
@@ -97,8 +97,8 @@ def timestamp_key(ts: str) -> tuple[int, int]:
     if not m:
         return (-62135596800, 0)  # Go's zero time
     y, mo, d, h, mi, s, frac, tz = m.groups()
-    dt = datetime(int(y), int(mo), int(d), int(h), int(mi), min(int(s), 59), tzinfo=timezone.utc)
-    secs = int((dt - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds())
+    dt = datetime(int(y), int(mo), int(d), int(h), int(mi), min(int(s), 59), tzinfo=UTC)
+    secs = int((dt - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds())
     if tz != "Z":
         sign = 1 if tz[0] == "+" else -1
         secs -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
@@ -124,7 +124,7 @@ def go_unix_timestamp(value: float) -> str:
     total = sec * 10**9 + nsec  # time.Unix normalises nsec beyond a second
     sec, nsec = divmod(total, 10**9)
     try:
-        dt = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=sec)
+        dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=sec)
     except OverflowError:
         return ""
     frac = f".{nsec:09d}".rstrip("0") if nsec else ""
@@ -279,7 +279,7 @@ class CollectorSpec:
     filters: tuple[str, ...] = ()
 
     @classmethod
-    def from_experiment(cls, exp: Experiment) -> "CollectorSpec":
+    def from_experiment(cls, exp: Experiment) -> CollectorSpec:
         objective = exp.objective
         names = objective.metric_names
         kind = exp.collector_kind

@@ -216,7 +216,7 @@ class Param:
     choices: tuple[str, ...] = ()
 
     @classmethod
-    def from_spec(cls, p: dict[str, Any], where: str) -> "Param":
+    def from_spec(cls, p: dict[str, Any], where: str) -> Param:
         fs = p.get("feasibleSpace") or {}
         ptype = p.get("parameterType")
         if ptype in ("discrete", "categorical"):
@@ -386,7 +386,7 @@ class Experiment:
         return (self.spec.get("metricsCollectorSpec") or {}).get("source") or {}
 
     # -- changes (each returns a new Experiment; the file is never touched)
-    def with_spec(self, **changes: Any) -> "Experiment":
+    def with_spec(self, **changes: Any) -> Experiment:
         raw = copy.deepcopy(self.raw)
         for key, value in changes.items():
             if value is None:

@@ -45,7 +45,7 @@ class HyperbandState:
     evaluating: int = 0
 
     @classmethod
-    def initial(cls, r_l: float, eta: float, resource: str) -> "HyperbandState":
+    def initial(cls, r_l: float, eta: float, resource: str) -> HyperbandState:
         eta = float(eta) if eta > 0 else 3.0
         s_max = int(math.log(r_l) / math.log(eta))
         return cls(
@@ -60,7 +60,7 @@ class HyperbandState:
             r=float(r_l) * eta ** (-s_max),
         )
 
-    def next_bracket(self) -> "HyperbandState":
+    def next_bracket(self) -> HyperbandState:
         s = self.current_s - 1
         if s < 0:
             return replace(self, current_s=s, current_i=0)

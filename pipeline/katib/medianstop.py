@@ -13,8 +13,9 @@ Optuna's MedianPruner is a different rule (per-step median, every step).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from pipeline.errors import UserError
 from pipeline.katib.algorithms import Setting, py_int
@@ -61,7 +62,7 @@ class MedianStopSettings:
     start_step: int = DEFAULT_START_STEP
 
     @classmethod
-    def from_experiment(cls, exp: "Experiment") -> "MedianStopSettings | None":
+    def from_experiment(cls, exp: Experiment) -> MedianStopSettings | None:
         """The Experiment's medianstop settings, None without early stopping; a value the
         linter rejects raises UserError (for callers that did not lint)."""
         name = exp.early_stopping_name

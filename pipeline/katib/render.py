@@ -14,9 +14,9 @@ import math
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
-
+from typing import Any
 
 from pipeline.errors import UserError
 from pipeline.katib.algorithms import render_style
@@ -56,6 +56,11 @@ def render_value(value: Any, style: str = PYTHON_STYLE) -> str:
     return text
 
 
+def placeholder(name: str) -> str:
+    """`${trialParameters.NAME}`: where the trial template takes the parameter's value."""
+    return "${trialParameters." + name + "}"
+
+
 def substitute(obj: Any, values: dict[str, str]) -> Any:
     """Plain string replace of `${trialParameters.NAME}` over `obj`'s JSON text.
 
@@ -64,7 +69,7 @@ def substitute(obj: Any, values: dict[str, str]) -> Any:
     """
     text = json.dumps(obj)
     for name, value in values.items():
-        text = text.replace("${trialParameters.%s}" % name, value)
+        text = text.replace(placeholder(name), value)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -6,8 +6,9 @@ How one trial gets its condition is `pipeline.katib.trial_rules`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from pipeline.katib.collector import UNAVAILABLE, go_parse_float
 from pipeline.katib.experiment import Objective
@@ -82,7 +83,7 @@ def optimal_trial(trials: Iterable[TrialOutcome], objective: Objective) -> tuple
 
 
 def counts(trials: Iterable[TrialOutcome]) -> dict[str, int]:
-    c = {s: 0 for s in COMPLETED}
+    c = dict.fromkeys(COMPLETED, 0)
     for t in trials:
         if t.state in c:
             c[t.state] += 1

@@ -37,12 +37,12 @@ class JobLimits:
     backoff_limit: int = 0  # pods started again after a failure (0 for a trial kind that is not a Job)
 
     @classmethod
-    def from_experiment(cls, exp: Experiment) -> "JobLimits":
+    def from_experiment(cls, exp: Experiment) -> JobLimits:
         job = exp.trial_spec.get("spec") or {}
         backoff = int(job.get("backoffLimit", DEFAULT_BACKOFF_LIMIT)) if exp.trial_spec.get("kind") == "Job" else 0
         return cls(deadline_s=job.get("activeDeadlineSeconds"), backoff_limit=backoff)
 
-    def starts_another_pod(self, end: "TrialEnd") -> bool:
+    def starts_another_pod(self, end: TrialEnd) -> bool:
         """Whether the Job controller replaces the pod that just ended: it crashed by itself (not
         stopped by the early-stopping rule, a kill or the deadline) and backoffLimit is not reached."""
         return end.crashed and end.attempts <= self.backoff_limit

@@ -4,11 +4,11 @@ applied to one Experiment, with a field path for every finding."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pipeline.errors import UserError
-from pipeline.katib import algorithms as rules
-from pipeline.katib import hyperband as katib_hyperband
+from pipeline.katib import algorithms as rules, hyperband as katib_hyperband
 from pipeline.katib.algorithms import go_atoi, py_float
 from pipeline.katib.experiment import Param
 from pipeline.lint.problems import Findings, as_dict, as_int, as_list, settings_of

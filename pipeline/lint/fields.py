@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -23,7 +23,7 @@ SWAGGER_FILE = "katib-v1beta1-swagger.json"
 CONFIG_FILE = "katib-config.json"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema_file(name: str) -> dict[str, Any]:
     return json.loads(resources.files("pipeline.katib").joinpath("schema", name).read_text(encoding="utf-8"))
 

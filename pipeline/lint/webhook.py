@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any
 
-from pipeline.katib import algorithms, goregex, medianstop
+from pipeline.katib import algorithms, goregex, medianstop, render
 from pipeline.lint.fields import check_job, katib_config
 from pipeline.lint.problems import Findings, as_dict, as_int, as_list, settings_of
 from trial.metrics import KATIB_METRIC_NAME
@@ -306,7 +306,7 @@ def check_trial_template(exp: dict[str, Any]) -> Findings:
                 f"{tp_path}[{i}].reference",
                 f"{ref!r} does not exist in spec.parameters ({', '.join(sorted(map(str, param_names - {None})))})",
             )
-        placeholder = "${trialParameters.%s}" % name
+        placeholder = render.placeholder(name)
         if placeholder not in text:
             found.error(
                 f"{tp_path}[{i}].name",

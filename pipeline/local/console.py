@@ -4,8 +4,8 @@ waits for after the Experiment ended, and the warnings gathered on the way."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import click
 

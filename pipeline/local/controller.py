@@ -17,14 +17,14 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pipeline.errors import UserError
-from pipeline.katib import collector as mc
-from pipeline.katib import status as ks
+from pipeline.katib import collector as mc, status as ks
 from pipeline.katib.budget import resume_refusal, with_budget
 from pipeline.katib.experiment import Experiment
 from pipeline.katib.medianstop import MedianStopSettings, StopCheck, threshold
@@ -39,7 +39,7 @@ from pipeline.local.study import Store, katib_state, outcome
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ class Mounts:
     created: list[str] = field(default_factory=list)  # "PATH -> FOLDER": writable mounts given one
 
     @classmethod
-    def resolve(cls, exp: Experiment, given: dict[str, str], out: Path) -> "Mounts":
+    def resolve(cls, exp: Experiment, given: dict[str, str], out: Path) -> Mounts:
         """--mount folders by container path, and the read-only mounts left unmapped (the trial's input,
         which only the user can provide). A writable mount left unmapped (asha's checkpoints) gets a
         folder of the run's own, OUT/volumes/NAME, kept across a resumed run like a PVC."""
@@ -47,5 +47,5 @@ class Mounts:
     def map_paths(self, text: str, extra: dict[str, str] | None = None) -> str:
         """`text` with every container path under a mount (longest first) replaced by its local folder."""
         for path, local in sorted({**self.folders, **(extra or {})}.items(), key=lambda kv: -len(kv[0])):
-            text = re.sub(r"(?<![\w.-])" + re.escape(path) + r"(?=/|$|[^\w.-])", lambda _m: local, text)
+            text = re.sub(r"(?<![\w.-])" + re.escape(path) + r"(?=/|$|[^\w.-])", lambda _m, local=local: local, text)
         return text

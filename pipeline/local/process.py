@@ -4,6 +4,7 @@ sidecar does, and put its end on the controller's event queue."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import queue
@@ -26,10 +27,8 @@ def _preexec() -> None:
     # Own process group (we stop the whole trial, children included) and die
     # with the dry-run even when it is SIGKILLed (Linux PR_SET_PDEATHSIG).
     os.setsid()
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 @dataclass
@@ -82,23 +81,17 @@ class TrialRun:
 def kill_group(proc: subprocess.Popen, grace: float = KILL_GRACE_S) -> None:
     """SIGTERM the trial's process group, SIGKILL what is left after `grace`."""
     if proc.poll() is not None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)  # stragglers of an exited leader
-        except (ProcessLookupError, PermissionError):
-            pass
         return
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     proc.wait()
 
 
@@ -125,7 +118,7 @@ class Runner:
             if run.metrics_path is not None and run.metrics_path.exists():
                 run.metrics_path.unlink()
         run.log_offset = run.log_path.stat().st_size if run.log_path.exists() else 0
-        log = open(run.log_path, "ab")
+        log = open(run.log_path, "ab")  # noqa: SIM115 - the pump thread owns it from here and closes it
         try:
             run.proc = subprocess.Popen(
                 run.argv,

@@ -17,11 +17,11 @@ with the parameters as the Katib strings the trial command is rendered from.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
-from pipeline.katib import collector as mc
-from pipeline.katib import status as ks
+from pipeline.katib import collector as mc, status as ks
 from pipeline.katib.render import render_value
 from pipeline.local import samplers
 from pipeline.local.hyperband import KATIB_ISSUES, HyperbandState, NotReady, SeenTrial
@@ -47,7 +47,7 @@ class Proposer(ABC):
         self.algorithm = algorithm
         self.store = store
 
-    def resume(self) -> None:
+    def resume(self) -> None:  # noqa: B027 - an optional hook, not abstract: a no-op by default
         """Take back the state a previous run of this study saved (none by default)."""
 
     @abstractmethod

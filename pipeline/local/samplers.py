@@ -181,7 +181,7 @@ class HyperoptSampler(_KatibSampler):
         if hist:
             tids = trials.new_trial_ids(len(hist))
             specs, results, miscs = [], [], []
-            for tid, (assign, value) in zip(tids, hist):
+            for tid, (assign, value) in zip(tids, hist, strict=True):
                 vals = {}
                 for p in self.params:
                     v = assign[p.name]
@@ -279,7 +279,7 @@ class SkoptSampler(_KatibSampler):
             self._batch_size = 1
         x = self._batch.pop(0)
         out = {}
-        for p, v in zip(self.params, x):
+        for p, v in zip(self.params, x, strict=True):
             out[p.name] = int(v) if p.type == "int" else float(v) if p.type == "double" else str(v)
         return out
 

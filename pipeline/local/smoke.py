@@ -9,8 +9,7 @@ from pathlib import Path
 
 from pipeline import lint
 from pipeline.errors import UserError
-from pipeline.katib import collector as mc
-from pipeline.katib import status as ks
+from pipeline.katib import collector as mc, status as ks
 from pipeline.local.controller import dry_run
 from pipeline.local.study import katib_state
 

@@ -18,8 +18,9 @@ import random
 import socket
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import optuna
 from filelock import FileLock, Timeout
@@ -27,8 +28,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.errors import UserError
-from pipeline.katib.status import RUNNING, TrialOutcome
 from pipeline.katib.collector import UNAVAILABLE
+from pipeline.katib.status import RUNNING, TrialOutcome
 from pipeline.katib.trial_rules import TrialEnd, Verdict
 
 INTERRUPTED = "Interrupted"  # local only: the dry-run stopped; the next run retries it

@@ -282,7 +282,7 @@ class BoundedHTTPServer(HTTPServer):
                 handler(request, client_address, self)
             except OSError:  # the client went away
                 pass
-            except Exception:
+            except Exception:  # noqa: BLE001 - socketserver's contract: any error of a request goes to handle_error
                 self.handle_error(request, client_address)
             finally:
                 self.shutdown_request(request)
@@ -384,7 +384,7 @@ def make_server(
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format, *args):  # noqa: A002 - http.server's signature
+        def log_message(self, format, *args):  # http.server's signature
             if not quiet:
                 super().log_message(format, *args)
 
@@ -402,7 +402,7 @@ def make_server(
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise BadRequest(f"not JSON: {exc}") from None
 
-        def do_GET(self):  # noqa: N802 - http.server's naming
+        def do_GET(self):  # http.server's naming
             self.read_whole = (self.headers.get("Content-Length") or "0") == "0"
             path = self.path.rstrip("/") or "/"
             if path in ("/", "/index.html"):
@@ -417,7 +417,7 @@ def make_server(
             else:
                 self._send(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}; try {model_path} or {v2_path}"})
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             if self.path not in (f"{model_path}:predict", f"{v2_path}/infer"):
                 self._send(
                     HTTPStatus.NOT_FOUND,

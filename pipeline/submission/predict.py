@@ -54,7 +54,8 @@ def predict_submission(
 
 
 def model_files(model_path: str | Path) -> list[Path]:
-    """model.keras itself, or the folder `train` wrote: its model.keras, or every member-K/model.keras of an ensemble."""
+    """model.keras itself, or the folder `train` wrote: its model.keras, or every member-K/model.keras of an
+    ensemble."""
     model_path = Path(model_path)
     if model_path.is_file():
         return [model_path]

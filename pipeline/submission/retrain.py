@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-
+from typing import Any
 
 from pipeline.errors import UserError
 from pipeline.katib.experiment import Experiment

@@ -20,8 +20,7 @@ import logging
 from typing import Any
 
 import grpc
-from kubeflow.katib import katib_api_pb2 as api
-from kubeflow.katib import katib_api_pb2_grpc as api_grpc
+from kubeflow.katib import katib_api_pb2 as api, katib_api_pb2_grpc as api_grpc
 
 from pipeline.errors import UserError
 from pipeline.katib import algorithms as rules

@@ -12,9 +12,10 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pipeline.errors import UserError
 from pipeline.workflow.definition import DEFAULT_IMAGE, Budget, build_pipeline, experiment_argument, pipeline_arguments

@@ -15,8 +15,9 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pipeline.errors import UserError
 from pipeline.katib.budget import resource_override_refusal, with_budget
