@@ -19,7 +19,7 @@ def request_bodies(batch: int, rows: int = 500) -> list[bytes]:
     with gzip.open(SAMPLE / "test.csv.gz", "rt") as fh:
         reader = csv.reader(fh)
         next(reader)  # the header
-        pixels = [[int(v) for v in row] for _, row in zip(range(rows), reader)]
+        pixels = [[int(v) for v in row] for _, row in zip(range(rows), reader, strict=False)]  # the first `rows`
     return [json.dumps({"instances": pixels[i : i + batch]}).encode() for i in range(0, len(pixels) - batch + 1, batch)]
 
 

@@ -17,7 +17,7 @@ def plot_errors(images, errors: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.9), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, error in zip(axes.flat, images, errors):
+    for ax, image, error in zip(axes.flat, images, errors, strict=False):  # the grid may have spare axes
         ax.imshow(image.reshape(28, 28), cmap="gray_r")
         ax.set_title(
             f"line {error['train_csv_line']}\nlabel {error['label']}, says {error['predicted']}\n"

@@ -114,7 +114,10 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
         def fig(d: dict) -> str:
             return f"{d['mean']} (sd {d['stdev']}, {d['min']}-{d['max']})"
 
-        what = f"epochs to val_accuracy {h['target_val_accuracy']} over {h['orders']} orders of {h['configurations']} configs"
+        what = (
+            f"epochs to val_accuracy {h['target_val_accuracy']} over {h['orders']} orders "
+            f"of {h['configurations']} configs"
+        )
         for name in ("random", "medianstop", "asha"):
             if name in h:
                 speedup = f", {h[name]['speedup_vs_random']}x vs random" if "speedup_vs_random" in h[name] else ""

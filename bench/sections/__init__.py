@@ -8,8 +8,8 @@ arguments), and the CLI's part: `add_arguments(group)` (its own flags; flops has
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from bench.sections import accuracy, asha, efficiency, flops, overhead, precision, profile, serve, throughput
 

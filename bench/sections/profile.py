@@ -80,7 +80,9 @@ def measure(data: Path, rows: int, out: Path, precision: str = "auto") -> dict:
         raise RuntimeError(f"{xplane}: TensorFlow's profiler could not read its own trace")
     table = json.loads(raw)[0]
     cols = [col["id"] for col in table["cols"]]
-    ops = [dict(zip(cols, [cell.get("v") if cell else None for cell in row["c"]])) for row in table["rows"]]
+    ops = [
+        dict(zip(cols, [cell.get("v") if cell else None for cell in row["c"]], strict=True)) for row in table["rows"]
+    ]
     by_type: collections.Counter = collections.Counter()
     for op in ops:
         if op["type"] != "IDLE":
