@@ -10,6 +10,7 @@ in x and y (best at x=0.5, y=3) that grows with the epoch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--counter", default=None)
     args, _unknown = p.parse_known_args(argv)
     if args.scores and args.counter:
-        n = len(open(args.counter).read()) if os.path.exists(args.counter) else 0
+        n = os.path.getsize(args.counter) if os.path.exists(args.counter) else 0  # one byte a run
         with open(args.counter, "a") as f:
             f.write("x")
         scores = [float(v) for v in args.scores.split(",")]
@@ -52,19 +53,22 @@ def main(argv=None) -> int:
         while True:
             time.sleep(1)
     base = args.score if args.score is not None else 1.0 - (args.x - 0.5) ** 2 - 0.1 * (args.y - 3) ** 2
-    out = open(args.file, "a") if args.file else sys.stdout
-    for epoch in range(1, args.epochs + 1):
-        acc = base - 0.1 / epoch
-        if args.mode == "silent":
-            print(f"epoch {epoch} done", flush=True)
-        elif args.mode == "nan":
-            print(f"epoch={epoch} {args.metric}=nan loss=nan", file=out, flush=True)
-        elif args.mode == "json":
-            print(json.dumps({"epoch": str(epoch), args.metric: str(acc), "loss": str(1 - acc)}), file=out, flush=True)
-        else:
-            print(f"epoch={epoch} {args.metric}={acc:.6f} loss={1 - acc:.6f}", file=out, flush=True)
-        if args.sleep:
-            time.sleep(args.sleep)
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(args.file, "a")) if args.file else sys.stdout
+        for epoch in range(1, args.epochs + 1):
+            acc = base - 0.1 / epoch
+            if args.mode == "silent":
+                print(f"epoch {epoch} done", flush=True)
+            elif args.mode == "nan":
+                print(f"epoch={epoch} {args.metric}=nan loss=nan", file=out, flush=True)
+            elif args.mode == "json":
+                print(
+                    json.dumps({"epoch": str(epoch), args.metric: str(acc), "loss": str(1 - acc)}), file=out, flush=True
+                )
+            else:
+                print(f"epoch={epoch} {args.metric}={acc:.6f} loss={1 - acc:.6f}", file=out, flush=True)
+            if args.sleep:
+                time.sleep(args.sleep)
     return 0
 
 
@@ -119,7 +123,7 @@ def experiment(
                 "apiVersion": "batch/v1",
                 "kind": "Job",
                 "spec": {
-                    **{"backoffLimit": 0},
+                    "backoffLimit": 0,
                     **(job_spec or {}),
                     "template": {
                         "spec": {

@@ -34,7 +34,8 @@ def test_accuracy_section_averages_members_on_one_hold_out(tmp_path, capsys):
     # Every hold-out error is listed, with a train.csv line that really holds that label, and drawn.
     assert len(result["errors"]) == round((1 - result["ensemble_val_accuracy"]) * 200)
     assert result["errors"], "one epoch on 1,800 rows should leave some errors to check"
-    lines = gzip.open(SAMPLE / "train.csv.gz", "rt").read().splitlines()
+    with gzip.open(SAMPLE / "train.csv.gz", "rt") as fh:
+        lines = fh.read().splitlines()
     for error in result["errors"]:
         assert error["label"] != error["predicted"]
         assert int(lines[error["train_csv_line"] - 1].split(",")[0]) == error["label"]

@@ -47,7 +47,7 @@ def ran(monkeypatch):
 
     for name, section in list(SECTIONS.items()):
         monkeypatch.setitem(SECTIONS, name, dataclasses.replace(section, run=stand_in(name)))
-    monkeypatch.setattr(machine, "accelerators", lambda: [])
+    monkeypatch.setattr(machine, "accelerators", list)
     return calls
 
 

@@ -34,8 +34,8 @@ def port(saved_model):
 def test_the_bodies_are_real_test_rows():
     import json
 
-    from trial.data import load_test
     from tests.conftest import SAMPLE
+    from trial.data import load_test
 
     rows = load_test(SAMPLE / "test.csv.gz").reshape(-1, 784)
     bodies = request_bodies(batch=3)

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from pipeline.errors import UserError
-from pipeline.lint import lint_experiment
 from pipeline.katib.experiment import parse_experiment, with_defaults
+from pipeline.lint import lint_experiment
 from tests.conftest import REPO, Ran, katib_digits
 
 GOOD_YAML = (REPO / "experiments" / "random.yaml").read_text()

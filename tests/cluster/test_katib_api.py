@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import threading
+from datetime import UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -56,7 +57,7 @@ class FakeKube:
         self.script: dict[tuple[str, str, bool], list] = {}
         self.stored: dict[str, dict] = {}  # name -> body POSTed
 
-    def on(self, method: str, plural: str, item: bool, *answers) -> "FakeKube":
+    def on(self, method: str, plural: str, item: bool, *answers) -> FakeKube:
         self.script[(method, plural, item)] = list(answers)
         return self
 
@@ -521,10 +522,10 @@ def test_an_image_that_cannot_be_pulled_fails_at_once_with_the_pods_reason(kube,
 
 def test_unschedulable_fails_after_the_grace_period_only():
     now = 1_800_000_000.0
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     def at(seconds_ago):
-        return datetime.fromtimestamp(now - seconds_ago, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(now - seconds_ago, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     message = "0/1 nodes are available: 1 Insufficient cpu."
     assert kb.pod_problem(pod(scheduled=(message, at(10))), "StdOut", now) is None

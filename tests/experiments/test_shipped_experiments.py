@@ -10,11 +10,10 @@ import math
 
 import pytest
 
-from pipeline.lint import lint_experiment
 from pipeline.katib.algorithms import grid_points, hyperband_min_parallel
-from pipeline.katib.experiment import Experiment
+from pipeline.katib.experiment import Experiment, load_experiment
 from pipeline.katib.render import trial_argv
-from pipeline.katib.experiment import load_experiment
+from pipeline.lint import lint_experiment
 from tests.conftest import REPO
 from trial.cli import build_parser
 
@@ -187,7 +186,10 @@ def _samples(exp):
     Python would print with an exponent (1e-05) where a double allows it."""
     if exp["spec"]["algorithm"]["algorithmName"] == "grid":
         points = grid_points(Experiment(exp).parameters)
-        return [dict(zip(points, combo)) for combo in itertools.islice(itertools.product(*points.values()), 0, None, 5)]
+        return [
+            dict(zip(points, combo, strict=True))
+            for combo in itertools.islice(itertools.product(*points.values()), 0, None, 5)
+        ]
     out = []
     for pick in ("min", "max", "mid"):
         values = {}

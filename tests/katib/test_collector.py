@@ -7,15 +7,15 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pipeline.katib import collector as mc
 from pipeline.errors import UserError
+from pipeline.katib import collector as mc
 from pipeline.katib.experiment import Experiment
 
 NAMES = ["accuracy", "loss"]
 
 
 def logs(text, names=NAMES, fmt="TEXT", filters=None):
-    return [(l.name, l.value) for l in mc.parse_logs(text, names, fmt, filters)]
+    return [(m.name, m.value) for m in mc.parse_logs(text, names, fmt, filters)]
 
 
 def test_real_trial_line():
@@ -171,7 +171,7 @@ def test_unsupported_collector_kind():
 @given(st.text())
 def test_arbitrary_text_never_crashes(text):
     got = mc.collect(spec(), text)
-    assert got.available == any(l.name == "accuracy" for l in mc.parse_logs(text, NAMES))
+    assert got.available == any(m.name == "accuracy" for m in mc.parse_logs(text, NAMES))
 
 
 @settings(max_examples=100, deadline=None)

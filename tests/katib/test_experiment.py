@@ -6,10 +6,10 @@ import pytest
 
 from pipeline.errors import UserError
 from pipeline.katib.experiment import (
-    Experiment,
     JOB_FAILURE_CONDITION,
     JOB_SUCCESS_CONDITION,
     KUBEFLOW_JOB_SUCCESS_CONDITION,
+    Experiment,
     load_experiment,
     parse_experiment,
     with_defaults,
@@ -130,7 +130,7 @@ def test_typed_view_reads_the_defaulted_spec():
     assert obj.strategy() == "max" and obj.strategy("loss") == "max"  # Katib's default follows the type
     assert obj.reached(0.99) and not obj.reached(0.98) and obj.better(0.5, 0.4)
     with pytest.raises(UserError, match=r"spec.parameters\[2\].feasibleSpace: both min and max"):
-        exp.parameters
+        _ = exp.parameters
     assert exp.collector_kind == "StdOut" and exp.source == "m.yaml"
     exp.raw["spec"]["parameters"].pop()
     lr, opt = exp.parameters

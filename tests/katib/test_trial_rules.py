@@ -43,7 +43,8 @@ def test_succeeded_keeps_katibs_observation():
             TrialEnd(returncode=1, attempts=3),
             "Failed",
             "TrialFailed. Job reason: BackoffLimitExceeded",
-            "Trial has failed. Job message: Job has reached the specified backoff limit (exit code 1 after 3 attempt(s))",
+            "Trial has failed. Job message: Job has reached the specified backoff limit "
+            "(exit code 1 after 3 attempt(s))",
         ),
         (
             TrialEnd(returncode=-15, timed_out=True),

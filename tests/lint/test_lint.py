@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipeline.errors import UserError
 from pipeline.cli.lint import lint_command
-from pipeline.lint import lint_experiment, load
+from pipeline.errors import UserError
 from pipeline.katib.algorithms import hyperband_min_parallel
-from pipeline.lint.fields import CONFIG_FILE, SWAGGER_FILE, load_schema_file
 from pipeline.katib.experiment import load_experiment
+from pipeline.lint import lint_experiment, load
+from pipeline.lint.fields import CONFIG_FILE, SWAGGER_FILE, load_schema_file
 from tests.conftest import REPO, katib_digits
 
 EXPERIMENTS = REPO / "experiments"

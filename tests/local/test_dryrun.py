@@ -9,9 +9,9 @@ import re
 import pytest
 import yaml
 
+from pipeline.errors import UserError
 from pipeline.local.controller import run_experiment
 from pipeline.local.smoke import smoke_check
-from pipeline.errors import UserError
 from tests.conftest import REPO, katib_digits
 from tests.fake_trial import experiment
 
@@ -40,6 +40,12 @@ def condition(status):
     return c["type"], c["reason"]
 
 
+def trial_rows(tmp_path) -> list[dict[str, str]]:
+    """The run's trials.csv, one dict a trial."""
+    with open(tmp_path / "out" / "trials.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 @pytest.mark.process
 def test_max_trials_reached_and_katib_shape(tmp_path):
     status = run(tmp_path, experiment(max_trials=5, parallel=2, settings={"random_state": 1}))
@@ -52,7 +58,7 @@ def test_max_trials_reached_and_katib_shape(tmp_path):
     assert set(metrics) == {"accuracy", "loss"}
     assert all(isinstance(v, str) for m in metrics.values() for v in m.values())
     # the best trial's accuracy is the max of all trials' max accuracies
-    rows = list(csv.DictReader(open(tmp_path / "out" / "trials.csv")))
+    rows = trial_rows(tmp_path)
     assert len(rows) == 5 and max(float(r["objective"]) for r in rows) == float(metrics["accuracy"]["max"])
     on_disk = json.loads((tmp_path / "out" / "experiment.json").read_text())
     assert on_disk["kind"] == "Experiment" and on_disk["spec"]["parallelTrialCount"] == 2
@@ -88,7 +94,7 @@ def test_grid_exhausted_without_max_trial_count(tmp_path):
         tmp_path, experiment(algorithm="grid", parameters=params, max_trials=None, parallel=2, args=["--epochs=1"])
     )
     assert condition(status) == ("Succeeded", "ExperimentSuggestionEndReached")
-    seen = {(a["x"], a["y"]) for a in (dict(r) for r in csv.DictReader(open(tmp_path / "out" / "trials.csv")))}
+    seen = {(a["x"], a["y"]) for a in trial_rows(tmp_path)}
     assert seen == {(x, y) for x in ("0.1", "0.2", "0.30000000000000004") for y in ("2", "3")}
 
 
@@ -116,7 +122,7 @@ def test_medianstop_end_to_end(tmp_path):
     )
     status = run(tmp_path, exp)
     assert states(status)["trialsSucceeded"] == 3 and states(status)["trialsEarlyStopped"] == 1
-    rows = {r["state"]: r for r in csv.DictReader(open(tmp_path / "out" / "trials.csv"))}
+    rows = {r["state"]: r for r in trial_rows(tmp_path)}
     stopped_log = (tmp_path / "out" / "trials" / rows["EarlyStopped"]["name"] / "trial.log").read_text()
     assert "epoch=2" in stopped_log and "epoch=4" not in stopped_log
     assert rows["EarlyStopped"]["reason"] == "TrialEarlyStopped"
@@ -189,7 +195,7 @@ def test_hyperband_runs_as_far_as_katib_does(tmp_path):
     )
     status = run(tmp_path, exp)
     assert condition(status) == ("Succeeded", "ExperimentMaxTrialsReached")
-    rows = list(csv.DictReader(open(tmp_path / "out" / "trials.csv")))
+    rows = trial_rows(tmp_path)
     assert [int(r["epochs"]) for r in rows] == [1, 1, 2]
     assert all(re.fullmatch(r"fake-[bcdfghjklmnpqrstvwxz2456789]{8}", r["name"]) for r in rows)  # item 9
     first = sorted(rows[:2], key=lambda r: float(r["objective"]))[-1]

@@ -122,7 +122,7 @@ def test_hyperband_refusal_is_what_stalls(open_store):
     proposer = proposer_for(alg, store)
     rung = list(proposer.propose(2))
     assert [p.assignments["epochs"] for p in rung] == ["1", "1"] and rung[0].attrs["rung"] == "s=1,i=0"
-    for i, (p, acc) in enumerate(zip(rung, ("0.4", "0.6"))):
+    for i, (p, acc) in enumerate(zip(rung, ("0.4", "0.6"), strict=True)):
         start(store, p, f"t{i}")
         succeed(store, p, acc)
     assert list(proposer.propose(2)) == []

@@ -108,7 +108,7 @@ class Oracle:
                     raise RuntimeError(f"katib-oracle exited (code {self.proc.poll()}) on {str(r)[:300]}")
                 answers.append(json.loads(line))
             writer.join()
-        for r, a in zip(requests, answers):
+        for r, a in zip(requests, answers, strict=True):
             if not a.get("ok"):
                 raise AssertionError(f"the oracle refused the request {str(r)[:300]}: {a.get('error')}")
         return answers

@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from pipeline.errors import UserError
 from pipeline.katib.collector import CollectorSpec, MetricsFormatError, collect, parse_logs
@@ -127,7 +126,7 @@ def _ours(text: str, fmt: str, filters: list[str] | None):
     spec = CollectorSpec(
         objective=METRICS[0],
         metric_names=METRICS,
-        strategies={m: "max" for m in METRICS},
+        strategies=dict.fromkeys(METRICS, "max"),
         kind="File",
         file_format=fmt,
         path="/var/log/katib/metrics.log",

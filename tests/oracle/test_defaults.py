@@ -4,8 +4,7 @@ on every field SetDefault fills."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from pipeline.katib.experiment import with_defaults
 from tests.oracle.conftest import hypothesis_settings
@@ -68,7 +67,7 @@ def _check(oracle, exp):
     theirs = _view(answer["experiment"]["spec"])
     ours = _view(with_defaults(exp)["spec"])
     if theirs["httpGet"]:  # Go's IntOrString port: 8080 either way
-        theirs["httpGet"] = {k: v for k, v in theirs["httpGet"].items()}
+        theirs["httpGet"] = dict(theirs["httpGet"])
     assert ours == theirs, exp
 
 

@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from kubeflow.katib import katib_api_pb2 as api
 
 from pipeline.katib.algorithms import HyperbandPlan

@@ -4,8 +4,7 @@ Our pipeline.katib.goregex must say the same for generated and hand-picked patte
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from pipeline.katib import goregex
 from tests.oracle.conftest import hypothesis_settings
@@ -130,7 +129,7 @@ def _theirs(answer: dict) -> tuple[bool, int | None]:
 
 def test_hand_picked_patterns_compile_as_in_go(oracle):
     answers = oracle.ask_many([{"op": "regex", "pattern": p} for p in HAND_PICKED])
-    differ = [(p, _ours(p), _theirs(a)) for p, a in zip(HAND_PICKED, answers) if _ours(p) != _theirs(a)]
+    differ = [(p, _ours(p), _theirs(a)) for p, a in zip(HAND_PICKED, answers, strict=True) if _ours(p) != _theirs(a)]
     assert not differ, differ
 
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from pipeline.errors import UserError
 from pipeline.katib.experiment import Experiment, with_defaults

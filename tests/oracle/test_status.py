@@ -4,8 +4,7 @@ currentOptimalTrial, the counts and the end condition) against pipeline.katib.st
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from pipeline.katib.collector import Observation, objective_value
 from pipeline.katib.experiment import Experiment, with_defaults

@@ -49,7 +49,7 @@ def _katib_fields(answer: dict) -> list[str] | None:
 
 def _admission_errors(exp: dict) -> list[str]:
     """Our errors that claim Katib's admission rejects the Experiment."""
-    later = {p for p in check_algorithm_settings(with_defaults(exp))}
+    later = set(check_algorithm_settings(with_defaults(exp)))
     return [
         p.path
         for p in lint_experiment(exp)
@@ -101,14 +101,14 @@ def test_hand_mutated_templates_admitted_as_katib_does(oracle, how):
 
 
 def test_shipped_and_katib_examples_admitted_as_katib_does(oracle, shared_katib):
+    from pipeline.katib.algorithms import is_extension
     from pipeline.katib.experiment import load_experiment
     from tests.conftest import REPO
-    from pipeline.katib.algorithms import is_extension
 
     paths = sorted((REPO / "experiments").glob("*.yaml")) + sorted((shared_katib / "examples").glob("*.yaml"))
     exps = [load_experiment(p) for p in paths]
     answers = oracle.ask_many([{"op": "validate", "experiment": e, "namespace": "default"} for e in exps])
-    for path, exp, answer in zip(paths, exps, answers):
+    for path, exp, answer in zip(paths, exps, answers, strict=True):
         if is_extension(exp["spec"]["algorithm"]["algorithmName"]):
             # Our own service (asha): Katib's standalone katib-config lacks it, and that is all Katib
             # rejects (lint says so as a note: deploy/katib-config/asha.yaml registers it); the rest of

@@ -57,10 +57,10 @@ def ours(image: str) -> bool:
 
 
 def test_the_tag_is_the_package_version():
-    assert VERSION == pyproject_version(), (
+    assert pyproject_version() == VERSION, (
         f"the installed metadata says {VERSION}, pyproject.toml {pyproject_version()}: run `make setup`"
     )
-    assert IMAGE == f"katib-digits:{pyproject_version()}"
+    assert f"katib-digits:{pyproject_version()}" == IMAGE
 
 
 @pytest.mark.process

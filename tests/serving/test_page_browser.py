@@ -37,7 +37,8 @@ INK = 128  # a source pixel is drawn when it is at least this bright
 MIN_MATCHES = 16
 ANSWERED = """() => {
   const r = document.getElementById("result");
-  return ["done", "error"].includes(r.dataset.state) && r.dataset.version === document.getElementById("pad").dataset.version;
+  return ["done", "error"].includes(r.dataset.state)
+    && r.dataset.version === document.getElementById("pad").dataset.version;
 }"""
 
 

@@ -1,4 +1,5 @@
-"""pipeline.submission.retrain: best trial -> retrain flags -> model -> submission.csv, and the train/predict commands."""
+"""pipeline.submission.retrain: best trial -> retrain flags -> model -> submission.csv, and the train and predict
+commands."""
 
 from __future__ import annotations
 

@@ -16,11 +16,10 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from kubeflow.katib import katib_api_pb2 as api
-from kubeflow.katib import katib_api_pb2_grpc as api_grpc
+from kubeflow.katib import katib_api_pb2 as api, katib_api_pb2_grpc as api_grpc
 
 from pipeline.suggestion.server import start
-from pipeline.suggestion.service import HEALTH_SERVICE, AshaService, Aborted, InProcess
+from pipeline.suggestion.service import HEALTH_SERVICE, Aborted, AshaService, InProcess
 from tests.conftest import REPO
 from tests.suggestion.katib_controller import TIMEOUT_S, Controller, FakeTrial, asha_experiment, convert_experiment
 

@@ -130,7 +130,7 @@ def test_a_snapshot_round_trips_weights_optimizer_and_generators(tmp_path, train
     snapshot, _ = store.latest()
     assert snapshot.epochs == 2 and snapshot.history == history(2)
     model = store.load_model(snapshot)
-    for a, b in zip(trained.weights, model.weights):
+    for a, b in zip(trained.weights, model.weights, strict=True):
         assert np.array_equal(a.numpy(), b.numpy())
     assert [v.numpy().tolist() for v in trained.optimizer.variables] == [
         v.numpy().tolist() for v in model.optimizer.variables

@@ -276,7 +276,7 @@ def test_fused_batch_norm_trains_as_kerass_own_batch_norm(policy, tolerance):
         for _ in range(3):
             got, want = step(fused), step(plain)
         assert got[0].dtype == want[0].dtype == keras.mixed_precision.global_policy().compute_dtype
-        for a, b in zip(got, want):
+        for a, b in zip(got, want, strict=True):
             np.testing.assert_allclose(
                 np.asarray(tf.cast(a, tf.float32)), np.asarray(tf.cast(b, tf.float32)), rtol=tolerance, atol=tolerance
             )

@@ -5,6 +5,7 @@ run link, the component files, the reports and the submission's row check."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from kfp import components
@@ -175,7 +176,7 @@ def test_submit_passes_the_login_and_returns_the_ui_link(monkeypatch, tmp_path):
 
         def create_run_from_pipeline_package(self, package, **kwargs):
             made["run"] = kwargs
-            made["package"] = open(package).read()
+            made["package"] = Path(package).read_text()
             return type("Run", (), {"run_id": "r-42"})()
 
     monkeypatch.setattr(kfp, "Client", Recorder)

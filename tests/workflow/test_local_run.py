@@ -111,7 +111,7 @@ def bad_layout_data(tmp_path):
     data.mkdir()
     shutil.copy(SAMPLE / "test.csv.gz", data / "test.csv.gz")
     with gzip.open(SAMPLE / "test.csv.gz", "rt") as src, open(data / "train.csv", "w") as dst:
-        dst.writelines(line for _, line in zip(range(5), src))  # a test file where train.csv should be
+        dst.writelines(line for _, line in zip(range(5), src, strict=False))  # a test file where train.csv should be
     return data
 
 
