@@ -93,6 +93,7 @@ class Store:
             if path.exists():
                 break
         self.unusable = path
+        assert problem is not None  # every turn that did not return found one
         return None, f"checkpoint at {path} not used ({_one_line(problem)})"
 
     def _mismatch(self, state, epochs: int) -> str | None:

@@ -148,9 +148,9 @@ def _check_ranges(path: Path, table: np.ndarray, columns: list[str]) -> np.ndarr
                 f"{path}: line {bad[0] + 2}, column label: {labels[bad[0]]:g} is out of range, expected 0-9"
             )
     pixels = table[:, first_pixel:]
-    bad = np.argwhere((pixels < 0) | (pixels > 255))
-    if bad.size:
-        row, col = bad[0]
+    bad_cells = np.argwhere((pixels < 0) | (pixels > 255))
+    if bad_cells.size:
+        row, col = bad_cells[0]
         raise DataError(
             f"{path}: line {row + 2}, column {columns[col + first_pixel]}: {pixels[row, col]:g} is out of range, "
             "expected 0-255"

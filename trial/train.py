@@ -28,7 +28,9 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int):
+def split(
+    x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
     """Shuffle once with `seed`, then hold out the last `val_fraction` of rows."""
     order = np.random.default_rng(seed).permutation(len(x))
     n_val = int(round(len(x) * val_fraction))

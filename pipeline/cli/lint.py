@@ -91,7 +91,9 @@ def lint_command(
         }
         click.echo(json.dumps({"files": reports, **{f"{s}s": n for s, n in counts.items()}}, indent=2))
     elif not show_defaults:
-        counts = [sum(p["severity"] == s for r in reports for p in r.get("problems", [])) for s in (ERROR, WARNING)]
+        n_errors, n_warnings = (
+            sum(p["severity"] == s for r in reports for p in r.get("problems", [])) for s in (ERROR, WARNING)
+        )
         verdict = "invalid" if failed or unreadable else "ok"
-        click.echo(f"lint: {len(files)} file(s), {counts[0]} error(s), {counts[1]} warning(s): {verdict}", err=True)
+        click.echo(f"lint: {len(files)} file(s), {n_errors} error(s), {n_warnings} warning(s): {verdict}", err=True)
     ctx.exit(2 if unreadable else 1 if failed else 0)

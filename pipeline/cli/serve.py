@@ -39,8 +39,9 @@ def serve_command(model, name, host, port, max_instances):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     predictor = Predictor(model, name)
     server = make_server(predictor, host, port, max_instances)
-    bound = server.server_address
-    base = f"http://{bound[0]}:{bound[1]}"
+    bound_host, bound_port = server.server_address[:2]
+    assert isinstance(bound_host, str)  # an AF_INET(6) server's address is (host, port, ...)
+    base = f"http://{bound_host}:{bound_port}"
     click.echo(
         f"serving {predictor.saved_model or model} as {name!r}: POST {base}/v1/models/{name}:predict or "
         f"{base}/v2/models/{name}/infer; draw a digit at {base}/",

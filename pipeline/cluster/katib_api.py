@@ -157,7 +157,7 @@ def _status_message(exc: Exception) -> str:
     # The API server answers errors with a v1 Status whose `message` says why.
     body = getattr(exc, "body", None)
     try:
-        return json.loads(body).get("message") or str(body)
+        return json.loads(body or "").get("message") or str(body)
     except (TypeError, ValueError, AttributeError):
         return (str(body) if body else "") or getattr(exc, "reason", "") or str(exc)
 
@@ -550,7 +550,9 @@ class _Session:
 
     def suggestion_trouble(self, name: str, now: float) -> str | None:
         suggestion = self.suggestion(name)
-        if not any(c.get("type") == "DeploymentReady" and c.get("status") == "False" for c in conditions(suggestion)):
+        if suggestion is None or not any(
+            c.get("type") == "DeploymentReady" and c.get("status") == "False" for c in conditions(suggestion)
+        ):
             return None  # not made yet, or its service is up: no need to read its pods
         selector = f"{SUGGESTION_DEPLOYMENT_LABEL}={suggestion_deployment(suggestion)}"
         try:

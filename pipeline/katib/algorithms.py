@@ -238,14 +238,14 @@ def grid_points(params: list[Param]) -> dict[str, list[Any]]:
             step = int(p.step) if p.step else 1
             if step <= 0:
                 raise ValueError(f"parameter {p.name!r}: step must be > 0")
-            combos[p.name] = list(range(int(p.min), int(p.max) + 1, step))
+            combos[p.name] = list(range(int(p.low), int(p.high) + 1, step))
         else:
             if not p.step:
                 raise ValueError(f"parameter {p.name!r}: step is nil; for a grid every double needs a step")
             if p.step <= 0:
                 raise ValueError(f"parameter {p.name!r}: step must be > 0")
-            values = np.arange(p.min, p.max + p.step, p.step)
-            if len(values) and values[-1] > p.max:
+            values = np.arange(p.low, p.high + p.step, p.step)
+            if len(values) and values[-1] > p.high:
                 values = values[:-1]
             combos[p.name] = [float(v) for v in values]
     return combos
@@ -360,7 +360,7 @@ def asha_problems(settings: dict[str, str], params: list[Param]) -> list[tuple[s
                 f"resource_name {resource!r} must be an int parameter (the epochs budget), found {param.type}",
             )
         ]
-    low, high = int(param.min), int(param.max)
+    low, high = int(param.low), int(param.high)
     top = typed.get("max_resource", high)
     if typed["min_resource"] < low:
         out.append(("min_resource", f"min_resource {typed['min_resource']} is below parameter {resource}'s min {low}"))
@@ -393,7 +393,7 @@ def asha_plan(settings: dict[str, str], params: list[Param], experiment_name: st
     return AshaPlan(
         typed["eta"],
         typed["min_resource"],
-        typed.get("max_resource", int(resource.max)),
+        typed.get("max_resource", int(resource.high)),
         typed["resource_name"],
         seed,
         typed["base_sampler"],

@@ -126,7 +126,7 @@ def resource_flags(exp: Experiment) -> tuple[str, ...]:
     if name is None or name not in {p.name for p in exp.parameters}:
         return ()
     samples = {
-        p.name: _MARK if p.name == name else p.choices[0] if p.choices else int(p.min) if p.type == "int" else p.min
+        p.name: _MARK if p.name == name else p.choices[0] if p.choices else int(p.low) if p.type == "int" else p.low
         for p in exp.parameters
     }
     argv = trial_argv(exp, samples)

@@ -243,10 +243,13 @@ def observe(logs: list[MetricLog], metric_names: list[str]) -> Observation:
         if value is not None:
             if metric["min"] == UNAVAILABLE:
                 metric["min"] = metric["max"] = log.value
-            elif value < go_parse_float(metric["min"]):
-                metric["min"] = log.value
-            elif value > go_parse_float(metric["max"]):  # Katib's else-if, kept on purpose
-                metric["max"] = log.value
+            else:
+                low, high = go_parse_float(metric["min"]), go_parse_float(metric["max"])
+                assert low is not None and high is not None  # only values Go parses are kept
+                if value < low:
+                    metric["min"] = log.value
+                elif value > high:  # Katib's else-if, kept on purpose
+                    metric["max"] = log.value
         key = timestamp_key(log.timestamp)
         if log.name not in latest_key or not latest_key[log.name] > key:
             latest_key[log.name] = key

@@ -249,6 +249,20 @@ class Param:
     def numeric(self) -> bool:
         return self.type in ("int", "double")
 
+    @property
+    def low(self) -> float:
+        """A numeric parameter's feasibleSpace.min (`from_spec` refuses one without it)."""
+        if self.min is None:
+            raise ValueError(f"parameter {self.name!r} ({self.type}) has no min")
+        return self.min
+
+    @property
+    def high(self) -> float:
+        """A numeric parameter's feasibleSpace.max (`from_spec` refuses one without it)."""
+        if self.max is None:
+            raise ValueError(f"parameter {self.name!r} ({self.type}) has no max")
+        return self.max
+
 
 @dataclass(frozen=True)
 class Objective:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re as _pyre
 from dataclasses import dataclass
+from typing import Any
 
 import re2
 
@@ -38,7 +39,7 @@ class GoRegexError(ValueError):
 @dataclass(frozen=True)
 class Filter:
     pattern: str
-    compiled: object  # an re2 pattern
+    compiled: Any  # an re2 pattern (google-re2 ships no types)
 
     def finditer(self, line: str):
         """Go's FindAllStringSubmatch: like finditer, but an empty match right after the

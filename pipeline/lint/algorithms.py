@@ -285,7 +285,7 @@ SPACE_RULES: dict[str, Callable[[dict[str, Any], str, Findings], None]] = {
 
 def check_algorithm_settings(exp: dict[str, Any]) -> Findings:
     found = Findings()
-    name = as_dict(as_dict(exp.get("spec")).get("algorithm")).get("algorithmName")
+    name = str(as_dict(as_dict(exp.get("spec")).get("algorithm")).get("algorithmName") or "")
     service = rules.ALGORITHMS.get(name)
     if service:
         _settings(exp, name, found)

@@ -21,8 +21,8 @@ def _sample_value(param: dict[str, Any]) -> Any:
     if param.get("parameterType") in ("categorical", "discrete"):
         values = as_list(space.get("list"))
         return values[0] if values else ""
-    low = float(space.get("min"))
-    high = float(space.get("max"))
+    low = float(space["min"])  # KeyError, TypeError, ValueError: a template lint_trial cannot render
+    high = float(space["max"])
     middle = (low * high) ** 0.5 if space.get("distribution") == "logUniform" and low > 0 else (low + high) / 2
     return int(round(middle)) if param.get("parameterType") == "int" else middle
 

@@ -162,7 +162,7 @@ def check_parameters(exp: dict[str, Any]) -> Findings:
         found.error("spec.parameters", "spec.parameters or spec.nasConfig must be specified")
     if params and spec.get("nasConfig") is not None:
         found.error("spec", "only one of spec.parameters and spec.nasConfig can be specified")
-    seen: set[str] = set()
+    seen: set[Any] = set()  # the names as the YAML has them, whatever their type
     for i, param in enumerate(params):
         param, path = as_dict(param), f"spec.parameters[{i}]"
         name, ptype = param.get("name"), param.get("parameterType")
@@ -238,7 +238,7 @@ def is_meta_key(reference: str) -> bool:
     if key in META_KEYS:
         return True
     sub = re.search(r"(.+)\[(.+)]", key)
-    return bool(sub) and sub.group(1) in META_KEYS
+    return sub is not None and sub.group(1) in META_KEYS
 
 
 def check_trial_template(exp: dict[str, Any]) -> Findings:
@@ -418,7 +418,8 @@ def check_metrics_collector(exp: dict[str, Any]) -> Findings:
     elif kind == "PrometheusMetric":
         http = as_dict(source.get("httpGet"))
         port = http.get("port")
-        if _number(port, True) is None or int(port) <= 0:
+        number = _number(port, True)
+        if number is None or number <= 0:
             found.error(f"{path}.source.httpGet.port", f"{port!r}: must be a positive integer")
         if not str(http.get("path", "")).startswith("/"):
             found.error(f"{path}.source.httpGet.path", f"{http.get('path')!r}: must start with '/'")

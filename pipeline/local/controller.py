@@ -106,10 +106,12 @@ class DryRun:
         extra_mounts: dict[str, str] = {}
         metrics_path = None
         if self.cspec.kind == "File":
+            path = self.cspec.path
+            assert path is not None  # a File collector without its path does not pass lint.load
             # Katib mounts an emptyDir at the metrics file's folder; here, a folder per trial.
-            folder = os.path.dirname(self.cspec.path)
+            folder = os.path.dirname(path)
             extra_mounts[folder] = str((trial_dir / "metrics").resolve())
-            metrics_path = Path(extra_mounts[folder]) / os.path.basename(self.cspec.path)
+            metrics_path = Path(extra_mounts[folder]) / os.path.basename(path)
         argv = trial_argv(
             self.exp,
             strings,
@@ -294,7 +296,8 @@ class DryRun:
             pass
         now = time.time()
         for run in list(self.active.values()):
-            if run.deadline and now >= run.deadline and not run.timed_out:
+            # (run.proc is None for a command that could not start: its exit is already queued)
+            if run.deadline and now >= run.deadline and not run.timed_out and run.proc is not None:
                 run.timed_out = True
                 kill_group(run.proc)
 

@@ -76,8 +76,8 @@ class Hyperband:
                 lows.append(min(values))
                 highs.append(max(values))
             else:
-                lows.append(float(p.min))
-                highs.append(float(p.max))
+                lows.append(float(p.low))
+                highs.append(float(p.high))
         x = self.rng.uniform(lows, highs, size=(1, len(lows)))[0]
         out: dict[str, str] = {}
         k = 0

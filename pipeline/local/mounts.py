@@ -5,11 +5,17 @@ in the trial's arguments and env rewritten to the local folders."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import UserError
 from pipeline.katib.experiment import Experiment
+
+
+def _as_is(text: str) -> Callable[[re.Match[str]], str]:
+    """A re.sub replacement that inserts `text` as it is (a folder's backslashes are no escapes)."""
+    return lambda _match: text
 
 
 @dataclass(frozen=True)
@@ -47,5 +53,5 @@ class Mounts:
     def map_paths(self, text: str, extra: dict[str, str] | None = None) -> str:
         """`text` with every container path under a mount (longest first) replaced by its local folder."""
         for path, local in sorted({**self.folders, **(extra or {})}.items(), key=lambda kv: -len(kv[0])):
-            text = re.sub(r"(?<![\w.-])" + re.escape(path) + r"(?=/|$|[^\w.-])", lambda _m, local=local: local, text)
+            text = re.sub(r"(?<![\w.-])" + re.escape(path) + r"(?=/|$|[^\w.-])", _as_is(local), text)
         return text

@@ -8,14 +8,18 @@ import csv
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.katib import status as ks
 from pipeline.katib.experiment import Experiment, Objective
 from pipeline.local.study import katib_state, outcome
+
+if TYPE_CHECKING:
+    import optuna
 
 INTERRUPTED_ANNOTATION = "katib-digits/interrupted-by-signal"  # the signal that stopped the run
 
@@ -39,16 +43,18 @@ class Snapshot:
     hang: str | None = None  # where Katib would stay Running forever (the local run stopped there)
 
 
-def _ts(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
+def _utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ts(epoch: float | None) -> str | None:
+    return None if epoch is None else _utc(epoch)
 
 
 def experiment_object(snap: Snapshot) -> dict[str, Any]:
     """Katib's Experiment with status, built from the study's trials."""
     exp = snap.experiment
-    now = _ts(time.time())
+    now = _utc(time.time())
     outcomes = [outcome(t) for t in snap.trials]
     status: dict[str, Any] = {"startTime": snap.start_time, "trials": len(outcomes)}
     for state, list_key, count_key in ks.STATUS_LISTS:
@@ -150,7 +156,7 @@ def write_html(snap: Snapshot, path: Path) -> None:
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     parts = []
     js: bool = True  # embed plotly.js once: the report opens offline
-    plots = [
+    plots: list[tuple[str, Callable[[optuna.Study], Any]]] = [
         ("Optimization history", vis.plot_optimization_history),
         ("Parameter importances", vis.plot_param_importances),
         ("Parallel coordinates", vis.plot_parallel_coordinate),

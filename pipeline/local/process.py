@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pipeline.katib import collector as mc
 from pipeline.katib.medianstop import StopCheck
@@ -134,30 +134,31 @@ class Runner:
             run.returncode = 127
             self.events.put(("exit", run, run.attempt))
             return
-        threading.Thread(target=self._pump, args=(run, log, run.attempt), daemon=True).start()
+        threading.Thread(target=self._pump, args=(run, run.proc, log, run.attempt), daemon=True).start()
         if run.stop is not None and run.metrics_path is not None:
-            threading.Thread(target=self._tail_file, args=(run, run.proc), daemon=True).start()
+            args = (run, run.proc, run.stop, run.metrics_path)
+            threading.Thread(target=self._tail_file, args=args, daemon=True).start()
 
-    def _pump(self, run: TrialRun, log, attempt: int) -> None:
+    def _pump(self, run: TrialRun, proc: subprocess.Popen, log: BinaryIO, attempt: int) -> None:
         # Blocking reads, one thread per trial: no polling, no parent-side parsing
         # unless early stopping needs it (the StdOut collector reads the same bytes).
-        proc = run.proc
-        watch = run.stop is not None and run.metrics_path is None
+        assert proc.stdout is not None  # started with stdout=PIPE
+        watch = run.stop if run.metrics_path is None else None
         with log:
             for raw in proc.stdout:
                 log.write(raw)
-                if watch and not run.stop.done:
+                if watch is not None and not watch.done:
                     log.flush()
                     self._check(run, raw.decode("utf-8", "replace").rstrip("\r\n"))
         proc.stdout.close()
         run.returncode = proc.wait()
         self.events.put(("exit", run, attempt))
 
-    def _tail_file(self, run: TrialRun, proc: subprocess.Popen) -> None:
+    def _tail_file(self, run: TrialRun, proc: subprocess.Popen, stop: StopCheck, metrics_path: Path) -> None:
         pos, buf = 0, b""
-        while not run.stop.done:
+        while not stop.done:
             try:
-                with open(run.metrics_path, "rb") as f:
+                with open(metrics_path, "rb") as f:
                     f.seek(pos)
                     chunk = f.read()
             except FileNotFoundError:
@@ -174,6 +175,8 @@ class Runner:
                 time.sleep(0.2)
 
     def _check(self, run: TrialRun, line: str) -> None:
+        if run.stop is None or run.proc is None:
+            return  # only a started trial with early stopping is watched
         try:
             logs = self.cspec.parse_line(line, self.patterns)
         except mc.MetricsFormatError:

@@ -136,6 +136,7 @@ class HyperbandProposer(BatchProposer):
 
     def __init__(self, algorithm: samplers.Algorithm, store: Store):
         super().__init__(algorithm, store)
+        assert algorithm.hyperband is not None  # proposer_for picks this class for hyperband only
         self.hyperband = algorithm.hyperband
         self.refusal = "the hyperband service gave no answer"  # why the last call was refused
 
@@ -212,7 +213,7 @@ class ServiceProposer(BatchProposer):
             TrialRecord(
                 str(t.user_attrs.get("name")),
                 dict(t.user_attrs.get("assignments") or {}),
-                katib_state(t),
+                katib_state(t) or "",  # never None: katib_trials lists started trials only
                 list(t.user_attrs.get("observation") or []),
             )
             for t in self.store.katib_trials()

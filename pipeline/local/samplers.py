@@ -14,6 +14,7 @@ them (`raw` values); the Optuna record is only clipped into its bounds.
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,35 +45,36 @@ def distribution_for(p: Param, algorithm: str) -> BaseDistribution:
     log = p.distribution == "logUniform" or (hyperopt and p.distribution == "logNormal")
     if hyperopt and p.distribution in ("normal", "logNormal"):
         # hyperopt's normal is unbounded: record it in a +-5 sigma window.
-        lo, hi = (math.log(p.min), math.log(p.max)) if log else (p.min, p.max)
+        lo, hi = (math.log(p.low), math.log(p.high)) if log else (p.low, p.high)
         mu, sigma = (lo + hi) / 2, (hi - lo) / 6
         lo, hi = mu - 5 * sigma, mu + 5 * sigma
         if log:
             return FloatDistribution(math.exp(lo), math.exp(hi), log=True)
         return FloatDistribution(lo, hi) if p.type == "double" else IntDistribution(math.floor(lo), math.ceil(hi))
     if p.type == "int":
-        lo, hi = int(p.min), int(p.max)
+        lo, hi = int(p.low), int(p.high)
         if log:
             return IntDistribution(max(1, lo), hi, log=True)
         step = int(p.step) if p.step else 1
         return IntDistribution(lo, lo + (hi - lo) // step * step, step=step)
     if log:
-        if p.max <= 0:
+        if p.high <= 0:
             raise UserError(f"parameter {p.name}: logUniform needs max > 0")
-        return FloatDistribution(max(1e-10, p.min), p.max, log=True)
+        return FloatDistribution(max(1e-10, p.low), p.high, log=True)
     if p.step:
         import warnings
 
         with warnings.catch_warnings():  # float drift in (high - low) / step: Optuna adjusts high itself
             warnings.simplefilter("ignore")
-            return FloatDistribution(p.min, p.min + math.floor((p.max - p.min) / p.step + 1e-9) * p.step, step=p.step)
-    return FloatDistribution(p.min, p.max)
+            return FloatDistribution(p.low, p.low + math.floor((p.high - p.low) / p.step + 1e-9) * p.step, step=p.step)
+    return FloatDistribution(p.low, p.high)
 
 
 def to_optuna(value: Any, dist: BaseDistribution) -> Any:
     """A Katib value as a value `dist` accepts (clipped / snapped for the record only)."""
     if isinstance(dist, CategoricalDistribution):
         return str(value) if str(value) in dist.choices else dist.choices[0]
+    assert isinstance(dist, (FloatDistribution, IntDistribution))  # Katib's spaces have no other kind
     v = float(value)
     v = min(max(v, dist.low), dist.high)
     if isinstance(dist, IntDistribution):
@@ -104,7 +106,7 @@ class _KatibSampler(optuna.samplers.BaseSampler):
     def _ensure_rng(self, study: optuna.Study) -> np.random.RandomState:
         if self._rng is None:
             # A resumed run continues a different stream than the first one.
-            base = self.seed if self.seed is not None else np.random.SeedSequence().entropy % (2**31)
+            base = self.seed if self.seed is not None else secrets.randbits(31)
             self._rng = np.random.RandomState((base + len(study.get_trials(deepcopy=False))) % (2**32))
         return self._rng
 
@@ -144,7 +146,7 @@ class HyperoptSampler(_KatibSampler):
         self.algorithm = algorithm
         self.parallel = parallel
         self.tpe_settings = tpe_settings
-        self._domain = None
+        self._domain: Any = None  # a hyperopt.Domain, built at the first proposal (hyperopt ships no types)
 
     def _space(self):
         from hyperopt import hp
@@ -154,21 +156,21 @@ class HyperoptSampler(_KatibSampler):
             if p.type in ("discrete", "categorical"):
                 space[p.name] = hp.choice(p.name, list(p.choices))
             elif p.distribution == "logUniform":
-                lo, hi = math.log(p.min), math.log(p.max)
+                lo, hi = math.log(p.low), math.log(p.high)
                 space[p.name] = hp.qloguniform(p.name, lo, hi, p.step) if p.step else hp.loguniform(p.name, lo, hi)
             elif p.distribution == "normal":
-                mu, sigma = (p.min + p.max) / 2, (p.max - p.min) / 6
+                mu, sigma = (p.low + p.high) / 2, (p.high - p.low) / 6
                 space[p.name] = hp.qnormal(p.name, mu, sigma, p.step) if p.step else hp.normal(p.name, mu, sigma)
             elif p.distribution == "logNormal":
-                lo, hi = math.log(p.min), math.log(p.max)
+                lo, hi = math.log(p.low), math.log(p.high)
                 mu, sigma = (lo + hi) / 2, (hi - lo) / 6
                 space[p.name] = hp.qlognormal(p.name, mu, sigma, p.step) if p.step else hp.lognormal(p.name, mu, sigma)
             elif p.step:
-                space[p.name] = hp.quniform(p.name, p.min, p.max, p.step)
+                space[p.name] = hp.quniform(p.name, p.low, p.high, p.step)
             elif p.type == "int":
-                space[p.name] = hp.uniformint(p.name, p.min, p.max)
+                space[p.name] = hp.uniformint(p.name, p.low, p.high)
             else:
-                space[p.name] = hp.uniform(p.name, p.min, p.max)
+                space[p.name] = hp.uniform(p.name, p.low, p.high)
         return space
 
     def propose(self, study):
@@ -180,9 +182,11 @@ class HyperoptSampler(_KatibSampler):
         hist = self.history(study)
         if hist:
             tids = trials.new_trial_ids(len(hist))
-            specs, results, miscs = [], [], []
+            specs: list[None] = []
+            results: list[dict[str, Any]] = []
+            miscs: list[dict[str, Any]] = []
             for tid, (assign, value) in zip(tids, hist, strict=True):
-                vals = {}
+                vals: dict[str, list[Any]] = {}
                 for p in self.params:
                     v = assign[p.name]
                     if p.type in ("discrete", "categorical"):
@@ -217,7 +221,7 @@ class HyperoptSampler(_KatibSampler):
             )[0]
         else:
             doc = hyperopt.rand.suggest(new_id, self._domain, trials, seed)[0]
-        out = {}
+        out: dict[str, Any] = {}
         for p in self.params:
             v = doc["misc"]["vals"][p.name][0]
             if p.type in ("discrete", "categorical"):
@@ -248,10 +252,10 @@ class SkoptSampler(_KatibSampler):
         dims = []
         for p in params:
             if p.type == "int":
-                dims.append(skopt.space.Integer(int(p.min), int(p.max), name=p.name))
+                dims.append(skopt.space.Integer(int(p.low), int(p.high), name=p.name))
             elif p.type == "double":
                 # Katib's skopt service uses log-uniform for every double, whatever `distribution` says.
-                dims.append(skopt.space.Real(p.min, p.max, "log-uniform", name=p.name))
+                dims.append(skopt.space.Real(p.low, p.high, "log-uniform", name=p.name))
             else:
                 dims.append(skopt.space.Categorical(list(p.choices), name=p.name))
         self._optimizer = skopt.Optimizer(
@@ -268,7 +272,7 @@ class SkoptSampler(_KatibSampler):
         """Katib's skopt service answers a request with ONE ask(n_points=request): the points of a
         batch differ even when no new result came in between."""
         super().start_batch(request)
-        self._batch = []
+        self._batch: list[list[Any]] = []
         self._batch_size = self.request
 
     def propose(self, study):
@@ -373,7 +377,7 @@ def build_algorithm(exp: Experiment) -> Algorithm:
     if name == "random":
         alg.sampler = HyperoptSampler(params, maximize, "random", seed=seed, parallel=parallel)
     elif name == "tpe":
-        kw = {k: settings[k] for k in ("gamma", "prior_weight", "n_EI_candidates") if k in settings}
+        kw: dict[str, Any] = {k: settings[k] for k in ("gamma", "prior_weight", "n_EI_candidates") if k in settings}
         alg.sampler = HyperoptSampler(params, maximize, "tpe", seed=seed, parallel=parallel, **kw)
     elif name == "multivariate-tpe":
         kw = {k: settings[k] for k in ("n_startup_trials", "n_ei_candidates") if k in settings}
@@ -423,6 +427,8 @@ def build_algorithm(exp: Experiment) -> Algorithm:
         )
     elif name == "hyperband":
         plan = rules.hyperband_plan(exp.algorithm_settings)
+        if plan is None:  # the linter says which setting; lint.load refuses the Experiment before this
+            raise UserError("spec.algorithm.algorithmSettings: hyperband needs r_l > 0, resource_name and eta > 1")
         alg.hyperband = Hyperband(params, maximize, plan, seed=seed)
         res = next(p for p in params if p.name == plan.resource_name)
         alg.distributions[res.name] = IntDistribution(0, max(int(plan.r_l), int(res.max or 1)))

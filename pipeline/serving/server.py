@@ -317,7 +317,7 @@ def make_server(
     """The HTTP server (not started; its workers are): `serve_forever()` it, `shutdown()` and
     `server_close()` it."""
     model_path, v2_path = f"/v1/models/{predictor.name}", f"/v2/models/{predictor.name}"
-    routes = {
+    routes: dict[str, dict[str, Any]] = {
         "/v1/models": {"models": [predictor.name]},
         model_path: {"name": predictor.name, "ready": True},
         "/v2": {"name": "katib-digits", "version": package_version(), "extensions": []},
@@ -344,7 +344,9 @@ def make_server(
             self.read_whole = False  # set once the request, body included, has been read
 
         def handle(self):
-            self.requestline, self.request_version, self.command = "", "HTTP/1.0", None  # until one is read
+            self.requestline, self.request_version = "", "HTTP/1.0"
+            # None until a request line is read, as http.server's own parse_request sets it; typeshed says str
+            self.command = None  # type: ignore[assignment]
             try:
                 super().handle()
             except RequestTimeout:

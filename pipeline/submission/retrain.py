@@ -40,7 +40,7 @@ RETRAIN_EPOCHS = TrialConfig.epochs
 RETRAIN_ENSEMBLE = 3
 
 
-def best_trial_flags(experiment: Experiment, assignments: dict[str, str]) -> list[str]:
+def best_trial_flags(experiment: Experiment, assignments: dict[str, Any]) -> list[str]:
     """The trial's own flags (after `python -m trial`) with the best assignments substituted."""
     argv = list(trial_argv(experiment, assignments))
     for i in range(len(argv) - 1):
@@ -153,8 +153,11 @@ def hold_out_predictions(
     from trial.train import split
 
     x, y = load_train(data, max_rows=max_rows)
-    _, (x_val, y_val) = split(x, y, val_fraction, split_seed)
-    _, (rows, _) = split(np.arange(len(y)), y, val_fraction, split_seed)  # same shuffle, so the same rows
+    _, held_out = split(x, y, val_fraction, split_seed)
+    _, held_rows = split(np.arange(len(y)), y, val_fraction, split_seed)  # same shuffle, so the same rows
+    if held_out is None or held_rows is None:
+        raise ValueError(f"val_fraction {val_fraction}: no hold-out to predict")
+    (x_val, y_val), (rows, _) = held_out, held_rows
     files = model_dir if isinstance(model_dir, list) else model_files(model_dir)
     probabilities = np.stack([load_model(f).predict(x_val.astype("float32"), batch_size=512, verbose=0) for f in files])
     return x_val, y_val, rows, probabilities

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,7 +99,7 @@ def suggest(
     trials: list[TrialView],
     request: int,
     first_index: int,
-    promoted: set[str] = frozenset(),
+    promoted: Collection[str] = frozenset(),
 ) -> tuple[list[Decision], set[str]]:
     """`request` decisions for slots first_index, first_index + 1, ...; and the promotion marks
     to round-trip (those given, plus the ones issued now)."""
@@ -111,7 +111,8 @@ def suggest(
     for order, trial in enumerate(trials):
         key = config_key(trial.assignments, plan.resource_name)
         keys.add(key)
-        k = rung_of.get(py_int(trial.assignments.get(plan.resource_name)))
+        resource = py_int(trial.assignments.get(plan.resource_name))
+        k = None if resource is None else rung_of.get(resource)
         if k is None:
             continue  # a resource no rung has (a hand-made trial): not part of the ladder
         taken.add(promotion_mark(key, k))
@@ -165,24 +166,29 @@ def distributions(params: list[Param], resource_name: str) -> dict[str, Any]:
     for p in params:
         if p.name == resource_name:
             continue
-        log = p.distribution in ("logUniform", "logNormal") and p.numeric and p.min > 0
+        log = p.distribution in ("logUniform", "logNormal") and p.numeric and p.low > 0
         if not p.numeric:
             out[p.name] = CategoricalDistribution(list(p.choices))
         elif p.type == "int":
-            lo, hi = int(p.min), int(p.max)
+            lo, hi = int(p.low), int(p.high)
             step = int(p.step) if p.step and not log else 1
             out[p.name] = IntDistribution(lo, lo + (hi - lo) // step * step, log=log, step=step)
         elif p.step and not log:
             out[p.name] = FloatDistribution(
-                p.min, p.min + math.floor((p.max - p.min) / p.step + 1e-9) * p.step, step=p.step
+                p.low, p.low + math.floor((p.high - p.low) / p.step + 1e-9) * p.step, step=p.step
             )
         else:
-            out[p.name] = FloatDistribution(p.min, p.max, log=log)
+            out[p.name] = FloatDistribution(p.low, p.high, log=log)
     return out
 
 
 def new_configuration(
-    plan: AshaPlan, params: list[Param], maximize: bool, history: list[Any], index: int, known: set[str] = frozenset()
+    plan: AshaPlan,
+    params: list[Param],
+    maximize: bool,
+    history: list[Any],
+    index: int,
+    known: Collection[str] = frozenset(),
 ) -> dict[str, str]:
     """A configuration nobody has tried, at the lowest rung, from the base sampler seeded for this slot;
     tpe learns from `history` (lowest_rung_history)."""
@@ -195,6 +201,7 @@ def new_configuration(
     strings: dict[str, str] = {}
     for attempt in range(100):
         seed = slot_seed(plan.random_state, index, attempt)
+        sampler: optuna.samplers.BaseSampler
         if plan.base_sampler == "tpe":
             sampler = optuna.samplers.TPESampler(seed=seed)
         else:
@@ -221,16 +228,16 @@ def lowest_rung_history(plan: AshaPlan, params: list[Param], trials: list[TrialV
         value = trial.result()
         if value is None or py_int(trial.assignments.get(plan.resource_name)) != plan.rungs[0]:
             continue
-        params = {}
+        values: dict[str, Any] = {}
         try:
             for name, dist in dists.items():
                 text = trial.assignments[name]
-                params[name] = (
+                values[name] = (
                     text
                     if isinstance(dist, CategoricalDistribution)
                     else (int(float(text)) if isinstance(dist, optuna.distributions.IntDistribution) else float(text))
                 )
-            out.append(optuna.trial.create_trial(params=params, distributions=dists, value=value))
+            out.append(optuna.trial.create_trial(params=values, distributions=dists, value=value))
         except (KeyError, ValueError):
             continue  # a hand-made trial outside the space: TPE cannot use it
     return out

@@ -60,7 +60,7 @@ def experiment(exp: Experiment, extra_settings: dict[str, str] | None = None) ->
                     max=str(fs.get("max", "")),
                     step=str(fs.get("step", "")),
                     list=[str(v) for v in fs.get("list") or []],
-                    distribution=_DISTRIBUTIONS.get(fs.get("distribution"), 0),
+                    distribution=_DISTRIBUTIONS.get(fs.get("distribution", ""), 0),
                 ),
             )
         )

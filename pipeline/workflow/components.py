@@ -66,7 +66,9 @@ def tune(
     metrics: Output[Metrics],
     report: Output[HTML],
     trials: Output[Markdown],
-) -> NamedTuple("TuneOutputs", [("objective", float), ("objective_type", str), ("optimal_trial", dict)]):
+    # The ignore: kfp's own form for named outputs (it reads this call; only the function's source reaches the
+    # container, so a class defined beside it would not be there), which mypy takes for an invalid type.
+) -> NamedTuple("TuneOutputs", [("objective", float), ("objective_type", str), ("optimal_trial", dict)]):  # type: ignore[valid-type]
     """Run the Experiment (Katib or the local Optuna dry-run); output the final Experiment object.
 
     Args:
@@ -133,9 +135,8 @@ def tune(
         + " ".join(f"{k}={v}" for k, v in summary["assignments"].items())
     )
     optimal = final["status"]["currentOptimalTrial"]
-    return namedtuple("TuneOutputs", ["objective", "objective_type", "optimal_trial"])(
-        summary["objective"], summary["objective_type"], optimal
-    )
+    TuneOutputs = namedtuple("TuneOutputs", ["objective", "objective_type", "optimal_trial"])
+    return TuneOutputs(summary["objective"], summary["objective_type"], optimal)
 
 
 def cleanup(backend: str, namespace: str, run_id: str):
@@ -184,6 +185,7 @@ def retrain(
 
     with step_errors():
         result = load_result(os.path.join(tuned.path, "experiment.json"))
+        assert result.experiment is not None  # the tune step writes the whole Experiment
         report = train_best(
             Experiment(result.experiment, result.source),
             result.optimal.assignments,

@@ -149,6 +149,7 @@ def run_local(
     # missing, not YAML, rejected by Katib or by the budget rule: one line before any step
     exp = read_experiment(str(experiment_path))
     budget = local_budget(budget, exp)
+    assert budget.trial_epochs is not None  # local_budget resolves it
     refuse_resource_overrides(exp, budget.trial_max_rows, budget.trial_epochs)
     out = Path(out).resolve()
     pipeline_root = out / "kfp-local"
@@ -217,7 +218,10 @@ def collect_local_run(run_dir: Path, out: Path, threshold: float = 0.0) -> dict[
     def find(pattern: str) -> Path | None:
         return next(iter(sorted(run_dir.glob(pattern))), None)
 
-    final = json.loads(find("tune/tuned/experiment.json").read_text())
+    tuned = find("tune/tuned/experiment.json")
+    if tuned is None:
+        raise UserError(f"{run_dir}: the tune step left no tuned/experiment.json")
+    final = json.loads(tuned.read_text())
     from pipeline.workflow.steps import summarize_tuning
 
     tuning = summarize_tuning(final, threshold)

@@ -184,7 +184,7 @@ def trial_data(experiment: Experiment) -> tuple[str, str | None, str]:
 
     # Any assignment renders the same --data; the lower bounds are as good as any.
     samples = {
-        p.name: p.choices[0] if p.choices else int(p.min) if p.type == "int" else p.min for p in experiment.parameters
+        p.name: p.choices[0] if p.choices else int(p.low) if p.type == "int" else p.low for p in experiment.parameters
     }
     data = str(build_parser().parse_known_args(best_trial_flags(experiment, samples))[0].data)
     container = experiment.primary_container()
