@@ -45,6 +45,7 @@ def run_trial(argv: list[str], log: Path | None = None, progress: str | None = N
         proc = subprocess.Popen(
             [sys.executable, "-m", "trial", *argv], stdout=subprocess.PIPE, stderr=err, cwd=REPO, text=True
         )
+        assert proc.stdout is not None  # stdout=PIPE
         for line in proc.stdout:  # the trial flushes each epoch's line; also streamed to the log (tail -f)
             lines.append(line)
             out.write(line)

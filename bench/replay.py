@@ -10,7 +10,9 @@ def replay(curves: list[list[float]], target: float, settings, stop: bool) -> tu
     dry-run applies (pipeline/medianstop.py): epochs spent until a report reaches `target`, and epochs in all."""
     from pipeline.katib.medianstop import StopCheck, threshold
 
-    reached, spent, succeeded = None, 0, []
+    reached: int | None = None
+    spent = 0
+    succeeded: list[list[float]] = []
     for curve in curves:
         rule = threshold(succeeded, settings) if stop else None
         check = StopCheck(rule, True, settings.start_step) if rule is not None else None

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.plots import plot_errors
@@ -73,7 +74,7 @@ def measure(
     resume: bool = False,
     split_seed: int = 0,
     precision: str | None = None,
-    flags: list[str] = (),
+    flags: Sequence[str] = (),
 ) -> dict:
     """The retrained default: `members` trials with the trial's default flags (seeds 0..N-1, one 10 % hold-out
     drawn with `split_seed`), their probabilities averaged the way `katib-digits train --ensemble N` does.

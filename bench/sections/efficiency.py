@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from bench.paths import REPO
 from bench.replay import replay, replay_orders
@@ -38,7 +39,7 @@ def measure(
     """Random search without early stopping vs with medianstop (same budget and random_state, so the
     same proposals) vs hyperband's first bracket. `target` None: random search's best less BEST_MARGIN,
     i.e. how many epochs each method spends to find a model as good as the best plain random search finds."""
-    result = {
+    result: dict[str, Any] = {
         "trials": trials,
         "rows_per_trial": rows,
         "epochs_per_trial": epochs,

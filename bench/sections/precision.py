@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from bench.process import run_trial
 from bench.rates import matmul_gflops, matmul_share, model_forward_flops
@@ -51,7 +52,7 @@ def measure(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, ...], ou
     chosen = {"mixed_float16": "float16"}.get(auto, "bfloat16")
     flops = model_forward_flops(build_model()) * 3  # forward + backward per trained image
     peaks = {precision: matmul_gflops(precision) for precision in ("float32", chosen)}
-    result = {
+    result: dict[str, Any] = {
         "rows": rows,
         "epochs": epochs,
         "auto_picks": auto,
@@ -61,7 +62,7 @@ def measure(data: Path, rows: int, epochs: int, batch_sizes: tuple[int, ...], ou
         "runs": [],
     }
     for batch in batch_sizes:
-        row = {"batch_size": batch}
+        row: dict[str, Any] = {"batch_size": batch}
         for precision in ("float32", chosen):
             ran = run_trial(
                 [*argv, "--batch-size", str(batch), "--precision", precision],

@@ -49,6 +49,7 @@ def measure(data: Path, rows: int, out: Path, precision: str = "auto") -> dict:
     c = TrialConfig(precision=precision)
     x, y = load_train(data / "train.csv.gz", max_rows=rows)
     (xt, yt), val = trial_train.split(x, y, c.val_fraction, c.validation_seed)
+    assert val is not None  # the trial's default --val-fraction holds rows out
     caller_policy = keras.mixed_precision.global_policy()
     policy = trial_train.use_hardware(c)  # the trial's own choice, printed as the trial prints it
     logdir = out / f"profile-{policy}"
