@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import secrets
 import string
 import time
@@ -230,7 +231,8 @@ def default_api() -> Any:
         config.load_incluster_config()
     except config.ConfigException:
         try:
-            config.load_kube_config()
+            # $KUBECONFIG as it is now: the client reads it once, at import, for its default
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         except (config.ConfigException, OSError) as exc:
             raise KatibApiError(
                 f"no Kubernetes credentials: not running in a pod and no usable kubeconfig "

@@ -11,7 +11,7 @@ attempt's output, or its metrics file). The conditions, in Katib's order:
 - stopped because the Experiment ended: Killed, TrialKilled;
 - ran past activeDeadlineSeconds: Failed, Job reason DeadlineExceeded;
 - exited non-zero (after the Job's retries): Failed, Job reason BackoffLimitExceeded;
-- exited 0 with the objective collected: Succeeded, TrialSucceeded;
+- exited 0 with the objective collected: Succeeded, TrialSucceeded (a Job: Job reason CompletionsReached);
 - exited 0 without it: MetricsUnavailable (counted as failed by the end condition).
 """
 
@@ -35,12 +35,14 @@ class JobLimits:
 
     deadline_s: Any = None  # activeDeadlineSeconds as the spec writes it; None: no deadline
     backoff_limit: int = 0  # pods started again after a failure (0 for a trial kind that is not a Job)
+    batch_job: bool = True  # a batch/v1 Job: Katib adds its conditions' reason and message to the trial's
 
     @classmethod
     def from_experiment(cls, exp: Experiment) -> JobLimits:
         job = exp.trial_spec.get("spec") or {}
         backoff = int(job.get("backoffLimit", DEFAULT_BACKOFF_LIMIT)) if exp.trial_spec.get("kind") == "Job" else 0
-        return cls(deadline_s=job.get("activeDeadlineSeconds"), backoff_limit=backoff)
+        return cls(deadline_s=job.get("activeDeadlineSeconds"), backoff_limit=backoff,
+                   batch_job=exp.trial_spec.get("kind") == "Job")
 
     def starts_another_pod(self, end: TrialEnd) -> bool:
         """Whether the Job controller replaces the pod that just ended: it crashed by itself (not
@@ -139,8 +141,13 @@ def judge(
         )
     elif metrics.available:
         state, reason, message = SUCCEEDED, "TrialSucceeded", "Trial has succeeded"
+        if job.batch_job:  # Kubernetes 1.31+ gives a Job's Complete condition this reason and message
+            reason += ". Job reason: CompletionsReached"
+            message += ". Job message: Reached expected number of succeeded pods"
     else:
         state, reason = METRICS_UNAVAILABLE, "MetricsUnavailable"
+        if job.batch_job:  # the Job completed: Katib adds its reason here too
+            reason += ". Job reason: CompletionsReached"
         message = (
             f"Metrics are not available: the objective metric {spec.objective!r} never appeared "
             f"in the trial's {'metrics file' if spec.kind == 'File' else 'output'} "

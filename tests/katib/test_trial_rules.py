@@ -27,7 +27,14 @@ LOG = "epoch=1 accuracy=0.5 loss=0.9\nepoch=2 accuracy=0.7 loss=0.4\nepoch=3 acc
 
 def test_succeeded_keeps_katibs_observation():
     v = judge(STDOUT, LOG, TrialEnd(returncode=0))
-    assert (v.state, v.reason, v.message) == ("Succeeded", "TrialSucceeded", "Trial has succeeded")
+    # Katib adds the Job's Complete condition (Kubernetes 1.31+), as the box shows (tests/box/test_differential.py)
+    assert (v.state, v.reason, v.message) == (
+        "Succeeded",
+        "TrialSucceeded. Job reason: CompletionsReached",
+        "Trial has succeeded. Job message: Reached expected number of succeeded pods",
+    )
+    other_kind = judge(STDOUT, LOG, TrialEnd(returncode=0), JobLimits(batch_job=False))
+    assert (other_kind.reason, other_kind.message) == ("TrialSucceeded", "Trial has succeeded")
     assert v.observed and v.objective == "0.7" and v.value == 0.7
     assert v.observation == [
         {"name": "accuracy", "min": "0.5", "max": "0.7", "latest": "0.6"},
@@ -95,7 +102,7 @@ def test_conditions_follow_katibs_order():
 )
 def test_exit_zero_without_the_objective_is_metrics_unavailable(spec, text, where):
     v = judge(spec, text, TrialEnd(returncode=0))
-    assert (v.state, v.reason) == ("MetricsUnavailable", "MetricsUnavailable")
+    assert (v.state, v.reason) == ("MetricsUnavailable", "MetricsUnavailable. Job reason: CompletionsReached")
     assert v.message == f"Metrics are not available: the objective metric 'accuracy' never appeared in {where}"
     assert not v.observed and v.reports == []
 
@@ -130,7 +137,7 @@ def test_job_limits_from_the_trial_template():
     del exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["backoffLimit"]
     assert JobLimits.from_experiment(Experiment(exp)).backoff_limit == DEFAULT_BACKOFF_LIMIT == 6
     exp["spec"]["trialTemplate"]["trialSpec"]["kind"] = "TFJob"
-    assert JobLimits.from_experiment(Experiment(exp)) == JobLimits(deadline_s=None, backoff_limit=0)
+    assert JobLimits.from_experiment(Experiment(exp)) == JobLimits(deadline_s=None, backoff_limit=0, batch_job=False)
 
 
 def test_a_crashed_pod_is_replaced_until_the_backoff_limit():

@@ -33,7 +33,7 @@ def rows(tmp_path):
     [
         (["--mode=crash"], {}, "Failed", "BackoffLimitExceeded"),
         (["--mode=hang"], {"activeDeadlineSeconds": 1}, "Failed", "DeadlineExceeded"),
-        (["--mode=silent"], {}, "MetricsUnavailable", "MetricsUnavailable"),
+        (["--mode=silent"], {}, "MetricsUnavailable", "MetricsUnavailable. Job reason: CompletionsReached"),
     ],
 )
 def test_bad_trials_count_against_the_failed_budget(tmp_path, args, job, state, reason):
