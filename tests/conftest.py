@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,13 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "train.csv.gz").exists():
         pytest.skip(f"needs the competition data at {SHARED_DATA} (../shared is absent in a plain clone)")
     return SHARED_DATA
+
+
+def must_search(pattern: str, text: str, flags: int = 0) -> re.Match[str]:
+    """re.search where the test needs a match: an AssertionError naming the pattern when there is none."""
+    found = re.search(pattern, text, flags)
+    assert found is not None, f"no match for {pattern!r}"
+    return found
 
 
 @dataclass

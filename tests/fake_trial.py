@@ -82,7 +82,7 @@ def experiment(
     settings: dict | None = None,
     parameters: list | None = None,
     objective: dict | None = None,
-    max_trials: int = 4,
+    max_trials: int | None = 4,
     parallel: int = 2,
     max_failed: int | None = 3,
     args: list[str] | None = None,

@@ -84,8 +84,9 @@ def test_accuracy_section_scores_on_the_hold_out_of_its_split_seed(tmp_path):
     # which holds only if both drew the same rows.
     assert result["ensemble_val_accuracy"] == pytest.approx(result["member_final_val_accuracy"][0], abs=1e-6)
     rows = np.arange(2000)
-    (_, _), (seed_1_rows, _) = split(rows, rows, 0.1, 1)
-    (_, _), (seed_0_rows, _) = split(rows, rows, 0.1, 0)
+    seed_1, seed_0 = split(rows, rows, 0.1, 1)[1], split(rows, rows, 0.1, 0)[1]  # the hold-outs
+    assert seed_1 is not None and seed_0 is not None
+    seed_1_rows, seed_0_rows = seed_1[0], seed_0[0]
     assert set(seed_1_rows) != set(seed_0_rows)
     assert {e["train_csv_line"] - 2 for e in result["errors"]} <= set(seed_1_rows.tolist())
 

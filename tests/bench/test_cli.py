@@ -8,6 +8,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from bench import cli, machine
 from bench.sections import SECTIONS
 from tests.conftest import REPO
 
-FIGURES = {
+FIGURES: dict[str, dict[str, Any]] = {
     "throughput": {"trial_images_per_s": 790.0, "bare_keras_images_per_s": 800.0, "ratio_trial_vs_bare": 0.988},
     "flops": {"matmul_gflops": 50.0},
 }

@@ -12,6 +12,7 @@ import threading
 from datetime import UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -56,6 +57,7 @@ class FakeKube:
         self.requests: list[dict] = []
         self.script: dict[tuple[str, str, bool], list] = {}
         self.stored: dict[str, dict] = {}  # name -> body POSTed
+        self.api: Any = None  # the CustomObjectsApi on the fake server (set by the kube fixture)
 
     def on(self, method: str, plural: str, item: bool, *answers) -> FakeKube:
         self.script[(method, plural, item)] = list(answers)
@@ -74,6 +76,7 @@ class FakeKube:
         if isinstance(ans, str):
             obj = fixture(ans)
             if method == "POST":
+                assert body is not None  # a POST sends its object
                 self.stored[body["metadata"]["name"]] = body
                 name = body["metadata"]["name"]
                 obj["metadata"]["labels"] = body["metadata"].get("labels")
@@ -344,7 +347,7 @@ def test_409_every_time_is_a_clear_error(kube):
 
 
 def test_5xx_is_retried_with_backoff(kube):
-    sleeps = []
+    sleeps: list[float] = []
     kube.on("POST", "experiments", False, status(500, "InternalError", "webhook timeout"), "created")
     kube.on(
         "GET",
@@ -375,7 +378,7 @@ def test_unreachable_api_server_fails_after_the_retries():
     config.host = f"http://127.0.0.1:{port}"
     config.retries = False  # urllib3's own silent retries off: ours are the ones under test
     api = client.CustomObjectsApi(client.ApiClient(config))
-    sleeps = []
+    sleeps: list[float] = []
     with pytest.raises(kb.KatibApiError, match="cannot reach the Kubernetes API to create experiments"):
         kb.run_on_katib(experiment(), NS, api=api, retry=FAST, sleep=sleeps.append)
     assert len(sleeps) == FAST.attempts - 1
@@ -461,7 +464,7 @@ def pod(waiting=None, scheduled=None, collector=True, name="darts-example-n4fpnx
     if collector:
         labels["katib.kubeflow.org/trial"] = "darts-example-n4fpnxlm"
         containers.append({"name": "metrics-logger-and-collector", "image": "katib-file-metrics-collector"})
-    status = {"phase": "Pending" if waiting or scheduled else "Running", "conditions": []}
+    status: dict[str, Any] = {"phase": "Pending" if waiting or scheduled else "Running", "conditions": []}
     if waiting:
         status["containerStatuses"] = [
             {
@@ -499,7 +502,7 @@ def pods(*items):
 def test_every_poll_says_how_the_trials_stand(kube):
     kube.on("POST", "experiments", False, "created")
     kube.on("GET", "experiments", True, "running", "running", "succeeded")
-    said = []
+    said: list[str] = []
     run(kube, log=said.append)
     assert said == [
         f"tune: {NS}/{said[0].split('/')[1].split(':')[0]}: Running, 1 trials: 1 Running",
@@ -530,6 +533,7 @@ def test_unschedulable_fails_after_the_grace_period_only():
     message = "0/1 nodes are available: 1 Insufficient cpu."
     assert kb.pod_problem(pod(scheduled=(message, at(10))), "StdOut", now) is None
     problem = kb.pod_problem(pod(scheduled=(message, at(400))), "StdOut", now)
+    assert problem is not None
     assert "cannot be scheduled (0/1 nodes are available: 1 Insufficient cpu.) for 400s" in problem
 
 
@@ -573,7 +577,7 @@ def test_a_retried_step_waits_for_the_experiment_its_run_made(kube):
     mine["metadata"].update(name="darts-example-ab12c", labels={kb.RUN_ID_LABEL: "run-1"})
     kube.on("GET", "experiments", False, (200, {"kind": "List", "apiVersion": "v1", "items": [mine]}))
     kube.on("GET", "experiments", True, "succeeded")
-    said = []
+    said: list[str] = []
     result = run(kube, run_id="run-1", log=said.append)
     assert not sent(kube, "POST") and result["metadata"]["name"] == "darts-example-ab12c"
     (query,) = [r["query"] for r in sent(kube, "GET") if r["plural"] == "experiments" and not r["name"]]
@@ -623,7 +627,7 @@ def trial(name: str, state: str, experiment: str = "darts-example") -> dict:
         conds.append(cond("Running", "True"))
     elif state != "Pending":  # Mark...: Running set False, then the end condition
         conds += [cond("Running", "False"), cond(state, "True")]
-    status = {"startTime": AT, "conditions": conds}
+    status: dict[str, Any] = {"startTime": AT, "conditions": conds}
     if state == "Succeeded":
         status["observation"] = {
             "metrics": [
@@ -740,7 +744,7 @@ def suggestion_pod(
     statuses as the kubelet writes them."""
     deployment = f"{experiment}-{algorithm}"
     names = [s["name"] for s in statuses or []] or ["suggestion"]
-    status = {"phase": "Pending", "conditions": [], "containerStatuses": statuses or []}
+    status: dict[str, Any] = {"phase": "Pending", "conditions": [], "containerStatuses": statuses or []}
     if scheduled:
         status["conditions"].append(
             {
@@ -906,6 +910,7 @@ def test_an_early_stopping_image_that_cannot_be_pulled_names_katib_configs_early
         ],
         0,
     )
+    assert problem is not None
     assert "container early-stopping cannot pull image 'earlystopping-medianstop:v0.19.0' (ImagePullBackOff" in problem
     assert "katib-config's runtime.earlyStoppings image for 'medianstop'" in problem
 
@@ -931,7 +936,7 @@ def test_an_unschedulable_suggestion_pod_fails_after_the_grace_period():
     assert kb.suggestion_problem(suggestion(exp), [stuck], t0 + 60) is None
     assert (
         "suggestion pod digits-asha-ab12c-asha-6d9f8b7c5d-x2x9q cannot be scheduled (0/1 nodes are available: "
-        "1 Insufficient memory.) for 400s" in kb.suggestion_problem(suggestion(exp), [stuck], t0 + 400)
+        "1 Insufficient memory.) for 400s" in (kb.suggestion_problem(suggestion(exp), [stuck], t0 + 400) or "")
     )
 
 
@@ -941,6 +946,7 @@ def test_a_suggestion_deployment_that_makes_no_pod_fails_after_the_grace_period(
     t0 = datetime.fromisoformat(AT.replace("Z", "+00:00")).timestamp()  # when DeploymentReady turned False
     assert kb.suggestion_problem(suggestion("digits-asha-ab12c"), [], t0 + 60) is None
     problem = kb.suggestion_problem(suggestion("digits-asha-ab12c"), [], t0 + 400)
+    assert problem is not None
     assert "its Deployment digits-asha-ab12c-asha has made no pod in 400s" in problem
     assert f"kubectl -n {NS} describe replicaset -l katib.kubeflow.org/deployment=digits-asha-ab12c-asha" in problem
 
@@ -1001,7 +1007,7 @@ def test_an_extra_trial_pending_when_it_ended_does_not_freeze_the_end(kube):
         trials(*done, trial("darts-example-x9w8v7u6", "Running")),
         trials(*done, trial("darts-example-x9w8v7u6", "Succeeded")),
     )
-    said = []
+    said: list[str] = []
     now = [0.0]
     result = run(
         kube,
@@ -1027,7 +1033,7 @@ def test_an_extra_trial_that_can_never_run_after_the_end_is_not_waited_for(kube)
         False,
         pods(pod(waiting=("ImagePullBackOff", 'Back-off pulling image "x"'), name="darts-example-x9w8v7u6-abcde")),
     )
-    said = []
+    said: list[str] = []
     result = run(kube, log=said.append)
     assert experiment_polls(kube) == 1 and result["status"] == frozen["status"]
     assert any("not waiting for a trial that can never finish" in line for line in said)
@@ -1069,6 +1075,7 @@ def test_a_sidecar_image_error_blames_katibs_collector_not_trial_image():
         ),
     ]
     problem = kb.pod_problem(p, "StdOut", 0, primary="training-container")
+    assert problem is not None
     assert (
         "Katib's metrics collector (container metrics-logger-and-collector) cannot pull image "
         "'file-metrics-collector:v0.19.0'" in problem
@@ -1077,14 +1084,14 @@ def test_a_sidecar_image_error_blames_katibs_collector_not_trial_image():
         "trial_image does not set it: it is katib-config's runtime.metricsCollectors image for kind StdOut" in problem
     )
     p["status"]["containerStatuses"][1]["name"] = "init-data"  # another container of the trial template
-    assert "trial_image sets only the primary container training-container" in kb.pod_problem(
-        p, "StdOut", 0, primary="training-container"
+    assert "trial_image sets only the primary container training-container" in (
+        kb.pod_problem(p, "StdOut", 0, primary="training-container") or ""
     )
 
 
 def test_the_primary_containers_image_error_still_points_at_trial_image():
     problem = kb.pod_problem(pod(waiting=("ErrImagePull", "not found")), "StdOut", 0, primary="training-container")
-    assert problem.endswith("pass the image the cluster can pull (trial_image)")
+    assert problem is not None and problem.endswith("pass the image the cluster can pull (trial_image)")
 
 
 # --- item 5: the Experiment can be owned by the tune step's pod -----------------------------------------------

@@ -168,7 +168,7 @@ def test_pods_run_as_non_root_with_pinned_images(spec):
 
 
 def test_manifests_use_the_image_the_experiments_name():
-    images = set()
+    images: set[str] = set()
     for path in (REPO / "experiments").glob("*.yaml"):
         pod = yaml.safe_load(path.read_text())["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
         images.update(c["image"] for c in pod["containers"])

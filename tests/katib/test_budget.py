@@ -19,7 +19,8 @@ def test_smaller_budget_shrinks_unasked_parallelism_and_failures():
     assert (exp.max_trial_count, exp.parallel_trial_count) == (24, 3)
     b = with_budget(exp, max_trial_count=2)
     assert (b.experiment.max_trial_count, b.experiment.parallel_trial_count) == (2, 2)
-    assert b.experiment.max_failed_trial_count <= 2 and b.katib_admissible and not b.notes
+    failed = b.experiment.max_failed_trial_count
+    assert failed is not None and failed <= 2 and b.katib_admissible and not b.notes
 
 
 def test_explicit_parallelism_is_kept():

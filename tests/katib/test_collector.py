@@ -72,7 +72,7 @@ def test_custom_filter():
 
 def test_custom_filter_can_read_nan():
     got = mc.collect(spec(filters=(r"(\w+)=(\S+)",)), "accuracy=nan")
-    assert got.objective == "nan" and math.isnan(got.objective_float)
+    assert got.objective == "nan" and got.objective_float is not None and math.isnan(got.objective_float)
 
 
 def test_bad_custom_filter_is_a_user_error():
@@ -130,7 +130,7 @@ def test_objective_missing_is_unavailable():
 def test_go_parse_float(text, value):
     got = mc.go_parse_float(text)
     if value == "nan":
-        assert math.isnan(got)
+        assert got is not None and math.isnan(got)
     else:
         assert got == value
 

@@ -34,7 +34,8 @@ def test_minimize_stops_when_greater():
 
 def scripted(trials, settings, maximize=True):
     """Run a sequence of trials (each a list of reports) through rule + check, as the dry-run does."""
-    succeeded, states = [], []
+    succeeded: list[list[float]] = []
+    states = []
     for reports in trials:
         rule = threshold(succeeded, settings)
         check = StopCheck(rule, maximize, settings.start_step) if rule is not None else None

@@ -42,7 +42,7 @@ def write(tmp_path, obj, name="experiment.json"):
 
 def test_experiment_object_gives_assignments_as_strings_in_order(tmp_path):
     result = load_result(write(tmp_path, experiment()))
-    assert result.experiment["metadata"]["name"] == "digits-tpe"
+    assert result.experiment is not None and result.experiment["metadata"]["name"] == "digits-tpe"
     assert result.optimal.name == "digits-tpe-abcdefgh"
     assert list(result.optimal.assignments.items()) == [("lr", "0.001"), ("optimizer", "adam")]
 
@@ -70,7 +70,7 @@ def test_to_katib_round_trips():
 def test_objective_value_follows_the_metric_strategy(objective_type, metric, strategies, expected):
     result = parse_result(experiment(objective_type, metric, strategies))
     assert objective_value(result) == pytest.approx(expected)
-    assert objective_spec(result.experiment)[1] == objective_type
+    assert result.experiment is not None and objective_spec(result.experiment)[1] == objective_type
 
 
 def test_bare_trial_objective_needs_the_experiment():

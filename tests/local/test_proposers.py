@@ -127,6 +127,7 @@ def test_hyperband_refusal_is_what_stalls(open_store):
         succeed(store, p, acc)
     assert list(proposer.propose(2)) == []
     why = proposer.stall()
+    assert why is not None
     assert "would stay Running here forever" in why and "asked the hyperband service for 2 trial(s)" in why
     assert "kubeflow/katib#1168" in why
     promoted = list(proposer.propose(1))  # the only request Katib v0.19's service can satisfy
@@ -143,4 +144,6 @@ def test_hyperband_state_survives_a_resume(open_store):
     again = samplers.build_algorithm(lint.load(exp))
     resumed = proposer_for(again, store)
     resumed.resume()
-    assert again.hyperband.state == alg.hyperband.state != samplers.build_algorithm(lint.load(exp)).hyperband.state
+    fresh = samplers.build_algorithm(lint.load(exp)).hyperband
+    assert again.hyperband is not None and alg.hyperband is not None and fresh is not None
+    assert again.hyperband.state == alg.hyperband.state != fresh.state

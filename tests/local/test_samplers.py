@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import optuna
 import pytest
@@ -24,7 +25,7 @@ def build(exp):
     return samplers.build_algorithm(lint.load(exp))
 
 
-PARAMS = [
+PARAMS: list[dict[str, Any]] = [
     {
         "name": "lr",
         "parameterType": "double",
@@ -240,9 +241,14 @@ def test_tpe_startup_is_katibs_request_number(monkeypatch):
     import hyperopt
 
     alg = build(experiment(algorithm="tpe", parallel=4, max_trials=8))
-    seen = []
+    seen: list[int] = []
     real = hyperopt.tpe.suggest
-    monkeypatch.setattr(hyperopt.tpe, "suggest", lambda *a, **kw: seen.append(kw["n_startup_jobs"]) or real(*a, **kw))
+
+    def recorded(*a, **kw):
+        seen.append(kw["n_startup_jobs"])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(hyperopt.tpe, "suggest", recorded)
     alg.sampler.start_batch(4)
     run_asks(alg, 1)
     alg.sampler.start_batch(1)  # one trial finished: Katib asks for one more

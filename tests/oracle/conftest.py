@@ -93,17 +93,19 @@ class Oracle:
     def ask_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Answers in order; requests are written from a thread so a long batch cannot deadlock."""
         with self.lock:
+            stdin, stdout = self.proc.stdin, self.proc.stdout
+            assert stdin is not None and stdout is not None  # started with pipes
 
             def write():
                 for r in requests:
-                    self.proc.stdin.write(json.dumps(r) + "\n")
-                self.proc.stdin.flush()
+                    stdin.write(json.dumps(r) + "\n")
+                stdin.flush()
 
             writer = threading.Thread(target=write)
             writer.start()
             answers = []
             for r in requests:
-                line = self.proc.stdout.readline()
+                line = stdout.readline()
                 if not line:
                     raise RuntimeError(f"katib-oracle exited (code {self.proc.poll()}) on {str(r)[:300]}")
                 answers.append(json.loads(line))

@@ -50,20 +50,22 @@ def katib_service():
         stdout=subprocess.PIPE,
         text=True,
     )
-    if worker.stdout.readline().strip() != "ready":
+    stdin, stdout = worker.stdin, worker.stdout
+    assert stdin is not None and stdout is not None  # started with pipes
+    if stdout.readline().strip() != "ready":
         pytest.fail("Katib's hyperband service did not start (see the worker's stderr above)", pytrace=False)
 
     def call(request):
-        worker.stdin.write(base64.b64encode(request.SerializeToString()).decode() + "\n")
-        worker.stdin.flush()
-        kind, _, payload = worker.stdout.readline().strip().partition(" ")
+        stdin.write(base64.b64encode(request.SerializeToString()).decode() + "\n")
+        stdin.flush()
+        kind, _, payload = stdout.readline().strip().partition(" ")
         if kind == "ok":
             return api.GetSuggestionsReply.FromString(base64.b64decode(payload))
         assert kind == "raised", f"Katib's hyperband worker answered {kind!r}"
         return None
 
     yield call
-    worker.stdin.close()
+    stdin.close()
     worker.wait(timeout=30)
 
 
@@ -144,6 +146,7 @@ def test_hyperband_service_answers_as_katib_does(katib_service, case):
         assert (reply is None) == (answer is None), (case, request, reply)
         if reply is None:
             continue
+        assert state is not None and answer is not None  # both answered (the assert above)
         theirs = [{a.name: a.value for a in p.assignments} for p in reply.parameter_assignments]
         assert len(theirs) == len(answer)
         assert [t["epochs"] for t in theirs] == [a["epochs"] for a in answer]
@@ -178,6 +181,7 @@ def test_shipped_hyperband_ends_on_katib_and_locally():
 
     exp = load(REPO / "experiments" / "hyperband.yaml")
     plan = hyperband_plan(exp.algorithm_settings)
+    assert plan is not None
     run = katib_run(plan.r_l, plan.eta, exp.parallel_trial_count, exp.max_trial_count)
     assert not run.stalled
     assert run.resources == (1,) * 9 + (9,)

@@ -72,6 +72,13 @@ def layer(name: str) -> tuple[str, int] | None:
     return None
 
 
+def ranked(name: str) -> tuple[str, int]:
+    """layer(name) for a module that must have one."""
+    found = layer(name)
+    assert found is not None, f"{name} belongs to no layer"
+    return found
+
+
 def test_every_module_belongs_to_a_layer():
     stray = [m for m in GRAPH if m.startswith("pipeline.") and layer(m) is None]
     assert not stray, f"modules outside the layered packages: {stray}"
@@ -79,14 +86,14 @@ def test_every_module_belongs_to_a_layer():
 
 @pytest.mark.parametrize("name", sorted(m for m in GRAPH if layer(m)))
 def test_imports_point_down(name):
-    package, rank = layer(name)
+    package, rank = ranked(name)
     wrong = []
     for target in sorted(GRAPH[name]):
         if target.startswith("trial"):
             continue  # the trial program is below everything
         if target == "pipeline":
             continue
-        target_package, target_rank = layer(target)
+        target_package, target_rank = ranked(target)
         if target_package != package and target_rank >= rank:
             wrong.append(f"{target} ({target_package}, layer {target_rank} >= {rank})")
     assert not wrong, f"{name} imports upward or sideways: {wrong}"
@@ -103,7 +110,11 @@ def test_trial_does_not_import_pipeline():
 
 def test_no_import_cycles():
     """Tarjan's strongly connected components over every module; any with two or more is a cycle."""
-    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
 
     def visit(v):
         index[v] = low[v] = len(index)
@@ -116,7 +127,7 @@ def test_no_import_cycles():
             elif w in on_stack:
                 low[v] = min(low[v], index[w])
         if low[v] == index[v]:
-            component = []
+            component: list[str] = []
             while True:
                 w = stack.pop()
                 on_stack.discard(w)
@@ -138,4 +149,4 @@ def test_the_checker_sees_a_backward_import(tmp_path):
     fake.write_text("def f():\n    from pipeline.local.controller import run_experiment\n")
     found = imports(fake, set(modules()))
     assert found == {"pipeline.local.controller"}
-    assert layer("pipeline.local.controller")[1] > layer("pipeline.katib.render")[1]
+    assert ranked("pipeline.local.controller")[1] > ranked("pipeline.katib.render")[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, katib_digits
+from tests.conftest import REPO, katib_digits, must_search
 
 SCRIPT = REPO / "scripts" / "e2e-kind.sh"
 TEXT = SCRIPT.read_text()
@@ -67,7 +67,7 @@ def test_the_image_placeholder_it_replaces_is_in_the_data_job():
 
 
 def test_default_experiment_is_shipped():
-    default = re.search(r'EXPERIMENT="\$\{EXPERIMENT:-([^}]+)\}"', TEXT)[1]
+    default = must_search(r'EXPERIMENT="\$\{EXPERIMENT:-([^}]+)\}"', TEXT)[1]
     if not any((REPO / "experiments").glob("*.yaml")):
         pytest.skip("experiments/ not written yet")
     assert (REPO / default).is_file(), f"{default}: the script's default Experiment is missing"

@@ -17,7 +17,7 @@ import yaml
 
 from pipeline.serving.server import instances_to_pixels
 from pipeline.workflow.steps import EXPORT_DIR
-from tests.conftest import REPO, SAMPLE
+from tests.conftest import REPO, SAMPLE, must_search
 
 TEXT = (REPO / "scripts" / "e2e-kind.sh").read_text()
 START = TEXT.index("if kubectl get crd inferenceservices.serving.kserve.io")
@@ -34,7 +34,7 @@ def test_it_applies_the_shipped_manifests_and_waits_for_each():
     applied = set(re.findall(r"deploy/kserve/[\w.-]+\.yaml", PART))
     assert applied == {str(p.relative_to(REPO)) for p in (REPO / "deploy" / "kserve").glob("*.yaml")}
     names = {yaml.safe_load((REPO / path).read_text())["metadata"]["name"] for path in applied}
-    assert re.search(r"for isvc in ([\w -]+); do", PART)[1].split() == sorted(names)
+    assert must_search(r"for isvc in ([\w -]+); do", PART)[1].split() == sorted(names)
 
 
 def test_the_model_goes_where_the_export_step_publishes_it():
@@ -43,7 +43,7 @@ def test_the_model_goes_where_the_export_step_publishes_it():
 
 def test_our_image_replaces_the_placeholder_in_what_it_applies(tmp_path):
     """The with_image helper's Python, run on both manifests it rewrites."""
-    helper = re.search(r"<<'PY'\n(.+?)\nPY\n  \}", PART, re.S)[1]
+    helper = must_search(r"<<'PY'\n(.+?)\nPY\n  \}", PART, re.S)[1]
     for manifest in ("deploy/data-shell-pod.yaml", "deploy/kserve/custom-predictor.yaml"):
         out = subprocess.run(
             [sys.executable, "-c", helper, manifest, "kind.local/katib-digits:e2e"],
@@ -62,7 +62,7 @@ def test_our_image_replaces_the_placeholder_in_what_it_applies(tmp_path):
 
 @pytest.mark.process
 def test_its_request_body_is_the_first_test_row_as_28x28x1(tmp_path):
-    snippet = re.search(r"\"\$PY\" -c '(.+?)' > \"\$WORK/instance.json\"", PART, re.S)[1]
+    snippet = must_search(r"\"\$PY\" -c '(.+?)' > \"\$WORK/instance.json\"", PART, re.S)[1]
     body = json.loads(
         subprocess.run(
             [sys.executable, "-c", snippet], cwd=REPO, capture_output=True, text=True, check=True, timeout=60

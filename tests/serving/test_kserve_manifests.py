@@ -17,7 +17,7 @@ from kubernetes import client
 
 from pipeline.cli.serve import serve_command
 from pipeline.workflow.steps import DATA_MOUNT, EXPORT_DIR
-from tests.conftest import REPO
+from tests.conftest import REPO, must_search
 
 KSERVE = REPO / "deploy" / "kserve"
 CLAIM = yaml.safe_load((REPO / "deploy" / "data-pvc.yaml").read_text())["metadata"]["name"]
@@ -166,7 +166,7 @@ def test_kserve_mounts_the_exported_model_where_serve_reads_it():
 
 def test_the_custom_predictor_runs_a_serve_command_our_cli_accepts():
     _, container = custom()
-    scripts = re.search(r"^\[project\.scripts\]\n((?:.+\n)+)", (REPO / "pyproject.toml").read_text(), re.M)[1]
+    scripts = must_search(r"^\[project\.scripts\]\n((?:.+\n)+)", (REPO / "pyproject.toml").read_text(), re.M)[1]
     assert f'\n{container["command"][0]} = "pipeline.cli:main"' in "\n" + scripts  # the console script
     assert container["command"][1:] == ["serve"]
     params = serve_command.make_context("serve", list(container["args"])).params  # click parses them as we do
@@ -181,7 +181,7 @@ def test_the_custom_predictor_runs_a_serve_command_our_cli_accepts():
 
 def test_the_custom_predictor_runs_the_image_the_experiments_run():
     _, container = custom()
-    images = set()
+    images: set[str] = set()
     for path in (REPO / "experiments").glob("*.yaml"):
         pod = yaml.safe_load(path.read_text())["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
         images.update(c["image"] for c in pod["containers"])

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.serving.server import Predictor, make_server
 from pipeline.submission.predict import predict_submission
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, must_search
 
 pytestmark = pytest.mark.slow  # real (tiny) training
 
@@ -204,7 +204,7 @@ def test_the_bodies_docs_serving_md_makes_get_answers(url):
         body = subprocess.run(
             [sys.executable, "-c", code], cwd=REPO, capture_output=True, check=True, timeout=60
         ).stdout
-        route = re.search(rf"--data-binary @{name} http://127\.0\.0\.1:8080(\S+)", doc)[1]
+        route = must_search(rf"--data-binary @{name} http://127\.0\.0\.1:8080(\S+)", doc)[1]
         status, answer = call(url, route, body)
         assert status == 200, answer
         answers.append(answer["predictions"][0] if "predictions" in answer else answer["outputs"][0]["data"])

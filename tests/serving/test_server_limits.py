@@ -72,6 +72,7 @@ def until_closed(sock: socket.socket) -> tuple[int, dict, float]:
     finally:
         sock.close()
     head, _, body = data.partition(b"\r\n\r\n")
+    assert first is not None, "the server closed without a byte"
     return int(head.split()[1]), json.loads(body), first
 
 

@@ -4,6 +4,7 @@ replies the way it does. The tests play the controller with it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kubeflow.katib import katib_api_pb2 as api
@@ -30,10 +31,10 @@ CONDITIONS = {
 }
 
 
-def asha_experiment(**settings: str) -> dict:
+def asha_experiment(**settings: str | None) -> dict:
     """experiments/asha.yaml, with `settings` replacing or adding algorithm settings (None removes one)."""
     exp = load_experiment(REPO / "experiments" / "asha.yaml")
-    current = {s["name"]: s["value"] for s in exp["spec"]["algorithm"]["algorithmSettings"]}
+    current: dict[str, str | None] = {s["name"]: s["value"] for s in exp["spec"]["algorithm"]["algorithmSettings"]}
     current.update(settings)
     exp["spec"]["algorithm"]["algorithmSettings"] = [
         {"name": k, "value": v} for k, v in current.items() if v is not None
@@ -41,7 +42,7 @@ def asha_experiment(**settings: str) -> dict:
     return exp
 
 
-def convert_experiment(exp: dict, extra_settings: list[api.AlgorithmSetting] = ()) -> api.Experiment:
+def convert_experiment(exp: dict, extra_settings: Sequence[api.AlgorithmSetting] = ()) -> api.Experiment:
     """ConvertExperiment (plus appendAlgorithmSettingsFromSuggestion's settings from the Suggestion status)."""
     spec = exp["spec"]
     settings = {s["name"]: s["value"] for s in spec["algorithm"].get("algorithmSettings") or []}

@@ -73,10 +73,11 @@ def run(client, steps: int, controller: Controller | None = None) -> Controller:
 
 def test_health_answers_serving_for_the_name_katibs_probes_use(server):
     health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
-    reply = health.Check(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=TIMEOUT_S)
+    # The ignores: types-grpcio-health-checking's HealthStub lacks the Check its generated __init__ sets.
+    reply = health.Check(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=TIMEOUT_S)  # type: ignore[attr-defined]
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
     with pytest.raises(grpc.RpcError) as err:
-        health.Check(health_pb2.HealthCheckRequest(service="some.other.Service"), timeout=TIMEOUT_S)
+        health.Check(health_pb2.HealthCheckRequest(service="some.other.Service"), timeout=TIMEOUT_S)  # type: ignore[attr-defined]
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -186,10 +187,10 @@ def test_validate_rejects_each_bad_setting_by_name(server, settings, name):
     with pytest.raises(grpc.RpcError) as err:
         client.ValidateAlgorithmSettings(request, timeout=TIMEOUT_S)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert name in err.value.details() and "spec.algorithm.algorithmSettings" in err.value.details()
+    assert name in (err.value.details() or "") and "spec.algorithm.algorithmSettings" in (err.value.details() or "")
     with pytest.raises(grpc.RpcError) as err:  # and GetSuggestions refuses the same settings
         client.GetSuggestions(Controller(asha_experiment(**settings)).request(1), timeout=TIMEOUT_S)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and name in err.value.details()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and name in (err.value.details() or "")
 
 
 def test_validate_accepts_the_shipped_experiment(server):
@@ -205,12 +206,14 @@ def test_bad_requests_get_a_clear_error(server):
     other["spec"]["algorithm"]["algorithmName"] = "random"
     with pytest.raises(grpc.RpcError) as err:
         client.GetSuggestions(Controller(other).request(1), timeout=TIMEOUT_S)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "asha" in err.value.details()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "asha" in (err.value.details() or "")
     request = Controller(asha_experiment()).request(2)
     request.total_request_number = 1
     with pytest.raises(grpc.RpcError) as err:
         client.GetSuggestions(request, timeout=TIMEOUT_S)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "total_request_number" in err.value.details()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "total_request_number" in (
+        err.value.details() or ""
+    )
 
 
 def test_in_process_the_same_servicer_raises_what_grpc_would_answer():
@@ -239,7 +242,8 @@ class service_process:
         deadline = time.monotonic() + TIMEOUT_S
         while True:  # what Katib's readiness probe does
             try:
-                health.Check(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=1)
+                # HealthStub's Check: set by its generated __init__, missing from types-grpcio-health-checking
+                health.Check(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=1)  # type: ignore[attr-defined]
                 return self.port
             except grpc.RpcError:
                 assert self.proc.poll() is None and time.monotonic() < deadline, "the service did not come up"

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.conftest import REPO, SAMPLE
-from trial.checkpoint import Store, checkpoint_key, key_material
+from trial.checkpoint import Snapshot, Store, checkpoint_key, key_material
 from trial.cli import build_parser
 from trial.config import NOT_IN_CHECKPOINT_KEY, REPLACED_IN_CHECKPOINT_KEY, TrialConfig
 
@@ -31,7 +32,7 @@ def key(config: TrialConfig = TrialConfig(), policy: str = "float32", x=X, y=Y) 
 
 
 def test_the_key_ignores_epochs_and_where_things_go():
-    same = dict(
+    same: dict[str, Any] = dict(
         epochs=3,
         model_out=Path("m"),
         metrics_file=Path("f"),
@@ -112,6 +113,13 @@ def trained():
     return model
 
 
+def newest(store: Store) -> Snapshot:
+    """The store's newest snapshot, which the test expects to be there."""
+    snapshot, why = store.latest()
+    assert snapshot is not None, why
+    return snapshot
+
+
 def store_in(path: Path) -> Store:
     return Store(path, key_material(TrialConfig(), "float32", X, Y))
 
@@ -127,7 +135,7 @@ def test_a_snapshot_round_trips_weights_optimizer_and_generators(tmp_path, train
         "model.keras",
         "state.json",
     ]
-    snapshot, _ = store.latest()
+    snapshot = newest(store)
     assert snapshot.epochs == 2 and snapshot.history == history(2)
     model = store.load_model(snapshot)
     for a, b in zip(trained.weights, model.weights, strict=True):
@@ -148,7 +156,7 @@ def test_a_later_epoch_replaces_the_earlier_one(tmp_path, trained):
     store.save(trained, 1, history(1))
     store.save(trained, 2, history(2))
     assert [p.name for p in store.path.iterdir()] == ["epoch-0002"]
-    assert store.latest()[0].epochs == 2
+    assert newest(store).epochs == 2
 
 
 def test_a_write_cut_short_leaves_no_snapshot(tmp_path, trained, monkeypatch):
@@ -163,7 +171,7 @@ def test_a_write_cut_short_leaves_no_snapshot(tmp_path, trained, monkeypatch):
     with pytest.raises(OSError):
         store.save(trained, 2, history(2))
     assert [p.name for p in store.path.iterdir()] == ["epoch-0001"]  # no epoch-0002, no temporary folder
-    assert store.latest()[0].epochs == 1
+    assert newest(store).epochs == 1
 
 
 def test_a_killed_writers_temporary_folder_is_ignored_then_swept(tmp_path, trained):
@@ -186,7 +194,7 @@ def test_duplicates_racing_for_one_epoch_keep_the_first(tmp_path, trained):
     before = (first.path / "epoch-0001" / "state.json").stat().st_mtime_ns
     second.save(trained, 1, {"loss": [9.0], "accuracy": [0.0]})  # loses the rename, says nothing
     assert (first.path / "epoch-0001" / "state.json").stat().st_mtime_ns == before
-    assert first.latest()[0].history == history(1)
+    assert newest(first).history == history(1)
     assert [p.name for p in first.path.iterdir()] == ["epoch-0001"]
 
 
@@ -235,7 +243,7 @@ def test_a_model_file_that_does_not_load_is_one_line(tmp_path, trained):
     store = store_in(tmp_path)
     written = store.save(trained, 2, history(2))
     (written / "model.keras").write_bytes((written / "model.keras").read_bytes()[:500])  # truncated
-    snapshot, _ = store.latest()
+    snapshot = newest(store)
     with pytest.raises(ValueError) as err:
         store.load_model(snapshot)
     assert str(err.value).startswith(f"checkpoint at {written} not used (model.keras does not load: ")
@@ -250,7 +258,7 @@ def test_a_snapshot_without_a_generators_state_is_not_resumed(tmp_path, trained)
     del state["seeds"][name]
     (written / "state.json").write_text(json.dumps(state))
     with pytest.raises(ValueError, match=rf"not used \(state.json has no random generator state for layer '{name}'\)$"):
-        store.load_model(store.latest()[0])
+        store.load_model(newest(store))
 
 
 # --- the trial ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kfp import components
@@ -168,7 +169,7 @@ def test_submit_passes_the_login_and_returns_the_ui_link(monkeypatch, tmp_path):
 
     from pipeline.workflow.server_run import submit
 
-    made = {}
+    made: dict[str, Any] = {}
 
     class Recorder:
         def __init__(self, **kwargs):

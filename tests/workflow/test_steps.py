@@ -61,7 +61,7 @@ def test_read_experiment_reports_the_linters_first_error(tmp_path):
 
 def test_tune_rejects_an_unknown_backend(tmp_path):
     with pytest.raises(UserError, match="backend: 'slurm' is not one of katib, optuna"):
-        steps.tune({"spec": {}}, "slurm", tmp_path)
+        steps.tune(Experiment({"spec": {}}), "slurm", tmp_path)
 
 
 def test_require_succeeded():
