@@ -143,7 +143,9 @@ def objective_value(result: TunedResult, experiment: dict[str, Any] | None = Non
         )
     text = observed.get(STRATEGY_FIELDS[strategy])
     try:
-        value = float(text)  # type: ignore[arg-type]
+        if text is None:
+            raise ValueError("no value")
+        value = float(text)
     except (TypeError, ValueError):
         raise UserError(
             f"{result.source}: currentOptimalTrial.observation.metrics[{name}].{strategy}: {text!r} is not a number"
