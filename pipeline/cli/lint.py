@@ -6,11 +6,10 @@ import json
 from typing import Any
 
 import click
-import yaml
 
 from pipeline.cli.options import mount_option, parse_mounts, trial_arg_option
 from pipeline.errors import UserError
-from pipeline.katib.experiment import load_experiment, with_defaults
+from pipeline.katib.experiment import dump_yaml, load_experiment, with_defaults
 from pipeline.lint import format_problem, lint_experiment
 from pipeline.lint.problems import ERROR, NOTE, WARNING
 
@@ -78,7 +77,7 @@ def lint_command(
                 click.echo(format_problem(name, problem), err=show_defaults)
             if show_defaults:
                 click.echo(f"# {name}, with Katib's defaults\n---")
-                click.echo(yaml.safe_dump(report["spec"], sort_keys=False, width=120), nl=False)
+                click.echo(dump_yaml(report["spec"], sort_keys=False, width=120), nl=False)
         if run_smoke and not bad:
             from pipeline.local.smoke import smoke_check
 

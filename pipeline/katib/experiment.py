@@ -48,6 +48,48 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
     return parse_experiment(text, source=str(path))
 
 
+# Plain scalars that PyYAML reads as strings but Kubernetes' YAML 1.1 reader (kubectl, the API server) as booleans
+YAML11_ONLY_BOOLEANS = ("y", "Y", "n", "N")
+
+
+class KubernetesSafeDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting the strings YAML 1.1 reads as booleans, so kubectl reads what we wrote."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = '"' if value in YAML11_ONLY_BOOLEANS else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+KubernetesSafeDumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(obj: Any, **options: Any) -> str:
+    """YAML that means the same to PyYAML and to Kubernetes (yaml.safe_dump writes a plain `y`)."""
+    return yaml.dump(obj, Dumper=KubernetesSafeDumper, **options)
+
+
+def _refuse_yaml11_booleans(text: str, source: str) -> None:
+    """An unquoted `y` or `n` means a string here and a boolean to `kubectl apply`: the same file would mean two
+    things (on Katib: `cannot unmarshal bool into ... of type string`), so it is refused, with where to quote."""
+    stack = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            if node.style is None and node.value in YAML11_ONLY_BOOLEANS:
+                mark = node.start_mark
+                raise UserError(
+                    f"{source}: line {mark.line + 1}, column {mark.column + 1}: an unquoted {node.value} is a boolean "
+                    f'to kubectl and Kubernetes (YAML 1.1), a string here: write "{node.value}"'
+                )
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
 def parse_experiment(text: str, source: str = "<text>") -> dict[str, Any]:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
@@ -73,6 +115,7 @@ def parse_experiment(text: str, source: str = "<text>") -> dict[str, Any]:
         raise UserError(f"{source}: metadata: required mapping is missing")
     if not isinstance(exp.get("spec"), dict):
         raise UserError(f"{source}: spec: required mapping is missing")
+    _refuse_yaml11_booleans(text, source)
     return exp
 
 

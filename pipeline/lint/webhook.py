@@ -523,6 +523,48 @@ def check_early_stopping(exp: dict[str, Any]) -> Findings:
     return found
 
 
+# What Katib's pod webhook (inject_webhook.go, wrapWorkerContainer) appends to the primary container's command,
+# joined into one `sh -c` string, for the collectors whose sidecar waits on the trial's process.
+WRAPPED_BY_KATIB = {
+    "StdOut": "1>/var/log/katib/metrics.log 2>&1 && echo completed > /var/log/katib/$$$$.pid",
+    "File": "&& echo completed > /var/log/katib/$$$$.pid",
+    "TensorFlowEvent": "&& echo completed > /var/log/katib/$$$$.pid",
+}
+
+
+def check_wrapped_command(exp: dict[str, Any]) -> Findings:
+    """A trial command that ends with a newline (a YAML `|` block): Katib appends its wrapper after it, on a
+    line of its own, so it applies to nothing. Shown on Katib itself (tests/box/test_differential.py)."""
+    found = Findings()
+    spec = as_dict(exp.get("spec"))
+    kind = as_dict(as_dict(spec.get("metricsCollectorSpec")).get("collector")).get("kind", "StdOut")
+    template = as_dict(spec.get("trialTemplate"))
+    trial_spec = as_dict(template.get("trialSpec"))
+    if kind not in WRAPPED_BY_KATIB or trial_spec.get("kind") != "Job":
+        return found
+    pod = as_dict(as_dict(as_dict(trial_spec.get("spec")).get("template")).get("spec"))
+    for i, container in enumerate(as_list(pod.get("containers"))):
+        container = as_dict(container)
+        if container.get("name") != template.get("primaryContainerName"):
+            continue
+        words = [("command", j, w) for j, w in enumerate(as_list(container.get("command")))]
+        words += [("args", j, w) for j, w in enumerate(as_list(container.get("args")))]
+        if not words or not isinstance(words[-1][2], str) or not words[-1][2].rstrip(" \t").endswith("\n"):
+            continue
+        field, j, _ = words[-1]
+        effect = (
+            "the trial's output never reaches the StdOut collector: every trial is MetricsUnavailable"
+            if kind == "StdOut"
+            else "that line is a shell syntax error: every trial fails"
+        )
+        found.fails_later(
+            f"spec.trialTemplate.trialSpec.spec.template.spec.containers[{i}].{field}[{j}]",
+            f"it ends with a newline, and Katib appends {WRAPPED_BY_KATIB[kind]!r} after it on a line of its "
+            f"own, so {effect}; end the script without one (YAML `|-` or `>-`)",
+        )
+    return found
+
+
 ALL_CHECKS = (
     check_name,
     check_counts,
@@ -531,5 +573,6 @@ ALL_CHECKS = (
     check_parameters,
     check_trial_template,
     check_metrics_collector,
+    check_wrapped_command,
     check_early_stopping,
 )

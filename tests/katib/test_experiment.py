@@ -25,7 +25,7 @@ spec:
   parameters:
     - {name: lr, parameterType: double, feasibleSpace: {min: "0.1", max: "0.2"}}
     - {name: opt, parameterType: categorical, feasibleSpace: {list: [a, b]}}
-    - {name: n, parameterType: int}
+    - {name: "n", parameterType: int}  # quoted: a plain n is a boolean to kubectl
   trialTemplate:
     primaryContainerName: main
     trialSpec:
@@ -171,3 +171,21 @@ def test_load_missing_file_and_directory(tmp_path):
 
 def test_load_shipped_experiment():
     assert load_experiment(REPO / "experiments" / "random.yaml")["metadata"]["name"] == "digits-random"
+
+
+@pytest.mark.parametrize("scalar", ["y", "N"])
+def test_an_unquoted_yaml11_boolean_is_refused_with_where_to_quote(scalar):
+    """PyYAML reads a plain `y` as a string, Kubernetes (YAML 1.1) as a boolean: kubectl refused our
+    parameter named y on the box. Quoted, it means the same to both and is accepted."""
+    text = "apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata: {name: a}\nspec:\n  parameters:\n"
+    with pytest.raises(UserError, match=rf'f.yaml: line 6, column 13: an unquoted {scalar} is a boolean .*"{scalar}"'):
+        parse_experiment(text + f"    - name: {scalar}\n", source="f.yaml")
+    assert (
+        parse_experiment(text + f'    - name: "{scalar}"\n', source="f.yaml")["spec"]["parameters"][0]["name"] == scalar
+    )
+
+
+def test_dump_yaml_quotes_what_kubernetes_would_read_as_a_boolean():
+    from pipeline.katib.experiment import dump_yaml
+
+    assert dump_yaml({"name": "y", "other": "yes", "n": 1}, sort_keys=True) == '"n": 1\nname: "y"\nother: \'yes\'\n'  # keys too

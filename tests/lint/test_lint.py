@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from pipeline.cli.lint import lint_command
 from pipeline.errors import UserError
 from pipeline.katib.algorithms import hyperband_min_parallel
-from pipeline.katib.experiment import load_experiment
+from pipeline.katib.experiment import dump_yaml, load_experiment
 from pipeline.lint import lint_experiment, load
 from pipeline.lint.fields import CONFIG_FILE, SWAGGER_FILE, load_schema_file
 from tests.conftest import REPO, katib_digits
@@ -668,7 +668,7 @@ def test_case_ids_are_unique():
 def test_broken_variant_exits_1_naming_the_field(tmp_path, case):
     _, base, change, path, words, _ = next(c for c in BROKEN if c[0] == case)
     f = tmp_path / "broken.yaml"
-    f.write_text(yaml.safe_dump(variant(change, base)))
+    f.write_text(dump_yaml(variant(change, base)))
     result = CliRunner().invoke(lint_command, [str(f)])
     assert result.exit_code == 1
     assert f"{f}: {path}: error: " in result.output and words in result.output
@@ -728,7 +728,7 @@ def test_load_validates(tmp_path):
     spec = load(EXPERIMENTS / "random.yaml").spec
     assert spec["trialTemplate"]["failureCondition"]  # defaulted
     f = tmp_path / "bad.yaml"
-    f.write_text(yaml.safe_dump(variant(lambda e: spec_update(e, maxTrialCount=0))))
+    f.write_text(dump_yaml(variant(lambda e: spec_update(e, maxTrialCount=0))))
     with pytest.raises(UserError, match=r"bad.yaml: spec.maxTrialCount: error: 0: must be greater than 0"):
         load(f)
 
@@ -739,7 +739,7 @@ def spec_update(exp, **fields):
 
 def test_load_strict_fails_on_warnings(tmp_path):
     f = tmp_path / "w.yaml"
-    f.write_text(yaml.safe_dump(variant(lambda e: e["spec"].update(maxTrialCounts=3))))
+    f.write_text(dump_yaml(variant(lambda e: e["spec"].update(maxTrialCounts=3))))
     assert load(f).max_trial_count == 24
     with pytest.raises(UserError, match="maxTrialCounts"):
         load(f, strict=True)
@@ -962,3 +962,29 @@ def test_push_collector_with_the_flag_is_clean():
         "--push-metrics"
     )
     assert not [p for p in lint_experiment(exp, "x.yaml") if "push" in p.message.lower()]
+
+
+@pytest.mark.parametrize(
+    "kind,effect", [("StdOut", "every trial is MetricsUnavailable"), ("File", "shell syntax error")]
+)
+def test_a_trial_command_ending_in_a_newline_is_an_error(kind, effect):
+    """Katib appends its wrapper after the command on a line of its own (seen on Katib: every trial
+    MetricsUnavailable), so a script ending with a newline, as a YAML `|` block does, is refused."""
+    from pipeline.lint.problems import ADMITTED_BUT_FAILS
+    from tests.fake_trial import experiment
+
+    exp = experiment()
+    if kind == "File":
+        exp["spec"]["metricsCollectorSpec"] = {
+            "collector": {"kind": "File"},
+            "source": {"fileSystemPath": {"kind": "File", "path": "/var/log/m.log", "format": "TEXT"}},
+        }
+    container = exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    words = container.get("args") or container["command"]
+    field = "args" if container.get("args") else "command"
+    path = f"spec.trialTemplate.trialSpec.spec.template.spec.containers[0].{field}[{len(words) - 1}]"
+    assert not [p for p in lint_experiment(exp) if p.path == path]
+    words[-1] += "\n"
+    hits = [p for p in lint_experiment(exp) if p.path == path]
+    assert hits and hits[0].severity == "error" and ADMITTED_BUT_FAILS in hits[0].message, hits
+    assert effect in hits[0].message and "|-" in hits[0].message

@@ -7,9 +7,9 @@ import json
 import re
 
 import pytest
-import yaml
 
 from pipeline.errors import UserError
+from pipeline.katib.experiment import dump_yaml
 from pipeline.local.controller import run_experiment
 from pipeline.local.smoke import smoke_check
 from tests.conftest import REPO, katib_digits
@@ -243,14 +243,14 @@ def test_raised_budget_of_a_finished_never_experiment_is_refused(tmp_path):
 @pytest.mark.process
 def test_smoke_check_passes_and_fails(tmp_path):
     good = tmp_path / "good.yaml"
-    good.write_text(yaml.safe_dump(experiment(args=["--epochs=1"])))
+    good.write_text(dump_yaml(experiment(args=["--epochs=1"])))
     smoke_check(str(good), {}, [])
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(experiment(args=["--metric=acc"])))
+    bad.write_text(dump_yaml(experiment(args=["--metric=acc"])))
     with pytest.raises(UserError, match="objective metric 'accuracy' was never collected"):
         smoke_check(str(bad), {}, [])
     nan = tmp_path / "nan.yaml"
-    nan.write_text(yaml.safe_dump(experiment(args=["--mode=nan"])))
+    nan.write_text(dump_yaml(experiment(args=["--mode=nan"])))
     with pytest.raises(UserError, match="not a number"):
         smoke_check(str(nan), {}, [])
 
@@ -258,12 +258,12 @@ def test_smoke_check_passes_and_fails(tmp_path):
 @pytest.mark.process
 def test_cli_exit_codes(tmp_path):
     ok = tmp_path / "ok.yaml"
-    ok.write_text(yaml.safe_dump(experiment(max_trials=1, parallel=1, max_failed=1, args=["--epochs=1"])))
+    ok.write_text(dump_yaml(experiment(max_trials=1, parallel=1, max_failed=1, args=["--epochs=1"])))
     r = katib_digits("tune", str(ok), "--out", str(tmp_path / "a"), "--no-progress", "--no-report")
     assert r.returncode == 0, r.stderr
     assert "best trial fake-" in r.stderr
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(experiment(max_trials=2, parallel=1, max_failed=1, args=["--mode=crash"])))
+    bad.write_text(dump_yaml(experiment(max_trials=2, parallel=1, max_failed=1, args=["--mode=crash"])))
     r = katib_digits("tune", str(bad), "--out", str(tmp_path / "b"), "--no-progress", "--no-report")
     assert r.returncode == 1 and "Failed" in r.stderr
     r = katib_digits("tune", str(tmp_path / "missing.yaml"))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-import yaml
 
+from pipeline.katib.experiment import dump_yaml
 from pipeline.local.controller import run_experiment
 from tests.conftest import REPO
 from tests.fake_trial import experiment
@@ -121,7 +121,7 @@ def slow_experiment(tmp_path, name="slow", sleep=0.5):
     # Slow enough that a loaded CI machine still catches the second trial running.
     path = tmp_path / f"{name}.yaml"
     path.write_text(
-        yaml.safe_dump(
+        dump_yaml(
             experiment(
                 name=name,
                 max_trials=2,

@@ -14,7 +14,7 @@ import yaml
 
 from pipeline.cli import main as cli_main
 from pipeline.errors import UserError
-from pipeline.katib.experiment import load_unchecked
+from pipeline.katib.experiment import dump_yaml, load_unchecked
 from pipeline.submission.predict import check_submission
 from pipeline.workflow import steps
 from pipeline.workflow.definition import Budget
@@ -152,7 +152,7 @@ def test_invalid_experiment_fails_before_any_step_with_the_linters_message(tmp_p
     exp = yaml.safe_load(LOCAL_EXPERIMENT.read_text())
     exp["spec"]["objective"]["type"] = "maximise"
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(exp))
+    bad.write_text(dump_yaml(exp))
     with pytest.raises(SystemExit) as exit_info:
         cli_main(
             [

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from pipeline.errors import UserError
-from pipeline.katib.experiment import Experiment
+from pipeline.katib.experiment import Experiment, dump_yaml
 from pipeline.workflow import steps
 from tests.conftest import REPO, SAMPLE
 
@@ -54,7 +54,7 @@ def test_read_experiment_reports_the_linters_first_error(tmp_path):
     exp["spec"]["objective"]["type"] = "maximise"
     exp["spec"]["maxTrialCount"] = -1
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(exp))
+    bad.write_text(dump_yaml(exp))
     with pytest.raises(UserError, match=r"bad.yaml: spec\.\S+: error: .*\(and \d+ more: katib-digits lint "):
         steps.read_experiment(str(bad))
 
