@@ -41,8 +41,11 @@ class JobLimits:
     def from_experiment(cls, exp: Experiment) -> JobLimits:
         job = exp.trial_spec.get("spec") or {}
         backoff = int(job.get("backoffLimit", DEFAULT_BACKOFF_LIMIT)) if exp.trial_spec.get("kind") == "Job" else 0
-        return cls(deadline_s=job.get("activeDeadlineSeconds"), backoff_limit=backoff,
-                   batch_job=exp.trial_spec.get("kind") == "Job")
+        return cls(
+            deadline_s=job.get("activeDeadlineSeconds"),
+            backoff_limit=backoff,
+            batch_job=exp.trial_spec.get("kind") == "Job",
+        )
 
     def starts_another_pod(self, end: TrialEnd) -> bool:
         """Whether the Job controller replaces the pod that just ended: it crashed by itself (not

@@ -1,5 +1,6 @@
 """The Katib box from a test: kubectl through scripts/cluster/kubectl, and the small-budget copy of a shipped
 Experiment that the cluster tier applies (the Experiment's own trial template; only the budget changes)."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,6 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from pipeline import lint
 from pipeline.workflow import steps
@@ -36,8 +35,9 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
 def small_budget(path: Path, max_trials: int, rows: int = 300, epochs: int = 1) -> dict[str, Any]:
     """The pipeline's small-budget copy of `path` (steps.smoke_copy: trial requests of 100m so several fit the
     box's 2 CPUs), with `trialTemplate.retain`, so Katib keeps each finished trial's Job and pod to read."""
-    small = steps.smoke_copy(lint.load(path), NAMESPACE, max_trials, rows, epochs,
-                             requests={"cpu": "100m", "memory": "512Mi"})
+    small = steps.smoke_copy(
+        lint.load(path), NAMESPACE, max_trials, rows, epochs, requests={"cpu": "100m", "memory": "512Mi"}
+    )
     small.raw["spec"]["trialTemplate"]["retain"] = True
     lint.load(small.raw)  # still an Experiment Katib admits
     return small.raw
@@ -47,7 +47,7 @@ def run_experiment(raw: dict[str, Any], timeout_s: float, poll_s: float = 5) -> 
     """kubectl apply, as README says, then the Experiment as Katib leaves it when it completes."""
     name = raw["metadata"]["name"]
     kubectl("-n", NAMESPACE, "delete", "experiment", name, "--ignore-not-found", "--wait=true", timeout=300)
-    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(raw))
+    kubectl("apply", "-f", "-", stdin=json.dumps(raw))  # JSON: Go reads an unquoted `y` in YAML as a bool
     deadline = time.monotonic() + timeout_s
     while True:
         exp = get("-n", NAMESPACE, "experiment", name)
@@ -56,10 +56,12 @@ def run_experiment(raw: dict[str, Any], timeout_s: float, poll_s: float = 5) -> 
             if c and c["status"] == "True":
                 return exp
         if time.monotonic() > deadline:
-            trials = kubectl("-n", NAMESPACE, "get", "trials", "-l", f"katib.kubeflow.org/experiment={name}",
-                             check=False)
-            raise AssertionError(f"{name}: not completed within {timeout_s:.0f} s: "
-                                 f"{exp.get('status', {}).get('conditions')}\n{trials}")
+            trials = kubectl(
+                "-n", NAMESPACE, "get", "trials", "-l", f"katib.kubeflow.org/experiment={name}", check=False
+            )
+            raise AssertionError(
+                f"{name}: not completed within {timeout_s:.0f} s: {exp.get('status', {}).get('conditions')}\n{trials}"
+            )
         time.sleep(poll_s)
 
 

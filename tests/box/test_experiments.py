@@ -1,6 +1,7 @@
 """Every shipped Experiment on Katib's own controllers (the box), with a small budget: applied with kubectl,
 its trials created by Katib's controller from the Experiment's own trial template, its metrics collected by
 Katib's StdOut sidecar from our trial, until Katib marks it Succeeded."""
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,7 @@ def test_katib_runs_the_experiment_to_succeeded(namespace, path: Path):
     optimal = {m["name"]: m for m in status["currentOptimalTrial"]["observation"]["metrics"]}
     assert 0 < float(optimal["val_accuracy"]["latest"]) <= 1, optimal
     for trial in trials:
-        if condition(trial, "Succeeded") is None or condition(trial, "Succeeded")["status"] != "True":
+        if (condition(trial, "Succeeded") or {}).get("status") != "True":
             continue
         collected = {m["name"]: m for m in trial["status"]["observation"]["metrics"]}
         assert set(metric_names) <= set(collected), (trial["metadata"]["name"], collected)
@@ -65,15 +66,34 @@ def _clear_checkpoints(raw: dict) -> None:
     pod = raw["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
     (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == "/checkpoints"]
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "clear-asha-checkpoints"},
-           "spec": {"backoffLimit": 0, "template": {"spec": {
-               "restartPolicy": "Never", "securityContext": pod["securityContext"], "volumes": [volume],
-               "containers": [{"name": "clear", "image": pod["containers"][0]["image"], "volumeMounts": [mount],
-                               "command": ["rm", "-rf", f"/checkpoints/{raw['metadata']['name']}"]}]}}}}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "clear-asha-checkpoints"},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": pod["securityContext"],
+                    "volumes": [volume],
+                    "containers": [
+                        {
+                            "name": "clear",
+                            "image": pod["containers"][0]["image"],
+                            "volumeMounts": [mount],
+                            "command": ["rm", "-rf", f"/checkpoints/{raw['metadata']['name']}"],
+                        }
+                    ],
+                }
+            },
+        },
+    }
     kubectl("-n", NAMESPACE, "delete", "job", "clear-asha-checkpoints", "--ignore-not-found", "--wait=true")
     kubectl("-n", NAMESPACE, "apply", "-f", "-", stdin=json.dumps(job))
-    kubectl("-n", NAMESPACE, "wait", "--for=condition=Complete", "job/clear-asha-checkpoints", "--timeout=120s",
-            timeout=150)
+    kubectl(
+        "-n", NAMESPACE, "wait", "--for=condition=Complete", "job/clear-asha-checkpoints", "--timeout=120s", timeout=150
+    )
 
 
 def _epochs_flag(pod: dict) -> int:
@@ -94,10 +114,13 @@ def _each_trial_trains_its_rungs_epochs(trials: list[dict]) -> None:
 
 
 def _a_promotion_resumed_from_its_checkpoint(trials: list[dict]) -> None:
-    promoted = [t for t in trials if int({a["name"]: a["value"] for a in t["spec"]["parameterAssignments"]}
-                                         ["epochs"]) > 1]
+    promoted = [
+        t for t in trials if int({a["name"]: a["value"] for a in t["spec"]["parameterAssignments"]}["epochs"]) > 1
+    ]
     assert promoted, "asha promoted no trial"
     # the StdOut collector sends the trial's output to a file its sidecar reads and logs
-    logs = [kubectl("-n", NAMESPACE, "logs", pods_of_trial(t["metadata"]["name"])[0]["metadata"]["name"],
-                    "-c", COLLECTOR) for t in promoted]
+    logs = [
+        kubectl("-n", NAMESPACE, "logs", pods_of_trial(t["metadata"]["name"])[0]["metadata"]["name"], "-c", COLLECTOR)
+        for t in promoted
+    ]
     assert any("trial: resumed from" in log for log in logs), logs[0][-2000:]

@@ -188,4 +188,6 @@ def test_an_unquoted_yaml11_boolean_is_refused_with_where_to_quote(scalar):
 def test_dump_yaml_quotes_what_kubernetes_would_read_as_a_boolean():
     from pipeline.katib.experiment import dump_yaml
 
-    assert dump_yaml({"name": "y", "other": "yes", "n": 1}, sort_keys=True) == '"n": 1\nname: "y"\nother: \'yes\'\n'  # keys too
+    assert (
+        dump_yaml({"name": "y", "other": "yes", "n": 1}, sort_keys=True) == '"n": 1\nname: "y"\nother: \'yes\'\n'
+    )  # keys too

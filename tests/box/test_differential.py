@@ -1,0 +1,83 @@
+"""The dry-run against Katib itself, whole Experiments at a time: each Experiment runs once through
+`katib-digits tune` and once on Katib (the box), with a deterministic trial, and the two answers must agree on
+the end (terminal condition and reason), the counts by state, each trial's end and metrics, and the optimal
+trial. Where assignments are random (random search, or a grid cut short), only what does not depend on them is
+compared. docs/dryrun.md, "What still differs from Katib, and why", lists what these cannot compare."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.box.box import run_experiment
+from tests.box.differential import dry_run, dry_run_trials, experiment, experiment_outcome, katib_trials
+
+pytestmark = pytest.mark.cluster
+
+METRICS = ["accuracy", "loss"]
+
+# name -> (the Experiment, whether assignments are the same set on both runners, the terminal condition)
+CASES = {
+    # every grid point (3 x 3), three at a time: the same nine trials, observations and optimal trial
+    "grid-all": (
+        experiment("diff-grid-all", strategies={"accuracy": "latest", "loss": "min"}),
+        True,
+        ("Succeeded", "ExperimentMaxTrialsReached"),
+    ),
+    # the objective under "max": the optimal trial is chosen by each trial's best accuracy, not its last
+    "grid-max": (
+        experiment("diff-grid-max", epochs=2, strategies={"accuracy": "max", "loss": "latest"}),
+        True,
+        ("Succeeded", "ExperimentMaxTrialsReached"),
+    ),
+    # every point reaches the goal: the first trial ends the Experiment, whichever point it was
+    "goal": (
+        experiment("diff-goal", x={"min": "0.4", "max": "0.6", "step": "0.1"}, goal=0.8, parallel=1, max_trials=6),
+        False,
+        ("Succeeded", "ExperimentGoalReached"),
+    ),
+    # every trial exits 3: Failed once failed trials pass maxFailedTrialCount
+    "crash": (
+        experiment("diff-crash", mode="crash", parallel=1, max_trials=4, max_failed=1),
+        False,
+        ("Failed", "ExperimentFailed"),
+    ),
+    # trials that run and never print the objective: MetricsUnavailable, counted against maxFailedTrialCount
+    "silent": (
+        experiment("diff-silent", mode="silent", parallel=1, max_trials=4, max_failed=1),
+        False,
+        ("Failed", "ExperimentFailed"),
+    ),
+    # a trial past the Job's activeDeadlineSeconds: Failed with the Job's reason
+    "deadline": (
+        experiment("diff-deadline", mode="sleep", parallel=1, max_trials=2, max_failed=0, deadline_s=8),
+        False,
+        ("Failed", "ExperimentFailed"),
+    ),
+    # random search: assignments differ between the runners; the end and the counts do not
+    "random": (
+        experiment("diff-random", algorithm="random", x={"min": "0.1", "max": "0.9"}, parallel=2, max_trials=4),
+        False,
+        ("Succeeded", "ExperimentMaxTrialsReached"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_the_dry_run_ends_as_katib_does(case, namespace, tmp_path):
+    raw, same_assignments, terminal = CASES[case]
+    local_exp, local_rows = dry_run(raw, tmp_path)
+    katib_exp = run_experiment(raw, timeout_s=420)
+    name = raw["metadata"]["name"]
+
+    local, katib = experiment_outcome(local_exp), experiment_outcome(katib_exp)
+    assert katib["terminal"] == [terminal], katib  # the case tests what it means to
+    ours, theirs = dry_run_trials(local_rows, METRICS), katib_trials(name)
+    if same_assignments:
+        assert local == katib
+        assert ours == theirs
+    else:
+        assert {k: local[k] for k in ("terminal", "counts")} == {k: katib[k] for k in ("terminal", "counts")}
+        assert Counter(t["end"] for t in ours) == Counter(t["end"] for t in theirs)
+        assert bool(local["optimal"]["metrics"]) == bool(katib["optimal"]["metrics"])

@@ -1,0 +1,192 @@
+"""Katib's faults on the box, with nothing lost: the controller deleted mid-Experiment, the database restarted
+mid-Experiment, a trial's pod killed (and the same fault in the dry-run, counted the same way). The trial is
+tests/box/differential.py's deterministic one, slowed down so there is something running to disturb."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.box.box import NAMESPACE, REPO, condition, get, kubectl, pods_of_trial, trials_of
+from tests.box.differential import dry_run_trials, experiment, experiment_outcome, katib_trials
+
+pytestmark = pytest.mark.cluster
+
+KATIB = "kubeflow"
+SUCCEEDED = "TrialSucceeded. Job reason: CompletionsReached"  # Katib adds the Job's reason (Kubernetes 1.31+)
+
+
+def apply(raw) -> str:
+    name = raw["metadata"]["name"]
+    kubectl("-n", NAMESPACE, "delete", "experiment", name, "--ignore-not-found", "--wait=true", timeout=300)
+    kubectl("apply", "-f", "-", stdin=json.dumps(raw))  # JSON: Go reads an unquoted `y` in YAML as a bool
+    return name
+
+
+def wait_for(what: str, check, timeout_s: float = 240, poll_s: float = 2):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
+
+
+def finish(name: str, timeout_s: float = 600):
+    """The Experiment once Katib completes it (run_experiment's wait, without re-applying)."""
+
+    def done():
+        exp = get("-n", NAMESPACE, "experiment", name)
+        return exp if any((condition(exp, k) or {}).get("status") == "True" for k in ("Succeeded", "Failed")) else None
+
+    return wait_for(f"{name} completes", done, timeout_s, 5)
+
+
+def katib_pod(component: str) -> dict:
+    pods = get("-n", KATIB, "pods", "-l", f"katib.kubeflow.org/component={component}")["items"]
+    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+    return pods[0]
+
+
+def restart(component: str) -> None:
+    """Delete Katib's `component` pod; its Deployment makes a new one, which must become ready."""
+    old = katib_pod(component)["metadata"]["uid"]
+    kubectl("-n", KATIB, "delete", "pod", "-l", f"katib.kubeflow.org/component={component}", "--wait=true")
+
+    def ready():
+        pods = get("-n", KATIB, "pods", "-l", f"katib.kubeflow.org/component={component}")["items"]
+        return [
+            p
+            for p in pods
+            if p["metadata"]["uid"] != old
+            and p["metadata"].get("deletionTimestamp") is None
+            and (condition(p, "Ready") or {}).get("status") == "True"
+        ]
+
+    wait_for(f"a new {component} pod is ready", ready)
+
+
+def running_trials(name: str) -> list[dict]:
+    return [t for t in trials_of(name) if (condition(t, "Running") or {}).get("status") == "True"]
+
+
+def succeeded(name: str) -> list[str]:
+    return [t["metadata"]["name"] for t in trials_of(name) if (condition(t, "Succeeded") or {}).get("status") == "True"]
+
+
+def assert_every_grid_point_once(name: str, points: int) -> None:
+    trials = katib_trials(name)
+    assignments = [t["assignments"] for t in trials]
+    assert len(assignments) == points and len(set(assignments)) == points, assignments  # none lost, none twice
+    assert all(t["end"] == ("Succeeded", SUCCEEDED) for t in trials), trials
+
+
+def test_the_controller_deleted_mid_experiment_loses_and_repeats_no_trial(namespace):
+    name = apply(experiment("fault-controller", pause_s=3))
+    wait_for("two trials running", lambda: len(running_trials(name)) >= 2)
+    restart("controller")
+    exp = finish(name)
+    assert experiment_outcome(exp)["terminal"] == [("Succeeded", "ExperimentMaxTrialsReached")]
+    assert_every_grid_point_once(name, 9)
+    best = experiment_outcome(exp)["optimal"]["assignments"]
+    assert best == (("x", 0.5), ("y", 3.0))
+
+
+def observation_rows(trials: list[str]) -> list[tuple[str, str, str]]:
+    """What Katib's database holds for `trials` (the db-manager's observation_logs table), read with psql."""
+    pod = katib_pod("postgres")["metadata"]["name"]
+    names = ",".join(f"'{t}'" for t in trials)
+    out = kubectl(
+        "-n",
+        KATIB,
+        "exec",
+        pod,
+        "--",
+        "sh",
+        "-c",
+        'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -At -F "|" '
+        f'-c "SELECT trial_name, metric_name, value FROM observation_logs WHERE trial_name IN ({names}) '
+        'ORDER BY trial_name, time, metric_name, value"',
+    )
+    return [(row[0], row[1], row[2]) for row in (line.split("|") for line in out.splitlines() if line)]
+
+
+def test_the_database_restarted_mid_experiment_keeps_every_observation(namespace):
+    name = apply(experiment("fault-database", pause_s=2))
+    finished = wait_for("two trials succeeded", lambda: succeeded(name) if len(succeeded(name)) >= 2 else None)
+    before = observation_rows(finished)
+    assert len(before) == len(finished) * 3 * 2, before  # three epochs, two metrics each
+    restart("postgres")
+    exp = finish(name)
+    assert experiment_outcome(exp)["terminal"] == [("Succeeded", "ExperimentMaxTrialsReached")]
+    assert_every_grid_point_once(name, 9)
+    assert observation_rows(finished) == before
+
+
+def test_a_killed_trial_pod_is_counted_as_the_dry_run_counts_a_killed_trial(namespace, tmp_path):
+    raw = experiment(
+        "fault-trial-kill",
+        algorithm="random",
+        mode="kill-me",
+        epochs=20,
+        pause_s=1,
+        parallel=1,
+        max_trials=1,
+        max_failed=1,
+    )
+    # Katib: the trial's pod deleted while it trains
+    name = apply(raw)
+    trial = wait_for("the trial running", lambda: running_trials(name))[0]["metadata"]["name"]
+    pod = wait_for(
+        "the trial's pod", lambda: [p for p in pods_of_trial(trial) if p["status"].get("phase") == "Running"]
+    )
+    time.sleep(3)
+    kubectl("-n", NAMESPACE, "delete", "pod", pod[0]["metadata"]["name"], "--wait=false")
+    katib = experiment_outcome(finish(name))
+    theirs = katib_trials(name)
+
+    # the dry-run: the trial's process killed (SIGTERM, as the kubelet sends) while it trains
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(raw))  # JSON: an unquoted y in YAML is refused (a boolean to kubectl)
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "tune",
+            str(path),
+            "--out",
+            str(tmp_path / "run"),
+            "--no-report",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def trial_pid():  # the trial's python (its argv starts `python3 -c`; `kill-me` is its MODE), not the sh above it
+        found = subprocess.run(["pgrep", "-f", "^python3 -c .*kill-me"], capture_output=True, text=True).stdout
+        return [int(p) for p in found.split()]
+
+    pids = wait_for("the dry-run's trial process", trial_pid, 60, 0.5)
+    time.sleep(3)
+    os.kill(pids[0], signal.SIGTERM)
+    _out, err = run.communicate(timeout=120)
+    assert run.returncode in (0, 1), err[-2000:]
+    local = experiment_outcome(json.loads((tmp_path / "run" / "experiment.json").read_text()))
+    with open(tmp_path / "run" / "trials.csv", newline="") as f:
+        ours = dry_run_trials(list(csv.DictReader(f)), ["accuracy", "loss"])
+
+    assert {k: local[k] for k in ("terminal", "counts")} == {k: katib[k] for k in ("terminal", "counts")}
+    assert [t["end"] for t in ours] == [t["end"] for t in theirs]
+    assert [t["latest"].keys() for t in ours] == [t["latest"].keys() for t in theirs]
