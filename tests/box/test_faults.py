@@ -174,8 +174,10 @@ def test_a_killed_trial_pod_is_counted_as_the_dry_run_counts_a_killed_trial(name
         text=True,
     )
 
-    def trial_pid():  # the trial's python (its argv starts `python3 -c`; `kill-me` is its MODE), not the sh above it
-        found = subprocess.run(["pgrep", "-f", "^python3 -c .*kill-me"], capture_output=True, text=True).stdout
+    def trial_pid():  # the trial's python (the dry-run runs a leading python3 as its own interpreter; `kill-me` is
+        # its MODE), not a shell above it
+        pattern = "^[^ ]*python[0-9.]* -c .*kill-me"
+        found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
         return [int(p) for p in found.split()]
 
     pids = wait_for("the dry-run's trial process", trial_pid, 60, 0.5)
