@@ -14,6 +14,8 @@ from pipeline.workflow import steps
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = REPO / "scripts" / "cluster" / "kubectl"
+COLLECTOR = "metrics-logger-and-collector"  # the StdOut collector's sidecar Katib's pod webhook injects: it logs
+# what the trial printed
 NAMESPACE = "katib-digits"  # deploy/namespace.yaml: labelled for Katib's metrics-collector injection
 
 
@@ -43,11 +45,16 @@ def small_budget(path: Path, max_trials: int, rows: int = 300, epochs: int = 1) 
     return small.raw
 
 
-def run_experiment(raw: dict[str, Any], timeout_s: float, poll_s: float = 5) -> dict[str, Any]:
-    """kubectl apply, as README says, then the Experiment as Katib leaves it when it completes."""
+def apply_experiment(raw: dict[str, Any]) -> str:
+    """kubectl apply, as README says (an earlier run of the same name deleted first); the Experiment's name."""
     name = raw["metadata"]["name"]
     kubectl("-n", NAMESPACE, "delete", "experiment", name, "--ignore-not-found", "--wait=true", timeout=300)
     kubectl("apply", "-f", "-", stdin=json.dumps(raw))  # JSON: Go reads an unquoted `y` in YAML as a bool
+    return name
+
+
+def completed(name: str, timeout_s: float, poll_s: float = 5) -> dict[str, Any]:
+    """The Experiment as Katib leaves it once Succeeded or Failed."""
     deadline = time.monotonic() + timeout_s
     while True:
         exp = get("-n", NAMESPACE, "experiment", name)
@@ -63,6 +70,11 @@ def run_experiment(raw: dict[str, Any], timeout_s: float, poll_s: float = 5) -> 
                 f"{name}: not completed within {timeout_s:.0f} s: {exp.get('status', {}).get('conditions')}\n{trials}"
             )
         time.sleep(poll_s)
+
+
+def run_experiment(raw: dict[str, Any], timeout_s: float, poll_s: float = 5) -> dict[str, Any]:
+    """apply_experiment, then the Experiment once it completes."""
+    return completed(apply_experiment(raw), timeout_s, poll_s)
 
 
 def trials_of(name: str) -> list[dict[str, Any]]:

@@ -7,11 +7,19 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.box.box import NAMESPACE, REPO, condition, kubectl, pods_of_trial, run_experiment, small_budget, trials_of
+from tests.box.box import (
+    COLLECTOR,
+    NAMESPACE,
+    REPO,
+    condition,
+    kubectl,
+    pods_of_trial,
+    run_experiment,
+    small_budget,
+    trials_of,
+)
 
 pytestmark = pytest.mark.cluster
-
-COLLECTOR = "metrics-logger-and-collector"  # the StdOut collector's sidecar: it logs what the trial printed
 
 
 def fresh_claim(name: str) -> None:

@@ -10,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.box.box import NAMESPACE, REPO, condition, kubectl, pods_of_trial, run_experiment, small_budget, trials_of
+from tests.box.box import (
+    COLLECTOR,
+    NAMESPACE,
+    REPO,
+    condition,
+    kubectl,
+    pods_of_trial,
+    run_experiment,
+    small_budget,
+    trials_of,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -18,7 +28,6 @@ pytestmark = pytest.mark.cluster
 # 1 at 9); asha needs a full rung of eta = 3 to promote; medianstop needs min_trials_required = 3 finished first.
 BUDGETS = {"hyperband": 10, "asha": 6, "random-medianstop": 5}
 EPOCHS = {"random-medianstop": 4}  # past medianstop's start_step 3, so its rule can stop a trial
-COLLECTOR = "metrics-logger-and-collector"  # the sidecar Katib's pod webhook injects (StdOut collector)
 OUT = REPO / "runs" / "box"
 
 
