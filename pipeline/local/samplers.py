@@ -13,6 +13,7 @@ them (`raw` values); the Optuna record is only clipped into its bounds.
 
 from __future__ import annotations
 
+import itertools
 import math
 import secrets
 from dataclasses import dataclass, field
@@ -304,8 +305,26 @@ class SkoptSampler(_KatibSampler):
 
 
 class _GridSampler(optuna.samplers.GridSampler):
-    """GridSampler without its study.stop() (only valid inside study.optimize); the runner
+    """The grid in the order Katib's grid service walks it: Katib v0.19 pins Optuna 3.3.0
+    (cmd/suggestion/optuna/v1beta1/requirements.txt), whose GridSampler keeps the grid in product
+    order and draws each new point with `RandomState(seed).choice` among the points neither
+    finished nor running; Optuna 4+ shuffles the grid once and hands out its first points in
+    trial order, so the same `random_state` would give another sequence (and another
+    early-stopping history). Without study.stop() (only valid inside study.optimize): the runner
     counts grid points itself and ends with ExperimentSuggestionEndReached."""
+
+    def __init__(self, search_space: dict[str, list[Any]], seed: int | None = None):
+        super().__init__(search_space, seed=seed)
+        self._all_grids = list(itertools.product(*self._search_space.values()))  # unshuffled, as 3.3.0
+        self._katib_rng = np.random.RandomState(seed)
+
+    def before_trial(self, study, trial):
+        if "grid_id" in trial.system_attrs or "fixed_params" in trial.system_attrs:
+            return
+        target_grids = self._get_unvisited_grid_ids(study) or list(range(len(self._all_grids)))
+        grid_id = int(self._katib_rng.choice(target_grids))
+        study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+        study._storage.set_trial_system_attr(trial._trial_id, "grid_id", grid_id)
 
     def after_trial(self, study, trial, state, values):
         pass
