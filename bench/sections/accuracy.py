@@ -13,7 +13,7 @@ from pathlib import Path
 from bench.plots import plot_errors
 from bench.process import children_cpu_seconds, run_trial, self_cpu_seconds
 from bench.stats import accuracy_interval
-from pipeline.submission.retrain import RETRAIN_ENSEMBLE  # the ensemble size the pipeline retrains
+from pipeline.submission.retrain import ENSEMBLE_FLAGS, RETRAIN_ENSEMBLE, RETRAIN_OWNED_FLAGS  # the retrain measured
 from trial.hardware import PRECISIONS  # the trial's --precision choices
 
 ABOUT = (
@@ -22,9 +22,8 @@ ABOUT = (
 )
 
 
-# The accuracy section's own flags: a recipe passed with --accuracy-flags may not move the hold-out or the members.
-# Each names what to use instead.
-ACCURACY_OWNED_FLAGS = {
+# What to use instead of a trial flag this section sets from its own options.
+INSTEAD = {
     "--data": "the bench's --data",
     "--val-fraction": "the fixed 10 % hold-out",
     "--max-rows": "all rows",
@@ -33,6 +32,12 @@ ACCURACY_OWNED_FLAGS = {
     "--model-out": "the bench's --out",
     "--epochs": "--accuracy-epochs",
     "--precision": "--accuracy-precision",
+}
+# The flags a recipe passed with --accuracy-flags may not set, each with what to use instead: the retrain's own
+# (the section measures that retrain), its ensemble's (the members and their one hold-out) and --precision.
+ACCURACY_OWNED_FLAGS = {
+    flag: INSTEAD.get(flag, "nothing: the retrain drops it")
+    for flag in (*RETRAIN_OWNED_FLAGS, *ENSEMBLE_FLAGS, "--precision")
 }
 
 # An error whose true label got less than this probability: the ensemble is sure of another digit.

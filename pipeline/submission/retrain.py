@@ -21,23 +21,31 @@ from pipeline.katib.render import trial_argv
 from pipeline.submission.predict import load_model, model_files
 from trial.config import TrialConfig
 
-# Flags the retrain decides itself; the rendered trial command's values for them are dropped.
-# --checkpoint-dir: the retrain trains on other rows, and must not write into (or fail on) the
-# experiment's checkpoint volume.
+# The one table of the trial flags the retrain decides itself: retrain_argv drops the rendered trial
+# command's values for them (and sets the where and how long from its own arguments); bench.sections.accuracy,
+# which measures this retrain, refuses them, and ENSEMBLE_FLAGS, in a recipe.
 RETRAIN_OWNED_FLAGS = (
     "--data",
     "--max-rows",
     "--val-fraction",
     "--epochs",
     "--model-out",
-    "--metrics-file",
+    "--metrics-file",  # the File collector's path in a trial pod: nothing collects the retrain's
     "--cache-dir",
-    "--checkpoint-dir",
+    "--checkpoint-dir",  # the retrain trains on other rows: it must not write into (or fail on) the experiment's volume
 )
 # The default retrain, the one bench.sections.accuracy measures (README, Results):
 # 3 seeds x the trial's own default epochs (27).
 RETRAIN_EPOCHS = TrialConfig.epochs
 RETRAIN_ENSEMBLE = 3
+
+
+def member_flags(member: int) -> list[str]:
+    """What train_best adds to an ensemble member's flags: its own seed, and one validation split for all."""
+    return [f"--seed={member}", "--split-seed=0"]
+
+
+ENSEMBLE_FLAGS = tuple(flag.split("=")[0] for flag in member_flags(0))
 
 
 def best_trial_flags(experiment: Experiment, assignments: dict[str, Any]) -> list[str]:
@@ -122,7 +130,7 @@ def train_best(
                 epochs,
                 val_fraction,
                 max_rows,
-                extra_flags=[f"--seed={k}", "--split-seed=0"],
+                extra_flags=member_flags(k),
             )
             for k in range(ensemble)
         ]

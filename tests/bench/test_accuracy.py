@@ -9,7 +9,8 @@ import json
 import pytest
 
 from bench.sections import accuracy
-from bench.sections.accuracy import ACCURACY_OWNED_FLAGS, accuracy_recipe
+from bench.sections.accuracy import ACCURACY_OWNED_FLAGS, INSTEAD, accuracy_recipe
+from pipeline.submission.retrain import ENSEMBLE_FLAGS, RETRAIN_OWNED_FLAGS
 from tests.conftest import SAMPLE
 
 
@@ -111,11 +112,19 @@ def test_accuracy_flags_are_checked_before_any_member_trains(flags, message):
     assert str(refused.value).startswith("benchmark: --accuracy-flags: ") and message in str(refused.value)
 
 
+@pytest.mark.parametrize("flag", [*RETRAIN_OWNED_FLAGS, *ENSEMBLE_FLAGS])
+def test_a_recipe_may_not_set_a_flag_the_retrain_or_its_ensemble_sets(flag):
+    """The section measures pipeline.submission.retrain's retrain: a recipe moving one of its flags would not be it."""
+    with pytest.raises(SystemExit, match=f"--accuracy-flags: {flag} is set by the accuracy section itself"):
+        accuracy_recipe(f"--batch-size 32 {flag}=1")
+
+
 def test_every_flag_the_accuracy_section_owns_is_a_trial_flag():
     from trial.cli import build_parser
 
     trial_flags = {o for a in build_parser()._actions for o in a.option_strings}
     assert set(ACCURACY_OWNED_FLAGS) <= trial_flags
+    assert set(INSTEAD) <= set(ACCURACY_OWNED_FLAGS), "a replacement named for a flag nobody refuses"
 
 
 def test_accuracy_flags_become_trial_argv():

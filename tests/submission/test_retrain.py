@@ -135,6 +135,19 @@ def test_retrain_argv_replaces_where_and_how_long(tmp_path):
     assert "--epochs=7" in retrain_argv(flags, SAMPLE / "train.csv.gz", tmp_path, epochs=7)
 
 
+@pytest.mark.parametrize("form", ["--x=v", "--x v"])
+def test_retrain_argv_keeps_no_value_the_trial_command_gave_a_flag_it_owns(tmp_path, form):
+    """Whatever the template says for a flag in the table, the retrain's argv carries only its own value."""
+    from pipeline.submission.retrain import RETRAIN_OWNED_FLAGS
+
+    flags = ["--batch-size=32"]
+    for k, flag in enumerate(RETRAIN_OWNED_FLAGS):
+        flags += [f"{flag}=/from/template/{k}"] if form == "--x=v" else [flag, f"/from/template/{k}"]
+    argv = retrain_argv(flags, SAMPLE / "train.csv.gz", tmp_path, epochs=4)
+    assert not [a for a in argv if "/from/template/" in a], argv
+    assert argv[0] == "--batch-size=32"  # a flag it does not own is kept
+
+
 def test_retrain_drops_the_experiments_checkpoint_dir(tmp_path):
     """An asha trial's --checkpoint-dir names the experiment's volume, which the retrain neither has nor needs."""
     exp = load_experiment(REPO / "experiments" / "asha.yaml")
