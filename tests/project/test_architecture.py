@@ -1,8 +1,5 @@
-"""The house's one rule: imports run one way.
-
-    pipeline.errors, pipeline.image <- katib <- lint, suggestion <- local, cluster <- submission <- serving
-        <- workflow <- cli
-    trial (the trial program) imports nothing of pipeline; nothing imports cli.
+"""The house's one rule: imports run one way, down the layers of `pipeline.LAYERS` (pipeline/__init__.py,
+where the rule is stated); `trial` (the trial program) imports nothing of pipeline.
 
 Read from the source with `ast` (lazy imports inside functions count too), so a
 cycle or a backward import fails here before it confuses a reader. Run alone:
@@ -16,21 +13,11 @@ from pathlib import Path
 
 import pytest
 
+import pipeline
 from tests.conftest import REPO
 
-LAYERS = {
-    "pipeline.errors": 0,
-    "pipeline.image": 0,
-    "pipeline.katib": 1,
-    "pipeline.lint": 2,
-    "pipeline.suggestion": 2,
-    "pipeline.local": 3,
-    "pipeline.cluster": 3,
-    "pipeline.submission": 4,
-    "pipeline.serving": 5,
-    "pipeline.workflow": 6,
-    "pipeline.cli": 7,
-}
+# {"pipeline.katib": 1, ...}: each package's layer, from the one table.
+LAYERS = {f"pipeline.{package}": rank for rank, packages in enumerate(pipeline.LAYERS) for package in packages}
 
 
 def module_name(path: Path) -> str:
@@ -77,6 +64,15 @@ def ranked(name: str) -> tuple[str, int]:
     found = layer(name)
     assert found is not None, f"{name} belongs to no layer"
     return found
+
+
+def test_the_table_names_each_package_once_and_only_packages_there_are():
+    named = [package for packages in pipeline.LAYERS for package in packages]
+    assert len(named) == len(set(named)), f"a package in two layers: {named}"
+    missing = [
+        p for p in named if not (REPO / "pipeline" / p).is_dir() and not (REPO / "pipeline" / f"{p}.py").is_file()
+    ]
+    assert not missing, f"pipeline.LAYERS names what pipeline/ does not have: {missing}"
 
 
 def test_every_module_belongs_to_a_layer():
