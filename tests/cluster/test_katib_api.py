@@ -46,6 +46,30 @@ def status(code: int, reason: str, message: str) -> tuple[int, dict]:
     }
 
 
+# (API group, client method) of every entry of the table: the only client methods katib_api may call.
+TABLE = {(c.group, c.method) for c in kb.API_CALLS.values()}
+
+
+class OnlyTheTable:
+    """A kubernetes client API object as katib_api gets it: a method API_CALLS names for this API group is
+    handed through and recorded in `used`; any other method is recorded in `outside` and refused. katib_api
+    wraps or swallows some errors (a failed trial listing only says so), so the kube fixture checks `outside`
+    after each test rather than trusting the AssertionError to come through."""
+
+    def __init__(self, real: Any, group: str, used: set, outside: list):
+        self._real, self._group, self._used, self._outside = real, group, used, outside
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._real, attr)
+        if attr.startswith("_") or not callable(value):
+            return value  # api_client and the like
+        if (self._group, attr) not in TABLE:
+            self._outside.append(f"{type(self._real).__name__}.{attr}")
+            raise AssertionError(f"katib_api called {type(self._real).__name__}.{attr}, which API_CALLS lacks")
+        self._used.add((self._group, attr))
+        return value
+
+
 class FakeKube:
     """Scripted answers per (HTTP method, plural, item?); the last one repeats.
 
@@ -55,6 +79,9 @@ class FakeKube:
 
     def __init__(self):
         self.requests: list[dict] = []
+        self.unrouted: list[str] = []  # requests to paths the fake does not serve: none may come
+        self.used: set[tuple[str, str]] = set()  # (group, client method) katib_api called, all in API_CALLS
+        self.outside: list[str] = []  # client methods it called that API_CALLS does not name
         self.script: dict[tuple[str, str, bool], list] = {}
         self.stored: dict[str, dict] = {}  # name -> body POSTed
         self.api: Any = None  # the CustomObjectsApi on the fake server (set by the kube fixture)
@@ -88,7 +115,9 @@ class FakeKube:
 
 
 @pytest.fixture
-def kube():
+def kube(monkeypatch):
+    """The fake API server, and katib_api's client objects on it held to API_CALLS: the CustomObjectsApi
+    passed in, and the CoreV1Api it makes for pods; any other client API class it made would fail."""
     fake = FakeKube()
 
     class Handler(BaseHTTPRequestHandler):
@@ -98,6 +127,7 @@ def kube():
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None
             if not m:
+                fake.unrouted.append(f"{self.command} {url.path}")
                 code, payload = status(404, "NotFound", f"no route {url.path}")
             else:
                 code, payload = fake.answer(self.command, m[1], m[2], m[3], body)
@@ -119,10 +149,27 @@ def kube():
     thread.start()
     config = client.Configuration()
     config.host = f"http://127.0.0.1:{server.server_address[1]}"
-    fake.api = client.CustomObjectsApi(client.ApiClient(config))
+    fake.api = OnlyTheTable(client.CustomObjectsApi(client.ApiClient(config)), kb.GROUP, fake.used, fake.outside)
+    core = client.CoreV1Api
+
+    def refused(name):
+        def make(*args, **kwargs):
+            fake.outside.append(name)
+            raise AssertionError(f"katib_api made a client.{name}; API_CALLS names only CustomObjectsApi/CoreV1Api")
+
+        return make
+
+    for name in dir(client):
+        if name.endswith("Api") and isinstance(getattr(client, name), type) and name != "CoreV1Api":
+            monkeypatch.setattr(client, name, refused(name))
+    monkeypatch.setattr(
+        client, "CoreV1Api", lambda api_client=None: OnlyTheTable(core(api_client), "", fake.used, fake.outside)
+    )
     yield fake
     server.shutdown()
     server.server_close()
+    assert not fake.outside, f"client calls outside API_CALLS (so outside the RBAC check): {fake.outside}"
+    assert not fake.unrouted, f"requests to no Katib or pod path: {fake.unrouted}"
 
 
 def experiment() -> dict:
@@ -397,15 +444,19 @@ GROUP_OF = {"experiments": "kubeflow.org", "trials": "kubeflow.org", "suggestion
 HTTP_VERB = {("POST", False): "create", ("GET", True): "get", ("GET", False): "list", ("DELETE", True): "delete"}
 
 
-def test_every_request_sent_is_covered_by_required_rbac(kube):
-    # One run that takes every path: look for this run's Experiment, 409 -> get -> create, poll while a
-    # trial runs (its Suggestion, its trials and pods), fail, list trials, delete.
+def take_every_path(kube) -> None:
+    """One run that takes every path: look for this run's Experiment, 409 -> get -> create, poll while a
+    trial runs (its Suggestion, its trials and pods), fail, list trials, delete."""
     kube.on("POST", "experiments", False, status(409, "AlreadyExists", "taken"), "created")
     kube.on("GET", "experiments", True, (200, fixture("created")), "running", "failed")
     kube.on("GET", "trials", False, (200, {"items": [RUNNING_TRIAL]}))
     kube.on("DELETE", "experiments", True, (200, {"kind": "Status", "status": "Success"}))
     with pytest.raises(kb.KatibExperimentFailed):
         run(kube, delete_after=True, run_id="run-1")
+
+
+def test_every_request_sent_is_covered_by_required_rbac(kube):
+    take_every_path(kube)
     used = {
         (GROUP_OF[r["plural"]], r["plural"], HTTP_VERB[(r["method"], r["name"] is not None)]) for r in kube.requests
     }
@@ -413,15 +464,39 @@ def test_every_request_sent_is_covered_by_required_rbac(kube):
     assert used == declared
 
 
-def test_only_the_api_calls_table_names_client_methods():
-    # Any CustomObjectsApi method named elsewhere in the module would bypass
-    # API_CALLS (and so the RBAC check).
-    source = Path(kb.__file__).read_text()
-    named = set(re.findall(r"\b\w+_namespaced_(?:custom_object|pod)\w*\b", source))
-    assert named == {c.method for c in kb.API_CALLS.values()}
-    for method in named:
-        assert source.count(method) == [c.method for c in kb.API_CALLS.values()].count(method), method
-        assert hasattr(client.CustomObjectsApi if "custom_object" in method else client.CoreV1Api, method)
+def test_the_public_functions_call_the_client_only_through_api_calls_and_use_every_entry(kube):
+    """The kube fixture refuses, and reports, any client method or API class API_CALLS does not name; here a run
+    that takes every path (as above) and stop_run reach every entry, so the table has none that is stale."""
+    take_every_path(kube)
+    kube.on("GET", "experiments", False, (200, {"kind": "List", "apiVersion": "v1", "items": [fixture("running")]}))
+    assert kb.stop_run(NS, "run-1", api=kube.api, retry=FAST, log=lambda _: None)
+    assert kube.used == TABLE
+
+
+def delete_them_all(session, name):
+    session.api.delete_collection_namespaced_custom_object(kb.GROUP, kb.VERSION, session.namespace, "experiments")
+
+
+def delete_its_jobs(session, name):
+    client.BatchV1Api(session.api.api_client).delete_collection_namespaced_job(session.namespace)
+
+
+@pytest.mark.parametrize(
+    "bypass, reported",
+    [
+        (delete_them_all, "CustomObjectsApi.delete_collection_namespaced_custom_object"),
+        (delete_its_jobs, "BatchV1Api"),
+    ],
+)
+def test_the_guard_sees_a_client_call_that_bypasses_the_table(kube, monkeypatch, bypass, reported):
+    """The check can fail: a delete that called the client itself, not through API_CALLS, is refused and reported."""
+    monkeypatch.setattr(kb._Session, "delete", bypass)
+    kube.on("POST", "experiments", False, "created").on("GET", "experiments", True, "succeeded")
+    with pytest.raises(AssertionError, match="API_CALLS"):
+        run(kube, delete_after=True)
+    assert kube.outside == [reported]
+    kube.outside.clear()  # seen: the fixture's own check after the test would fail on it
+    assert not sent(kube, "DELETE")
 
 
 def test_fixtures_are_what_the_real_client_deserializes():
