@@ -7,7 +7,8 @@
 # Needs: docker (or podman: KIND_EXPERIMENTAL_PROVIDER=podman), kind, kubectl, go, and the project set up
 # (`make setup`). With IMAGES=build (no registry needed) every Katib image is built here as the Katib box
 # builds it (scripts/cluster/images.sh, as Katib's own CI builds and loads its images) and loaded into kind;
-# IMAGES=pull takes Katib's from its registry. The project's tests check this script with `bash -n` and
+# IMAGES=pull takes Katib's from its registry. The project's tests run this script against stand-ins for
+# kind, kubectl, docker and the rest (tests/project/test_e2e_script.py) and check it with `bash -n` and
 # ShellCheck; it has not been run on kind where the project is developed (no Docker engine there); the
 # same Experiments do run on Katib there, on the box (make test-cluster, docs/cluster.md).
 #
