@@ -8,8 +8,8 @@
 # `make test-containers` builds on a debootstrap bookworm, since it can pull no
 # registry image), and PIP_CERT, a CA bundle for pip inside the build where a
 # proxy re-signs TLS (mount it with the build's -v).
-# tests/project/test_dockerfile.py checks it statically; tests/containers/ builds it
-# with podman and runs the trial, the linter and the pipeline in it.
+# tests/project/test_dockerfile.py checks its rules and dry-builds it with stand-ins for
+# pip; tests/containers/ builds it with podman and runs the trial, the linter and the pipeline in it.
 
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
