@@ -77,6 +77,7 @@ class Verdict:
     message: str
     metrics: mc.TrialMetrics  # what the collector read (all unavailable when it could not parse)
     reports: list[float]  # the objective's numeric reports in order; empty unless it was collected
+    parsed: bool = True  # False when the collector could not parse what the trial wrote: nothing reached Katib
 
     @property
     def observed(self) -> bool:
@@ -85,7 +86,11 @@ class Verdict:
 
     @property
     def observation(self) -> list[dict[str, str]] | None:
-        return self.metrics.observation.to_katib() if self.observed else None
+        """The trial's status.observation: Katib reads it once the Job succeeded or the trial early-stopped
+        (trial_controller.go), so a MetricsUnavailable trial has one too, every metric "unavailable" (the
+        collector's unavailable line through getMetrics); a failed trial has none."""
+        recorded = self.observed or (self.state == METRICS_UNAVAILABLE and self.parsed)
+        return self.metrics.observation.to_katib() if recorded else None
 
     @property
     def objective(self) -> str:
@@ -119,10 +124,11 @@ def judge(
 ) -> Verdict:
     """Katib's condition for a trial whose last attempt ended as `end` and whose collector read `text`.
     `stop`: the early-stopping check the trial ran under (named in an EarlyStopped message)."""
+    parsed = True
     try:
         metrics = mc.collect(spec, text)
     except mc.MetricsFormatError:
-        metrics = mc.collect(spec, "")  # the collector could not parse: nothing was observed
+        metrics, parsed = mc.collect(spec, ""), False  # the collector could not parse: nothing was observed
     reports = objective_reports(spec, text) if metrics.available else []
     if end.early_stopped:
         state, reason = EARLY_STOPPED, "TrialEarlyStopped"
@@ -156,4 +162,4 @@ def judge(
             f"in the trial's {'metrics file' if spec.kind == 'File' else 'output'} "
             f"({'filters ' + repr(list(spec.filters)) if spec.filters else 'default filter'})"
         )
-    return Verdict(state=state, reason=reason, message=message, metrics=metrics, reports=reports)
+    return Verdict(state=state, reason=reason, message=message, metrics=metrics, reports=reports, parsed=parsed)

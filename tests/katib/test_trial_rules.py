@@ -105,6 +105,11 @@ def test_exit_zero_without_the_objective_is_metrics_unavailable(spec, text, wher
     assert (v.state, v.reason) == ("MetricsUnavailable", "MetricsUnavailable. Job reason: CompletionsReached")
     assert v.message == f"Metrics are not available: the objective metric 'accuracy' never appeared in {where}"
     assert not v.observed and v.reports == []
+    # Katib reads the observation of a Job that succeeded: every metric "unavailable", as the box shows
+    assert v.observation == [
+        {"name": n, "min": "unavailable", "max": "unavailable", "latest": "unavailable"} for n in spec.metric_names
+    ]
+    assert v.objective == "unavailable" and v.value is None
 
 
 def test_a_file_the_collector_cannot_parse_observes_nothing():
