@@ -70,20 +70,31 @@ postgres() {
 }
 
 katib_go() {
-  local entry dir
+  local entry dir recipe
   for entry in "${GO_SERVICES[@]}"; do
     local name="$KATIB_IMAGES/${entry%%:*}:$KATIB_VERSION" binary=${entry#*:}
-    podman image exists "$name" && continue
     dir="$(mktemp -d)"
-    cp "$CLUSTER_CACHE/katib-$KATIB_VERSION/$binary" "$dir/"
     # cmd/<service>/Dockerfile's final stage: the binary in /app (goptuna: /opt/katib, group 0 writable)
     if [[ $binary == goptuna-suggestion ]]; then
       printf 'FROM localhost/%s\nENV TARGET_DIR=/opt/katib\nWORKDIR /opt/katib\nCOPY %s /opt/katib/\nRUN chgrp -R 0 /opt/katib && chmod -R g+rwX /opt/katib\nENTRYPOINT ["./%s"]\n' \
         "$BASE" "$binary" "$binary" >"$dir/Containerfile"
+    elif [[ $binary == file-metricscollector ]]; then
+      # Katib's alpine has busybox's pgrep, which the collector needs to stop an early-stopped trial (gopsutil's
+      # Children runs `pgrep -P`); without it the sidecar dies and the trial is Failed, not EarlyStopped
+      printf 'FROM localhost/%s\nRUN apt-get update -q && apt-get install -y -q --no-install-recommends procps && rm -rf /var/lib/apt/lists/*\nWORKDIR /app\nCOPY %s /app/\nENTRYPOINT ["./%s"]\n' \
+        "$BASE" "$binary" "$binary" >"$dir/Containerfile"
     else
       printf 'FROM localhost/%s\nWORKDIR /app\nCOPY %s /app/\nENTRYPOINT ["./%s"]\n' "$BASE" "$binary" "$binary" >"$dir/Containerfile"
     fi
-    build_image "$name" "$dir/Containerfile" "$dir"
+    # an image built from another recipe (an earlier version of this script) is rebuilt
+    recipe="$(sha256sum <"$dir/Containerfile" | cut -c1-16)"
+    printf 'LABEL katib-box.recipe=%s\n' "$recipe" >>"$dir/Containerfile"
+    if [[ "$(podman image inspect --format '{{index .Labels "katib-box.recipe"}}' "$name" 2>/dev/null)" == "$recipe" ]]; then
+      rm -rf "$dir"
+      continue
+    fi
+    cp "$CLUSTER_CACHE/katib-$KATIB_VERSION/$binary" "$dir/"
+    REBUILD=1 build_image "$name" "$dir/Containerfile" "$dir"
     rm -rf "$dir"
   done
 }
