@@ -116,11 +116,33 @@ def end_condition(
 def trials_to_add(trials: Iterable[TrialOutcome], max_trials: int | None, parallel: int, running: int) -> int:
     """How many trials Katib's ReconcileTrials asks the suggestion for now: free slots, capped by
     maxTrialCount minus the completed trials, where (unlike the end condition) MetricsUnavailable
-    trials do not count as completed, so Katib can start more than maxTrialCount trials."""
+    trials do not count as completed, so Katib can start more than maxTrialCount trials; less the
+    early-stopped trials without an observation (ReconcileSuggestions' incompleteEarlyStoppingCount),
+    which in Katib v0.19 is every early-stopped trial (trial_rules.Verdict.observed): each one takes a
+    parallel slot for good."""
+    trials = list(trials)
     c = counts(trials)
     completed = c[SUCCEEDED] + c[FAILED] + c[KILLED] + c[EARLY_STOPPED]
     required = parallel if max_trials is None else min(max_trials - completed, parallel)
-    return max(0, required - running)
+    return max(0, required - running - unobserved_early_stops(trials))
+
+
+def unobserved_early_stops(trials: Iterable[TrialOutcome]) -> int:
+    return sum(1 for t in trials if t.state == EARLY_STOPPED and t.observation is None)
+
+
+def early_stop_stall(trials: Iterable[TrialOutcome], parallel: int) -> str | None:
+    """Why Katib v0.19 starts no more trials once as many trials early-stopped as parallelTrialCount
+    allows, nothing running (the Experiment stays Running for ever), or None."""
+    held = unobserved_early_stops(trials)
+    if held < parallel:
+        return None
+    return (
+        f"{held} early-stopped trial(s) hold all {parallel} parallel slot(s): Katib v0.19 never records an "
+        "early-stopped trial's observation (its metrics collector waits for ever for the process it stopped, "
+        "so the trial's Job never ends; kubeflow/katib#1377) and requests no new trial while one lacks it; "
+        "on Katib the Experiment stays Running (with retain: true, the stopped trials' pods keep running)"
+    )
 
 
 def condition(ctype: str, status: str, reason: str, message: str, at: str) -> dict[str, str]:

@@ -81,14 +81,19 @@ class Verdict:
 
     @property
     def observed(self) -> bool:
-        """Whether the trial's observation enters Katib's status (and can be the best)."""
-        return self.state in (SUCCEEDED, EARLY_STOPPED) and self.metrics.available
+        """Whether the trial's observation enters Katib's status (and can be the best). Never for an
+        early-stopped trial: Katib v0.19 reads a trial's observation only from a Job that has ended, or
+        from a running one while the trial is not marked Running (trial_controller.go, job_util.go), and an
+        early-stopped trial's Job never ends: its metrics collector waits for ever for the process it
+        stopped (pns.go: the "early-stopped" mark), and with `retain: false` the Job is deleted instead
+        (kubeflow/katib#1377). The box shows it (tests/box/test_differential.py)."""
+        return self.state == SUCCEEDED and self.metrics.available
 
     @property
     def observation(self) -> list[dict[str, str]] | None:
-        """The trial's status.observation: Katib reads it once the Job succeeded or the trial early-stopped
-        (trial_controller.go), so a MetricsUnavailable trial has one too, every metric "unavailable" (the
-        collector's unavailable line through getMetrics); a failed trial has none."""
+        """The trial's status.observation: Katib reads it once the Job succeeded (trial_controller.go), so a
+        MetricsUnavailable trial has one too, every metric "unavailable" (the collector's unavailable line
+        through getMetrics); a failed or early-stopped trial has none."""
         recorded = self.observed or (self.state == METRICS_UNAVAILABLE and self.parsed)
         return self.metrics.observation.to_katib() if recorded else None
 

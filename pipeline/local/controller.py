@@ -244,7 +244,8 @@ class DryRun:
                 if not self.active:
                     if self.proposer.exhausted:
                         continue
-                    self.hang = self.proposer.stall()
+                    self.hang = ks.early_stop_stall(self.outcomes(), self.exp.parallel_trial_count)
+                    self.hang = self.hang or self.proposer.stall()
                     if self.hang is None:
                         raise RuntimeError("no trial is running and the algorithm proposes none")  # a bug if reached
                     self.warnings.append(self.hang)
