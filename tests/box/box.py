@@ -77,6 +77,21 @@ def run_experiment(raw: dict[str, Any], timeout_s: float, poll_s: float = 5) -> 
     return completed(apply_experiment(raw), timeout_s, poll_s)
 
 
+ENDED = ("Succeeded", "Failed", "Killed", "EarlyStopped", "MetricsUnavailable")
+
+
+def settled(name: str, timeout_s: float = 300, poll_s: float = 3) -> dict[str, Any]:
+    """The completed Experiment once each of its trials has ended too: Katib does not stop the trials still
+    running when an Experiment ends, and keeps updating the Experiment with them while it lists one as running."""
+    deadline = time.monotonic() + timeout_s
+    while any(not any((condition(t, k) or {}).get("status") == "True" for k in ENDED) for t in trials_of(name)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name}: trials still running {timeout_s:.0f} s after it completed")
+        time.sleep(poll_s)
+    time.sleep(poll_s)  # Katib's last reconcile of the Experiment
+    return get("-n", NAMESPACE, "experiment", name)
+
+
 def trials_of(name: str) -> list[dict[str, Any]]:
     return get("-n", NAMESPACE, "trials", "-l", f"katib.kubeflow.org/experiment={name}")["items"]
 

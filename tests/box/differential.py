@@ -16,7 +16,8 @@ from tests.conftest import katib_digits
 # accuracy = 1 - (x-0.5)^2 - 0.1 (y-3)^2 - 0.1/epoch, loss = 1 - accuracy: best at x=0.5, y=3. PAUSE seconds
 # after each epoch's line: Katib's StdOut collector fails a trial that ends before the sidecar finds its process
 # (docs/dryrun.md), and tests/box/test_faults.py needs a trial running to disturb. MODE picks a
-# fault: ok, crash (exit 3, no metric), silent (runs, prints no metric), sleep (outlives any deadline). The Job
+# fault: ok, crash (exit 3, no metric), silent (runs, prints no metric), sleep (outlives any deadline), mixed
+# (silent and short where x < 0.3, else ok). The Job
 # has backoffLimit 0, so a crash is one failed pod on both runners, not Kubernetes' six retries with backoff.
 TRIAL = """python3 -c '
 import sys, time
@@ -26,6 +27,10 @@ if mode == "crash":
     sys.exit(3)
 if mode == "sleep":
     time.sleep(300)
+if mode == "mixed" and x < 0.3:
+    print("epoch 1 done", flush=True)
+    time.sleep(pause)
+    sys.exit(0)
 base = 1 - (x - 0.5) ** 2 - 0.1 * (y - 3) ** 2
 for e in range(1, epochs + 1):
     if mode == "silent":
@@ -244,7 +249,10 @@ def lost_suggestions(name: str) -> int:
             entry = json.loads(line)
         except ValueError:
             continue
-        if entry.get("msg") == "Getting suggestions" and entry.get("Suggestion") == f"{NAMESPACE}/{name}":
+        if entry.get("msg") == "Getting suggestions" and entry.get("Suggestion") == {
+            "name": name,
+            "namespace": NAMESPACE,
+        }:
             answered += int(entry["Number of response parameters"])
     recorded = get("-n", NAMESPACE, "suggestion", name)["status"].get("suggestionCount", 0)
     return answered - recorded

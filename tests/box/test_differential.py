@@ -6,12 +6,13 @@ compared. docs/dryrun.md, "What still differs from Katib, and why", lists what t
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections import Counter
 
 import pytest
 
-from tests.box.box import run_experiment
+from tests.box.box import NAMESPACE, apply_experiment, condition, get, kubectl, run_experiment, settled, trials_of
 from tests.box.differential import (
     dry_run,
     dry_run_order,
@@ -41,17 +42,10 @@ CASES = {
         True,
         ("Succeeded", "ExperimentMaxTrialsReached"),
     ),
-    # medianstop on a seeded grid, one trial at a time: the same points in the same order, so the same history,
-    # the same rule for each trial (from the first two to succeed) and the same trials stopped at step 2
-    "grid-medianstop": (
-        experiment(
-            "diff-grid-medianstop",
-            epochs=4,
-            parallel=1,
-            max_trials=6,
-            random_state=3,
-            early_stopping={"min_trials_required": "2", "start_step": "2"},
-        ),
+    # maxTrialCount 2, one trial MetricsUnavailable early: Katib ends on completed trials counting it, but creates
+    # trials counting it not, so a third trial starts; it runs on after Succeeded and becomes the optimal trial
+    "extra-trial": (
+        experiment("diff-extra-trial", mode="mixed", epochs=5, parallel=2, max_trials=2, max_failed=2, random_state=3),
         True,
         ("Succeeded", "ExperimentMaxTrialsReached"),
     ),
@@ -92,8 +86,9 @@ CASES = {
 def test_the_dry_run_ends_as_katib_does(case, namespace, tmp_path):
     raw, same_assignments, terminal = CASES[case]
     local_exp, local_rows = dry_run(raw, tmp_path)
-    katib_exp = run_experiment(raw, timeout_s=420)
     name = raw["metadata"]["name"]
+    run_experiment(raw, timeout_s=420)
+    katib_exp = settled(name)  # the dry-run, too, waits for trials still running when the Experiment ends
 
     local, katib = experiment_outcome(local_exp), experiment_outcome(katib_exp)
     assert katib["terminal"] == [terminal], katib  # the case tests what it means to
@@ -117,3 +112,40 @@ def test_the_dry_run_ends_as_katib_does(case, namespace, tmp_path):
         assert {k: local[k] for k in ("terminal", "counts")} == {k: katib[k] for k in ("terminal", "counts")}
         assert Counter(t["end"] for t in ours) == Counter(t["end"] for t in theirs)
         assert bool(local["optimal"]["metrics"]) == bool(katib["optimal"]["metrics"])
+
+
+# medianstop on a seeded grid, one trial at a time: the same points in the same order, so the same history and
+# the same rule for each trial (from the first two to succeed); the first trial it stops holds the one parallel
+# slot for good (pipeline/katib/status.py, early_stop_stall), so both runners stop after it, Running
+MEDIANSTOP = experiment(
+    "diff-grid-medianstop",
+    epochs=4,
+    parallel=1,
+    max_trials=6,
+    random_state=3,
+    early_stopping={"min_trials_required": "2", "start_step": "2"},
+)
+
+
+def test_the_dry_run_stalls_where_katib_does_after_an_early_stop(namespace, tmp_path):
+    local_exp, local_rows = dry_run(MEDIANSTOP, tmp_path)
+    local = experiment_outcome(local_exp)
+    running = [c for c in local_exp["status"]["conditions"] if c["type"] == "Running"]
+    assert local["terminal"] == [] and "early-stopped trial(s) hold all 1 parallel slot(s)" in running[0]["message"]
+
+    name = apply_experiment(MEDIANSTOP)
+    deadline = time.monotonic() + 420
+    while not any(t["end"] and t["end"][0] == "EarlyStopped" for t in katib_trials(name)):
+        assert time.monotonic() < deadline, f"{name}: no trial early-stopped: {katib_trials(name)}"
+        time.sleep(5)
+    stopped_at = len(trials_of(name))
+    time.sleep(60)  # Katib reconciles at each trial change: a minute with no new trial is a stall
+    katib_exp = get("-n", NAMESPACE, "experiment", name)
+    katib = experiment_outcome(katib_exp)
+    assert len(trials_of(name)) == stopped_at and katib["terminal"] == [], katib
+    assert local == katib
+    assert dry_run_trials(local_rows, METRICS) == katib_trials(name)
+    assert dry_run_order(local_rows) == katib_order(name)
+    (stopped,) = [t for t in trials_of(name) if (condition(t, "EarlyStopped") or {}).get("status") == "True"]
+    assert "observation" not in stopped["status"], stopped["status"]  # never read: kubeflow/katib#1377
+    kubectl("-n", NAMESPACE, "delete", "experiment", name, "--wait=false")

@@ -13,11 +13,12 @@ import pytest
 import yaml
 
 from pipeline import lint
-from pipeline.cluster.katib_api import KatibApiError, KatibExperimentFailed
+from pipeline.cluster.katib_api import KatibApiError, KatibExperimentFailed, run_on_katib
 from pipeline.image import IMAGE
 from pipeline.katib.result import parse_result
 from pipeline.workflow import steps
 from tests.box.box import NAMESPACE, REPO, get, kubectl
+from tests.box.differential import experiment, katib_trials
 from tests.conftest import katib_digits
 
 pytestmark = pytest.mark.cluster
@@ -186,3 +187,20 @@ def test_a_missing_suggestion_image_fails_with_katibs_reason(as_runner, tmp_path
         assert time.monotonic() - started < 240
     finally:
         put(config_yaml)
+
+
+def test_the_step_ends_on_katibs_condition_and_each_trials_own_not_on_counts(as_runner):
+    """A Succeeded Experiment with a trial still to run (tests/box/test_differential.py, extra-trial): the step
+    waits for that trial by its own conditions, and returns Katib's final object, the late trial in it."""
+    raw = experiment("tune-extra-trial", mode="mixed", epochs=5, parallel=2, max_trials=2, max_failed=2, random_state=3)
+    said: list[str] = []
+    final = run_on_katib(raw, NAMESPACE, timeout_s=600, poll_s=3, log=said.append)
+    name = final["metadata"]["name"]
+    ends = sorted(t["end"][0] for t in katib_trials(name))
+    assert ends == ["MetricsUnavailable", "Succeeded", "Succeeded"], (ends, said)
+    status = final["status"]
+    assert status["trials"] == 3 and not status.get("runningTrialList") and not status.get("pendingTrialList"), status
+    best = {a["name"]: a["value"] for a in status["currentOptimalTrial"]["parameterAssignments"]}
+    assert (float(best["x"]), int(best["y"])) == (0.5, 3), best  # the third trial, which ended after Succeeded
+    assert any("Succeeded" in line for line in said), said
+    kubectl("-n", NAMESPACE, "delete", "experiment", name, "--wait=false")
