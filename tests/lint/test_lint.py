@@ -988,3 +988,11 @@ def test_a_trial_command_ending_in_a_newline_is_an_error(kind, effect):
     hits = [p for p in lint_experiment(exp) if p.path == path]
     assert hits and hits[0].severity == "error" and ADMITTED_BUT_FAILS in hits[0].message, hits
     assert effect in hits[0].message and "|-" in hits[0].message
+
+
+def test_medianstop_with_a_sidecar_collector_notes_katibs_early_stop_stall():
+    exp = variant(lambda e: spec(e).update(parallelTrialCount=2), base="random-medianstop")
+    (note,) = [p for p in lint_experiment(exp, "x.yaml") if p.path == "spec.earlyStopping"]
+    assert note.severity == "note" and "kubeflow/katib#1377" in note.message and "2 parallel slot(s)" in note.message
+    push = variant(lambda e: spec(e)["metricsCollectorSpec"].update(collector={"kind": "Push"}), "random-medianstop")
+    assert all("katib#1377" not in p.message for p in lint_experiment(push, "x.yaml"))
