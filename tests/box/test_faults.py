@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -133,6 +134,7 @@ def test_the_controller_deleted_mid_experiment_loses_and_repeats_no_trial(namesp
         timeout_s=180,
     )
     if outcome == "refused":
+        warnings.warn("Katib's webhook refused the new controller pod: the label taken off kubeflow", stacklevel=1)
         kubectl("label", "namespace", KATIB, "katib.kubeflow.org/metrics-collector-injection-")
         try:
             wait_for("a new controller pod once the label is off", replaced)
