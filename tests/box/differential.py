@@ -125,12 +125,13 @@ def experiment(
     return raw
 
 
-def dry_run(raw: dict[str, Any], out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """`katib-digits tune` on the same YAML: its experiment.json, and its trials as trials.csv lists them."""
+def dry_run(raw: dict[str, Any], out: Path, *options: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`katib-digits tune` on the same YAML (and `options`, e.g. --mount): its experiment.json, and its trials
+    as trials.csv lists them."""
     path = out / f"{raw['metadata']['name']}.yaml"
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(raw))
-    done = katib_digits("tune", str(path), "--out", str(out / "run"), "--no-report", "--no-progress")
+    done = katib_digits("tune", str(path), "--out", str(out / "run"), "--no-report", "--no-progress", *options)
     assert done.returncode in (0, 1), f"katib-digits tune: exit {done.returncode}: {done.stderr[-2000:]}"
     with open(out / "run" / "trials.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -150,8 +151,15 @@ def _metrics(observation: dict[str, Any] | None) -> dict[str, dict[str, float | 
     }
 
 
-def _assignments(pairs: list[dict[str, str]]) -> tuple[tuple[str, float], ...]:
-    return tuple(sorted((p["name"], round(float(p["value"]), 6)) for p in pairs))
+def _value(text: str) -> float | str:
+    try:
+        return round(float(text), 6)
+    except ValueError:
+        return text  # a categorical value
+
+
+def _assignments(pairs: list[dict[str, str]]) -> tuple[tuple[str, float | str], ...]:
+    return tuple(sorted((p["name"], _value(p["value"])) for p in pairs))
 
 
 def experiment_outcome(exp: dict[str, Any]) -> dict[str, Any]:
@@ -206,14 +214,16 @@ def katib_trials(name: str) -> list[dict[str, Any]]:
     return sorted(out, key=lambda t: t["assignments"])
 
 
-def dry_run_trials(rows: list[dict[str, str]], metric_names: list[str]) -> list[dict[str, Any]]:
+def dry_run_trials(
+    rows: list[dict[str, str]], metric_names: list[str], params: tuple[str, ...] = ("x", "y")
+) -> list[dict[str, Any]]:
     """The dry-run's trials.csv in katib_trials' shape."""
     out = []
     for r in rows:
         latest = {m: _number(r.get(f"{m}_latest")) for m in metric_names if r.get(f"{m}_latest")}
         out.append(
             {
-                "assignments": _assignments([{"name": p, "value": r[p]} for p in ("x", "y")]),
+                "assignments": _assignments([{"name": p, "value": r[p]} for p in params]),
                 "end": (r["state"], r["reason"]),
                 "latest": latest,
             }
@@ -221,7 +231,7 @@ def dry_run_trials(rows: list[dict[str, str]], metric_names: list[str]) -> list[
     return sorted(out, key=lambda t: t["assignments"])
 
 
-def katib_order(name: str) -> list[tuple[tuple[str, float], ...]]:
+def katib_order(name: str) -> list[tuple[tuple[str, float | str], ...]]:
     """The points in the order Katib's suggestion service answered them (the Suggestion's list)."""
     suggestions = get("-n", NAMESPACE, "suggestion", name)["status"].get("suggestions") or []
     return [_assignments(s["parameterAssignments"]) for s in suggestions]
@@ -229,7 +239,7 @@ def katib_order(name: str) -> list[tuple[tuple[str, float], ...]]:
 
 def dry_run_order(
     rows: list[dict[str, str]], params: tuple[str, ...] = ("x", "y")
-) -> list[tuple[tuple[str, float], ...]]:
+) -> list[tuple[tuple[str, float | str], ...]]:
     """The points in the order the dry-run asked for them (trials.csv lists trials by number)."""
     return [_assignments([{"name": p, "value": r[p]} for p in params]) for r in rows]
 

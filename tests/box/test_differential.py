@@ -12,7 +12,18 @@ from collections import Counter
 
 import pytest
 
-from tests.box.box import NAMESPACE, apply_experiment, condition, get, kubectl, run_experiment, settled, trials_of
+from tests.box.box import (
+    NAMESPACE,
+    REPO,
+    apply_experiment,
+    condition,
+    get,
+    kubectl,
+    run_experiment,
+    settled,
+    small_budget,
+    trials_of,
+)
 from tests.box.differential import (
     dry_run,
     dry_run_order,
@@ -149,3 +160,24 @@ def test_the_dry_run_stalls_where_katib_does_after_an_early_stop(namespace, tmp_
     (stopped,) = [t for t in trials_of(name) if (condition(t, "EarlyStopped") or {}).get("status") == "True"]
     assert "observation" not in stopped["status"], stopped["status"]  # never read: kubeflow/katib#1377
     kubectl("-n", NAMESPACE, "delete", "experiment", name, "--wait=false")
+
+
+def test_our_cnn_trial_ends_as_on_katib_value_for_value(namespace, tmp_path):
+    """The shipped grid Experiment with our CNN (small budget, seeded, one at a time) on both runners: the same
+    points in the same order, the same conditions and every metric's latest value to 6 digits (the trial is
+    seeded, the data the same 300 rows of the embedded sample, the TensorFlow the same pin)."""
+    raw = small_budget(REPO / "experiments" / "grid.yaml", 2, rows=300, epochs=1)
+    raw["metadata"]["name"] = name = "diff-cnn-grid"
+    raw["spec"]["algorithm"]["algorithmSettings"] = [{"name": "random_state", "value": "5"}]
+    raw["spec"]["parallelTrialCount"] = 1
+    objective = raw["spec"]["objective"]
+    metrics = [objective["objectiveMetricName"], *objective["additionalMetricNames"]]
+    params = tuple(p["name"] for p in raw["spec"]["parameters"])
+
+    local_exp, local_rows = dry_run(raw, tmp_path, "--mount", f"/data={REPO / 'data' / 'sample'}")
+    run_experiment(raw, timeout_s=900)
+    katib_exp = settled(name)
+    assert experiment_outcome(katib_exp)["terminal"] == [("Succeeded", "ExperimentMaxTrialsReached")]
+    assert experiment_outcome(local_exp) == experiment_outcome(katib_exp)
+    assert dry_run_order(local_rows, params) == katib_order(name)
+    assert dry_run_trials(local_rows, metrics, params) == katib_trials(name)
