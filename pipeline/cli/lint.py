@@ -93,6 +93,10 @@ def lint_command(
         n_errors, n_warnings = (
             sum(p["severity"] == s for r in reports for p in r.get("problems", [])) for s in (ERROR, WARNING)
         )
+        n_unreadable = sum("error" in r for r in reports)
         verdict = "invalid" if failed or unreadable else "ok"
-        click.echo(f"lint: {len(files)} file(s), {n_errors} error(s), {n_warnings} warning(s): {verdict}", err=True)
+        unread = f"{n_unreadable} unreadable, " if n_unreadable else ""
+        click.echo(
+            f"lint: {len(files)} file(s), {unread}{n_errors} error(s), {n_warnings} warning(s): {verdict}", err=True
+        )
     ctx.exit(2 if unreadable else 1 if failed else 0)

@@ -674,6 +674,17 @@ def test_broken_variant_exits_1_naming_the_field(tmp_path, case):
     assert f"{f}: {path}: error: " in result.output and words in result.output
 
 
+def test_a_file_refused_while_reading_is_counted_in_the_summary(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text(
+        "apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata:\n  name: x\n"
+        "spec:\n  parameters:\n    - name: y\n"
+    )
+    result = CliRunner().invoke(lint_command, [str(f), str(EXPERIMENTS / "random.yaml")])
+    assert result.exit_code == 2
+    assert "lint: 2 file(s), 1 unreadable, 0 error(s), 0 warning(s): invalid" in result.output
+
+
 def test_shipped_experiments_exit_0():
     files = sorted(str(p) for p in EXPERIMENTS.glob("*.yaml"))
     result = CliRunner().invoke(lint_command, ["--strict", *files])
