@@ -151,5 +151,5 @@ def resource_override_refusal(exp: Experiment, arg: str, origin: str) -> str | N
     return (
         f"{exp.source}: {algorithms.SETTINGS_PATH}.{RESOURCE_SETTING}: {origin} would append {arg} to every "
         f"trial, overriding {flag}, which {alg} sets per rung from parameter {name!r}: every rung would "
-        f"train the same; leave it at 0 for {alg}"
+        f"train the same; {'drop it' if origin.startswith('--trial-arg') else 'leave it at 0'} for {alg}"
     )

@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.errors import UserError
 from pipeline.katib import collector as mc, status as ks
-from pipeline.katib.budget import resume_refusal, with_budget
+from pipeline.katib.budget import resource_override_refusal, resume_refusal, with_budget
 from pipeline.katib.experiment import Experiment
 from pipeline.katib.medianstop import MedianStopSettings, StopCheck, threshold
 from pipeline.katib.render import trial_argv
@@ -371,6 +371,10 @@ def dry_run(
     from pipeline import lint
 
     exp = experiment if isinstance(experiment, Experiment) else lint.load(experiment)
+    for arg in trial_args:  # hyperband's and asha's epochs are the algorithm's, per rung
+        problem = resource_override_refusal(exp, arg, f"--trial-arg={arg}")
+        if problem:
+            raise UserError(problem)
     budgeted = with_budget(exp, max_trial_count, parallel_trial_count, max_failed_trial_count)
     out = Path(out_dir) if out_dir else Path("runs") / exp.name
     options = LocalOptions(

@@ -8,7 +8,9 @@ import re
 
 import pytest
 
+from pipeline import lint
 from pipeline.errors import UserError
+from pipeline.katib.budget import resource_flags
 from pipeline.katib.experiment import dump_yaml
 from pipeline.local.controller import run_experiment
 from pipeline.local.smoke import smoke_check
@@ -281,13 +283,15 @@ SHIPPED = sorted((REPO / "experiments").glob("*.yaml"))
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_every_shipped_experiment_runs_one_real_trial(tmp_path, path):
-    """The real `python -m trial` on the embedded sample, one tiny trial per shipped Experiment."""
+    """The real `python -m trial` on the embedded sample, one tiny trial per shipped Experiment (hyperband's
+    and asha's epochs are their own: the first rung's)."""
+    own_epochs = "--epochs" in resource_flags(lint.load(path))
     status = run_experiment(
         str(path),
         tmp_path / "out",
         {"/data": str(REPO / "data" / "sample")},
         max_trial_count=1,
-        trial_args=["--max-rows=200", "--epochs=1"],
+        trial_args=["--max-rows=200", *([] if own_epochs else ["--epochs=1"])],
         progress=False,
         report=False,
     )
@@ -320,3 +324,9 @@ def test_trials_running_at_the_end_are_not_killed(tmp_path):
     assert condition(status) == ("Failed", "ExperimentFailed")
     assert states(status)["trialsKilled"] == 0 and states(status)["trialsSucceeded"] == 1
     assert status["status"]["currentOptimalTrial"]["bestTrialName"] == status["status"]["succeededTrialList"][0]
+
+
+def test_a_trial_arg_that_would_override_the_resource_parameter_is_refused(tmp_path):
+    with pytest.raises(UserError, match=r"--trial-arg=--epochs=1 would append --epochs=1 .* drop it for hyperband"):
+        run_experiment(REPO / "experiments" / "hyperband.yaml", tmp_path / "out", trial_args=["--epochs=1"])
+    assert not (tmp_path / "out").exists()  # refused before anything ran
