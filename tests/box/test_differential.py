@@ -105,24 +105,37 @@ def test_the_dry_run_ends_as_katib_does(case, namespace, tmp_path):
     assert katib["terminal"] == [terminal], katib  # the case tests what it means to
     ours, theirs = dry_run_trials(local_rows, METRICS), katib_trials(name)
     if same_assignments:
-        # every trial Katib ran agrees with the dry-run's trial at the same point, and the end and counts agree
-        at = {t["assignments"]: t for t in ours}
-        assert [at.get(t["assignments"]) for t in theirs] == theirs
         assert {k: local[k] for k in ("terminal", "counts")} == {k: katib[k] for k in ("terminal", "counts")}
-        if ours == theirs:
+        lost = lost_suggestions(name)
+        if lost == 0:
+            assert ours == theirs
             assert local == katib  # the optimal trial too
             if raw["spec"]["algorithm"].get("algorithmSettings"):  # seeded: Katib's order too
                 assert dry_run_order(local_rows) == katib_order(name)
         else:
-            # a point tried twice and another never: only when Katib lost an answer of its grid service
-            # (differential.lost_suggestions), a race the dry-run does not have (docs/dryrun.md)
-            lost = lost_suggestions(name)
-            assert lost > 0, f"{name}: Katib tried other grid points than the dry-run, with no answer lost"
-            warnings.warn(f"{name}: Katib's suggestion controller lost {lost} grid point(s)", stacklevel=1)
+            # Katib's controller lost an answer of its suggestion service (differential.lost_suggestions), a race
+            # the dry-run does not have (docs/dryrun.md): from there Katib tried other points (a grid: one twice,
+            # one never). Each point both runners tried must still agree.
+            warnings.warn(f"{name}: Katib's suggestion controller lost {lost} answer(s)", stacklevel=1)
+            at = {t["assignments"]: t for t in ours}
+            both = [t for t in theirs if t["assignments"] in at]
+            assert both == [at[t["assignments"]] for t in both]
     else:
         assert {k: local[k] for k in ("terminal", "counts")} == {k: katib[k] for k in ("terminal", "counts")}
         assert Counter(t["end"] for t in ours) == Counter(t["end"] for t in theirs)
         assert bool(local["optimal"]["metrics"]) == bool(katib["optimal"]["metrics"])
+
+
+def same_order_unless_katib_lost_an_answer(name: str, rows: list[dict[str, str]], params=("x", "y")) -> bool:
+    """Katib asked its suggestion service in the dry-run's order, unless its controller lost an answer
+    (differential.lost_suggestions, a race inside Katib): then the points after it are others, and the caller
+    compares only what does not depend on them. Whether the order was compared."""
+    lost = lost_suggestions(name)
+    if lost:
+        warnings.warn(f"{name}: Katib's suggestion controller lost {lost} answer(s): order not compared", stacklevel=2)
+        return False
+    assert dry_run_order(rows, params) == katib_order(name)
+    return True
 
 
 # medianstop on a seeded grid, one trial at a time: the same points in the same order, so the same history and
@@ -154,9 +167,9 @@ def test_the_dry_run_stalls_where_katib_does_after_an_early_stop(namespace, tmp_
     katib_exp = get("-n", NAMESPACE, "experiment", name)
     katib = experiment_outcome(katib_exp)
     assert len(trials_of(name)) == stopped_at and katib["terminal"] == [], katib
-    assert local == katib
-    assert dry_run_trials(local_rows, METRICS) == katib_trials(name)
-    assert dry_run_order(local_rows) == katib_order(name)
+    if same_order_unless_katib_lost_an_answer(name, local_rows):  # else another history: the stall alone
+        assert local == katib
+        assert dry_run_trials(local_rows, METRICS) == katib_trials(name)
     (stopped,) = [t for t in trials_of(name) if (condition(t, "EarlyStopped") or {}).get("status") == "True"]
     assert "observation" not in stopped["status"], stopped["status"]  # never read: kubeflow/katib#1377
     kubectl("-n", NAMESPACE, "delete", "experiment", name, "--wait=false")
@@ -178,6 +191,6 @@ def test_our_cnn_trial_ends_as_on_katib_value_for_value(namespace, tmp_path):
     run_experiment(raw, timeout_s=900)
     katib_exp = settled(name)
     assert experiment_outcome(katib_exp)["terminal"] == [("Succeeded", "ExperimentMaxTrialsReached")]
-    assert experiment_outcome(local_exp) == experiment_outcome(katib_exp)
-    assert dry_run_order(local_rows, params) == katib_order(name)
-    assert dry_run_trials(local_rows, metrics, params) == katib_trials(name)
+    if same_order_unless_katib_lost_an_answer(name, local_rows, params):  # else other points: the end alone
+        assert experiment_outcome(local_exp) == experiment_outcome(katib_exp)
+        assert dry_run_trials(local_rows, metrics, params) == katib_trials(name)
