@@ -26,7 +26,8 @@ pytestmark = pytest.mark.cluster
 
 # maxTrialCount per Experiment: 3 where the algorithm allows; hyperband's one bracket (9 at r_l/eta = 1 epoch, then
 # 1 at 9); asha needs a full rung of eta = 3 to promote; medianstop needs min_trials_required = 3 finished first.
-BUDGETS = {"hyperband": 10, "asha": 6, "random-medianstop": 5}
+BUDGETS = {"hyperband": 10, "asha": 6, "asha-full": 6, "random-medianstop": 5}
+LOWEST_RUNG = {"asha": 1, "asha-full": 3}  # min_resource: a trial with more epochs is a promotion
 EPOCHS = {"random-medianstop": 4}  # past medianstop's start_step 3, so its rule can stop a trial
 OUT = REPO / "runs" / "box"
 
@@ -36,7 +37,7 @@ OUT = REPO / "runs" / "box"
 def test_katib_runs_the_experiment_to_succeeded(namespace, path: Path):
     raw = small_budget(path, BUDGETS.get(path.stem, 3), epochs=EPOCHS.get(path.stem, 1))
     name = raw["metadata"]["name"]
-    if path.stem == "asha":
+    if path.stem in LOWEST_RUNG:
         _clear_checkpoints(raw)
     exp = run_experiment(raw, timeout_s=1500)
     trials = trials_of(name)
@@ -65,8 +66,8 @@ def test_katib_runs_the_experiment_to_succeeded(namespace, path: Path):
 
     if path.stem == "hyperband":
         _each_trial_trains_its_rungs_epochs(trials)
-    if path.stem == "asha":
-        _a_promotion_resumed_from_its_checkpoint(trials)
+    if path.stem in LOWEST_RUNG:
+        _a_promotion_resumed_from_its_checkpoint(trials, LOWEST_RUNG[path.stem])
     kubectl("-n", NAMESPACE, "delete", "experiment", name, "--wait=true", timeout=300)
 
 
@@ -122,9 +123,11 @@ def _each_trial_trains_its_rungs_epochs(trials: list[dict]) -> None:
     assert rungs == {1, 9}, rungs
 
 
-def _a_promotion_resumed_from_its_checkpoint(trials: list[dict]) -> None:
+def _a_promotion_resumed_from_its_checkpoint(trials: list[dict], lowest_rung: int) -> None:
     promoted = [
-        t for t in trials if int({a["name"]: a["value"] for a in t["spec"]["parameterAssignments"]}["epochs"]) > 1
+        t
+        for t in trials
+        if int({a["name"]: a["value"] for a in t["spec"]["parameterAssignments"]}["epochs"]) > lowest_rung
     ]
     assert promoted, "asha promoted no trial"
     # the StdOut collector sends the trial's output to a file its sidecar reads and logs

@@ -29,8 +29,14 @@ ALGORITHMS = {
     "hyperband": "hyperband",
     "random-medianstop": "random",
     "asha": "asha",
+    "asha-full": "asha",
 }
-RESOURCE_IN_SPACE = ("hyperband", "asha")  # epochs is a parameter: the resource the algorithm allocates
+RESOURCE_IN_SPACE = ("hyperband", "asha", "asha-full")  # epochs is a parameter: the resource the algorithm allocates
+ASHA_FILES = ("asha", "asha-full")  # a rung's result is the objective after the rung's epochs; checkpoints on a claim
+# The full-scale search (issue 33) is asha.yaml at the retrain's length on one thread per trial: its own space and
+# budget, checked against asha.yaml by the tests at the end of this file rather than against random.yaml's.
+FULL_SCALE = ("asha-full",)
+SHARED = [stem for stem in sorted(ALGORITHMS) if stem not in FULL_SCALE]
 FILES = sorted(ALGORITHMS)
 
 
@@ -38,7 +44,7 @@ def load(stem):
     return load_experiment(EXPERIMENTS / f"{stem}.yaml")
 
 
-def test_one_file_per_algorithm_and_nothing_else():
+def test_one_file_per_algorithm_and_the_full_scale_search_and_nothing_else():
     assert sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")) == FILES
     readme = (EXPERIMENTS / "README.md").read_text()
     for stem in FILES:
@@ -57,9 +63,12 @@ def test_algorithm_name_and_objective(stem):
     spec = exp["spec"]
     assert exp["metadata"]["name"] == f"digits-{stem}"
     assert spec["algorithm"]["algorithmName"] == ALGORITHMS[stem]
-    objective = {k: v for k, v in spec["objective"].items() if not (stem == "asha" and k == "metricStrategies")}
-    assert objective == load("random")["spec"]["objective"]
-    if stem == "asha":  # a rung's result is the objective after the rung's epochs (docs/asha.md)
+    own = ("metricStrategies",) if stem in ASHA_FILES else ()
+    own += ("goal",) if stem in FULL_SCALE else ()  # a search this long ends at maxTrialCount
+    objective = {k: v for k, v in spec["objective"].items() if k not in own}
+    assert objective == {k: v for k, v in load("random")["spec"]["objective"].items() if k not in own}
+    assert ("goal" in spec["objective"]) == (stem not in FULL_SCALE)
+    if stem in ASHA_FILES:  # a rung's result is the objective after the rung's epochs (docs/asha.md)
         assert spec["objective"]["metricStrategies"] == [{"name": "val_accuracy", "value": "latest"}]
     assert spec["objective"]["type"] == "maximize" and spec["objective"]["objectiveMetricName"] == "val_accuracy"
     assert spec["objective"]["additionalMetricNames"] == ["loss", "accuracy", "val_loss"]
@@ -83,7 +92,7 @@ def _template_without_epochs(exp):
     return template
 
 
-@pytest.mark.parametrize("stem", FILES)
+@pytest.mark.parametrize("stem", SHARED)
 def test_shared_trial_template(stem):
     """Every file has random.yaml's trial template; hyperband and asha swap --epochs=8 for their resource,
     asha adds its checkpoint volume."""
@@ -95,7 +104,7 @@ def test_shared_trial_template(stem):
     assert epochs in command
 
 
-@pytest.mark.parametrize("stem", FILES)
+@pytest.mark.parametrize("stem", SHARED)
 def test_shared_search_space(stem):
     """Same parameters everywhere; grid narrows the spaces (same names and order), hyperband and asha add epochs."""
     params, base = load(stem)["spec"]["parameters"], load("random")["spec"]["parameters"]
@@ -132,10 +141,11 @@ def test_hyperband_parallelism_and_resource():
     assert spec["parallelTrialCount"] >= hyperband_min_parallel(float(settings["r_l"]), int(settings["eta"]))
 
 
-def test_asha_rungs_fit_the_epochs_parameter_and_checkpoints_are_writable():
+@pytest.mark.parametrize("stem", ASHA_FILES)
+def test_asha_rungs_fit_the_epochs_parameter_and_checkpoints_are_writable(stem):
     """min_resource..max_resource is the epochs parameter's range, and --checkpoint-dir lies on the
     checkpoint claim (read-write), not on the read-only data volume: promoted trials resume from it."""
-    spec = load("asha")["spec"]
+    spec = load(stem)["spec"]
     settings = {s["name"]: s["value"] for s in spec["algorithm"]["algorithmSettings"]}
     (epochs,) = [p for p in spec["parameters"] if p["name"] == settings["resource_name"]]
     assert (epochs["feasibleSpace"]["min"], epochs["feasibleSpace"]["max"]) == (
@@ -173,7 +183,7 @@ def test_trials_that_write_to_a_volume_run_with_the_data_jobs_security_context(s
     pod = load(stem)["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
     writable = {m["name"] for c in pod["containers"] for m in c.get("volumeMounts", []) if not m.get("readOnly")}
     writes_a_claim = any("persistentVolumeClaim" in v for v in pod.get("volumes", []) if v["name"] in writable)
-    assert writes_a_claim == (stem == "asha")
+    assert writes_a_claim == (stem in ASHA_FILES)
     if writes_a_claim:
         assert pod["securityContext"] == dict(context)
 
@@ -232,3 +242,54 @@ def test_goptuna_renders_without_exponent():
     argv = trial_argv(Experiment(exp), values)
     assert "--learning-rate=0.00001" in argv
     assert "--learning-rate=1e-05" in trial_argv(Experiment(load("tpe")), values)
+
+
+# --- the full-scale search (issue 33) ----------------------------------------------------------------
+
+
+def _without_full_scale_words(exp):
+    """asha-full's trial template less what makes it full scale: the fixed hold-out, one thread, its
+    own checkpoint folder and the one-CPU resources."""
+    template = copy.deepcopy(exp["spec"]["trialTemplate"])
+    main = template["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    main["command"] = [w for w in main["command"] if not w.startswith(("--split-seed=", "--threads=", "--checkpoint-"))]
+    main.pop("resources")
+    for tp in template["trialParameters"]:
+        tp.pop("description")
+    return template
+
+
+def test_full_scale_is_ashas_template_on_one_thread_with_a_fixed_hold_out():
+    full, asha = load("asha-full"), load("asha")
+    assert _without_full_scale_words(full) == _without_full_scale_words(asha)
+    main = full["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    args = build_parser().parse_args(trial_argv(Experiment(full), _samples(full)[0])[3:])
+    assert args.split_seed == 0, "every trial must be judged on the same hold-out"
+    # --threads equals the pod's CPU limit, so the dry-run packs trials as Katib's scheduler does
+    assert args.threads == float(main["resources"]["limits"]["cpu"]) == float(main["resources"]["requests"]["cpu"])
+    assert str(args.checkpoint_dir) == "/checkpoints/digits-asha-full"
+
+
+def test_full_scale_rungs_end_at_the_retrains_length():
+    from pipeline.katib.algorithms import asha_plan
+    from trial.config import TrialConfig
+
+    exp = load("asha-full")
+    settings = {s["name"]: s["value"] for s in exp["spec"]["algorithm"]["algorithmSettings"]}
+    plan = asha_plan(settings, Experiment(exp).parameters, exp["metadata"]["name"])
+    assert plan.rungs == (3, 9, 27)
+    assert plan.rungs[-1] == TrialConfig().epochs  # the top rung trains as long as the retrain
+
+
+def test_full_scale_space_is_ashas_narrowed():
+    """The same knobs as asha.yaml, each range inside asha's (a narrowing from the hold-out experiments)."""
+    full = {p["name"]: p for p in load("asha-full")["spec"]["parameters"]}
+    asha = {p["name"]: p for p in load("asha")["spec"]["parameters"]}
+    assert list(full) == list(asha)
+    for name, p in full.items():
+        space, wide = p["feasibleSpace"], asha[name]["feasibleSpace"]
+        assert p["parameterType"] == asha[name]["parameterType"], name
+        if "list" in space:
+            assert set(space["list"]) <= set(wide["list"]), name
+        elif name != "epochs":
+            assert float(wide["min"]) <= float(space["min"]) < float(space["max"]) <= float(wide["max"]), name
