@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from pipeline.errors import UserError
+from pipeline.submission.retrain import RETRAIN_ENSEMBLE, RETRAIN_EPOCHS
 from pipeline.workflow.definition import (
     DEFAULT_EXPERIMENT,
     DEFAULT_IMAGE,
@@ -20,7 +21,21 @@ from pipeline.workflow.definition import (
 )
 from pipeline.workflow.local_run import LOCAL_BUDGET, run_local
 from pipeline.workflow.server_run import submit
-from pipeline.workflow.steps import DATA_MOUNT, DATA_PVC
+from pipeline.workflow.steps import DATA_MOUNT, DATA_PVC, in_project
+
+LOCAL_DATA = "data/sample"  # the embedded sample: `pipeline run --local`'s default --data
+# `pipeline run --local --full`: the whole job at full scale. Every local shrinking default (LOCAL_BUDGET) is
+# replaced by the Experiment's own (0: its maxTrialCount, parallelTrialCount, all rows, the template's
+# epochs) and by the retrain's own defaults, the ones a server run uses.
+FULL_EXPERIMENT = "experiments/asha-full.yaml"
+FULL_BUDGET = Budget(
+    max_trial_count=0,
+    parallel_trial_count=0,
+    trial_max_rows=0,
+    trial_epochs=0,
+    retrain_epochs=RETRAIN_EPOCHS,
+    retrain_ensemble=RETRAIN_ENSEMBLE,
+)
 
 
 @click.group("pipeline")
@@ -134,6 +149,33 @@ def _budget(defaults: Budget, **given) -> Budget:
     return Budget(**{k: (v if v is not None else getattr(defaults, k)) for k, v in given.items()})
 
 
+def local_settings(full: bool, data_dir: str | None, experiment: str | None, **budget_flags) -> tuple[str, str, Budget]:
+    """(data folder, Experiment, budget) of a `pipeline run --local`: the flags given, else the local
+    defaults, or with `full` the full-scale preset (FULL_EXPERIMENT, FULL_BUDGET). `full` on the embedded
+    sample is refused: tuning at full scale on a sample says nothing about the competition data."""
+    data = data_dir or LOCAL_DATA
+    if full and in_project(data).resolve() == in_project(LOCAL_DATA).resolve():
+        raise UserError(
+            f"pipeline run --full: --data is the embedded sample ({LOCAL_DATA}); pass --data with the "
+            "competition's train.csv(.gz) and test.csv(.gz), e.g. --data ../shared/data/digit-recognizer"
+        )
+    defaults = (FULL_EXPERIMENT, FULL_BUDGET) if full else (DEFAULT_EXPERIMENT, LOCAL_BUDGET)
+    return data, experiment or defaults[0], _budget(defaults[1], **budget_flags)
+
+
+def _full_help() -> str:
+    b = FULL_BUDGET
+    return (
+        "--local: the whole job at full scale. Sets --experiment "
+        f"{FULL_EXPERIMENT} --max-trials {b.max_trial_count} --parallel {b.parallel_trial_count} "
+        f"--trial-max-rows {b.trial_max_rows} --trial-epochs {b.trial_epochs} "
+        f"--retrain-epochs {b.retrain_epochs} --ensemble {b.retrain_ensemble} (the Experiment's budget, "
+        "all rows, the template's epochs, the retrain's defaults); a flag given still wins. Needs --data "
+        "with the competition data. On a 2-core machine it takes hours. Refused with --host: a server run "
+        "already uses these (pass --experiment there)."
+    )
+
+
 @pipeline_group.command("run")
 @click.option("--local", "local_run", is_flag=True, help="Run here with kfp.local, tuning with Optuna.")
 @click.option("--host", default=None, help="KFP server URL: submit a run there, tuning with Katib.")
@@ -142,15 +184,17 @@ def _budget(defaults: Budget, **given) -> Budget:
     "data_dir",
     default=None,
     help="Folder with train.csv(.gz), test.csv(.gz) [and sample_submission.csv]. "
-    f"Local default: data/sample; on a server: a folder on the data volume (default {DATA_MOUNT}).",
+    f"Local default: {LOCAL_DATA} (refused with --full); on a server: a folder on the data volume "
+    f"(default {DATA_MOUNT}).",
 )
 @click.option(
     "--experiment",
-    default=DEFAULT_EXPERIMENT,
-    show_default=True,
-    help="Katib Experiment YAML. A file here is sent with the run (as one-line JSON); --host with a "
-    "path that is not a file here names a file in the image.",
+    default=None,
+    help=f"Katib Experiment YAML (default {DEFAULT_EXPERIMENT}; with --full {FULL_EXPERIMENT}). A file "
+    "here is sent with the run (as one-line JSON); --host with a path that is not a file here names a "
+    "file in the image.",
 )
+@click.option("--full", is_flag=True, help=_full_help())
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -223,6 +267,7 @@ def run_command(
     ui_host,
     timeout_s,
     in_containers,
+    full,
     **budget_flags,
 ):
     """Run the whole pipeline: --local (kfp.local + Optuna) or --host URL (KFP server + Katib).
@@ -230,22 +275,32 @@ def run_command(
     On a server the steps read the data from the volume --data-pvc (mounted at /data) and the trials of
     the Experiment the tune step creates read the same volume; the run stops its Experiment when it ends
     or is terminated.
+
+    --local's defaults are a smoke run on the embedded sample (minutes). --local --full --data DIR runs
+    the whole job at full scale: experiments/asha-full.yaml with its own budget, then the full retrain
+    (hours on a 2-core machine).
     """
     if local_run == bool(host):
         raise UserError("pipeline run: pass exactly one of --local or --host URL")
-    if local_run:
-        summary = run_local(
-            data_dir or "data/sample",
-            experiment,
-            out,
-            _budget(LOCAL_BUDGET, **budget_flags),
-            image=image if in_containers else None,
+    if full and host:
+        raise UserError(
+            "pipeline run: --full is for --local; a server run already uses the Experiment's budget and "
+            f"the retrain's defaults (for the full-scale search there: --experiment {FULL_EXPERIMENT})"
         )
+    if local_run:
+        data, experiment, budget = local_settings(full, data_dir, experiment, **budget_flags)
+        if full:
+            epochs = f"{budget.retrain_epochs} epochs" if budget.retrain_epochs else "the best trial's epochs"
+            click.echo(
+                f"pipeline run --full: {experiment} on {data}, then a retrain of {budget.retrain_ensemble} "
+                f"model(s), {epochs}: hours on a 2-core machine"
+            )
+        summary = run_local(data, experiment, out, budget, image=image if in_containers else None)
         click.echo(_describe_local(summary))
         return
     arguments = pipeline_arguments(
         data_dir or DATA_MOUNT,
-        experiment_argument(experiment),
+        experiment_argument(experiment or DEFAULT_EXPERIMENT),
         "katib",
         _budget(Budget(), **budget_flags),
         namespace or "",
