@@ -56,10 +56,10 @@ def one_error_line(proc: Ran) -> str:
     return lines[0]
 
 
-def competition_like_folder(tmp_path: Path) -> Path:
+def competition_like_folder(tmp_path: Path) -> str:
     data = tmp_path / "digit-recognizer"  # never read: run_local is a recorder here
     data.mkdir()
-    return data
+    return str(data)
 
 
 def test_full_sets_the_full_experiment_and_every_budget_to_its_own(tmp_path, recorded):
@@ -67,7 +67,7 @@ def test_full_sets_the_full_experiment_and_every_budget_to_its_own(tmp_path, rec
     proc = katib_digits("pipeline", "run", "--local", "--full", "--data", data, "--out", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     (call,) = recorded
-    assert call["experiment"] == "experiments/asha-full.yaml" and call["data_dir"] == str(data)
+    assert call["experiment"] == "experiments/asha-full.yaml" and call["data_dir"] == data
     budget = call["budget"]
     counts = (budget.max_trial_count, budget.parallel_trial_count, budget.trial_max_rows, budget.trial_epochs)
     assert counts == (0, 0, 0, 0)  # 0: the Experiment's trial counts, every row, the template's epochs
@@ -100,6 +100,7 @@ def test_the_preset_passes_the_local_runs_checks_and_keeps_the_experiments_budge
         FULL_SPEC["maxTrialCount"],
         FULL_SPEC["parallelTrialCount"],
     )
+    assert budget.trial_epochs is not None
     assert steps.trial_budget_args(budget.trial_max_rows, budget.trial_epochs) == []  # nothing appended
 
 
