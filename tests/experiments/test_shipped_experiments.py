@@ -63,7 +63,7 @@ def test_algorithm_name_and_objective(stem):
     spec = exp["spec"]
     assert exp["metadata"]["name"] == f"digits-{stem}"
     assert spec["algorithm"]["algorithmName"] == ALGORITHMS[stem]
-    own = ("metricStrategies",) if stem in ASHA_FILES else ()
+    own: tuple[str, ...] = ("metricStrategies",) if stem in ASHA_FILES else ()
     own += ("goal",) if stem in FULL_SCALE else ()  # a search this long ends at maxTrialCount
     objective = {k: v for k, v in spec["objective"].items() if k not in own}
     assert objective == {k: v for k, v in load("random")["spec"]["objective"].items() if k not in own}
