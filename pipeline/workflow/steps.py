@@ -333,7 +333,10 @@ def tune(
     from pipeline.local.controller import run_experiment
 
     trial_args = ([f"--data={train_file}"] if train_file else []) + budget
-    final = run_experiment(experiment, Path(out_dir), mounts={}, trial_args=tuple(trial_args), progress=progress)
+    # The data volume stands for the prepared file's folder, so the dry-run does not warn that /data is unmapped
+    # (the appended --data, the last flag, is what the trial reads either way).
+    mounts = {DATA_MOUNT: str(Path(train_file).parent)} if train_file else {}
+    final = run_experiment(experiment, Path(out_dir), mounts=mounts, trial_args=tuple(trial_args), progress=progress)
     require_succeeded(final, f"see the trial logs in {Path(out_dir) / 'trials'}")
     return final
 

@@ -174,6 +174,8 @@ def test_the_tune_step_gives_ashas_checkpoints_a_folder_under_its_outputs(tmp_pa
     dry = seen["dry"]
     checkpoints = out_dir / "volumes" / "checkpoints"
     assert dry.mounts.folders["/checkpoints"] == str(checkpoints.resolve()) and checkpoints.is_dir()
+    # the data volume is the prepared file's folder: nothing is left unmapped, so no warning says so
+    assert Path(dry.mounts.folders["/data"]) == tmp_path.resolve() and dry.mounts.unmapped == []
     exp = seen["experiment"]
     assert exp.max_trial_count == FULL_SPEC["maxTrialCount"]  # the budget of 0s kept the Experiment's
 
