@@ -71,6 +71,22 @@ def accuracy_recipe(flags: str) -> list[str]:
     return argv
 
 
+def tuned_recipe(params: Path | None) -> list[str]:
+    """The best trial's flags of a tuned Experiment (`katib-digits tune`'s experiment.json or `kubectl get
+    experiment -o json`), as `katib-digits train` retrains them, less the flags this section sets itself."""
+    if params is None:
+        return []
+    from pipeline.errors import UserError
+    from pipeline.submission.retrain import best_trial_flags, drop_flags, load_best
+
+    try:
+        experiment, assignments, _ = load_best(params, None)
+        flags = best_trial_flags(experiment, assignments)
+    except (UserError, OSError) as e:
+        raise SystemExit(f"benchmark: --accuracy-params: {e}") from None
+    return drop_flags(flags, ACCURACY_OWNED_FLAGS)
+
+
 def measure(
     data: Path,
     epochs: int | None,
@@ -193,6 +209,13 @@ def add_arguments(group) -> None:
         help="the members' --precision (default: the trial's own default)",
     )
     group.add_argument(
+        "--accuracy-params",
+        type=Path,
+        default=None,
+        help="a tuned Experiment (experiment.json from `katib-digits tune`, or `kubectl get experiment -o json`): "
+        "the members train its best trial's flags, as `katib-digits train` would; --accuracy-flags come after them",
+    )
+    group.add_argument(
         "--accuracy-flags",
         default="",
         help="more trial flags for every member, one string: another recipe's retrain, e.g. "
@@ -203,6 +226,7 @@ def add_arguments(group) -> None:
 def check(args) -> None:
     """--accuracy-flags checked before any section runs (whichever --only names), not minutes into a run."""
     accuracy_recipe(args.accuracy_flags)
+    tuned_recipe(args.accuracy_params)
 
 
 def run(args, report: dict) -> dict:
@@ -214,5 +238,5 @@ def run(args, report: dict) -> dict:
         args.resume,
         args.accuracy_split_seed,
         args.accuracy_precision,
-        accuracy_recipe(args.accuracy_flags),
+        tuned_recipe(args.accuracy_params) + accuracy_recipe(args.accuracy_flags),
     )

@@ -134,3 +134,58 @@ def test_accuracy_flags_become_trial_argv():
         "--learning-rate=0.0014",
     ]
     assert accuracy_recipe("") == []
+
+
+def test_a_tuned_experiments_best_trial_is_the_recipe_as_the_retrain_takes_it(tmp_path):
+    """--accuracy-params: the members train the best trial's flags (its command with the best assignments, as
+    `katib-digits train` renders it), less what the section sets itself: the data, the epochs, the hold-out's
+    seed, the checkpoint folder on the Experiment's volume."""
+    import yaml
+
+    from bench.sections.accuracy import tuned_recipe
+    from tests.conftest import REPO
+
+    exp = yaml.safe_load((REPO / "experiments" / "asha-full.yaml").read_text())
+    best = {
+        "learning-rate": "0.0011",
+        "lr-decay": "0.93",
+        "batch-size": "64",
+        "optimizer": "adamw",
+        "conv-filters": "40",
+        "dense-units": "300",
+        "dropout": "0.35",
+        "augment": "0.12",
+        "arch": "pool",
+        "epochs": "27",
+    }
+    exp["status"] = {
+        "currentOptimalTrial": {
+            "bestTrialName": "digits-asha-full-abc",
+            "parameterAssignments": [{"name": k, "value": v} for k, v in best.items()],
+            "observation": {"metrics": [{"name": "val_accuracy", "latest": "0.995", "max": "0.995", "min": "0.99"}]},
+        }
+    }
+    params = tmp_path / "experiment.json"
+    params.write_text(json.dumps(exp))
+    flags = tuned_recipe(params)
+    assert flags == [
+        "--learning-rate=0.0011",
+        "--lr-decay=0.93",
+        "--batch-size=64",
+        "--optimizer=adamw",
+        "--conv-filters=40",
+        "--dense-units=300",
+        "--dropout=0.35",
+        "--augment=0.12",
+        "--arch=pool",
+        "--threads=1",
+    ]
+    assert accuracy_recipe(" ".join(flags)) == flags  # nothing in it that the section refuses
+    assert tuned_recipe(None) == []
+
+
+def test_a_missing_tuned_experiment_is_one_line_naming_the_flag(tmp_path):
+    from bench.sections.accuracy import tuned_recipe
+
+    with pytest.raises(SystemExit, match=r"^benchmark: --accuracy-params: .*nothing\.json"):
+        tuned_recipe(tmp_path / "nothing.json")
