@@ -80,6 +80,7 @@ class DryRun:
         self.hang: str | None = None  # where Katib v0.19 would stay Running forever
         self.signal: int | None = None
         self.warnings: list[str] = []
+        self._published: list[tuple[str, str]] | None = None  # the trials' states experiment.json last showed
 
     # ------------------------------------------------------------ status
     def trials(self) -> list[Any]:
@@ -238,6 +239,7 @@ class DryRun:
                 for proposal in self.proposer.propose(want):
                     self.launch(proposal)
                 bar.update(self.outcomes(), self.objective, running=len(self.active))
+                self._publish()
                 end = self.end_condition()
                 if end is not None:
                     break
@@ -266,6 +268,15 @@ class DryRun:
             bar.update(self.outcomes(), self.objective, running=len(self.active))
             bar.close()
         return end
+
+    def _publish(self) -> None:
+        """experiment.json and trials.csv as of now whenever a trial has been added or has ended, as Katib
+        updates the Experiment's status while it runs: a long tune can be read (or followed with `watch`)
+        before its end, not only after it. report.html waits for the end."""
+        states = [(o.name, o.state) for o in self.outcomes()]
+        if states != self._published:
+            self._published = states
+            outputs.write(self._snapshot(None))
 
     def _snapshot(self, end: tuple[str, str, str] | None) -> outputs.Snapshot:
         return outputs.Snapshot(

@@ -204,3 +204,27 @@ def test_state_counts_keep_katibs_zeros_and_add_the_local_states():
         "Interrupted": 1,
         "Queued": 1,
     }
+
+
+def test_the_status_files_follow_the_run_before_its_end(tmp_path):
+    """experiment.json and trials.csv are written as trials are added and end, as Katib updates the
+    Experiment's status while it runs; report.html only once the run has ended."""
+    exp = experiment(max_trials=3, parallel=1, settings={"random_state": 2}, args=["--epochs=1"])
+    seen: list[tuple[bool, list[str]]] = []  # (ended, each trial's Katib state) per write
+    write = outputs.write
+
+    def keep(snap: outputs.Snapshot) -> dict:
+        obj = write(snap)
+        with open(snap.out / "trials.csv", newline="") as fh:
+            seen.append((snap.end is not None, [r["state"] for r in csv.DictReader(fh)]))
+        assert (snap.out / "report.html").exists() == (snap.end is not None)
+        return obj
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(outputs, "write", keep)
+        run_experiment(exp, tmp_path / "out", {}, progress=False, report=True)
+    while_running = [states for ended, states in seen if not ended]
+    assert seen[-1] == (True, ["Succeeded"] * 3)
+    # the first trial seen running, then each trial's end before the last one, which ends the run
+    assert ["Running"] in while_running
+    assert [n for n in (states.count("Succeeded") for states in while_running) if n] == [1, 2]
