@@ -37,14 +37,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import UserError
-from pipeline.katib.status import condition_is_true, conditions, describe_conditions
+from pipeline.katib.status import EXPERIMENT_LABEL, condition_is_true, conditions, describe_conditions
 
 GROUP = "kubeflow.org"
 VERSION = "v1beta1"
 MAX_NAME_LEN = 40  # Katib's validating webhook rejects longer Experiment names
 SUFFIX_LEN = 5  # like the API server's generateName
 RUN_ID_LABEL = "katib-digits/run-id"  # the pipeline run (or one CLI call) that made the Experiment
-EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"  # Katib labels each Trial with it
 TRIAL_LABEL = "katib.kubeflow.org/trial"  # Katib's pod webhook labels each trial pod it mutates
 JOB_NAME_LABEL = "job-name"  # the Job controller's label on a batch/v1 Job's pods (the Job is named as the trial)
 COLLECTOR_CONTAINER = "metrics-logger-and-collector"  # the sidecar Katib injects for StdOut and File

@@ -1,4 +1,4 @@
-"""Read a tuned Experiment's result: Katib's `status.currentOptimalTrial`.
+"""Read a tuned Experiment's result: Katib's `status.currentOptimalTrial`, and its Trials.
 
 One reader for every source: `kubectl get experiment -o json`, our local
 dry-run's experiment.json (the same shape), the pipeline's tune step, or a bare
@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UserError, read_user_file
+from pipeline.katib.collector import UNAVAILABLE
 from pipeline.katib.experiment import Experiment, default_strategy
+from pipeline.katib.status import TrialOutcome
 
 STRATEGY_FIELDS = {"max": "max", "min": "min", "latest": "latest"}
 
@@ -167,3 +169,55 @@ def reaches(value: float, threshold: float | None, objective_type: str) -> bool:
     if objective_type == "minimize":
         return value <= threshold
     raise ValueError(f"objective type must be 'maximize' or 'minimize', not {objective_type!r}")
+
+
+def load_trials(path: str | Path, experiment: Experiment) -> list[TrialOutcome]:
+    """An Experiment's Trials from `kubectl get trials -l katib.kubeflow.org/experiment=NAME -o json` (or the
+    dry-run's trials.json, the same shape), in list order; each objective read by the Experiment's strategy.
+    Every problem is a UserError naming the file and field."""
+    path = Path(path)
+    text = read_user_file(path, "a JSON file (trials.json)")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("items"), list):
+        raise UserError(
+            f"{path}: items: expected a list of Trials (kubectl get trials -l "
+            f"katib.kubeflow.org/experiment={experiment.name} -o json)"
+        )
+    metric, strategy = experiment.objective.metric, experiment.objective.strategy()
+    trials = []
+    for i, item in enumerate(obj["items"]):
+        where = f"{path}: items[{i}]"
+        if not isinstance(item, dict) or item.get("kind", "Trial") != "Trial":
+            raise UserError(f"{where}: expected a Trial object")
+        name = (item.get("metadata") or {}).get("name")
+        if not isinstance(name, str) or not name:
+            raise UserError(f"{where}.metadata.name: required")
+        assignments = {}
+        for j, a in enumerate((item.get("spec") or {}).get("parameterAssignments") or []):
+            if not isinstance(a, dict) or not isinstance(a.get("name"), str) or "value" not in a:
+                raise UserError(f"{where}.spec.parameterAssignments[{j}]: expected {{name: string, value: string}}")
+            assignments[a["name"]] = str(a["value"])
+        status = item.get("status") or {}
+        true = [
+            str(c.get("type"))
+            for c in status.get("conditions") or []
+            if isinstance(c, dict) and c.get("status") == "True"
+        ]
+        metrics = (status.get("observation") or {}).get("metrics")
+        if metrics is not None and not isinstance(metrics, list):
+            raise UserError(f"{where}.status.observation.metrics: expected a list of {{name, min, max, latest}}")
+        observed = next((m for m in metrics or [] if isinstance(m, dict) and m.get("name") == metric), None)
+        objective = str(observed.get(STRATEGY_FIELDS.get(strategy, "latest"), UNAVAILABLE)) if observed else UNAVAILABLE
+        trials.append(
+            TrialOutcome(
+                name=name,
+                state=true[-1] if true else "",
+                objective=objective,
+                observation=metrics,
+                assignments=assignments,
+            )
+        )
+    return trials

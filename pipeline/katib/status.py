@@ -6,6 +6,7 @@ How one trial gets its condition is `pipeline.katib.trial_rules`."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ SUCCEEDED, FAILED, EARLY_STOPPED, METRICS_UNAVAILABLE, KILLED, RUNNING, PENDING 
     "Running",
     "Pending",
 )
+EXPERIMENT_LABEL = "katib.kubeflow.org/experiment"  # Katib labels each Trial with its Experiment
 COMPLETED = (SUCCEEDED, FAILED, EARLY_STOPPED, METRICS_UNAVAILABLE, KILLED)
 # (trial condition, status list, status counter), in the order `kubectl get -o json` shows them.
 STATUS_LISTS = (
@@ -80,6 +82,20 @@ def optimal_trial(trials: Iterable[TrialOutcome], objective: Objective) -> tuple
         if objective.goal is not None and objective.type in ("maximize", "minimize") and objective.reached(best_value):
             reached = True
     return best, reached
+
+
+def ranked_trials(trials: Iterable[TrialOutcome], objective: Objective) -> list[TrialOutcome]:
+    """The trials that report a numeric objective, best first; ties keep list order, so the first one
+    is the trial Katib picks as currentOptimalTrial (it replaces the best only on a strictly better value)."""
+    scored = [
+        (value, t)
+        for t in trials
+        if t.observation is not None
+        and t.objective != UNAVAILABLE
+        and (value := go_parse_float(t.objective)) is not None
+        and math.isfinite(value)
+    ]
+    return [t for value, t in sorted(scored, key=lambda vt: -vt[0] if objective.maximize else vt[0])]
 
 
 def counts(trials: Iterable[TrialOutcome]) -> dict[str, int]:

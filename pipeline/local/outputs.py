@@ -1,5 +1,6 @@
 """What a dry-run leaves behind: experiment.json (Katib's Experiment object, as
-`kubectl get experiment NAME -o json` shows it), trials.csv, report.html, and
+`kubectl get experiment NAME -o json` shows it), trials.json (its Trials, as `kubectl get trials -l
+katib.kubeflow.org/experiment=NAME -o json` lists them), trials.csv, report.html, and
 the progress bar while it runs. Everything here reads one `Snapshot`."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.katib import status as ks
 from pipeline.katib.experiment import Experiment, Objective
-from pipeline.local.study import katib_state, outcome
+from pipeline.local.study import INTERRUPTED, katib_state, outcome
 
 if TYPE_CHECKING:
     import optuna
@@ -111,6 +112,55 @@ def experiment_object(snap: Snapshot) -> dict[str, Any]:
         "spec": exp.spec,
         "status": status,
     }
+
+
+def trial_object(snap: Snapshot, trial: Any) -> dict[str, Any] | None:
+    """One recorded trial as Katib's Trial object; None for one not started (queued for a retry) or one a
+    dry-run interrupted (Katib has no such trial: the next run starts it again)."""
+    a, state = trial.user_attrs, katib_state(trial)
+    if state is None or state == INTERRUPTED or "name" not in a:
+        return None
+    exp = snap.experiment
+    started = _utc(a.get("start") or time.time())
+    status: dict[str, Any] = {"startTime": started}
+    created = ks.condition("Created", "True", "TrialCreated", "Trial is created", started)
+    if state == ks.RUNNING:
+        status["conditions"] = [
+            created,
+            ks.condition(state, "True", "TrialRunning", "Trial is running", _utc(time.time())),
+        ]
+    else:
+        ended = _utc(a.get("end") or time.time())
+        status["completionTime"] = ended
+        status["conditions"] = [
+            created,
+            ks.condition(ks.RUNNING, "False", "TrialRunning", "Trial is running", ended),
+            ks.condition(state, "True", _text(a.get("reason")), _text(a.get("message")), ended),
+        ]
+    if a.get("observation") is not None:
+        status["observation"] = {"metrics": a["observation"]}
+    order = [p.name for p in exp.parameters]
+    assignments = a.get("assignments") or {}
+    return {
+        "apiVersion": exp.raw["apiVersion"],
+        "kind": "Trial",
+        "metadata": {
+            "name": a["name"],
+            "namespace": exp.namespace or "default",
+            "labels": {ks.EXPERIMENT_LABEL: exp.name},
+        },
+        "spec": {
+            "objective": exp.spec.get("objective"),
+            "parameterAssignments": [{"name": n, "value": assignments[n]} for n in order if n in assignments],
+        },
+        "status": status,
+    }
+
+
+def trials_object(snap: Snapshot) -> dict[str, Any]:
+    """The Experiment's Trials as `kubectl get trials -l katib.kubeflow.org/experiment=NAME -o json` lists them."""
+    items = [t for t in (trial_object(snap, trial) for trial in snap.trials) if t is not None]
+    return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
 @dataclass(frozen=True)
@@ -420,12 +470,15 @@ def write_html(snap: Snapshot, path: Path) -> None:
 
 
 def write(snap: Snapshot) -> dict[str, Any]:
-    """experiment.json (atomically: a reader never sees half a file), trials.csv and, once the
+    """experiment.json and trials.json (atomically: a reader never sees half a file), trials.csv and, once the
     run has ended, report.html; returns the Experiment object."""
     obj = experiment_object(snap)
     tmp = snap.out / "experiment.json.tmp"
     tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, snap.out / "experiment.json")
+    tmp = snap.out / "trials.json.tmp"
+    tmp.write_text(json.dumps(trials_object(snap), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, snap.out / "trials.json")
     write_trials_csv(snap, snap.out / "trials.csv")
     if snap.html and snap.end is not None:
         write_html(snap, snap.out / "report.html")

@@ -1,6 +1,6 @@
 """report.html opens with the outcome (end condition, best trial, counts, times), then a sortable table of
-every trial, then Optuna's plots. One real dry-run of the stand-in trial (tests/fake_trial.py): its first
-trial crashes, the next three succeed."""
+every trial, then Optuna's plots; trials.json lists the trials as Katib's Trial objects. One real dry-run
+of the stand-in trial (tests/fake_trial.py): its first trial crashes, the next three succeed."""
 
 from __future__ import annotations
 
@@ -228,3 +228,31 @@ def test_the_status_files_follow_the_run_before_its_end(tmp_path):
     # the first trial seen running, then each trial's end before the last one, which ends the run
     assert ["Running"] in while_running
     assert [n for n in (states.count("Succeeded") for states in while_running) if n] == [1, 2]
+
+
+def test_trials_json_lists_katib_trials_that_rank_like_the_optimal_trial(tuned):
+    """trials.json is `kubectl get trials -l katib.kubeflow.org/experiment=NAME -o json`'s shape: what the
+    retrain's top-k reads, from a dry-run or a cluster alike; its best-ranked trial is currentOptimalTrial."""
+    from pipeline.katib.experiment import Experiment
+    from pipeline.katib.result import load_trials
+
+    listed = json.loads((tuned.snap.out / "trials.json").read_text())
+    assert listed["kind"] == "List" and len(listed["items"]) == 4
+    exp_name = tuned.status["metadata"]["name"]
+    for item, row in zip(listed["items"], tuned.csv_rows, strict=True):
+        assert item["kind"] == "Trial" and item["metadata"]["name"] == row["name"]
+        assert item["metadata"]["labels"] == {"katib.kubeflow.org/experiment": exp_name}
+        true = [c["type"] for c in item["status"]["conditions"] if c["status"] == "True"]
+        assert true == ["Created", row["state"]]
+        assert item["status"]["completionTime"] >= item["status"]["startTime"]
+    assert [c["type"] for c in listed["items"][0]["status"]["conditions"]][-1] == "Failed"
+    assert "observation" not in listed["items"][0]["status"]  # the crashed trial reported nothing
+
+    experiment = Experiment(tuned.status, "experiment.json")
+    trials = load_trials(tuned.snap.out / "trials.json", experiment)
+    ranked = ks.ranked_trials(trials, experiment.objective)
+    assert len(ranked) == 3 and ranked[0].name == tuned.status["status"]["currentOptimalTrial"]["bestTrialName"]
+    values = [float(t.objective) for t in ranked]
+    assert values == sorted(values, reverse=True)
+    best = tuned.status["status"]["currentOptimalTrial"]["parameterAssignments"]
+    assert ranked[0].assignments == {a["name"]: a["value"] for a in best}
