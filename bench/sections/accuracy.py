@@ -71,20 +71,55 @@ def accuracy_recipe(flags: str) -> list[str]:
     return argv
 
 
-def tuned_recipe(params: Path | None) -> list[str]:
-    """The best trial's flags of a tuned Experiment (`katib-digits tune`'s experiment.json or `kubectl get
-    experiment -o json`), as `katib-digits train` retrains them, less the flags this section sets itself."""
+def tuned_recipes(params: Path | None, top_k: int = 1) -> list[list[str]]:
+    """The flags of a tuned Experiment's `top_k` best distinct configurations (`katib-digits tune`'s
+    experiment.json or `kubectl get experiment -o json`), as `katib-digits train` retrains them, less the flags
+    this section sets itself. The best alone is the Experiment's currentOptimalTrial; more come from the
+    Trials in trials.json beside it (the dry-run's, or `kubectl get trials -l katib.kubeflow.org/experiment=NAME
+    -o json`). No params: one recipe, the trial's defaults."""
     if params is None:
-        return []
+        if top_k != 1:
+            raise SystemExit("benchmark: --accuracy-top-k: needs --accuracy-params (the tuned Experiment)")
+        return [[]]
     from pipeline.errors import UserError
-    from pipeline.submission.retrain import best_trial_flags, drop_flags, load_best
+    from pipeline.katib.result import load_trials
+    from pipeline.submission.retrain import best_trial_flags, drop_flags, load_best, top_configs
 
     try:
         experiment, assignments, _ = load_best(params, None)
-        flags = best_trial_flags(experiment, assignments)
+        if top_k == 1:
+            configs = [best_trial_flags(experiment, assignments)]
+        else:
+            trials = params.parent / "trials.json"
+            configs = [f for _, f in top_configs(experiment, load_trials(trials, experiment), top_k, str(trials))]
     except (UserError, OSError) as e:
         raise SystemExit(f"benchmark: --accuracy-params: {e}") from None
-    return drop_flags(flags, ACCURACY_OWNED_FLAGS)
+    return [drop_flags(flags, ACCURACY_OWNED_FLAGS) for flags in configs]
+
+
+def member_argv(
+    data: Path,
+    member: int,
+    split_seed: int,
+    model_dir: Path,
+    epochs: int | None,
+    precision: str | None,
+    flags: Sequence[str],
+) -> list[str]:
+    """Member `member`'s trial argv: its seed, the one hold-out, then the recipe's flags."""
+    argv = [
+        "--data",
+        str(data / "train.csv.gz"),
+        "--val-fraction",
+        "0.1",
+        "--seed",
+        str(member),
+        "--split-seed",
+        str(split_seed),
+        "--model-out",
+        str(model_dir),
+    ] + (["--epochs", str(epochs)] if epochs else [])
+    return argv + (["--precision", precision] if precision else []) + list(flags)  # None: the trial's default
 
 
 def measure(
@@ -96,10 +131,12 @@ def measure(
     split_seed: int = 0,
     precision: str | None = None,
     flags: Sequence[str] = (),
+    recipes: Sequence[Sequence[str]] = ((),),
 ) -> dict:
     """The retrained default: `members` trials with the trial's default flags (seeds 0..N-1, one 10 % hold-out
     drawn with `split_seed`), their probabilities averaged the way `katib-digits train --ensemble N` does.
     `flags` (trial flags) make it another recipe's retrain, e.g. a larger batch with its learning rate.
+    `recipes`: member K trains recipes[K % len(recipes)] (then `flags`): an ensemble of distinct configurations.
 
     Each member's figures are saved in `out` (accuracy-member-K.json); with `resume`, a member whose
     record holds the same command is reused, its recorded wall and CPU seconds counted, not retrained."""
@@ -108,19 +145,7 @@ def measure(
     runs, commands = [], []
     for k in range(members):
         model_dir = out / "accuracy-model" / f"member-{k}"
-        argv = [
-            "--data",
-            str(data / "train.csv.gz"),
-            "--val-fraction",
-            "0.1",
-            "--seed",
-            str(k),
-            "--split-seed",
-            str(split_seed),
-            "--model-out",
-            str(model_dir),
-        ] + (["--epochs", str(epochs)] if epochs else [])
-        argv += (["--precision", precision] if precision else []) + list(flags)  # None: the trial's default
+        argv = member_argv(data, k, split_seed, model_dir, epochs, precision, [*recipes[k % len(recipes)], *flags])
         commands.append("python -m trial " + " ".join(argv))
         record = out / f"accuracy-member-{k}.json"
         saved = json.loads(record.read_text()) if resume and record.exists() else {}
@@ -171,6 +196,7 @@ def measure(
         "split_seed": split_seed,
         "precision": precision or "default",
         "flags": list(flags),
+        "recipes": [list(r) for r in recipes],
         "epochs_per_member": len(runs[0]["epochs"]),
         "hold_out_rows": len(y_val),
         "member_final_val_accuracy": [r["epochs"][-1]["val_accuracy"] for r in runs],
@@ -216,6 +242,13 @@ def add_arguments(group) -> None:
         "the members train its best trial's flags, as `katib-digits train` would; --accuracy-flags come after them",
     )
     group.add_argument(
+        "--accuracy-top-k",
+        type=int,
+        default=1,
+        help="with --accuracy-params: member K trains the (K mod top-k)-th best distinct configuration of the "
+        "Experiment's trials (trials.json beside it), seed K: an ensemble of distinct models (default 1: the best)",
+    )
+    group.add_argument(
         "--accuracy-flags",
         default="",
         help="more trial flags for every member, one string: another recipe's retrain, e.g. "
@@ -226,7 +259,12 @@ def add_arguments(group) -> None:
 def check(args) -> None:
     """--accuracy-flags checked before any section runs (whichever --only names), not minutes into a run."""
     accuracy_recipe(args.accuracy_flags)
-    tuned_recipe(args.accuracy_params)
+    if args.accuracy_top_k < 1 or args.accuracy_top_k > args.accuracy_members:
+        raise SystemExit(
+            f"benchmark: --accuracy-top-k: {args.accuracy_top_k} "
+            f"must be 1..--accuracy-members ({args.accuracy_members})"
+        )
+    tuned_recipes(args.accuracy_params, args.accuracy_top_k)
 
 
 def run(args, report: dict) -> dict:
@@ -238,5 +276,6 @@ def run(args, report: dict) -> dict:
         args.resume,
         args.accuracy_split_seed,
         args.accuracy_precision,
-        tuned_recipe(args.accuracy_params) + accuracy_recipe(args.accuracy_flags),
+        accuracy_recipe(args.accuracy_flags),
+        tuned_recipes(args.accuracy_params, args.accuracy_top_k),
     )

@@ -18,6 +18,7 @@ from typing import Any
 from pipeline.errors import UserError
 from pipeline.katib.experiment import Experiment
 from pipeline.katib.render import trial_argv
+from pipeline.katib.status import TrialOutcome, ranked_trials
 from pipeline.submission.predict import load_model, model_files
 from trial.config import TrialConfig
 
@@ -56,6 +57,31 @@ def best_trial_flags(experiment: Experiment, assignments: dict[str, Any]) -> lis
             return argv[i + 2 :]
     raise UserError(
         f"spec.trialTemplate: the primary container does not run `python -m trial` (rendered command: {' '.join(argv)})"
+    )
+
+
+def top_configs(
+    experiment: Experiment, trials: Sequence[TrialOutcome], k: int, source: str
+) -> list[tuple[str, list[str]]]:
+    """(trial name, trial flags) of the `k` best distinct configurations among `trials`, best first.
+
+    Ranked by the objective as Katib picks currentOptimalTrial, so the first is the best trial. Two trials are
+    one configuration when their flags are the same but for the ones the retrain sets itself (ASHA's rungs
+    train one configuration for 3, 9 and 27 epochs); the better-ranked of them stands for it."""
+    configs: list[tuple[str, list[str]]] = []
+    seen: set[tuple[str, ...]] = set()
+    ranked = ranked_trials(trials, experiment.objective)
+    for t in ranked:
+        flags = best_trial_flags(experiment, t.assignments or {})
+        key = tuple(drop_flags(flags, RETRAIN_OWNED_FLAGS))
+        if key not in seen:
+            seen.add(key)
+            configs.append((t.name, flags))
+        if len(configs) == k:
+            return configs
+    raise UserError(
+        f"{source}: {len(configs)} distinct configuration(s) among {len(ranked)} trial(s) with an objective; "
+        f"top {k} asked for"
     )
 
 

@@ -142,7 +142,7 @@ def test_a_tuned_experiments_best_trial_is_the_recipe_as_the_retrain_takes_it(tm
     seed, the checkpoint folder on the Experiment's volume."""
     import yaml
 
-    from bench.sections.accuracy import tuned_recipe
+    from bench.sections.accuracy import tuned_recipes
     from tests.conftest import REPO
 
     exp = yaml.safe_load((REPO / "experiments" / "asha-full.yaml").read_text())
@@ -167,7 +167,7 @@ def test_a_tuned_experiments_best_trial_is_the_recipe_as_the_retrain_takes_it(tm
     }
     params = tmp_path / "experiment.json"
     params.write_text(json.dumps(exp))
-    flags = tuned_recipe(params)
+    [flags] = tuned_recipes(params)
     assert flags == [
         "--learning-rate=0.0011",
         "--lr-decay=0.93",
@@ -181,11 +181,96 @@ def test_a_tuned_experiments_best_trial_is_the_recipe_as_the_retrain_takes_it(tm
         "--threads=1",
     ]
     assert accuracy_recipe(" ".join(flags)) == flags  # nothing in it that the section refuses
-    assert tuned_recipe(None) == []
+    assert tuned_recipes(None) == [[]]
 
 
 def test_a_missing_tuned_experiment_is_one_line_naming_the_flag(tmp_path):
-    from bench.sections.accuracy import tuned_recipe
+    from bench.sections.accuracy import tuned_recipes
 
     with pytest.raises(SystemExit, match=r"^benchmark: --accuracy-params: .*nothing\.json"):
-        tuned_recipe(tmp_path / "nothing.json")
+        tuned_recipes(tmp_path / "nothing.json")
+    with pytest.raises(SystemExit, match=r"^benchmark: --accuracy-top-k: needs --accuracy-params"):
+        tuned_recipes(None, 2)
+
+
+def _trial(name: str, objective: str, state: str = "Succeeded", **params: str) -> dict:
+    """A Katib Trial object as `kubectl get trials -o json` lists it."""
+    return {
+        "kind": "Trial",
+        "metadata": {"name": name},
+        "spec": {"parameterAssignments": [{"name": k.replace("_", "-"), "value": v} for k, v in params.items()]},
+        "status": {
+            "conditions": [{"type": "Running", "status": "False"}, {"type": state, "status": "True"}],
+            "observation": {"metrics": [{"name": "val_accuracy", "latest": objective, "max": "0.999", "min": "0.1"}]},
+        },
+    }
+
+
+def test_top_k_recipes_are_the_best_distinct_configurations_of_the_trials(tmp_path):
+    """--accuracy-top-k K: the K best trials by the objective (its strategy: latest here), one per
+    configuration: ASHA's rungs of one configuration (other epochs) count once, by their best-ranked trial."""
+    import yaml
+
+    from bench.sections.accuracy import tuned_recipes
+    from tests.conftest import REPO
+
+    exp = yaml.safe_load((REPO / "experiments" / "asha-full.yaml").read_text())
+
+    def config(lr: str, epochs: str, arch: str = "strided") -> dict[str, str]:
+        return {
+            "learning_rate": lr,
+            "lr_decay": "0.9",
+            "batch_size": "64",
+            "optimizer": "adam",
+            "conv_filters": "32",
+            "dense_units": "256",
+            "dropout": "0.4",
+            "augment": "0.1",
+            "arch": arch,
+            "epochs": epochs,
+        }
+
+    trials = [
+        _trial("t-a3", "0.990", **config("0.001", "3")),
+        _trial("t-b3", "0.991", **config("0.002", "3", "pool")),
+        _trial("t-a9", "0.994", **config("0.001", "9")),  # t-a3 promoted: the same configuration
+        _trial("t-c3", "0.985", **config("0.003", "3")),
+        _trial("t-d", "unavailable", state="Failed", **config("0.004", "3")),
+    ]
+    exp["status"] = {
+        "currentOptimalTrial": {
+            "bestTrialName": "t-a9",
+            "parameterAssignments": trials[2]["spec"]["parameterAssignments"],
+            "observation": trials[2]["status"]["observation"],
+        }
+    }
+    params = tmp_path / "experiment.json"
+    params.write_text(json.dumps(exp))
+    (tmp_path / "trials.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": trials}))
+
+    recipes = tuned_recipes(params, 3)
+    lrs = [next(f for f in r if f.startswith("--learning-rate=")) for r in recipes]
+    assert lrs == ["--learning-rate=0.001", "--learning-rate=0.002", "--learning-rate=0.003"]
+    assert "--arch=pool" in recipes[1]
+    assert all(not f.startswith("--epochs") for r in recipes for f in r)  # the section sets the epochs
+    assert tuned_recipes(params, 1) == recipes[:1]  # the best trial alone is the currentOptimalTrial
+    # Three distinct configurations have an objective (the failed trial has none): a fourth is refused.
+    with pytest.raises(SystemExit, match=r"^benchmark: --accuracy-params: .*trials\.json: 3 distinct .*top 4"):
+        tuned_recipes(params, 4)
+    (tmp_path / "trials.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"^benchmark: --accuracy-params: .*trials\.json: items: expected"):
+        tuned_recipes(params, 2)
+
+
+def test_member_k_trains_recipe_k_mod_top_k_with_seed_k_then_the_extra_flags(tmp_path):
+    from bench.sections.accuracy import member_argv
+
+    recipes = [["--arch=strided"], ["--arch=pool"]]
+    argvs = [
+        member_argv(tmp_path, k, 3, tmp_path / f"member-{k}", 27, None, [*recipes[k % 2], "--threads=1"])
+        for k in range(3)
+    ]
+    assert [a[a.index("--seed") + 1] for a in argvs] == ["0", "1", "2"]
+    assert [a[-2] for a in argvs] == ["--arch=strided", "--arch=pool", "--arch=strided"]
+    assert all(a[-1] == "--threads=1" and a[a.index("--split-seed") + 1] == "3" for a in argvs)
+    assert argvs[0][argvs[0].index("--epochs") + 1] == "27" and "--precision" not in argvs[0]
