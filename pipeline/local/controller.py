@@ -197,6 +197,10 @@ class DryRun:
             )
             end = self._loop()
             if end is not None:
+                attrs = self.store.study.user_attrs
+                # An Experiment ends once: running a finished one again keeps its completionTime, as Katib's does.
+                if attrs.get("end") != list(end) or attrs.get("endTime") is None:
+                    self.store.study.set_user_attr("endTime", time.time())
                 self.store.study.set_user_attr("end", list(end))
             self.status = outputs.write(self._snapshot(end))
             self.console.warnings(self.warnings)
@@ -286,6 +290,7 @@ class DryRun:
             out=self.out,
             start_time=self.start_time,
             end=end,
+            end_time=self.store.study.user_attrs.get("endTime") if end is not None else None,
             storage_url=self.storage_url,
             notes=self.algorithm.notes,
             trial_args=list(self.options.trial_args),

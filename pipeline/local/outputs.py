@@ -43,6 +43,7 @@ class Snapshot:
     signal: int | None = None
     html: bool = True
     hang: str | None = None  # where Katib would stay Running forever (the local run stopped there)
+    end_time: float | None = None  # when the Experiment first reached `end` (a rerun of a finished one keeps it)
 
 
 def _utc(epoch: float) -> str:
@@ -69,7 +70,7 @@ def last_condition(snap: Snapshot) -> tuple[str, str, str]:
 def experiment_object(snap: Snapshot) -> dict[str, Any]:
     """Katib's Experiment with status, built from the study's trials."""
     exp = snap.experiment
-    now = _utc(time.time())
+    now = _utc(snap.end_time if snap.end is not None and snap.end_time else time.time())
     outcomes = [outcome(t) for t in snap.trials]
     status: dict[str, Any] = {"startTime": snap.start_time, "trials": len(outcomes)}
     for state, list_key, count_key in ks.STATUS_LISTS:
@@ -466,7 +467,8 @@ def report_html(snap: Snapshot, now: float) -> str:
 
 def write_html(snap: Snapshot, path: Path) -> None:
     """report.html: what a person reads after a tune (see report_html)."""
-    path.write_text(report_html(snap, time.time()), encoding="utf-8")
+    now = snap.end_time if snap.end is not None and snap.end_time else time.time()
+    path.write_text(report_html(snap, now), encoding="utf-8")
 
 
 def write(snap: Snapshot) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import time
 
 import pytest
 
@@ -242,8 +243,12 @@ def test_raised_budget_of_a_finished_never_experiment_is_refused(tmp_path):
     assert first["status"]["trials"] == 1
     with pytest.raises(UserError, match="resumePolicy is LongRunning or FromVolume"):
         run(tmp_path, exp)
+    time.sleep(1.1)  # the times below are whole seconds
     again = run(tmp_path, exp, max_trial_count=1)  # the same spec: nothing to restart, same result
     assert again["status"]["trials"] == 1
+    # It ended once: running it again does not move its completionTime (nor the conditions' times).
+    assert again["status"]["completionTime"] == first["status"]["completionTime"]
+    assert again["status"]["conditions"] == first["status"]["conditions"]
 
 
 @pytest.mark.process
