@@ -129,6 +129,27 @@ def retrain_argv(
     ]
 
 
+def member_argvs(
+    configs: Sequence[Sequence[str]],
+    data: Path,
+    model_dir: Path,
+    epochs: int | None = None,
+    val_fraction: float = 0.0,
+    max_rows: int = 0,
+    ensemble: int = 1,
+) -> list[tuple[Path, list[str]]]:
+    """(model folder, trial argv) of each model train_best trains: one model in `model_dir`, or an ensemble in
+    model_dir/member-K/ where member K trains configs[K % len(configs)] with member_flags(K)."""
+    if ensemble == 1:
+        return [(model_dir, retrain_argv(configs[0], data, model_dir, epochs, val_fraction, max_rows))]
+    members = []
+    for k in range(ensemble):
+        out = model_dir / f"member-{k}"
+        argv = retrain_argv(configs[k % len(configs)], data, out, epochs, val_fraction, max_rows)
+        members.append((out, argv + member_flags(k)))
+    return members
+
+
 def train_best(
     experiment: Experiment,
     assignments: dict[str, str],
@@ -138,41 +159,45 @@ def train_best(
     val_fraction: float = 0.0,
     max_rows: int = 0,
     ensemble: int = 1,
+    top: Sequence[tuple[str, Sequence[str]]] | None = None,
 ) -> dict[str, Any]:
     """Train the best configuration in-process; returns {argv, epochs, metrics, model}.
 
     `epochs` None or 0 keeps the epochs the best trial's command used.
     `ensemble` > 1 trains that many models with seeds 0..N-1 into model_dir/member-K/
     (one validation split for all); `predict_submission` averages their probabilities.
+    `top`, (trial name, flags) of distinct configurations as top_configs gives them (at most `ensemble`):
+    member K trains top[K % len(top)] instead of `assignments`, and the report's `trials` names each
+    member's trial.
     Bad data or flags -> UserError; a diverged run -> RuntimeError.
     """
-    if ensemble > 1:
-        members = [
-            _train_one(
-                experiment,
-                assignments,
-                data,
-                Path(model_dir) / f"member-{k}",
-                epochs,
-                val_fraction,
-                max_rows,
-                extra_flags=member_flags(k),
-            )
-            for k in range(ensemble)
-        ]
-        report = {
-            "argv": [m["argv"] for m in members],
-            "epochs": members[0]["epochs"],
-            "members": len(members),
-            "metrics": {
-                name: sum(m["metrics"][name] for m in members) / len(members) for name in members[0]["metrics"]
-            },
-            "model": str(model_dir),
-        }
-        if val_fraction > 0:
-            report["metrics"]["ensemble_val_accuracy"] = ensemble_val_accuracy(model_dir, data, val_fraction, max_rows)
-        return report
-    return _train_one(experiment, assignments, data, model_dir, epochs, val_fraction, max_rows)
+    from trial.data import load_train
+
+    if top is not None and not 1 <= len(top) <= ensemble:
+        raise ValueError(f"{len(top)} configurations for {ensemble} member(s)")
+    data, model_dir = Path(data), Path(model_dir)
+    load_train(data, max_rows=max_rows)  # DataError (one line, names the file) before any training
+    configs = [flags for _, flags in top] if top else [best_trial_flags(experiment, assignments)]
+    members = member_argvs(configs, data, model_dir, epochs, val_fraction, max_rows, ensemble)
+    # Every member's flags checked before the first trains: a later configuration's bad flag fails fast.
+    for k, (_, argv) in enumerate(members):
+        whose = f"trial {top[k % len(top)][0]}'s" if top else "the best trial's"
+        _check_flags(argv, whose)
+    runs = [_train_one(argv, out) for out, argv in members]
+    trials = {"trials": [top[k % len(top)][0] for k in range(ensemble)]} if top else {}
+    if ensemble == 1:
+        return {**runs[0], **trials}
+    report = {
+        "argv": [m["argv"] for m in runs],
+        "epochs": runs[0]["epochs"],
+        "members": len(runs),
+        **trials,
+        "metrics": {name: sum(m["metrics"][name] for m in runs) / len(runs) for name in runs[0]["metrics"]},
+        "model": str(model_dir),
+    }
+    if val_fraction > 0:
+        report["metrics"]["ensemble_val_accuracy"] = ensemble_val_accuracy(model_dir, data, val_fraction, max_rows)
+    return report
 
 
 def hold_out_predictions(
@@ -205,20 +230,18 @@ def ensemble_val_accuracy(
     return float((probabilities.mean(axis=0).argmax(axis=1) == y_val).mean())
 
 
-def _train_one(
-    experiment, assignments, data, model_dir, epochs, val_fraction, max_rows, extra_flags: Sequence[str] = ()
-) -> dict[str, Any]:
-    from trial.cli import build_parser, main
-    from trial.data import load_train
+def _check_flags(argv: Sequence[str], whose: str) -> None:
+    from trial.cli import build_parser
 
-    data, model_dir = Path(data), Path(model_dir)
-    load_train(data, max_rows=max_rows)  # DataError (one line, names the file) before any training
-    argv = retrain_argv(best_trial_flags(experiment, assignments), data, model_dir, epochs, val_fraction, max_rows)
-    argv += list(extra_flags)
     try:
-        build_parser().parse_args(argv)
+        build_parser().parse_args(list(argv))
     except SystemExit:  # argparse already printed which flag and why
-        raise UserError(f"the best trial's flags are not valid trial flags: {' '.join(argv)}") from None
+        raise UserError(f"{whose} flags are not valid trial flags: {' '.join(argv)}") from None
+
+
+def _train_one(argv: list[str], model_dir: Path) -> dict[str, Any]:
+    from trial.cli import main
+
     rc = main(argv)
     if rc == 2:
         raise UserError(f"retrain rejected its input (see the trial's message above): {' '.join(argv)}")
@@ -239,13 +262,21 @@ def _train_one(
 
 
 def load_best(
-    params: str | Path, experiment_yaml: str | Path | None
+    params: str | Path, experiment_yaml: str | Path | None, whole_for: str = ""
 ) -> tuple[Experiment, dict[str, str], float | None]:
-    """(Experiment, best assignments, objective or None) from a result file (+ the YAML for a bare trial)."""
+    """(Experiment, best assignments, objective or None) from a result file (+ the YAML for a bare trial).
+
+    `whole_for` names what needs the whole Experiment (its Trials come with it, not with a bare trial):
+    a bare currentOptimalTrial is then refused, --experiment or not."""
     from pipeline.katib.experiment import load_unchecked
     from pipeline.katib.result import load_result, objective_value
 
     result = load_result(params)
+    if whole_for and result.experiment is None:
+        raise UserError(
+            f"{params}: spec: missing, a bare currentOptimalTrial; {whole_for} needs the whole Experiment "
+            f"(katib-digits tune's experiment.json, or kubectl get experiment NAME -o json) beside its Trials"
+        )
     if experiment_yaml is not None:
         experiment = load_unchecked(experiment_yaml)
     elif result.experiment is not None:

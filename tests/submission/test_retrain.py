@@ -12,7 +12,14 @@ from pipeline.cli import main as cli_main
 from pipeline.errors import UserError
 from pipeline.katib.experiment import Experiment, load_experiment
 from pipeline.submission.predict import check_submission
-from pipeline.submission.retrain import best_trial_flags, drop_flags, load_best, retrain_argv, trial_epochs
+from pipeline.submission.retrain import (
+    best_trial_flags,
+    drop_flags,
+    load_best,
+    member_argvs,
+    retrain_argv,
+    trial_epochs,
+)
 from tests.conftest import REPO, SAMPLE
 
 
@@ -173,6 +180,134 @@ def test_load_best_reads_a_dry_run_experiment_json(tmp_path):
     assert exp.name == "digits" and assignments == BEST and objective == pytest.approx(0.9)
 
 
+def test_one_config_members_train_the_best_trial_with_seeds_as_before(tmp_path):
+    """--top-k 1 (the default): every member's argv is what `train --ensemble N` has always given it."""
+    flags = best_trial_flags(Experiment(experiment()), BEST)
+    data = SAMPLE / "train.csv.gz"
+    common = ["--learning-rate=0.002", "--optimizer", "rmsprop", f"--data={data}", "--max-rows=0"]
+    assert member_argvs([flags], data, tmp_path, 5) == [
+        (tmp_path, [*common, "--val-fraction=0", "--epochs=5", f"--model-out={tmp_path}"])
+    ]
+    assert member_argvs([flags], data, tmp_path, None, 0.2, 0, ensemble=2) == [
+        (
+            tmp_path / f"member-{k}",
+            [*common, "--val-fraction=0.2", "--epochs=3", f"--model-out={tmp_path / f'member-{k}'}"]
+            + [f"--seed={k}", "--split-seed=0"],
+        )
+        for k in (0, 1)
+    ]
+
+
+def test_top_k_members_take_the_configurations_in_turn_each_with_its_own_seed(tmp_path):
+    """K=2, N=3: members 0, 1, 2 train configurations 0, 1, 0 with seeds 0, 1, 2, one split for all."""
+    configs = [best_trial_flags(Experiment(experiment()), {"lr": lr, "opt": "adam"}) for lr in ("0.001", "0.002")]
+    members = member_argvs(configs, SAMPLE / "train.csv.gz", tmp_path, 4, 0.1, 0, ensemble=3)
+    assert [out for out, _ in members] == [tmp_path / f"member-{k}" for k in range(3)]
+    argvs = [argv for _, argv in members]
+    assert [a[0] for a in argvs] == ["--learning-rate=0.001", "--learning-rate=0.002", "--learning-rate=0.001"]
+    assert [a[-2:] for a in argvs] == [[f"--seed={k}", "--split-seed=0"] for k in range(3)]
+    assert all(f"--model-out={tmp_path / f'member-{k}'}" in a and "--epochs=4" in a for k, a in enumerate(argvs))
+
+
+def _trial(name, objective, lr, opt="adam"):
+    """A Katib Trial object as `kubectl get trials -o json` lists it."""
+    return {
+        "kind": "Trial",
+        "metadata": {"name": name},
+        "spec": {"parameterAssignments": [{"name": "lr", "value": lr}, {"name": "opt", "value": opt}]},
+        "status": {
+            "conditions": [{"type": "Succeeded", "status": "True"}],
+            "observation": {"metrics": [{"name": "val_accuracy", "min": "0.1", "max": objective, "latest": objective}]},
+        },
+    }
+
+
+def tuned(tmp_path, trials=True):
+    """experiment.json whose best is t-best (lr 0.002), and trials.json beside it: three trials, two configurations
+    (t-again repeats t-best's)."""
+    params = tmp_path / "experiment.json"
+    best = optimal_trial({"lr": "0.002", "opt": "adam"})
+    best["bestTrialName"] = "t-best"
+    params.write_text(json.dumps({**experiment(), "status": {"currentOptimalTrial": best}}))
+    if trials:
+        items = [
+            _trial("t-second", "0.8", "0.001"),
+            _trial("t-best", "0.9", "0.002"),
+            _trial("t-again", "0.7", "0.002"),
+        ]
+        (tmp_path / "trials.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    return params
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """Each member's argv, with a stand-in for the training itself."""
+    import pipeline.submission.retrain as retrain
+
+    argvs = []
+
+    def fake_train_one(argv, model_dir):
+        argvs.append(argv)
+        model_dir.mkdir(parents=True)  # as the trial does
+        return {"argv": argv, "epochs": 1, "metrics": {"accuracy": 0.5}, "model": str(model_dir / "model.keras")}
+
+    monkeypatch.setattr(retrain, "_train_one", fake_train_one)
+    return argvs
+
+
+def train(tmp_path, *args):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["train", "--data", str(SAMPLE), "--max-rows", "50", "--out", str(tmp_path / "m"), *args])
+    return exit_info.value.code
+
+
+def test_train_top_k_trains_the_distinct_configurations_in_turn_and_names_their_trials(tmp_path, trained):
+    params = tuned(tmp_path)
+    assert train(tmp_path, "--params", str(params), "--top-k", "2", "--ensemble", "3", "--epochs", "1") == 0
+    assert [a[0] for a in trained] == ["--learning-rate=0.002", "--learning-rate=0.001", "--learning-rate=0.002"]
+    assert [a[-2] for a in trained] == ["--seed=0", "--seed=1", "--seed=2"]
+    report = json.loads((tmp_path / "m" / "retrain.json").read_text())
+    assert report["trials"] == ["t-best", "t-second", "t-best"] and report["argv"] == trained
+
+
+def test_train_top_k_1_reads_no_trials_and_trains_the_best_trial(tmp_path, trained):
+    params = tuned(tmp_path)
+    (tmp_path / "trials.json").write_text("not read")
+    assert train(tmp_path, "--params", str(params), "--ensemble", "2", "--epochs", "1") == 0
+    assert [a[0] for a in trained] == ["--learning-rate=0.002"] * 2
+    assert "trials" not in json.loads((tmp_path / "m" / "retrain.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "args, setup, message",
+    [
+        (["--top-k", "3", "--ensemble", "2"], None, r"--top-k 3: more than the --ensemble 2 members"),
+        (["--top-k", "3", "--ensemble", "3"], None, r"trials\.json: 2 distinct configuration\(s\) .*top 3"),
+        (["--top-k", "2"], "missing", r"trials\.json: file not found; --top-k 2 .*--trials FILE"),
+        (["--top-k", "2"], "{}", r"trials\.json: items: expected a list of Trials"),
+        (["--top-k", "2"], '{"items": [{"kind": "Trial"}]}', r"trials\.json: items\[0\]\.metadata\.name: required"),
+        (["--top-k", "2", "--trials", "{tmp}/nowhere.json"], None, r"nowhere\.json: file not found"),
+        (["--trials", "{tmp}/trials.json"], None, r"^katib-digits: error: --trials: read only with --top-k"),
+        (["--top-k", "2", "--experiment", "{tmp}/exp.yaml"], "bare", r"best\.json: spec: missing, a bare current"),
+    ],
+)
+def test_train_top_k_refusals_are_one_line_exit_2(tmp_path, capsys, trained, args, setup, message):
+    params = tuned(tmp_path)
+    if setup == "missing":
+        (tmp_path / "trials.json").unlink()
+    elif setup == "bare":
+        params = tmp_path / "best.json"
+        params.write_text(json.dumps(optimal_trial()))
+        (tmp_path / "exp.yaml").write_text(json.dumps(experiment()))
+    elif setup is not None:
+        (tmp_path / "trials.json").write_text(setup)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert train(tmp_path, "--params", str(params), *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("katib-digits: error: ") and "\n" not in err
+    assert re.search(message, err) and not trained
+
+
 def write_submission(path, rows, header="ImageId,Label"):
     path.write_text(header + "\n" + "".join(f"{r}\n" for r in rows))
     return path
@@ -285,3 +420,13 @@ def test_ensemble_trains_members_on_one_split_and_predict_averages_them(tmp_path
     assert 0 <= report["metrics"]["ensemble_val_accuracy"] <= 1
     n = predict_submission(model_dir, SAMPLE / "test.csv.gz", tmp_path / "s.csv", SAMPLE / "sample_submission.csv")
     assert n == 500
+
+
+@pytest.mark.slow
+def test_train_top_k_2_trains_two_configurations_for_real(tmp_path):
+    """--top-k 2 --ensemble 2, 1 epoch on 50 rows: each member trained its own trial's configuration."""
+    params = tuned(tmp_path)
+    assert train(tmp_path, "--params", str(params), "--top-k", "2", "--ensemble", "2", "--epochs", "1") == 0
+    hparams = [json.loads((tmp_path / "m" / f"member-{k}" / "hparams.json").read_text()) for k in (0, 1)]
+    assert [(h["learning_rate"], h["seed"], h["split_seed"]) for h in hparams] == [(0.002, 0, 0), (0.001, 1, 0)]
+    assert json.loads((tmp_path / "m" / "retrain.json").read_text())["trials"] == ["t-best", "t-second"]
