@@ -162,6 +162,24 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
                 f"made by every member); {a['errors_picture']}",
             )
         )
+    if c := report.get("compare"):
+        seeds = ", ".join(map(str, c["split_seeds"]))
+        for name, errors in c["errors"].items():
+            low, high = c["accuracy_ci95"][name]
+            rows.append(
+                (
+                    f"compare, split seeds {seeds}: {name}",
+                    f"{errors} errors in {c['rows']} rows (95 % interval {low:.4f}-{high:.4f})",
+                )
+            )
+        for pair in c["pairs"]:
+            rows.append(
+                (
+                    f"compare: {pair['a']} vs {pair['b']}",
+                    f"only the first wrong {pair['only_a']}, only the second {pair['only_b']}, both "
+                    f"{pair['both']}; McNemar p {pair['p']}",
+                )
+            )
     if sv := report.get("serve"):
         lat = sv["latency_ms"]
         rows.append(

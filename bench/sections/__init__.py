@@ -2,7 +2,7 @@
 
 Each section module has `ABOUT` (what it measures, for --help), `measure(...)` (the figures, as plain
 arguments), and the CLI's part: `add_arguments(group)` (its own flags; flops has none), `run(args, report)`
-(the flags and the report so far in, its figures out) and, for accuracy, `check(args)`.
+(the flags and the report so far in, its figures out) and, for accuracy and compare, `check(args)`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.sections import accuracy, asha, efficiency, flops, overhead, precision, profile, serve, throughput
+from bench.sections import accuracy, asha, compare, efficiency, flops, overhead, precision, profile, serve, throughput
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Section:
     add_arguments: Callable[[argparse._ArgumentGroup], None] | None = None  # its own flags, if any
     check: Callable[[argparse.Namespace], None] | None = None  # raises SystemExit before any section runs
     needs_data: bool = True  # reads --data's train.csv.gz (serve reads data/sample only)
+    by_default: bool = True  # runs without --only (compare reads other runs' models: only when named)
 
 
 def _section(name: str, module, **kwargs) -> Section:
@@ -42,6 +43,7 @@ SECTIONS: dict[str, Section] = {
         _section("efficiency", efficiency),
         _section("asha", asha),
         _section("accuracy", accuracy, check=accuracy.check),
+        _section("compare", compare, check=compare.check, by_default=False),
         _section("serve", serve, needs_data=False),
     ]
 }

@@ -137,4 +137,4 @@ def test_python_dash_m_bench_is_the_entry_from_the_repository_root():
         [sys.executable, "-m", "bench", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert "Sections (all by default):" in done.stdout and "--serve-clients" in done.stdout
+    assert "Sections (all but compare by default):" in done.stdout and "--serve-clients" in done.stdout
