@@ -249,6 +249,13 @@ def _full_help() -> str:
     help="--local: run each step in a container of --image (kfp.local's DockerRunner; Docker, or podman's "
     "Docker API through $DOCKER_HOST), as a cluster runs it.",
 )
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="--local: start the tune over. A run keeps its tune in OUT/kfp-local/tune-state/, and the same "
+    "command run again (same Experiment, budget and data) resumes it there, finished trials kept, or reuses "
+    "it when it had ended; --fresh deletes the kept tunes first.",
+)
 @_budget_options
 def run_command(
     local_run,
@@ -268,6 +275,7 @@ def run_command(
     timeout_s,
     in_containers,
     full,
+    fresh,
     **budget_flags,
 ):
     """Run the whole pipeline: --local (kfp.local + Optuna) or --host URL (KFP server + Katib).
@@ -278,7 +286,8 @@ def run_command(
 
     --local's defaults are a smoke run on the embedded sample (minutes). --local --full --data DIR runs
     the whole job at full scale: experiments/asha-full.yaml with its own budget, then the full retrain
-    (hours on a 2-core machine).
+    (hours on a 2-core machine). An interrupted --local run resumes its tune when run again (--fresh:
+    start over).
     """
     if local_run == bool(host):
         raise UserError("pipeline run: pass exactly one of --local or --host URL")
@@ -295,7 +304,7 @@ def run_command(
                 f"pipeline run --full: {experiment} on {data}, then a retrain of {budget.retrain_ensemble} "
                 f"model(s), {epochs}: hours on a 2-core machine"
             )
-        summary = run_local(data, experiment, out, budget, image=image if in_containers else None)
+        summary = run_local(data, experiment, out, budget, image=image if in_containers else None, fresh=fresh)
         click.echo(_describe_local(summary))
         return
     arguments = pipeline_arguments(

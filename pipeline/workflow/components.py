@@ -62,6 +62,7 @@ def tune(
     trial_image: str,
     image_pull_secrets: str,
     run_id: str,
+    tune_state_dir: str,
     tuned: Output[Artifact],
     metrics: Output[Metrics],
     report: Output[HTML],
@@ -77,6 +78,7 @@ def tune(
         trial_image: The image Katib's trials run (their pods pull it); empty keeps the YAML's.
         data_pvc: The PersistentVolumeClaim the trials (and prepare) read the data from.
         run_id: Labels the Experiment, so a retried step waits for the one it made and the exit handler finds it.
+        tune_state_dir: Backend optuna only: keep the dry-run in a folder here, so the same tune run again resumes (empty: in this step's artifact).
     """
     import os
     import shutil
@@ -109,6 +111,8 @@ def tune(
             timeout_s,
             delete_after,
             cluster=cluster,
+            state_dir=tune_state_dir if backend == "optuna" else "",
+            data_sha256=train_data.metadata.get("sha256", ""),
         )
         summary = summarize_tuning(final)
     write_json(os.path.join(tuned.path, "experiment.json"), final)

@@ -103,6 +103,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ..
         timeout_s: int = 6 * 3600,
         delete_after: bool = False,
         export_dir: str = EXPORT_DIR,
+        tune_state_dir: str = "",
     ):
         """Tune, retrain the best trial on every labelled row, predict the test file, export the model.
 
@@ -124,6 +125,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ..
             timeout_s: Seconds to wait for the Experiment (and for its trials still running after it ends).
             delete_after: Delete the Experiment when the tune step ends.
             export_dir: Model folder on the data volume (mounted at /data) where the export step adds this run's SavedModel as the next version, for KServe (deploy/kserve/); empty: the step's artifact only.
+            tune_state_dir: Backend optuna: a folder the tune step keeps its dry-run in, keyed by the Experiment, budget and data, so a rerun resumes it (a local run's OUT/kfp-local/tune-state); empty: the step's own artifact, new each run.
         """
         cleanup = on_cluster(
             c.cleanup(backend=backend, namespace=namespace, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), "cleanup"
@@ -149,6 +151,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE, image_pull_secrets: tuple[str, ..
                     trial_image=trial_image,
                     image_pull_secrets=",".join(image_pull_secrets),
                     run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                    tune_state_dir=tune_state_dir,
                 ),
                 "tune",
             ).set_display_name("tune (Katib or Optuna)")
@@ -192,6 +195,7 @@ def pipeline_arguments(
     data_pvc: str | None = None,
     trial_image: str | None = None,
     export_dir: str = EXPORT_DIR,
+    tune_state_dir: str = "",
 ) -> dict[str, Any]:
     """The pipeline's run arguments (same names as the pipeline function's parameters; None keeps its default)."""
     if backend not in ("katib", "optuna"):
@@ -214,6 +218,7 @@ def pipeline_arguments(
         "timeout_s": timeout_s,
         "delete_after": delete_after,
         "export_dir": export_dir,
+        "tune_state_dir": tune_state_dir,
         **extra,
     }
 

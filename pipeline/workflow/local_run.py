@@ -22,6 +22,9 @@ from pipeline.workflow.definition import DEFAULT_IMAGE, Budget, build_pipeline, 
 from pipeline.workflow.steps import ERROR_PREFIX, REPO, in_project
 
 LOCAL_SAVED_MODEL = "models/digits"  # under a local run's --out: the export step's SavedModel, version 1
+# Under the pipeline root (the one folder a step's container sees): the tune step's dry-runs, kept across
+# runs so the same command resumes an interrupted tune (steps.kept_tune_dir).
+TUNE_STATE = "tune-state"
 
 
 # `pipeline run --local` on a 2-core laptop: 3 one-epoch trials on 300 rows, then a 3-epoch retrain
@@ -131,9 +134,14 @@ def run_local(
     out: str | Path,
     budget: Budget = LOCAL_BUDGET,
     image: str | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Run the whole pipeline with kfp.local (Optuna tuning); copy submission.csv, summary.json and the
     SavedModel (`out/models/digits/1/`) to `out`.
+
+    The tune step keeps its dry-run in `out/kfp-local/tune-state/<experiment>-<key>/`, so running the same
+    Experiment, budget and data into the same `out` again resumes it (a finished one is not rerun);
+    `fresh` deletes the kept tunes first.
 
     image None: every step is a subprocess here. An image: every step runs in a container of it,
     `python3 -m kfp.dsl.executor_main` as KFP's launcher runs it on a cluster, through kfp.local's
@@ -157,10 +165,19 @@ def run_local(
     for stale in ("submission.csv", "summary.json", "experiment.json"):  # never mistake an old result for this run's
         (out / stale).unlink(missing_ok=True)
     shutil.rmtree(out / LOCAL_SAVED_MODEL, ignore_errors=True)
+    state = pipeline_root / TUNE_STATE
+    if fresh and state.exists():
+        try:
+            shutil.rmtree(state)
+        except OSError as exc:
+            raise UserError(f"{state}: cannot delete the kept tunes ({exc.strerror}); delete it by hand") from None
+        print(f"pipeline: --fresh: deleted the kept tunes in {state}", file=sys.stderr, flush=True)
     before = set(pipeline_root.iterdir())
     if image is None:
         # The step reads the file itself (same machine), so its messages name it.
-        arguments = pipeline_arguments(str(data_dir), str(experiment_path), "optuna", budget, export_dir="")
+        arguments = pipeline_arguments(
+            str(data_dir), str(experiment_path), "optuna", budget, export_dir="", tune_state_dir=str(state)
+        )
         runner = local.SubprocessRunner(use_venv=False)
     else:
         staged = pipeline_root / "input-data"
@@ -168,7 +185,12 @@ def run_local(
         shutil.copytree(data_dir, staged)
         pipeline_root.chmod(0o777)  # the image runs as UID 1000
         arguments = pipeline_arguments(
-            str(staged), experiment_argument(str(experiment_path)), "optuna", budget, export_dir=""
+            str(staged),
+            experiment_argument(str(experiment_path)),
+            "optuna",
+            budget,
+            export_dir="",
+            tune_state_dir=str(state),
         )
         runner = local.DockerRunner()
     local.init(runner=runner, pipeline_root=str(pipeline_root), raise_on_error=True)
@@ -182,13 +204,18 @@ def run_local(
         warnings.simplefilter("ignore", UserWarning)
         try:
             build_pipeline(image or DEFAULT_IMAGE, retries=False)(**arguments)
+        except KeyboardInterrupt:
+            if state.exists():  # the tune step had started: its dry-run keeps what it finished
+                print(f"pipeline: interrupted; the same command resumes the tune kept in {state}", file=sys.stderr)
+            raise
         except RuntimeError as exc:
             step = failed_step_name(str(exc))
             if tee.error:
                 raise UserError(f"pipeline step {step}: {tee.error}") from None
             raise RuntimeError(f"pipeline step {step} failed (its log is above)") from None
     runs = sorted(
-        (p for p in set(pipeline_root.iterdir()) - before if p.name != "input-data"), key=lambda p: p.stat().st_mtime
+        (p for p in set(pipeline_root.iterdir()) - before if p.name not in ("input-data", TUNE_STATE)),
+        key=lambda p: p.stat().st_mtime,
     )
     if not runs:
         raise RuntimeError(f"kfp.local wrote no run folder under {pipeline_root}")
@@ -227,7 +254,7 @@ def collect_local_run(run_dir: Path, out: Path, threshold: float = 0.0) -> dict[
     tuning = summarize_tuning(final, threshold)
     summary: dict[str, Any] = {
         "run_dir": str(run_dir),
-        "tuning_dir": str(run_dir / "tune" / "tuned" / "dryrun"),
+        "tuning_dir": str((run_dir / "tune" / "tuned" / "dryrun").resolve()),  # the kept tune it links to
         **tuning,
         "submitted": False,
     }

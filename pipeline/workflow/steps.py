@@ -272,11 +272,17 @@ def tune(
     delete_after: bool = False,
     progress: bool = True,
     cluster: dict[str, Any] | None = None,
+    state_dir: str | Path = "",
+    data_sha256: str = "",
 ) -> dict[str, Any]:
     """Run the Experiment on `backend` and return the final Experiment object (Katib's JSON shape).
     Budget counts of 0 keep the Experiment's own (the one budget rule: pipeline.katib.budget).
 
-    optuna: our local dry-run; its trials read `train_file` (the prepared data).
+    optuna: our local dry-run in `out_dir`; its trials read `train_file` (the prepared data). With
+    `state_dir` the dry-run runs in a folder kept there instead, keyed by the Experiment's spec, the
+    budget flags and the training data's sha256 (`data_sha256`, else read from `train_file`), and
+    `out_dir` becomes a link to it: the same tune run again resumes (finished trials kept), a tune
+    with other inputs gets a folder of its own (`kept_tune_dir`).
     katib: creates the Experiment in `namespace` (empty: this pod's) with `cluster`'s trial_image,
     data_pvc and image_pull_secrets applied, after checking its trials read the data the retrain will
     (data_dir, train_file, and data_pvc in data_namespace, default this pod's: where prepare mounted
@@ -336,9 +342,95 @@ def tune(
     # The data volume stands for the prepared file's folder, so the dry-run does not warn that /data is unmapped
     # (the appended --data, the last flag, is what the trial reads either way).
     mounts = {DATA_MOUNT: str(Path(train_file).parent)} if train_file else {}
-    final = run_experiment(experiment, Path(out_dir), mounts=mounts, trial_args=tuple(trial_args), progress=progress)
-    require_succeeded(final, f"see the trial logs in {Path(out_dir) / 'trials'}")
+    run_dir, hint = Path(out_dir), ""
+    if state_dir:
+        if not data_sha256 and train_file:
+            data_sha256 = _sha256(Path(train_file))
+        key = tune_key(experiment, budget, data_sha256)
+        run_dir = kept_tune_dir(state_dir, key)
+        print(f"tune: {kept_tune_note(run_dir, key)}", file=sys.stderr, flush=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not (run_dir / TUNE_KEY).exists():
+            write_json(run_dir / TUNE_KEY, key)
+        link_dir(Path(out_dir), run_dir)
+        hint = f"; it is kept in {run_dir}, so a rerun ends the same: pipeline run --local --fresh starts it over"
+    final = run_experiment(experiment, run_dir, mounts=mounts, trial_args=tuple(trial_args), progress=progress)
+    require_succeeded(final, f"see the trial logs in {run_dir / 'trials'}{hint}")
     return final
+
+
+# A kept local tune's folder holds what it was run with; its name ends in that record's hash.
+TUNE_KEY = "tune-key.json"
+TUNE_KEY_FIELDS = {
+    "spec": "Experiment spec (or trial counts)",
+    "trial_args": "trial budget flags",
+    "train_sha256": "training data",
+}
+
+
+def tune_key(experiment: Experiment, budget_args: list[str], data_sha256: str) -> dict[str, Any]:
+    """What a kept local tune must share with this one to be resumed: the Experiment's spec after the
+    budget rule, the trial flags appended for budget, and the training data's content (not its path:
+    each pipeline run prepares its own copy)."""
+    return {
+        "experiment": experiment.name,
+        "spec": experiment.spec,
+        "trial_args": list(budget_args),
+        "train_sha256": data_sha256,
+    }
+
+
+def kept_tune_dir(state_dir: str | Path, key: dict[str, Any]) -> Path:
+    """STATE_DIR/<experiment>-<12 hex digits of the key's hash>."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(state_dir) / f"{key['experiment']}-{digest}"
+
+
+def kept_tune_note(folder: Path, key: dict[str, Any]) -> str:
+    """One line on what a tune in `folder` is about to do: resume, find it ended, or start (and why the
+    kept tunes of the same Experiment with other inputs are not resumed)."""
+    if (folder / "study.db").exists():
+        status = _read_json(folder / "experiment.json").get("status") or {}
+        kept = status.get("trials", 0) - status.get("trialsRunning", 0) - status.get("trialsPending", 0)
+        last = (status.get("conditions") or [{}])[-1]
+        if last.get("type") in ("Succeeded", "Failed") and last.get("status") == "True":
+            return f"the tune in {folder} already ended ({last.get('reason', '')}): {kept} trials, none rerun"
+        return f"resuming the tune in {folder}: {kept} trials kept, interrupted ones run again"
+    others = sorted(
+        (
+            p
+            for p in folder.parent.glob("*/" + TUNE_KEY)
+            if p.parent != folder and _read_json(p).get("experiment") == key["experiment"]
+        ),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not others:
+        return f"a new tune in {folder}"
+    newest = _read_json(others[-1])
+    differ = [label for field, label in TUNE_KEY_FIELDS.items() if newest.get(field) != key[field]]
+    return (
+        f"a new tune in {folder}; {len(others)} kept tune(s) of {key['experiment']} with other inputs are "
+        f"not resumed (the newest, {others[-1].parent.name}, differs in its {' and '.join(differ) or 'key'})"
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, {} when it is missing or unreadable (a note must not stop the tune)."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def link_dir(link: Path, target: Path) -> None:
+    """`link` made a link to `target`, relative: it holds wherever the pipeline root is seen from."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink():
+        link.unlink()
+    link.symlink_to(os.path.relpath(target, link.parent), target_is_directory=True)
 
 
 def stop_experiments(backend: str, namespace: str, run_id: str) -> list[str]:

@@ -28,8 +28,17 @@ def recorded(monkeypatch) -> list[dict[str, Any]]:
     """`run_local` and `submit` replaced by recorders: what the command would have run, nothing run."""
     calls: list[dict[str, Any]] = []
 
-    def fake_run_local(data_dir, experiment, out, budget, image=None):
-        calls.append({"data_dir": data_dir, "experiment": experiment, "out": out, "budget": budget, "image": image})
+    def fake_run_local(data_dir, experiment, out, budget, image=None, fresh=False):
+        calls.append(
+            {
+                "data_dir": data_dir,
+                "experiment": experiment,
+                "out": out,
+                "budget": budget,
+                "image": image,
+                "fresh": fresh,
+            }
+        )
         return {
             "best_trial": "t",
             "objective_metric": "val_accuracy",
@@ -119,6 +128,15 @@ def test_an_explicit_flag_wins_over_the_preset(tmp_path, recorded):
     assert (budget.parallel_trial_count, budget.trial_max_rows, budget.retrain_epochs) == (0, 0, RETRAIN_EPOCHS)
 
 
+@pytest.mark.parametrize("flags, fresh", [([], False), (["--fresh"], True)])
+def test_a_rerun_resumes_the_kept_tune_unless_fresh(tmp_path, recorded, flags, fresh):
+    data = competition_like_folder(tmp_path)
+    proc = katib_digits("pipeline", "run", "--local", "--full", "--data", data, "--out", tmp_path / "out", *flags)
+    assert proc.returncode == 0, proc.stderr
+    (call,) = recorded
+    assert call["fresh"] is fresh
+
+
 def test_without_full_the_local_defaults_are_unchanged(tmp_path, recorded):
     proc = katib_digits("pipeline", "run", "--local", "--out", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
@@ -151,9 +169,10 @@ def test_a_host_run_without_experiment_still_sends_the_default_one(recorded):
 
 
 def test_the_tune_step_gives_ashas_checkpoints_a_folder_under_its_outputs(tmp_path, monkeypatch):
-    """The pipeline's tune step (the body of the kfp component, with its dryrun folder under the run's
-    --out/kfp-local/<run>/tune/tuned/) maps the Experiment's writable /checkpoints mount to a folder of its
-    own there, and a promoted trial (same parameters, more epochs) is pointed at the same checkpoints."""
+    """The pipeline's tune step (the body of the kfp component, as a local run calls it: its dryrun folder
+    under --out/kfp-local/<run>/tune/tuned/ a link to the tune kept in --out/kfp-local/tune-state/) maps the
+    Experiment's writable /checkpoints mount to a folder of its own there, kept for a resumed run, and a
+    promoted trial (same parameters, more epochs) is pointed at the same checkpoints."""
     from pipeline.local import controller
 
     seen: dict[str, Any] = {}
@@ -169,10 +188,14 @@ def test_the_tune_step_gives_ashas_checkpoints_a_folder_under_its_outputs(tmp_pa
     monkeypatch.setattr(controller, "run_experiment", fake_run_experiment)
     out_dir = tmp_path / "out" / "kfp-local" / "run" / "tune" / "tuned" / "dryrun"
     train_file = tmp_path / "train.csv.gz"
-    steps.tune(steps.read_experiment(str(FULL)), "optuna", out_dir, train_file, progress=False)
+    state = tmp_path / "out" / "kfp-local" / "tune-state"
+    full = steps.read_experiment(str(FULL))
+    steps.tune(full, "optuna", out_dir, train_file, progress=False, state_dir=state, data_sha256="0" * 64)
 
     dry = seen["dry"]
-    checkpoints = out_dir / "volumes" / "checkpoints"
+    (kept,) = state.iterdir()
+    assert out_dir.resolve() == kept.resolve() and kept.name.startswith("digits-asha-full-")
+    checkpoints = kept / "volumes" / "checkpoints"
     assert dry.mounts.folders["/checkpoints"] == str(checkpoints.resolve()) and checkpoints.is_dir()
     # the data volume is the prepared file's folder: nothing is left unmapped, so no warning says so
     assert Path(dry.mounts.folders["/data"]) == tmp_path.resolve() and dry.mounts.unmapped == []

@@ -93,6 +93,7 @@ def test_pipeline_parameters_and_defaults(spec):
         "timeout_s",
         "delete_after",
         "export_dir",
+        "tune_state_dir",
     }
     assert params["backend"].default_value.string_value == "katib"
     assert params["experiment"].default_value.string_value == "experiments/random.yaml"
@@ -102,6 +103,8 @@ def test_pipeline_parameters_and_defaults(spec):
     assert params["trial_image"].default_value.string_value == IMAGE
     # on a cluster the export step adds a version where deploy/kserve/inferenceservice.yaml's storageUri points
     assert params["export_dir"].default_value.string_value == "/data/models/digits"
+    # only a local run keeps its tune across runs; on a server it stays in the step's artifact
+    assert params["tune_state_dir"].default_value.string_value == ""
     assert spec.pipeline_info.name == "katib-digits"
 
 

@@ -222,11 +222,28 @@ def test_hyperband_pipeline_runs_with_the_default_local_budget(tmp_path, capsys)
 
 @pytest.mark.process
 @pytest.mark.slow
-def test_gate_closed_means_no_submission(tmp_path):
+def test_gate_closed_means_no_submission_and_a_rerun_reuses_the_ended_tune(tmp_path, capsys):
+    """No submission when the objective misses the threshold. The tune step keeps its dry-run under
+    OUT/kfp-local/tune-state/: the same run again finds it ended and runs no trial; fresh=True deletes it
+    and tunes anew."""
     out = tmp_path / "out"
     budget = Budget(
         max_trial_count=1, parallel_trial_count=1, trial_max_rows=60, trial_epochs=1, retrain_epochs=1, threshold=1.01
     )  # accuracy can never reach it
-    summary = run_local(SAMPLE, LOCAL_EXPERIMENT, out, budget)
-    assert summary["submitted"] is False and summary["reached"] is False
+    first = run_local(SAMPLE, LOCAL_EXPERIMENT, out, budget)
+    assert first["submitted"] is False and first["reached"] is False
     assert not (out / "submission.csv").exists()
+    (kept,) = (out / "kfp-local" / "tune-state").iterdir()
+    assert first["tuning_dir"] == str(kept) and (kept / "trials" / first["best_trial"] / "trial.log").is_file()
+    assert f"tune: a new tune in {kept}" in capsys.readouterr().out
+    second = run_local(SAMPLE, LOCAL_EXPERIMENT, out, budget)
+    assert f"tune: the tune in {kept} already ended (ExperimentMaxTrialsReached): 1 trials, none rerun" in (
+        capsys.readouterr().out
+    )
+    assert (second["best_trial"], second["tuning_dir"]) == (first["best_trial"], str(kept))
+    assert second["run_dir"] != first["run_dir"]  # a new kfp.local run, the same tune
+    assert json.loads((kept / "experiment.json").read_text())["status"]["trials"] == 1
+    third = run_local(SAMPLE, LOCAL_EXPERIMENT, out, budget, fresh=True)
+    said = capsys.readouterr()
+    assert "pipeline: --fresh: deleted the kept tunes in" in said.err and "tune: a new tune in" in said.out
+    assert third["best_trial"] != first["best_trial"]
